@@ -1,0 +1,51 @@
+# Routebook — two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LOCKS := requirements/runtime.txt requirements/dev.txt
+
+.PHONY: run test migrate revision bench lint format lock clean
+
+# The virtualenv is rebuilt only when a lock file changes; installs are hash-checked.
+$(STAMP): $(LOCKS)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		-r requirements/runtime.txt -r requirements/dev.txt
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m scripts.serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+migrate: $(STAMP)
+	$(BIN)/python -m scripts.migrate upgrade head
+
+revision: $(STAMP)
+	$(BIN)/python -m scripts.migrate revision --autogenerate -m "$(m)"
+
+bench: $(STAMP)
+	$(BIN)/python -m scripts.bench_auth
+	$(BIN)/python -m scripts.bench_payload
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Re-pin after editing requirements/*.in (needs pip-tools; hashes only, no index addresses).
+lock:
+	$(BIN)/python -m pip install --quiet pip-tools
+	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host -o runtime.txt runtime.in
+	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host -o dev.txt dev.in
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,114 @@
+"""Domain errors carry their HTTP status; one set of handlers renders RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    """An error with a status, a short title and a client-safe detail."""
+
+    status: int = 500
+    title: str | None = None
+    detail: str = "The server could not complete the request."
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        if detail is not None:
+            self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+        super().__init__(self.detail)
+
+    def response(self, instance: str | None = None) -> Response:
+        return problem_response(
+            self.status, self.detail, title=self.title, headers=self.headers, instance=instance, **self.extra
+        )
+
+
+class BadRequest(AppError):
+    status = 400
+    detail = "The request could not be understood."
+
+
+class Unauthorized(AppError):
+    status = 401
+    detail = "Authentication is required to access this resource."
+
+
+class Forbidden(AppError):
+    status = 403
+    detail = "You do not have permission to perform this action."
+
+
+class NotFound(AppError):
+    status = 404
+    detail = "The requested resource was not found."
+
+
+class Conflict(AppError):
+    status = 409
+    detail = "The request conflicts with the current state of the resource."
+
+
+class PreconditionFailed(AppError):
+    status = 412
+    detail = "The resource has changed since it was read (If-Match does not match)."
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    detail = "The request body is larger than this server accepts."
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    detail = "The request body must be JSON (Content-Type: application/json)."
+
+
+class ValidationFailed(AppError):
+    status = 422
+    detail = "The request is not valid."
+
+    def __init__(self, errors: Sequence[Mapping[str, Any]], detail: str | None = None) -> None:
+        super().__init__(detail, extra={"errors": [dict(e) for e in errors]})
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    detail = "A service this request depends on is unavailable; try again shortly."
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    instance: str | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return Response(
+        orjson.dumps(body, default=str), status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
+    )
