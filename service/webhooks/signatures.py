@@ -1,0 +1,253 @@
+"""Webhook authenticity: verify the raw body bytes exactly as delivered, never re-serialized JSON.
+
+Every failure, whatever its cause (missing header, stale timestamp, malformed signature list, a
+library exception type we did not foresee), becomes `SignatureInvalid`, which the routes answer
+with 401. The `cause` it carries is for a debug log only and never contains a secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+
+from standardwebhooks.webhooks import Webhook
+
+__all__ = [
+    "STANDARD_WEBHOOKS_TOLERANCE_S",
+    "WORKOS_TOLERANCE_S",
+    "SignatureInvalid",
+    "is_standard_webhooks_secret",
+    "split_secrets",
+    "verify_clerk",
+    "verify_standard_webhooks",
+    "verify_supabase",
+    "verify_workos",
+]
+
+STANDARD_WEBHOOKS_TOLERANCE_S = 5 * 60
+WORKOS_TOLERANCE_S = 180
+
+# Svix and Standard Webhooks send whole Unix seconds; anything else is refused rather than rounded
+# (the library would floor "1614265330.9" and sign a timestamp the header does not contain).
+_SECONDS = re.compile(r"[0-9]{1,12}")
+_MILLIS = re.compile(r"[0-9]{1,15}")
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_MAX_ID_LENGTH = 255
+
+
+class SignatureInvalid(Exception):
+    """The delivery is not provably from the provider (→ 401)."""
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+        super().__init__(cause)
+
+
+def split_secrets(value: str) -> list[str]:
+    """Split a space-separated secrets setting (rotation: old and new side by side)."""
+    return value.split()
+
+
+def is_standard_webhooks_secret(secret: str) -> bool:
+    """True for `whsec_…` or Supabase's dashboard form `v1,whsec_…`."""
+    return secret.startswith(("whsec_", "v1,whsec_"))
+
+
+def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
+    # Starlette's Headers are case-insensitive already, but a plain dict (tests, scripts) is not.
+    return {str(key).lower(): value for key, value in headers.items()}
+
+
+def _header_signatures(value: str) -> Iterator[bytes]:
+    """Decode the v1 entries of a Standard Webhooks signature header; skip any other entry.
+
+    Svix separates entries with a space; Supabase's sender with ", ". Splitting on whitespace and
+    dropping one trailing comma per token reads both. An entry that is not `v1,<base64>` is
+    skipped (other versions may appear in future), so a header of only such entries matches nothing.
+    """
+    for token in value.split():
+        entry = token.removesuffix(",")
+        version, sep, encoded = entry.partition(",")
+        if not sep or version != "v1":
+            continue
+        try:
+            yield base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+
+
+def _webhook_for(secret: str) -> Webhook:
+    # Supabase shows the secret as `v1,whsec_…`; passing it whole silently yields a wrong key.
+    return Webhook(secret.removeprefix("v1,"))
+
+
+def verify_standard_webhooks(
+    msg_id: str | None,
+    timestamp: str | None,
+    signature_header: str | None,
+    body: bytes,
+    secrets: Sequence[str],
+    *,
+    now: float | None = None,
+    names: tuple[str, str, str] = ("webhook-id", "webhook-timestamp", "webhook-signature"),
+) -> str:
+    """Verify one Standard Webhooks delivery against any of `secrets`; return the message id.
+
+    The `standardwebhooks` package computes the signature (key decoding, the signed content
+    `id.timestamp.body`), but its `verify()` reads the wall clock and splits the signature list
+    only on single spaces. So the timestamp window (checked against an injectable `now`, for
+    frozen-clock tests) and the header parsing are done here, and the comparison is constant-time.
+    """
+    id_name, ts_name, sig_name = names
+    if not msg_id:
+        raise SignatureInvalid(f"missing {id_name}")
+    if not timestamp:
+        raise SignatureInvalid(f"missing {ts_name}")
+    if not signature_header:
+        raise SignatureInvalid(f"missing {sig_name}")
+    if len(msg_id) > _MAX_ID_LENGTH or not (msg_id.isascii() and msg_id.isprintable()):
+        # It becomes the de-duplication key; providers send short ASCII ids (`msg_…`, UUIDs).
+        raise SignatureInvalid(f"{id_name} is not a short printable ASCII id")
+    if not secrets:
+        raise SignatureInvalid("no webhook secret configured")
+    if not _SECONDS.fullmatch(timestamp):
+        raise SignatureInvalid(f"{ts_name} is not whole Unix seconds")
+    sent_at = int(timestamp)
+    current = time.time() if now is None else now
+    if sent_at < current - STANDARD_WEBHOOKS_TOLERANCE_S:
+        raise SignatureInvalid(f"{ts_name} too old")
+    if sent_at > current + STANDARD_WEBHOOKS_TOLERANCE_S:
+        raise SignatureInvalid(f"{ts_name} too new")
+
+    offered = list(_header_signatures(signature_header))
+    if not offered:
+        raise SignatureInvalid(f"{sig_name} holds no well-formed v1 signature")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        # The library signs text; a body that is not UTF-8 cannot be what the provider signed.
+        raise SignatureInvalid("body is not UTF-8") from None
+    signed_at = datetime.fromtimestamp(sent_at, tz=UTC)
+
+    for index, secret in enumerate(secrets):
+        try:
+            expected = base64.b64decode(_webhook_for(secret).sign(msg_id, signed_at, text).split(",", 1)[1])
+        except Exception as exc:
+            # A broken secret is our misconfiguration, but failing closed (401, provider retries)
+            # beats a 500; the log names which secret, never its value.
+            raise SignatureInvalid(
+                f"configured secret #{index + 1} is unusable ({type(exc).__name__})"
+            ) from None
+        if any(hmac.compare_digest(expected, candidate) for candidate in offered):
+            return msg_id
+    raise SignatureInvalid("no matching signature")
+
+
+def verify_clerk(
+    headers: Mapping[str, str], body: bytes, secrets: Sequence[str], *, now: float | None = None
+) -> str:
+    """Verify a Clerk (Svix) delivery; return its `svix-id`, the de-duplication key."""
+    try:
+        lowered = _lowered(headers)
+        return verify_standard_webhooks(
+            lowered.get("svix-id"),
+            lowered.get("svix-timestamp"),
+            lowered.get("svix-signature"),
+            body,
+            secrets,
+            now=now,
+            names=("svix-id", "svix-timestamp", "svix-signature"),
+        )
+    except SignatureInvalid:
+        raise
+    except Exception as exc:
+        # Belt and braces: nothing a hostile request can trigger may escape as a 500.
+        raise SignatureInvalid(f"verification error ({type(exc).__name__})") from None
+
+
+def verify_workos(
+    header: str | None,
+    body: bytes,
+    secret: str,
+    *,
+    now_ms: int | None = None,
+    tolerance_s: int = WORKOS_TOLERANCE_S,
+) -> None:
+    """Verify `WorkOS-Signature: t=<unix ms>, v1=<hex>` over `"{t}.{raw body}"`."""
+    try:
+        _verify_workos(header, body, secret, now_ms=now_ms, tolerance_s=tolerance_s)
+    except SignatureInvalid:
+        raise
+    except Exception as exc:
+        raise SignatureInvalid(f"verification error ({type(exc).__name__})") from None
+
+
+def _verify_workos(
+    header: str | None, body: bytes, secret: str, *, now_ms: int | None, tolerance_s: int
+) -> None:
+    if not header:
+        raise SignatureInvalid("missing WorkOS-Signature")
+    if not secret:
+        raise SignatureInvalid("no webhook secret configured")
+    parts: dict[str, str] = {}
+    for raw in header.split(","):
+        key, sep, value = raw.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise SignatureInvalid("WorkOS-Signature has a part that is not key=value")
+        if key in parts:
+            raise SignatureInvalid(f"WorkOS-Signature repeats {key}=")
+        parts[key] = value
+    issued, signature = parts.get("t"), parts.get("v1")
+    if issued is None or signature is None:
+        raise SignatureInvalid("WorkOS-Signature needs both t= and v1=")
+    if not _MILLIS.fullmatch(issued):
+        raise SignatureInvalid("WorkOS-Signature t= is not Unix milliseconds")
+    if not _HEX_SHA256.fullmatch(signature):
+        raise SignatureInvalid("WorkOS-Signature v1= is not a hex SHA-256")
+    current_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    if abs(current_ms - int(issued)) > tolerance_s * 1000:
+        raise SignatureInvalid("WorkOS-Signature timestamp outside tolerance")
+    # The key is the secret's UTF-8 bytes (not base64), and the signed `t` is the header's own digits.
+    expected = hmac.new(
+        secret.encode("utf-8"), issued.encode("ascii") + b"." + body, hashlib.sha256
+    ).hexdigest()
+    if not hmac.compare_digest(expected.encode("ascii"), signature.lower().encode("ascii")):
+        raise SignatureInvalid("no matching signature")
+
+
+def verify_supabase(
+    headers: Mapping[str, str], body: bytes, secret: str, *, now: float | None = None
+) -> str | None:
+    """Verify Supabase: Standard Webhooks for a whsec secret (→ webhook-id), else a bearer secret (→ None)."""
+    try:
+        if not secret:
+            raise SignatureInvalid("no webhook secret configured")
+        lowered = _lowered(headers)
+        if is_standard_webhooks_secret(secret):
+            return verify_standard_webhooks(
+                lowered.get("webhook-id"),
+                lowered.get("webhook-timestamp"),
+                lowered.get("webhook-signature"),
+                body,
+                [secret],
+                now=now,
+            )
+        scheme, _, token = lowered.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise SignatureInvalid("missing bearer secret")
+        # surrogatepass: any str a server hands us encodes, so a hostile header cannot raise here.
+        given = token.strip().encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(given, secret.encode("utf-8", "surrogatepass")):
+            raise SignatureInvalid("wrong bearer secret")
+        return None
+    except SignatureInvalid:
+        raise
+    except Exception as exc:
+        raise SignatureInvalid(f"verification error ({type(exc).__name__})") from None
