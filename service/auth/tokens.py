@@ -1,0 +1,253 @@
+"""Access-token verification with PyJWT: route by exact `iss`, pinned algorithms, provider
+keys, every rejection of contract §4, and a bounded cache of verified claims."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+import jwt
+
+from service.auth.jwks import KeysUnavailable, StaticKeys
+from service.auth.providers import ProviderProfile, build_profiles
+from service.config import Settings
+
+logger = logging.getLogger("routebook.auth")
+
+MAX_TOKEN_BYTES = 16 * 1024
+# Header members that would let the token choose its own key: never honoured, never fetched.
+_KEY_CARRYING_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c"})
+_REQUIRED_CLAIMS = ["exp", "sub"]
+
+__all__ = ["Claims", "InvalidToken", "KeysUnavailable", "TokenVerifier"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """A verified token, reduced to what Routebook uses; `claims` holds the raw payload."""
+
+    provider: str
+    subject: str
+    issuer: str
+    session_id: str | None
+    org_id: str | None
+    roles: tuple[str, ...]
+    permissions: tuple[str, ...]
+    email: str | None
+    expires_at: float
+    claims: Mapping[str, Any]
+
+
+class InvalidToken(Exception):
+    """The token is not acceptable. `cause` is for a debug log; clients get one generic 401."""
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+        super().__init__(cause)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    claims: Claims
+    profile: ProviderProfile
+    generation: int
+
+
+class TokenVerifier:
+    """Verifies bearer tokens of the configured providers."""
+
+    def __init__(self, profiles: Sequence[ProviderProfile], *, leeway: int, cache_size: int = 10_000) -> None:
+        self._profiles = tuple(profiles)
+        self._by_issuer = {issuer: p for p in self._profiles for issuer in p.issuers}
+        self._leeway = leeway
+        self._cache_size = cache_size
+        self._cache: dict[str, _Cached] = {}
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, http: httpx.AsyncClient, dev_keys: StaticKeys | None = None
+    ) -> TokenVerifier:
+        return cls(build_profiles(settings, http, dev_keys), leeway=settings.jwt_leeway_seconds)
+
+    @property
+    def provider_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self._profiles)
+
+    @property
+    def profiles(self) -> tuple[ProviderProfile, ...]:
+        return self._profiles
+
+    @property
+    def ready(self) -> bool:
+        """Every provider holds keys; a provider without keys is nudged to fetch again."""
+        missing = [p for p in self._profiles if not p.keys.ready]
+        for profile in missing:
+            # /ready polls this: without a nudge, a provider down at startup would stay
+            # unready until a request happened to need its keys.
+            profile.keys.request_refresh()
+        return not missing
+
+    async def start(self) -> None:
+        """Prefetch every provider's keys; a provider that is down does not stop startup."""
+        for profile in self._profiles:
+            await profile.keys.prefetch()
+
+    def forget(self, token: str) -> None:
+        """Drop one token from the verified-claims cache."""
+        self._cache.pop(token, None)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    async def verify(self, token: str) -> Claims:
+        """The token's claims; raises InvalidToken, or KeysUnavailable when keys cannot be had."""
+        cached = self._cache.get(token)
+        if cached is not None:
+            # The hot path: an SPA sends the same token for its whole lifetime.
+            if cached.claims.expires_at > time.time() and cached.generation == cached.profile.keys.generation:
+                return cached.claims
+            self._cache.pop(token, None)
+        try:
+            claims, profile, generation = await self._verify(token)
+        except InvalidToken as exc:
+            logger.debug("token rejected: %s", exc.cause)
+            raise
+        self._remember(token, _Cached(claims, profile, generation))
+        return claims
+
+    def _remember(self, token: str, entry: _Cached) -> None:
+        if entry.claims.expires_at <= time.time():
+            return
+        while len(self._cache) >= self._cache_size:
+            # Oldest insertion first: cheap, and tokens are short-lived anyway.
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[token] = entry
+
+    async def _verify(self, token: str) -> tuple[Claims, ProviderProfile, int]:
+        _check_shape(token)
+        header, unverified = _parse_unverified(token)
+        alg = _check_header(header)
+        profile = self._route(unverified)
+        if alg not in profile.algorithms:
+            raise InvalidToken(f"alg {alg} not allowed for {profile.name}")
+        generation = profile.keys.generation
+        key = await self._key(profile, header, alg)
+        payload = self._decode(token, key, alg, profile, unverified["iss"])
+        reason = profile.refusal(payload)
+        if reason is not None:
+            raise InvalidToken(reason)
+        return _claims(profile, payload), profile, generation
+
+    def _route(self, unverified: Mapping[str, Any]) -> ProviderProfile:
+        issuer = unverified.get("iss")
+        # Only a string can route; a list, or a prefix/suffix of an issuer, matches nothing.
+        profile = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
+        if profile is None:
+            raise InvalidToken("issuer not configured")
+        return profile
+
+    async def _key(self, profile: ProviderProfile, header: Mapping[str, Any], alg: str) -> Any:
+        if alg == "HS256":
+            # Pinned for Supabase only when SUPABASE_JWT_SECRET is set; the key is that
+            # secret and nothing the token names (its kid is irrelevant).
+            if profile.hmac_secret is None:
+                raise InvalidToken("HS256 without a configured secret")
+            return profile.hmac_secret
+        kid = header.get("kid")
+        key = await profile.keys.get_key(kid, alg)
+        if key is None:
+            raise InvalidToken(f"no {profile.name} key for this kid and alg {alg}")
+        return key
+
+    def _decode(
+        self, token: str, key: Any, alg: str, profile: ProviderProfile, issuer: str
+    ) -> dict[str, Any]:
+        try:
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                issuer=issuer,
+                audience=profile.audience,
+                leeway=self._leeway,
+                options={"require": _REQUIRED_CLAIMS, "enforce_minimum_key_length": True},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"{type(exc).__name__}: {exc}") from None
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidToken(f"undecodable token ({type(exc).__name__})") from None
+        _check_types(payload)
+        return payload
+
+
+def _check_shape(token: str) -> None:
+    if not isinstance(token, str) or not token:
+        raise InvalidToken("empty token")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise InvalidToken("token over 16 KiB")
+    if not token.isascii():
+        raise InvalidToken("non-ASCII token")
+    # Exactly a compact JWS; a five-part JWE (or anything else) is refused here.
+    if token.count(".") != 2:
+        raise InvalidToken("not a three-part JWS")
+
+
+def _parse_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    # Read once without verification, only to pick the provider and key; nothing from
+    # here is trusted until jwt.decode has checked the signature.
+    try:
+        parts = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(f"malformed token ({type(exc).__name__})") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InvalidToken(f"malformed token ({type(exc).__name__})") from None
+    return parts["header"], parts["payload"]
+
+
+def _check_header(header: Mapping[str, Any]) -> str:
+    alg = header.get("alg")
+    if not isinstance(alg, str) or not alg or alg.lower() == "none":
+        raise InvalidToken("alg missing or none")
+    embedded = _KEY_CARRYING_HEADERS.intersection(header)
+    if embedded:
+        raise InvalidToken(f"key-carrying header {sorted(embedded)}")
+    # We implement no JWS extension (not even RFC 7797 b64), so any `crit` is unknown.
+    if "crit" in header or "b64" in header:
+        raise InvalidToken("critical header extension")
+    if "enc" in header or "zip" in header:
+        raise InvalidToken("JWE header")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("kid not a string")
+    return alg
+
+
+def _check_types(payload: Mapping[str, Any]) -> None:
+    subject = payload.get("sub")
+    if not isinstance(subject, str) or not subject.strip():
+        raise InvalidToken("sub empty or not a string")
+    # PyJWT accepts numeric strings ("9999999999") for exp; a provider never sends one.
+    exp = payload.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise InvalidToken("exp not a number")
+
+
+def _claims(profile: ProviderProfile, payload: dict[str, Any]) -> Claims:
+    return Claims(
+        provider=profile.name,
+        subject=payload["sub"],
+        issuer=payload["iss"],
+        session_id=profile.session_id(payload),
+        org_id=profile.org_id(payload),
+        roles=profile.roles(payload),
+        permissions=profile.permissions(payload),
+        email=profile.email(payload),
+        expires_at=float(payload["exp"]),
+        # Read-only: the same object is served from the cache to every later request.
+        claims=MappingProxyType(payload),
+    )
