@@ -1,0 +1,174 @@
+"""Provider-shaped tokens verify into the right Claims (contract §4 role mapping)."""
+
+from __future__ import annotations
+
+import pytest
+import respx
+
+from service.auth.tokens import InvalidToken
+from tests.auth.conftest import VerifierFactory
+from tests.kit import MockProvider, Org
+
+
+async def test_clerk_v2_token_maps_org_role_permissions_and_session(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    clerk = MockProvider.clerk()
+    clerk.mock(router)
+    verifier = make_verifier(clerk)
+    token = clerk.token("user_2abc", org=Org(id="org_9", role="admin", permissions=("read", "manage")))
+
+    claims = await verifier.verify(token)
+
+    assert claims.provider == "clerk"
+    assert claims.subject == "user_2abc"
+    assert claims.issuer == clerk.issuer
+    assert claims.org_id == "org_9"
+    assert claims.roles == ("admin",)
+    assert claims.permissions == ("read", "manage")
+    assert claims.session_id is not None
+    assert claims.session_id.startswith("sess_")
+    assert claims.claims["v"] == 2
+
+
+async def test_clerk_v1_org_role_loses_its_org_prefix(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    clerk = MockProvider.clerk()
+    clerk.mock(router)
+    token = clerk.token("user_1", version=1, org=Org(id="org_1", role="admin", permissions=("posts:read",)))
+
+    claims = await make_verifier(clerk).verify(token)
+
+    assert claims.roles == ("admin",)
+    assert claims.org_id == "org_1"
+    assert claims.permissions == ("org:posts:read",)
+
+
+async def test_clerk_metadata_roles_are_roles(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    clerk = MockProvider.clerk()
+    clerk.mock(router)
+    verifier = make_verifier(clerk)
+
+    from_list = await verifier.verify(clerk.token("user_1", roles=["admin", "editor"]))
+    from_string = await verifier.verify(clerk.token("user_2", metadata={"role": "admin"}))
+
+    assert from_list.roles == ("admin", "editor")
+    assert from_string.roles == ("admin",)
+    assert from_list.org_id is None
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+async def test_supabase_token_maps_app_metadata_roles_and_session(
+    alg: str, router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    supabase = MockProvider.supabase(alg=alg)  # type: ignore[arg-type]
+    supabase.mock(router)
+    token = supabase.token(
+        "6f1d0a38-1111-4c4e-9a55-000000000001",
+        app_metadata={"provider": "email", "role": "admin", "roles": ["editor"]},
+        user_role="auditor",
+        email="ada@example.com",
+    )
+
+    claims = await make_verifier(supabase).verify(token)
+
+    assert claims.provider == "supabase"
+    assert claims.subject == "6f1d0a38-1111-4c4e-9a55-000000000001"
+    assert claims.roles == ("admin", "editor", "auditor")
+    assert claims.email == "ada@example.com"
+    assert claims.session_id == claims.claims["session_id"]
+
+
+async def test_supabase_user_metadata_never_grants_roles(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    supabase = MockProvider.supabase()
+    supabase.mock(router)
+    token = supabase.token(user_metadata={"role": "admin", "roles": ["admin"]})
+
+    assert (await make_verifier(supabase).verify(token)).roles == ()
+
+
+async def test_supabase_hs256_accepted_only_with_the_secret(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    secret = "super-secret-jwt-token-with-at-least-32-characters-long"
+    supabase = MockProvider.supabase(jwt_secret=secret)
+    supabase.mock(router)
+
+    claims = await make_verifier(supabase).verify(supabase.token("u-1", alg="HS256"))
+
+    assert claims.subject == "u-1"
+    without_secret = make_verifier(supabase, supabase_jwt_secret=None)
+    with pytest.raises(InvalidToken):
+        await without_secret.verify(supabase.token("u-1", alg="HS256"))
+
+
+async def test_supabase_anonymous_user_accepted_when_allowed(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    supabase = MockProvider.supabase(allow_anonymous=True)
+    supabase.mock(router)
+
+    claims = await make_verifier(supabase).verify(supabase.token(is_anonymous=True))
+
+    assert claims.claims["is_anonymous"] is True
+
+
+async def test_workos_token_maps_role_roles_permissions_org_and_sid(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    workos = MockProvider.workos()
+    workos.mock(router)
+    token = workos.token("user_01ABC", role="admin", roles=["admin", "billing"], permissions=["plans:write"])
+
+    claims = await make_verifier(workos).verify(token)
+
+    assert claims.provider == "workos"
+    assert claims.roles == ("admin", "billing")
+    assert claims.permissions == ("plans:write",)
+    assert claims.org_id == "org_01TESTORG"
+    assert claims.session_id == claims.claims["sid"]
+    assert claims.email is None
+
+
+async def test_roles_claims_override_replaces_default_paths(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    workos = MockProvider.workos()
+    workos.mock(router)
+    verifier = make_verifier(workos, workos_roles_claims="https://routebook.test/roles,custom.groups")
+    token = workos.token(
+        role="admin", claims={"https://routebook.test/roles": ["planner"], "custom": {"groups": "a,b"}}
+    )
+
+    assert (await verifier.verify(token)).roles == ("planner", "a", "b")
+
+
+async def test_three_providers_at_once_each_routed_by_iss(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    clerk, supabase, workos = MockProvider.clerk(), MockProvider.supabase(), MockProvider.workos()
+    routes = [p.mock(router) for p in (clerk, supabase, workos)]
+    verifier = make_verifier(clerk, supabase, workos)
+
+    results = [await verifier.verify(p.token("same-subject")) for p in (clerk, supabase, workos)]
+
+    assert [c.provider for c in results] == ["clerk", "supabase", "workos"]
+    assert [c.issuer for c in results] == [clerk.issuer, supabase.issuer, workos.issuer]
+    assert [r.call_count for r in routes] == [1, 1, 1]
+
+
+async def test_workos_accepts_each_configured_issuer(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    workos = MockProvider.workos()
+    workos.mock(router)
+    verifier = make_verifier(workos, workos_issuer=f"{workos.issuer},https://api.workos.com")
+
+    claims = await verifier.verify(workos.token(iss="https://api.workos.com"))
+
+    assert claims.issuer == "https://api.workos.com"
