@@ -114,7 +114,9 @@ class Settings(BaseSettings):
         names = [name.lower() for name in value]
         unknown = sorted(set(names) - {"clerk", "supabase", "workos", "dev"})
         if unknown:
-            raise ValueError(f"AUTH_PROVIDERS: unknown provider(s) {unknown}; use clerk, supabase, workos, dev")
+            raise ValueError(
+                f"AUTH_PROVIDERS: unknown provider(s) {unknown}; use clerk, supabase, workos, dev"
+            )
         return list(dict.fromkeys(names))
 
     @field_validator("log_level")
@@ -176,7 +178,9 @@ class Settings(BaseSettings):
             return
         if parts.scheme == "http" and is_loopback_host(parts.hostname) and self.environment != "production":
             return
-        raise ValueError(f"{variable} must be an https:// URL (http:// only for a loopback host, never in production)")
+        raise ValueError(
+            f"{variable} must be an https:// URL (http:// only for a loopback host, never in production)"
+        )
 
     def jwks_urls(self) -> dict[str, str]:
         """The JWKS URL of every configured network provider (Clerk with a PEM key needs none)."""
@@ -186,7 +190,9 @@ class Settings(BaseSettings):
         if "supabase" in self.auth_providers and self.supabase_url:
             urls["supabase"] = self.supabase_jwks_url or f"{self.supabase_base}/auth/v1/.well-known/jwks.json"
         if "workos" in self.auth_providers and self.workos_client_id:
-            urls["workos"] = self.workos_jwks_url or f"https://api.workos.com/sso/jwks/{self.workos_client_id}"
+            urls["workos"] = (
+                self.workos_jwks_url or f"https://api.workos.com/sso/jwks/{self.workos_client_id}"
+            )
         return urls
 
     @property

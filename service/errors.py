@@ -110,5 +110,8 @@ def problem_response(
         body["instance"] = instance
     body.update(extra)
     return Response(
-        orjson.dumps(body, default=str), status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
+        orjson.dumps(body, default=str),
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type=PROBLEM_JSON,
     )

@@ -1,0 +1,101 @@
+"""The app factory: settings in, a wired FastAPI app out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+
+from service.config import Settings, get_settings
+from service.db import Database, create_engine
+from service.errors import ServiceUnavailable
+from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.observability import configure_logging
+from service.problems import install_problem_handlers
+
+log = logging.getLogger("routebook")
+
+DESCRIPTION = """
+Routebook keeps each signed-in user's route-planning sessions, scenarios and solutions.
+
+Authenticate with a Bearer access token from the configured identity provider (Clerk, Supabase
+Auth or WorkOS AuthKit; in development, the built-in dev issuer: `python -m scripts.dev_token
+--email you@example.com`). Errors are `application/problem+json` (RFC 9457).
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    db = Database(create_engine(settings))
+    app.state.db = db
+    try:
+        yield
+    finally:
+        await db.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format or "json")
+    app = FastAPI(
+        title="Routebook",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+
+    # Outermost first: request ids wrap everything (even a 413), then CORS, then the body limits.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins or [],
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
+        expose_headers=["ETag", "X-Request-ID", "Location"],
+        max_age=600,
+    )
+    app.add_middleware(RequestContextMiddleware)
+
+    _add_probes(app)
+    return app
+
+
+def _add_probes(app: FastAPI) -> None:
+    @app.get("/health", tags=["probes"], summary="Liveness: 200 while the process serves")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/ready",
+        tags=["probes"],
+        summary="Readiness: the database answers and every provider has keys",
+        responses={503: {"description": "Not ready", "content": {"application/problem+json": {}}}},
+    )
+    async def ready(request: Request) -> dict[str, str]:
+        db: Database = request.app.state.db
+        if not await db.ping(timeout=2.0):
+            raise ServiceUnavailable("The database is not answering.")
+        verifier = getattr(request.app.state, "verifier", None)
+        if verifier is not None and not verifier.ready:
+            raise ServiceUnavailable("Signing keys of an identity provider are not available yet.")
+        return {"status": "ready"}
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn service.main:app` builds the app on first access, not on import, so tests and
+    # scripts can import this module without a configured environment.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

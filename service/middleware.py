@@ -1,0 +1,147 @@
+"""Pure-ASGI middleware: request ids and access logs, and the body limits (413, 415)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import PayloadTooLarge, UnsupportedMediaType
+from service.observability import request_id_var
+
+access_log = logging.getLogger("routebook.access")
+
+# A client's own id is echoed only when it is a plain token: visible ASCII, at most 128 characters.
+_SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+class RequestContextMiddleware:
+    """Gives every response an X-Request-ID and writes one access-log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = Headers(scope=scope).get("x-request-id")
+        request_id = offered if offered and _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *(h for h in message["headers"] if h[0].lower() != b"x-request-id"),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            # Path only: no query string, no header, no body reaches the log.
+            access_log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
+            )
+            request_id_var.reset(token)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` mid-stream. An HTTPException, so FastAPI's body parsing re-raises it
+    (rather than wrapping it in a 400) and the app's handler renders the 413 problem."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail=PayloadTooLarge.detail)
+
+
+class BodyLimitMiddleware:
+    """Refuses a body over `max_body_bytes` while it streams in (413), and non-JSON bodies on the API (415).
+
+    A declared Content-Length over the limit is refused before a byte is read; a chunked body is
+    counted as it arrives and cut off at the limit, so nothing larger is ever buffered.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, json_prefix: str = "/api/") -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.json_prefix = json_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        has_body = bool(declared and declared != "0") or "chunked" in headers.get("transfer-encoding", "")
+        if declared is not None:
+            if not declared.isdigit():
+                await self._reject(scope, send, PayloadTooLarge("Content-Length is not a valid length."))
+                return
+            if int(declared) > self.max_body_bytes:
+                await self._reject(scope, send, PayloadTooLarge())
+                return
+        if (
+            has_body
+            and scope["path"].startswith(self.json_prefix)
+            and not _is_json(headers.get("content-type", ""))
+        ):
+            await self._reject(scope, send, UnsupportedMediaType())
+            return
+
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if not response_started:
+                await self._reject(scope, send, PayloadTooLarge())
+
+    @staticmethod
+    async def _reject(scope: Scope, send: Send, error: PayloadTooLarge | UnsupportedMediaType) -> None:
+        response = error.response()
+        # The rest of the body is not read: ask the client to stop sending it on this connection.
+        response.headers["connection"] = "close"
+        await response(scope, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}

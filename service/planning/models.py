@@ -1,0 +1,97 @@
+"""Planning tables. Every row carries `user_id`; composite foreign keys keep it equal to the parent's."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from service.db import new_id, utcnow
+from service.users.models import timestamp_column
+
+SOLUTION_STATUSES = ("pending", "running", "succeeded", "failed")
+
+
+class PlanningSession(SQLModel, table=True):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        UniqueConstraint("id", "user_id"),  # the target of children's composite foreign keys
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    user_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    )
+    name: str = Field(sa_type=Text, nullable=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class Scenario(SQLModel, table=True):
+    __tablename__ = "scenarios"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["session_id", "user_id"], ["sessions.id", "sessions.user_id"], ondelete="CASCADE"
+        ),
+        UniqueConstraint("id", "user_id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    user_id: uuid.UUID = Field(nullable=False)
+    session_id: uuid.UUID = Field(nullable=False)
+    name: str = Field(sa_type=Text, nullable=False)
+    request: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    original_request: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    # Bumped on every write; the ETag, so If-Match compares one integer, not megabytes of JSON.
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default=text("1")))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class Solution(SQLModel, table=True):
+    __tablename__ = "solutions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["scenario_id", "user_id"], ["scenarios.id", "scenarios.user_id"], ondelete="CASCADE"
+        ),
+        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in SOLUTION_STATUSES) + ")", name="status"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    user_id: uuid.UUID = Field(nullable=False)
+    scenario_id: uuid.UUID = Field(nullable=False)
+    status: str = Field(sa_type=Text, nullable=False)
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default=text("1")))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+def _newest_first(model: type[SQLModel], parent_column: str) -> Index:
+    """Serves "this parent's newest N" and keyset pagination on (created_at, id) descending."""
+    table = model.__table__  # type: ignore[attr-defined]
+    return Index(
+        f"ix_{table.name}_{parent_column}_created_at_id",
+        table.c[parent_column],
+        table.c.created_at.desc(),
+        table.c.id.desc(),
+    )
+
+
+_newest_first(PlanningSession, "user_id")
+_newest_first(Scenario, "session_id")
+_newest_first(Solution, "scenario_id")

@@ -1,0 +1,44 @@
+"""The `users` table: a local row per (provider, subject)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint, func
+from sqlmodel import Field, SQLModel
+
+from service.db import new_id, utcnow
+
+
+def timestamp_column(*, nullable: bool = False, server_default: bool = True) -> Column[datetime]:
+    return Column(
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=func.now() if server_default else None,
+    )
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("provider", "subject"),
+        # Admin listing pages newest first by (created_at, id).
+        Index(None, "created_at", "id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    provider: str = Field(sa_type=Text, nullable=False)
+    subject: str = Field(sa_type=Text, nullable=False)
+    email: str | None = Field(default=None, sa_type=Text)
+    display_name: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    # The provider's own updated_at of the last applied webhook: the order guard for late deliveries.
+    provider_updated_at: datetime | None = Field(
+        default=None, sa_column=timestamp_column(nullable=True, server_default=False)
+    )
+    # A tombstone: set on deletion, never cleared, so late events cannot resurrect the user.
+    deleted_at: datetime | None = Field(
+        default=None, sa_column=timestamp_column(nullable=True, server_default=False)
+    )

@@ -1,0 +1,156 @@
+"""Probes, problem+json for every framework error, request ids, body limits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict
+
+from tests.conftest import AppFactory, client_for
+
+PROBLEM = "application/problem+json"
+
+
+class Echo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    size: int
+
+
+def add_echo_route(app: FastAPI) -> None:
+    @app.post("/api/v1/_echo")
+    async def echo(body: Echo) -> Echo:
+        return body
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    return body
+
+
+async def test_health_answers_without_touching_the_database(app_factory: AppFactory) -> None:
+    # A closed port: /health must not care.
+    async with app_factory(database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none") as app:
+        async with client_for(app) as client:
+            response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_when_database_answers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ready"
+
+
+async def test_ready_is_503_quickly_when_database_is_down(app_factory: AppFactory) -> None:
+    import time
+
+    async with app_factory(database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none") as app:
+        async with client_for(app) as client:
+            started = time.monotonic()
+            response = await client.get("/ready")
+            elapsed = time.monotonic() - started
+    assert_problem(response, 503)
+    assert elapsed < 3.0
+
+
+async def test_unknown_route_is_problem_404(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/no/such/route"), 404)
+    assert body["title"] == "Not Found"
+
+
+async def test_wrong_method_is_problem_405(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/health")
+    assert_problem(response, 405)
+    assert "GET" in response.headers["allow"]
+
+
+async def test_validation_error_is_problem_422_with_errors(app: FastAPI, client: httpx.AsyncClient) -> None:
+    add_echo_route(app)
+    response = await client.post("/api/v1/_echo", json={"name": "x", "size": "big", "extra": 1})
+    body = assert_problem(response, 422)
+    errors = body["errors"]
+    assert isinstance(errors, list)
+    locations = {tuple(e["loc"]) for e in errors}
+    assert ("body", "size") in locations and ("body", "extra") in locations
+    assert all("input" not in e for e in errors)  # the input is never echoed back
+
+
+async def test_invalid_json_is_422(app: FastAPI, client: httpx.AsyncClient) -> None:
+    add_echo_route(app)
+    response = await client.post(
+        "/api/v1/_echo", content=b'{"name": "x", ', headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 422)
+
+
+async def test_non_json_body_is_415(app: FastAPI, client: httpx.AsyncClient) -> None:
+    add_echo_route(app)
+    response = await client.post("/api/v1/_echo", content=b"name=x", headers={"content-type": "text/plain"})
+    assert_problem(response, 415)
+    ok = await client.post("/api/v1/_echo", json={"name": "x", "size": 1})
+    assert ok.status_code == 200
+
+
+async def test_body_over_limit_with_content_length_is_413_before_reading(app_factory: AppFactory) -> None:
+    async with app_factory(max_body_bytes=1024) as app:
+        add_echo_route(app)
+        async with client_for(app) as client:
+            response = await client.post(
+                "/api/v1/_echo", content=b"x" * 4096, headers={"content-type": "application/json"}
+            )
+    assert_problem(response, 413)
+
+
+async def test_streamed_body_over_limit_is_cut_off_early(app_factory: AppFactory) -> None:
+    """A 1 GB body without Content-Length is refused after about the limit, not buffered."""
+    chunk = b" " * 65536
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(16384):  # 1 GiB if nobody stops reading
+            sent += len(chunk)
+            yield chunk
+
+    async with app_factory(max_body_bytes=1024 * 1024) as app:
+        add_echo_route(app)
+        async with client_for(app) as client:
+            response = await client.post(
+                "/api/v1/_echo", content=endless(), headers={"content-type": "application/json"}
+            )
+    assert_problem(response, 413)
+    assert "content-length" not in response.request.headers
+    assert sent <= 2 * 1024 * 1024
+
+
+async def test_request_id_is_generated(client: httpx.AsyncClient) -> None:
+    first = (await client.get("/health")).headers["x-request-id"]
+    second = (await client.get("/health")).headers["x-request-id"]
+    assert first and second and first != second
+
+
+async def test_sane_request_id_is_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "trace-abc.123"})
+    assert response.headers["x-request-id"] == "trace-abc.123"
+
+
+@pytest.mark.parametrize("offered", ["x" * 129, "has space", "tab\there", "ünïcode"])
+async def test_insane_request_id_is_replaced(client: httpx.AsyncClient, offered: str) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": offered.encode("utf-8")})
+    assert response.headers["x-request-id"] != offered
+    assert len(response.headers["x-request-id"]) == 32
+
+
+async def test_errors_carry_request_id_too(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nowhere", headers={"X-Request-ID": "abc"})
+    assert response.status_code == 404
+    assert response.headers["x-request-id"] == "abc"
