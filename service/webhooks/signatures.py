@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -120,6 +121,9 @@ def verify_standard_webhooks(
         raise SignatureInvalid(f"{ts_name} is not whole Unix seconds")
     sent_at = int(timestamp)
     current = time.time() if now is None else now
+    if not math.isfinite(current):
+        # NaN compares false both ways and would silently disable the window.
+        raise SignatureInvalid("clock is not finite")
     if sent_at < current - STANDARD_WEBHOOKS_TOLERANCE_S:
         raise SignatureInvalid(f"{ts_name} too old")
     if sent_at > current + STANDARD_WEBHOOKS_TOLERANCE_S:
@@ -211,7 +215,8 @@ def _verify_workos(
         raise SignatureInvalid("WorkOS-Signature t= is not Unix milliseconds")
     if not _HEX_SHA256.fullmatch(signature):
         raise SignatureInvalid("WorkOS-Signature v1= is not a hex SHA-256")
-    current_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    # int() refuses NaN/inf (→ SignatureInvalid), which would otherwise pass every comparison.
+    current_ms = time.time_ns() // 1_000_000 if now_ms is None else int(now_ms)
     if abs(current_ms - int(issued)) > tolerance_s * 1000:
         raise SignatureInvalid("WorkOS-Signature timestamp outside tolerance")
     # The key is the secret's UTF-8 bytes (not base64), and the signed `t` is the header's own digits.

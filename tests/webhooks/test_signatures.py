@@ -188,6 +188,12 @@ def test_clerk_each_header_missing(missing: str) -> None:
         verify_clerk(headers, SW_BODY, [SW_SECRET], now=SW_TS)
 
 
+@pytest.mark.parametrize("now", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_clock_never_disables_the_window(now: float) -> None:
+    with pytest.raises(SignatureInvalid):
+        verify_clerk(svix_headers(), SW_BODY, [SW_SECRET], now=now)
+
+
 def test_cause_never_contains_the_secret() -> None:
     bad_secret = "whsec_@@@"
     for secrets in ([OTHER_SECRET], [bad_secret]):
