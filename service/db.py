@@ -13,6 +13,7 @@ import orjson
 import uuid_utils
 from fastapi import Depends, Request
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
@@ -49,6 +50,20 @@ def utcnow() -> datetime:
 
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def asyncpg_connect_args(url: str) -> dict[str, Any]:
+    """asyncpg.connect() keyword arguments for a SQLAlchemy URL (host may be a socket directory)."""
+    parsed = make_url(url)
+    host = parsed.query.get("host") or parsed.host
+    port = parsed.query.get("port") or parsed.port
+    return {
+        "host": host if isinstance(host, str) else None,
+        "port": int(port) if isinstance(port, str | int) else None,
+        "user": parsed.username,
+        "password": parsed.password,
+        "database": parsed.database,
+    }
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
@@ -113,6 +128,12 @@ class Database:
 
 async def scope_to_user(session: AsyncSession, user_id: uuid.UUID) -> None:
     await session.execute(_SCOPE_SQL, {"user_id": str(user_id), "role": APP_ROLE})
+
+
+async def erase_as_owner_of(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """On the privileged path, make the RLS policies admit `user_id`'s rows without dropping to the
+    app role (needed where the login role owns the tables: FORCE binds owners too)."""
+    await session.execute(text("SELECT set_config('app.user_id', :user_id, true)"), {"user_id": str(user_id)})
 
 
 def get_db(request: Request) -> Database:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
+
+from service.db import asyncpg_connect_args
 
 log = logging.getLogger("routebook.devdb")
 
@@ -51,18 +52,10 @@ def start_embedded(pgdata: Path, *, persistent: bool) -> EmbeddedPostgres:
 
 
 def _connect_args(url: str) -> tuple[dict[str, Any], str]:
-    parsed = make_url(url)
-    host = parsed.query.get("host") or parsed.host
-    port = parsed.query.get("port") or parsed.port
-    args: dict[str, Any] = {
-        "host": host if isinstance(host, str) else None,
-        "port": int(port) if isinstance(port, (str, int)) else None,
-        "user": parsed.username or "postgres",
-        "password": parsed.password,
-        "database": "postgres",
-        "timeout": 10,
-    }
-    return args, parsed.database or "postgres"
+    args = asyncpg_connect_args(url)
+    database = args["database"] or "postgres"
+    args.update(database="postgres", timeout=10, user=args["user"] or "postgres")
+    return args, database
 
 
 async def ensure_database(url: str) -> None:

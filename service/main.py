@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 
+from service.auth.dev_issuer import DevIssuer
+from service.auth.dev_routes import dev_router
+from service.auth.tokens import TokenVerifier
 from service.config import Settings, get_settings
 from service.db import Database, create_engine
 from service.errors import ServiceUnavailable
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.observability import configure_logging
 from service.problems import install_problem_handlers
+from service.users.directory import IdentityDirectory
+from service.users.listener import IdentityListener
+from service.users.routes import users_router
 
 log = logging.getLogger("routebook")
 
@@ -31,10 +39,29 @@ Auth or WorkOS AuthKit; in development, the built-in dev issuer: `python -m scri
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     db = Database(create_engine(settings))
-    app.state.db = db
+    # JWKS fetches: bounded, never following redirects (a redirect is not the provider's key set).
+    http = httpx.AsyncClient(follow_redirects=False, timeout=settings.jwks_http_timeout)
+    dev_issuer = (
+        DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
+        if "dev" in settings.auth_providers
+        else None
+    )
+    verifier = TokenVerifier.from_settings(settings, http, dev_issuer.keys if dev_issuer else None)
+    identity = IdentityDirectory(db)
+    listener = IdentityListener(str(settings.database_url), identity)
+    app.state.db, app.state.http, app.state.dev_issuer = db, http, dev_issuer
+    app.state.verifier, app.state.identity, app.state.identity_listener = verifier, identity, listener
+
+    listener.start()
+    # Keys are fetched in the background: a provider down at startup must not stop the app;
+    # /ready says 503 until every provider has keys.
+    prefetch = asyncio.create_task(verifier.start(), name="jwks-prefetch")
     try:
         yield
     finally:
+        prefetch.cancel()
+        await listener.stop()
+        await http.aclose()
         await db.dispose()
 
 
@@ -67,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
 
     _add_probes(app)
+    app.include_router(users_router(settings.admin_role))
+    if "dev" in settings.auth_providers:
+        app.include_router(dev_router())
     return app
 
 

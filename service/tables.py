@@ -1,6 +1,7 @@
 """Imports every table model, so `metadata` is complete for Alembic and the app."""
 
 from service.planning.models import PlanningSession, Scenario, Solution
-from service.users.models import User
+from service.users.models import RevokedSession, User
+from service.webhooks.models import WebhookEvent
 
-__all__ = ["PlanningSession", "Scenario", "Solution", "User"]
+__all__ = ["PlanningSession", "RevokedSession", "Scenario", "Solution", "User", "WebhookEvent"]

@@ -42,3 +42,19 @@ class User(SQLModel, table=True):
     deleted_at: datetime | None = Field(
         default=None, sa_column=timestamp_column(nullable=True, server_default=False)
     )
+
+
+class RevokedSession(SQLModel, table=True):
+    """A provider session ended or revoked by webhook: tokens carrying its id are refused.
+
+    Kept until every token of that session has expired anyway (`expires_at`), then purged.
+    """
+
+    __tablename__ = "revoked_sessions"
+    __table_args__ = (Index(None, "expires_at"),)
+
+    provider: str = Field(sa_type=Text, primary_key=True)
+    session_id: str = Field(sa_type=Text, primary_key=True)
+    subject: str | None = Field(default=None, sa_type=Text)
+    revoked_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    expires_at: datetime = Field(sa_column=timestamp_column(server_default=False))

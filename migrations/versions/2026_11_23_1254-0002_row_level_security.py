@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 13:00:00
+Create Date: 2026-11-23 12:54:00
 
 The request path runs as `routebook_app` (SET LOCAL ROLE via set_config in service/db.py), a
 NOLOGIN role that owns nothing, so the policies bind even when DATABASE_URL logs in as a superuser

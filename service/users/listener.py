@@ -1,0 +1,114 @@
+"""The LISTEN side of identity announcements: one dedicated connection per app instance.
+
+While connected, the directory may cache; the moment the connection is lost (or stops answering
+its health check) the directory goes blind — every request reads the database — until a new
+connection is listening and the directory has reloaded. A missed announcement therefore can
+never leave a deleted user or a revoked session accepted from a cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+
+from service.db import asyncpg_connect_args
+from service.users.directory import IDENTITY_CHANNEL, IdentityDirectory
+
+log = logging.getLogger("routebook.identity")
+
+HEALTH_INTERVAL_SECONDS = 10.0
+RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class IdentityListener:
+    def __init__(self, url: str, directory: IdentityDirectory) -> None:
+        self._connect_args = asyncpg_connect_args(url)
+        self._directory = directory
+        self._task: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+        self._pings: dict[str, asyncio.Future[None]] = {}
+        self._connected = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="identity-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._directory.go_blind()
+
+    async def sync(self, timeout: float = 5.0) -> None:
+        """Returns once every announcement committed before this call has been applied here.
+
+        NOTIFY delivers in commit order, so a ping sent now arrives after all of them.
+        """
+        conn = self._conn
+        if conn is None or not self._directory.live:
+            return  # blind: the directory reads the database, nothing to wait for
+        token = uuid.uuid4().hex
+        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pings[token] = arrived
+        try:
+            await conn.execute("SELECT pg_notify($1, $2)", IDENTITY_CHANNEL, f"ping::{token}")
+            await asyncio.wait_for(arrived, timeout)
+        finally:
+            self._pings.pop(token, None)
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._listen_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "identity listener disconnected (%s); caches bypassed until it is back",
+                    type(exc).__name__,
+                )
+            finally:
+                self._directory.go_blind()
+                await self._close()
+            # Back off while the database stays unreachable; start over after a good connection.
+            failures = 0 if self._connected else failures + 1
+            self._connected = False
+            await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
+
+    async def _listen_once(self) -> None:
+        self._lost.clear()
+        conn = await asyncpg.connect(**self._connect_args, timeout=5, statement_cache_size=0)
+        self._conn = conn
+        conn.add_termination_listener(lambda _conn: self._lost.set())
+        await conn.add_listener(IDENTITY_CHANNEL, self._on_notification)
+        # Listening first, then loading: nothing committed in between can be missed.
+        await self._directory.go_live()
+        self._connected = True
+        log.info("identity listener connected")
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), HEALTH_INTERVAL_SECONDS)
+            if self._lost.is_set():
+                raise ConnectionError("listener connection closed")
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), 5)
+
+    def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload.startswith("ping::"):
+            arrived = self._pings.get(payload[6:])
+            if arrived is not None and not arrived.done():
+                arrived.set_result(None)
+            return
+        self._directory.apply(payload)
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2)

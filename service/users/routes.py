@@ -1,0 +1,61 @@
+"""/api/v1/users/me and /api/v1/admin/users."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from service.auth.deps import CurrentUser, Principal, require_role
+from service.db import DatabaseDep
+from service.pagination import Page, PageRequest, decode_cursor, next_cursor, page_request
+from service.users.repository import list_users
+from service.users.schemas import UserAdminRead, UserRead
+
+ADMIN_USERS_SCOPE = "admin-users"
+
+
+def users_router(admin_role: str) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["users"])
+    Admin = Annotated[Principal, Depends(require_role(admin_role))]
+
+    @router.get("/users/me", response_model=UserRead, summary="The signed-in caller")
+    async def me(principal: CurrentUser) -> UserRead:
+        # Served from the verified token and the identity cache: no query on the hot path.
+        return UserRead(
+            id=principal.user_id,
+            provider=principal.provider,
+            subject=principal.subject,
+            email=principal.email,
+            roles=sorted(principal.roles),
+            created_at=principal.created_at,
+        )
+
+    @router.get(
+        "/admin/users",
+        response_model=Page[UserAdminRead],
+        tags=["admin"],
+        summary=f"Every user, newest first (role {admin_role!r})",
+    )
+    async def admin_users(
+        _admin: Admin, db: DatabaseDep, page: Annotated[PageRequest, Depends(page_request)]
+    ) -> Page[UserAdminRead]:
+        cursor = decode_cursor(ADMIN_USERS_SCOPE, page.cursor) if page.cursor else None
+        # Across users by nature: the explicitly named privileged path, not the request role.
+        async with db.privileged_transaction() as session:
+            rows = await list_users(session, page.limit, cursor)
+        items = [
+            UserAdminRead(
+                id=u.id,
+                provider=u.provider,
+                subject=u.subject,
+                email=u.email,
+                display_name=u.display_name,
+                created_at=u.created_at,
+                deleted=u.deleted_at is not None,
+            )
+            for u in rows[: page.limit]
+        ]
+        return Page[UserAdminRead](items=items, next_cursor=next_cursor(ADMIN_USERS_SCOPE, rows, page.limit))
+
+    return router
