@@ -9,6 +9,7 @@ contradict the token's algorithm never used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -69,6 +70,8 @@ class KeySource(Protocol):
     async def prefetch(self) -> None: ...
 
     def request_refresh(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class _FetchFailed(Exception):
@@ -254,6 +257,19 @@ class JWKSCache:
         if self._inflight is None and self._may_retry(self._clock()):
             self._start()
 
+    async def wait(self) -> None:
+        """Wait for a fetch in flight, if any (a background refresh included)."""
+        if self._inflight is not None:
+            await asyncio.shield(self._inflight)
+
+    async def aclose(self) -> None:
+        """Cancel a fetch in flight (shutdown): the HTTP client is about to close."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def get_key(self, kid: str | None, alg: str) -> jwt.PyJWK | None:
         now = self._clock()
         if not self._usable(now):
@@ -418,6 +434,9 @@ class StaticKeys:
         return None
 
     def request_refresh(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
         return None
 
     async def get_key(self, kid: str | None, alg: str) -> jwt.PyJWK | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -61,7 +61,15 @@ class _Cached:
 class TokenVerifier:
     """Verifies bearer tokens of the configured providers."""
 
-    def __init__(self, profiles: Sequence[ProviderProfile], *, leeway: int, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        profiles: Sequence[ProviderProfile],
+        *,
+        leeway: int,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
         self._profiles = tuple(profiles)
         self._by_issuer = {issuer: p for p in self._profiles for issuer in p.issuers}
         self._leeway = leeway
@@ -92,6 +100,11 @@ class TokenVerifier:
             profile.keys.request_refresh()
         return not missing
 
+    async def aclose(self) -> None:
+        """Stop background key fetches (before the HTTP client closes)."""
+        for profile in self._profiles:
+            await profile.keys.aclose()
+
     async def start(self) -> None:
         """Prefetch every provider's keys; a provider that is down does not stop startup."""
         for profile in self._profiles:
@@ -109,7 +122,10 @@ class TokenVerifier:
         cached = self._cache.get(token)
         if cached is not None:
             # The hot path: an SPA sends the same token for its whole lifetime.
-            if cached.claims.expires_at > time.time() and cached.generation == cached.profile.keys.generation:
+            if (
+                cached.claims.expires_at > self._clock()
+                and cached.generation == cached.profile.keys.generation
+            ):
                 return cached.claims
             self._cache.pop(token, None)
         try:
@@ -121,7 +137,7 @@ class TokenVerifier:
         return claims
 
     def _remember(self, token: str, entry: _Cached) -> None:
-        if entry.claims.expires_at <= time.time():
+        if entry.claims.expires_at <= self._clock():
             return
         while len(self._cache) >= self._cache_size:
             # Oldest insertion first: cheap, and tokens are short-lived anyway.
@@ -203,7 +219,8 @@ def _parse_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         parts = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
-        raise InvalidToken(f"malformed token ({type(exc).__name__})") from None
+        # PyJWT's message names the part at fault (header, padding, crit), never the token.
+        raise InvalidToken(f"malformed token ({type(exc).__name__}: {str(exc)[:200]})") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidToken(f"malformed token ({type(exc).__name__})") from None
     return parts["header"], parts["payload"]

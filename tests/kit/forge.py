@@ -8,6 +8,8 @@ import hmac
 import json
 from typing import Any
 
+import jwt
+
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -57,3 +59,11 @@ def reheader(token: str, **changes: Any) -> str:
         else:
             header[name] = value
     return f"{b64url_json(header)}.{body}.{signature}"
+
+
+def sign_raw(payload: Any, private_key: Any, alg: str, headers: dict[str, Any] | None = None) -> str:
+    """Sign any JSON header and payload as-is (PyJWT's encoders refuse a list `iss`, an int `kid`)."""
+    signing_input = f"{b64url_json({**(headers or {}), 'alg': alg})}.{b64url_json(payload)}"
+    algorithm = jwt.algorithms.get_default_algorithms()[alg]
+    signature = algorithm.sign(signing_input.encode(), algorithm.prepare_key(private_key))
+    return f"{signing_input}.{b64url(signature)}"
