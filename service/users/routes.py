@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from service.auth.deps import CurrentUser, Principal, require_role
+from service.auth.deps import CurrentUser, require_role
 from service.db import DatabaseDep
 from service.pagination import Page, PageRequest, decode_cursor, next_cursor, page_request
 from service.users.repository import list_users
@@ -17,7 +17,6 @@ ADMIN_USERS_SCOPE = "admin-users"
 
 def users_router(admin_role: str) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["users"])
-    Admin = Annotated[Principal, Depends(require_role(admin_role))]
 
     @router.get("/users/me", response_model=UserRead, summary="The signed-in caller")
     async def me(principal: CurrentUser) -> UserRead:
@@ -36,9 +35,11 @@ def users_router(admin_role: str) -> APIRouter:
         response_model=Page[UserAdminRead],
         tags=["admin"],
         summary=f"Every user, newest first (role {admin_role!r})",
+        # A dependency list, not an annotation: the role is only known when the app is built.
+        dependencies=[Depends(require_role(admin_role))],
     )
     async def admin_users(
-        _admin: Admin, db: DatabaseDep, page: Annotated[PageRequest, Depends(page_request)]
+        db: DatabaseDep, page: Annotated[PageRequest, Depends(page_request)]
     ) -> Page[UserAdminRead]:
         cursor = decode_cursor(ADMIN_USERS_SCOPE, page.cursor) if page.cursor else None
         # Across users by nature: the explicitly named privileged path, not the request role.
