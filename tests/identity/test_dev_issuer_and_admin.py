@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -65,7 +66,8 @@ async def test_dev_token_script_prints_a_working_token(
 ) -> None:
     env = {**os.environ, "ENVIRONMENT": "test", "DATA_DIR": str(settings.data_dir), "AUTH_PROVIDERS": "dev"}
     env.pop("DATABASE_URL", None)
-    result = subprocess.run(
+    result = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "scripts.dev_token", "--email", "script@example.com", "--role", "admin"],
         cwd=ROOT,
         env=env,
