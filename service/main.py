@@ -19,10 +19,12 @@ from service.db import Database, create_engine
 from service.errors import ServiceUnavailable
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.observability import configure_logging
+from service.openapi import install_openapi
 from service.problems import install_problem_handlers
 from service.users.directory import IdentityDirectory
 from service.users.listener import IdentityListener
 from service.users.routes import users_router
+from service.webhooks.routes import webhooks_router
 
 log = logging.getLogger("routebook")
 
@@ -94,7 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
 
     _add_probes(app)
+    install_openapi(app)
     app.include_router(users_router(settings.admin_role))
+    app.include_router(webhooks_router())
     if "dev" in settings.auth_providers:
         app.include_router(dev_router())
     return app

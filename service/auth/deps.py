@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
 
 from service.auth.jwks import KeysUnavailable
 from service.auth.tokens import Claims, InvalidToken, TokenVerifier
@@ -27,8 +26,6 @@ log = logging.getLogger("routebook.auth")
 SESSION_COOKIE = "__session"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 GENERIC_DETAIL = "The access token is missing, invalid or expired."
-
-bearer_scheme = HTTPBearer(auto_error=False, description="An access token from the identity provider.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +63,7 @@ def _token_from(request: Request, cookie_allowed: bool) -> tuple[str | None, boo
     return None, False
 
 
-async def current_user(
-    request: Request,
-    # Declared so OpenAPI documents Bearer auth (Swagger UI's Authorize button); the header is
-    # read below together with the cookie fallback.
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
-) -> Principal:
+async def current_user(request: Request) -> Principal:
     state = request.app.state
     verifier: TokenVerifier = state.verifier
     directory: IdentityDirectory = state.identity

@@ -106,7 +106,11 @@ class IdentityDirectory:
                 row = (await session.execute(_UPSERT_USER, params)).first()
             if row is not None:
                 return UserRef(
-                    id=row.id, deleted=row.deleted_at is not None, email=row.email, created_at=row.created_at
+                    # asyncpg's own UUID subclass: normalise, so every consumer sees uuid.UUID.
+                    id=uuid.UUID(bytes=row.id.bytes),
+                    deleted=row.deleted_at is not None,
+                    email=row.email,
+                    created_at=row.created_at,
                 )
         raise RuntimeError("could not resolve user after concurrent insert")  # pragma: no cover
 
