@@ -47,10 +47,7 @@ def main() -> int:
                 health.append(load(port, "/health", seconds=SECONDS).rps)
                 me.append(load(port, "/api/v1/users/me", headers=auth, seconds=SECONDS).rps)
     ratio = median(me) / median(health)
-    print(
-        "bench_auth (uvicorn, 1 worker, uvloop + httptools; median of %d rounds of %.0f s)"
-        % (ROUNDS, SECONDS)
-    )
+    print(f"bench_auth (uvicorn, 1 worker, uvloop + httptools; median of {ROUNDS} rounds of {SECONDS:.0f} s)")
     print(
         f"  GET /health             {median(health):9.0f} req/s   rounds: {', '.join(f'{r:.0f}' for r in health)}"
     )
