@@ -60,10 +60,9 @@ class RequestContextMiddleware:
         finally:
             # Path only: no query string, no header, no body reaches the log.
             access_log.info(
-                "%s %s %s",
+                "%s %s",
                 scope["method"],
                 scope["path"],
-                status,
                 extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
             )
             request_id_var.reset(token)

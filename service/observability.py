@@ -6,24 +6,43 @@ import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-# Attributes every LogRecord has; anything else was passed through `extra=` and is logged as a field.
+# Attributes every LogRecord has; anything else was passed through `extra=` and is logged as a field
+# (color_message is uvicorn's ANSI copy of the message).
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {
     "message",
     "asctime",
     "request_id",
     "fields",
+    "color_message",
 }
 
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
         return True
+
+
+def _install_record_factory() -> None:
+    """Stamp the request id on every record when it is created, whichever handler writes it."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_routebook", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.request_id = request_id_var.get()
+        return record
+
+    factory._routebook = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,6 +76,7 @@ class ConsoleFormatter(logging.Formatter):
 
 def configure_logging(level: str, fmt: str) -> None:
     """Route the app's and the servers' loggers through one handler (idempotent)."""
+    _install_record_factory()
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
