@@ -3,6 +3,7 @@ keys, every rejection of contract §4, and a bounded cache of verified claims.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -107,8 +108,8 @@ class TokenVerifier:
 
     async def start(self) -> None:
         """Prefetch every provider's keys; a provider that is down does not stop startup."""
-        for profile in self._profiles:
-            await profile.keys.prefetch()
+        # Concurrently: one slow provider must not delay the others' keys.
+        await asyncio.gather(*(profile.keys.prefetch() for profile in self._profiles))
 
     def forget(self, token: str) -> None:
         """Drop one token from the verified-claims cache."""
@@ -151,8 +152,9 @@ class TokenVerifier:
         profile = self._route(unverified)
         if alg not in profile.algorithms:
             raise InvalidToken(f"alg {alg} not allowed for {profile.name}")
-        generation = profile.keys.generation
         key = await self._key(profile, header, alg)
+        # Read after the (possibly fetching) await: the generation of the set the key came from.
+        generation = profile.keys.generation
         payload = self._decode(token, key, alg, profile, unverified["iss"])
         reason = profile.refusal(payload)
         if reason is not None:

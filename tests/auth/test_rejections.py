@@ -161,8 +161,11 @@ async def test_x5c_header_is_rejected(clerk: MockProvider, make_verifier: Verifi
 async def test_crit_header_is_rejected(
     crit: list[str], clerk: MockProvider, make_verifier: VerifierFactory
 ) -> None:
-    headers: dict[str, Any] = {"crit": crit, crit[0]: True}
-    await assert_rejected(make_verifier(clerk), clerk.token("user_1", headers=headers))
+    # Signed raw: PyJWT's encoder drops `b64: true`, and PyJWT itself would accept
+    # crit ["b64"] with b64 true; we implement no extension, so any crit is refused.
+    header, payload, _ = split(clerk.token("user_1"))
+    token = sign_raw(payload, clerk.key.private, "RS256", {**header, "crit": crit, crit[0]: True})
+    await assert_rejected(make_verifier(clerk), token)
 
 
 @pytest.mark.parametrize(
