@@ -20,6 +20,7 @@ from service.errors import ServiceUnavailable
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.observability import configure_logging
 from service.openapi import install_openapi
+from service.planning.routes import planning_router
 from service.problems import install_problem_handlers
 from service.users.directory import IdentityDirectory
 from service.users.listener import IdentityListener
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_probes(app)
     install_openapi(app)
     app.include_router(users_router(settings.admin_role))
+    app.include_router(planning_router())
     app.include_router(webhooks_router())
     if "dev" in settings.auth_providers:
         app.include_router(dev_router())

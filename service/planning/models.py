@@ -54,7 +54,9 @@ class Scenario(SQLModel, table=True):
     user_id: uuid.UUID = Field(nullable=False)
     session_id: uuid.UUID = Field(nullable=False)
     name: str = Field(sa_type=Text, nullable=False)
-    request: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    # NULL until edited, and then it reads as the original: a document of tens of megabytes is
+    # stored once at creation, and a reset is `request = NULL` rather than a copy (migration 0004).
+    request: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     original_request: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     # Bumped on every write; the ETag, so If-Match compares one integer, not megabytes of JSON.
     version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default=text("1")))
