@@ -14,13 +14,14 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy.exc
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import SecretStr
 
 from service.config import Settings
 from service.db import Database, DatabaseDep
 from service.errors import BadRequest, ServiceUnavailable, Unauthorized
 from service.problems import DATABASE_DOWN
+from service.users.listener import IdentityListener
 from service.webhooks.handlers import Delivery, LedgerJanitor, apply_delivery
 from service.webhooks.payloads import MalformedPayload, UserEvent, parse_clerk, parse_supabase, parse_workos
 from service.webhooks.signatures import (
@@ -46,6 +47,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"description": "Receiver not configured, or the database is unavailable: retry", **_PROBLEM},
 }
 _BAD_SIGNATURE = "The webhook signature is missing, invalid or stale."
+_CATCH_UP_TIMEOUT_SECONDS = 1.0
 _OUR_FAILURE: tuple[type[Exception], ...] = (*DATABASE_DOWN, sqlalchemy.exc.SQLAlchemyError)
 
 
@@ -99,6 +101,7 @@ def webhooks_router() -> APIRouter:
         outcome = await _apply(db, event, timedelta(seconds=settings.jwt_leeway_seconds))
         log.info("webhook %s %s: %s", provider, event.event_type, outcome.value)
         if outcome is Delivery.APPLIED:
+            await _caught_up(request.app)
             await janitor.maybe_purge(db)
         return Response(status_code=204)
 
@@ -123,6 +126,23 @@ def webhooks_router() -> APIRouter:
         )
 
     return router
+
+
+async def _caught_up(app: FastAPI) -> None:
+    """Answer only once this instance has applied its own announcement (NOTIFY reaches the sender's
+    listener asynchronously too), so the very next request here already refuses a deleted user or a
+    revoked session. Other instances catch up as their listeners receive it."""
+    listener: IdentityListener | None = getattr(app.state, "identity_listener", None)
+    if listener is None:
+        return
+    try:
+        await listener.sync(timeout=_CATCH_UP_TIMEOUT_SECONDS)
+    except Exception as exc:
+        # The change is committed; a listener this slow is about to be declared lost (and the
+        # directory to go blind, reading the database), so the delivery still succeeds.
+        log.warning(
+            "webhook applied, but the local identity listener did not confirm (%s)", type(exc).__name__
+        )
 
 
 async def _apply(db: Database, event: UserEvent, leeway: timedelta) -> Delivery:
