@@ -94,7 +94,9 @@ class TokenVerifier:
     @property
     def ready(self) -> bool:
         """Every provider holds keys; a provider without keys is nudged to fetch again."""
-        missing = [p for p in self._profiles if not p.keys.ready]
+        # A Supabase project on the legacy shared secret publishes an empty JWKS: its
+        # secret alone makes it able to verify.
+        missing = [p for p in self._profiles if not (p.keys.ready or p.hmac_secret is not None)]
         for profile in missing:
             # /ready polls this: without a nudge, a provider down at startup would stay
             # unready until a request happened to need its keys.

@@ -545,3 +545,19 @@ async def test_static_pem_with_literal_newlines_is_accepted() -> None:
     keys = StaticKeys.from_pem(key.public_pem().replace("\n", "\\n"))
     found = await keys.get_key("any-kid", "RS256")
     assert isinstance(found, jwt.PyJWK)
+
+
+async def test_supabase_on_the_legacy_secret_is_ready_with_an_empty_jwks(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    secret = "super-secret-jwt-token-with-at-least-32-characters-long"
+    supabase = MockProvider.supabase(jwt_secret=secret)
+    router.get(supabase.jwks_url).mock(return_value=httpx.Response(200, json={"keys": []}))
+    verifier = make_verifier(supabase)
+    await verifier.start()
+
+    assert verifier.ready
+    assert (await verifier.verify(supabase.token("u-1", alg="HS256"))).subject == "u-1"
+    without_secret = make_verifier(supabase, supabase_jwt_secret=None)
+    assert not without_secret.ready
+    await without_secret.aclose()  # the poll above started a fetch; do not leave it running
