@@ -229,6 +229,42 @@ async def user_row(db: Database, provider: str, subject: str) -> UserRow | None:
     return UserRow(row.id, row.email, row.display_name, row.deleted_at is not None, row.provider_updated_at)
 
 
+async def insert_planning_rows(db: Database, user_id: uuid.UUID) -> None:
+    session_id, scenario_id = uuid.uuid4(), uuid.uuid4()
+    async with db.transaction() as session:
+        await session.execute(
+            text("INSERT INTO sessions (id, user_id, name) VALUES (:id, :user_id, 'trip')"),
+            {"id": session_id, "user_id": user_id},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO scenarios (id, user_id, session_id, name, request, original_request) "
+                "VALUES (:id, :user_id, :session_id, 'plan', '{}'::jsonb, '{}'::jsonb)"
+            ),
+            {"id": scenario_id, "user_id": user_id, "session_id": session_id},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO solutions (id, user_id, scenario_id, status, payload) "
+                "VALUES (:id, :user_id, :scenario_id, 'succeeded', '{\"km\": 12}'::jsonb)"
+            ),
+            {"id": uuid.uuid4(), "user_id": user_id, "scenario_id": scenario_id},
+        )
+
+
+async def planning_counts(db: Database, user_id: uuid.UUID) -> tuple[int, int, int]:
+    async with db.transaction() as session:
+        counts = [
+            (
+                await session.execute(
+                    text(f"SELECT count(*) FROM {table} WHERE user_id = :id"), {"id": user_id}
+                )
+            ).scalar_one()
+            for table in ("sessions", "scenarios", "solutions")
+        ]
+    return counts[0], counts[1], counts[2]
+
+
 # --- apps -----------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -25,7 +24,9 @@ from tests.webhooks.conftest import (
     clerk_signed,
     clerk_user_event,
     clients,
+    insert_planning_rows,
     ledger_count,
+    planning_counts,
     supabase_event,
     supabase_signed,
     user_count,
@@ -198,42 +199,6 @@ async def test_supabase_soft_delete_update_is_a_deletion(
 
 
 # --- erasure ----------------------------------------------------------------------------------------
-
-
-async def insert_planning_rows(db: Database, user_id: uuid.UUID) -> None:
-    session_id, scenario_id = uuid.uuid4(), uuid.uuid4()
-    async with db.transaction() as session:
-        await session.execute(
-            text("INSERT INTO sessions (id, user_id, name) VALUES (:id, :user_id, 'trip')"),
-            {"id": session_id, "user_id": user_id},
-        )
-        await session.execute(
-            text(
-                "INSERT INTO scenarios (id, user_id, session_id, name, request, original_request) "
-                "VALUES (:id, :user_id, :session_id, 'plan', '{}'::jsonb, '{}'::jsonb)"
-            ),
-            {"id": scenario_id, "user_id": user_id, "session_id": session_id},
-        )
-        await session.execute(
-            text(
-                "INSERT INTO solutions (id, user_id, scenario_id, status, payload) "
-                "VALUES (:id, :user_id, :scenario_id, 'succeeded', '{\"km\": 12}'::jsonb)"
-            ),
-            {"id": uuid.uuid4(), "user_id": user_id, "scenario_id": scenario_id},
-        )
-
-
-async def planning_counts(db: Database, user_id: uuid.UUID) -> tuple[int, int, int]:
-    async with db.transaction() as session:
-        counts = [
-            (
-                await session.execute(
-                    text(f"SELECT count(*) FROM {table} WHERE user_id = :id"), {"id": user_id}
-                )
-            ).scalar_one()
-            for table in ("sessions", "scenarios", "solutions")
-        ]
-    return counts[0], counts[1], counts[2]
 
 
 async def test_deletion_erases_only_that_users_planning_data(
