@@ -64,6 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         prefetch.cancel()
         await listener.stop()
+        await verifier.aclose()  # before the client it fetches with
         await http.aclose()
         await db.dispose()
 
