@@ -1,0 +1,123 @@
+"""Optimistic concurrency: ETags from `version`; a stale If-Match is 412 and writes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+
+from service.db import Database
+from service.planning.preconditions import expected_versions
+from tests.planning.conftest import Caller, as_owner
+
+
+async def scenario(caller: Caller) -> str:
+    session = await caller.call("POST", "/sessions", {"name": "etag"})
+    created = await caller.call(
+        "POST", f"/sessions/{session.json()['id']}/scenarios", {"name": "v1", "request": {"v": 1}}
+    )
+    assert created.status_code == 201 and created.headers["etag"] == '"1"'
+    return str(created.json()["id"])
+
+
+async def stored(db: Database, user_id: uuid.UUID, table: str, item_id: str) -> dict[str, Any]:
+    async with db.transaction() as session:
+        await as_owner(session, user_id)
+        row = (
+            (await session.execute(text(f"SELECT * FROM {table} WHERE id = :id"), {"id": item_id}))
+            .mappings()
+            .one()
+        )
+    return dict(row)
+
+
+async def test_stale_if_match_is_412_and_the_row_is_unchanged(alice: Caller, clean_db: Database) -> None:
+    scenario_id = await scenario(alice)
+    read = await alice.call("GET", f"/scenarios/{scenario_id}")
+    assert read.headers["etag"] == '"1"'
+
+    fresh = await alice.call(
+        "PATCH", f"/scenarios/{scenario_id}", {"name": "v2"}, headers={"If-Match": '"1"'}
+    )
+    assert fresh.status_code == 200 and fresh.headers["etag"] == '"2"'
+    before = await stored(clean_db, alice.user_id, "scenarios", scenario_id)
+
+    for stale in ('"1"', 'W/"2"', '"3"', "2", "garbage", '"1", "3"'):
+        response = await alice.call(
+            "PATCH",
+            f"/scenarios/{scenario_id}",
+            {"name": "lost", "request": {"v": 9}},
+            headers={"If-Match": stale},
+        )
+        assert response.status_code == 412, (stale, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        reset = await alice.call("POST", f"/scenarios/{scenario_id}/reset", headers={"If-Match": stale})
+        assert reset.status_code == 412
+    assert await stored(clean_db, alice.user_id, "scenarios", scenario_id) == before
+
+    listed = await alice.call(
+        "PATCH", f"/scenarios/{scenario_id}", {"name": "v3"}, headers={"If-Match": '"1", "2"'}
+    )
+    assert listed.status_code == 200 and listed.headers["etag"] == '"3"'
+    anything = await alice.call(
+        "PATCH", f"/scenarios/{scenario_id}", {"name": "v4"}, headers={"If-Match": "*"}
+    )
+    assert anything.status_code == 200 and anything.headers["etag"] == '"4"'
+
+
+async def test_without_if_match_the_write_goes_through_and_every_write_bumps(
+    alice: Caller, clean_db: Database
+) -> None:
+    scenario_id = await scenario(alice)
+    versions, stamps = [], []
+    for method, path, body in (
+        ("PATCH", f"/scenarios/{scenario_id}", {"name": "renamed"}),
+        ("PATCH", f"/scenarios/{scenario_id}", {"request": {"v": 2}}),
+        ("POST", f"/scenarios/{scenario_id}/reset", None),
+        ("PATCH", f"/scenarios/{scenario_id}", {}),
+    ):
+        response = await alice.call(method, path, body)
+        assert response.status_code == 200, response.text
+        row = await stored(clean_db, alice.user_id, "scenarios", scenario_id)
+        assert response.headers["etag"] == f'"{row["version"]}"'
+        versions.append(row["version"])
+        stamps.append(row["updated_at"])
+    assert versions == [2, 3, 4, 5]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 4
+    assert (await alice.call("GET", f"/scenarios/{scenario_id}")).headers["etag"] == '"5"'
+
+
+async def test_solutions_honour_if_match_too(alice: Caller, clean_db: Database) -> None:
+    scenario_id = await scenario(alice)
+    created = await alice.call("POST", f"/scenarios/{scenario_id}/solutions", {"status": "pending"})
+    solution_id = created.json()["id"]
+    assert (await alice.call("GET", f"/solutions/{solution_id}")).headers["etag"] == '"1"'
+    ok = await alice.call(
+        "PATCH", f"/solutions/{solution_id}", {"status": "running"}, headers={"If-Match": '"1"'}
+    )
+    assert ok.status_code == 200 and ok.headers["etag"] == '"2"'
+    before = await stored(clean_db, alice.user_id, "solutions", solution_id)
+    stale = await alice.call(
+        "PATCH",
+        f"/solutions/{solution_id}",
+        {"status": "failed", "payload": {"x": 1}},
+        headers={"If-Match": '"1"'},
+    )
+    assert stale.status_code == 412
+    assert await stored(clean_db, alice.user_id, "solutions", solution_id) == before
+    done = await alice.call(
+        "PATCH", f"/solutions/{solution_id}", {"status": "succeeded", "payload": {"km": 5}}
+    )
+    assert done.status_code == 200 and done.headers["etag"] == '"3"'
+    assert (await alice.call("GET", f"/solutions/{solution_id}")).json()["payload"] == {"km": 5}
+
+
+def test_if_match_parsing() -> None:
+    assert expected_versions(None) is None
+    assert expected_versions("*") is None
+    assert expected_versions('"3"') == {3}
+    assert expected_versions(' "3" , "4"') == {3, 4}
+    assert expected_versions('W/"3"') == frozenset()  # weak tags never match If-Match
+    assert expected_versions("3") == frozenset()
+    assert expected_versions('"' + "9" * 40 + '"') == frozenset()

@@ -1,0 +1,130 @@
+"""Row-level security binds on its own: with no owner filter in the SQL at all, the request's
+transaction sees and writes only the caller's rows, and it runs as the non-superuser app role."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from service.db import APP_ROLE, Database, new_id
+from service.planning.routes import planning_repository, planning_router
+from tests.planning.conftest import Caller, insert_scenarios
+
+
+async def two_users_with_scenarios(alice: Caller, bob: Caller, db: Database) -> dict[uuid.UUID, uuid.UUID]:
+    """Each user's session id, with three scenarios in it."""
+    sessions = {}
+    for caller in (alice, bob):
+        created = await caller.call("POST", "/sessions", {"name": "rls"})
+        sessions[caller.user_id] = uuid.UUID(created.json()["id"])
+        await insert_scenarios(db, caller.user_id, sessions[caller.user_id], 3)
+    return sessions
+
+
+async def test_an_unfiltered_select_returns_only_the_callers_rows(
+    alice: Caller, bob: Caller, clean_db: Database
+) -> None:
+    await two_users_with_scenarios(alice, bob, clean_db)
+    async with clean_db.user_transaction(alice.user_id) as session:
+        owners = (await session.execute(text("SELECT user_id FROM scenarios"))).scalars().all()
+        assert owners and set(owners) == {alice.user_id}
+        assert (await session.execute(text("SELECT count(*) FROM sessions"))).scalar_one() == 1
+        # Writes without a filter reach only the caller's rows too.
+        renamed = await session.execute(text("UPDATE scenarios SET name = 'mine'"))
+        assert cast(Any, renamed).rowcount == 3
+        deleted = await session.execute(
+            text("DELETE FROM sessions WHERE user_id <> :me"), {"me": alice.user_id}
+        )
+        assert cast(Any, deleted).rowcount == 0
+    async with clean_db.transaction() as session:
+        names = (
+            await session.execute(text("SELECT name FROM scenarios WHERE user_id = :b"), {"b": bob.user_id})
+        ).scalars()
+        assert "mine" not in set(names)
+
+
+async def test_an_insert_carrying_another_users_id_fails(
+    alice: Caller, bob: Caller, clean_db: Database
+) -> None:
+    sessions = await two_users_with_scenarios(alice, bob, clean_db)
+    with pytest.raises(DBAPIError, match="row-level security"):
+        async with clean_db.user_transaction(alice.user_id) as session:
+            await session.execute(
+                text("INSERT INTO sessions (id, user_id, name) VALUES (:id, :bob, 'planted')"),
+                {"id": new_id(), "bob": bob.user_id},
+            )
+    with pytest.raises(DBAPIError, match="row-level security"):
+        async with clean_db.user_transaction(alice.user_id) as session:
+            await session.execute(
+                text(
+                    "INSERT INTO scenarios (id, user_id, session_id, name, original_request) "
+                    "VALUES (:id, :bob, :session, 'planted', '{}')"
+                ),
+                {"id": new_id(), "bob": bob.user_id, "session": sessions[bob.user_id]},
+            )
+
+
+async def test_the_request_role_is_the_app_role_and_no_superuser(clean_db: Database) -> None:
+    async with clean_db.user_transaction(new_id()) as session:
+        role, superuser, bypass = (
+            await session.execute(
+                text("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            )
+        ).one()
+    assert (role, superuser, bypass) == (APP_ROLE, False, False)
+
+
+async def test_without_a_user_id_the_app_role_sees_nothing(
+    alice: Caller, bob: Caller, clean_db: Database
+) -> None:
+    await two_users_with_scenarios(alice, bob, clean_db)
+    async with clean_db.transaction() as session:
+        await session.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
+        assert (await session.execute(text("SELECT count(*) FROM scenarios"))).scalar_one() == 0
+
+
+async def test_the_scope_ends_with_the_transaction(clean_db: Database) -> None:
+    """A pooled connection carries neither the role nor the user id to the next transaction."""
+    async with clean_db.user_transaction(new_id()):
+        pass
+    async with clean_db.transaction() as session:
+        role, user_id = (
+            await session.execute(text("SELECT current_user, current_setting('app.user_id', true)"))
+        ).one()
+    assert role != APP_ROLE
+    assert not user_id
+
+
+async def test_the_request_path_opens_the_users_transaction(app: FastAPI, clean_db: Database) -> None:
+    """What every planning route depends on: the app role, and the caller's id, before any query."""
+    user_id = new_id()
+    principal = cast(Any, SimpleNamespace(user_id=user_id))
+    dependency = planning_repository(app.state.db, principal)
+    repository = await anext(dependency)
+    try:
+        assert repository.owner == user_id
+        session = repository._session  # the test looks inside: what does this transaction run as?
+        role, setting = (
+            await session.execute(text("SELECT current_user, current_setting('app.user_id', true)"))
+        ).one()
+        assert (role, setting) == (APP_ROLE, str(user_id))
+    finally:
+        await dependency.aclose()
+    assert planning_router().dependencies  # authentication comes before any planning route body
+
+
+def test_a_repository_cannot_be_built_without_its_owner() -> None:
+    from service.planning.repository import PlanningRepository
+
+    with pytest.raises(TypeError):
+        PlanningRepository(cast(Any, None), owner=cast(Any, None))
+    with pytest.raises(TypeError):
+        PlanningRepository(cast(Any, None), owner=cast(Any, "01a20887-9aef-715a-bba9-7a10b66ea2d6"))
+    with pytest.raises(TypeError):
+        PlanningRepository(cast(Any, None))  # type: ignore[call-arg]
