@@ -1,0 +1,243 @@
+"""`make bench`: a ~20 MB scenario (2,000 stops, a 2,000 × 2,000 duration matrix) through the API,
+side by side with what the machine allows without it:
+
+  (a) asyncpg alone: INSERT the JSON text into a JSONB column; SELECT it back as text;
+  (b) a bare Starlette endpoint (uvicorn, its own process) returning that selected text;
+  (c) the API (uvicorn, one worker): POST /sessions/{id}/scenarios and GET /scenarios/{id}.
+
+Targets: API GET ≤ 1.15 × bare GET; API POST ≤ 1.2 × asyncpg INSERT; the API server's peak RSS
+growth during a GET ≤ 4 × the payload. Each figure is the median of ROUNDS, alternated so a shared
+machine's noise falls on both sides alike. The GETs run on freshly started servers, so the RSS growth
+is not hidden by memory a previous POST left behind. Not a test: nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from scripts.benchlib import bench_database, median, peak_rss_bytes, rss_bytes, uvicorn_server
+from service.auth.dev_issuer import DevIssuer
+from service.db import asyncpg_connect_args
+
+STOPS = 2_000
+ROUNDS = 5
+DEV_ISSUER = "urn:routebook:dev"
+MIB = 1024 * 1024
+TARGETS = {"get": 1.15, "post": 1.2, "rss": 4.0}
+
+
+def build_request() -> dict[str, Any]:
+    rnd = random.Random(2_000)
+    stops = [
+        {
+            "id": f"stop-{i:04d}",
+            "lat": round(rnd.uniform(47.0, 55.0), 6),
+            "lon": round(rnd.uniform(5.0, 15.0), 6),
+            "service_s": rnd.randint(60, 900),
+            "window": [rnd.randint(0, 36_000), rnd.randint(36_000, 72_000)],
+        }
+        for i in range(STOPS)
+    ]
+    durations = [[0 if i == j else rnd.randint(30, 20_000) for j in range(STOPS)] for i in range(STOPS)]
+    return {"stops": stops, "durations": durations}
+
+
+# -- (b) the bare endpoint: uvicorn imports this factory in its own process ----------------------
+
+
+def bare_app() -> Starlette:
+    """`uvicorn --factory scripts.bench_payload:bare_app`: SELECT doc::text, return the text."""
+    pool: dict[str, asyncpg.Pool] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool["db"] = await asyncpg.create_pool(
+            min_size=1, max_size=2, **asyncpg_connect_args(os.environ["BENCH_URL"])
+        )
+        try:
+            yield
+        finally:
+            await pool["db"].close()
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def document(request: Request) -> Response:
+        text = await pool["db"].fetchval(
+            "SELECT doc::text FROM bench_payload WHERE id = $1", int(request.path_params["row"])
+        )
+        return Response(text, media_type="application/json")
+
+    return Starlette(routes=[Route("/health", health), Route("/doc/{row:int}", document)], lifespan=lifespan)
+
+
+# -- (a) asyncpg alone -----------------------------------------------------------------------------
+
+
+async def asyncpg_round(url: str, document: str) -> tuple[float, float, int]:
+    """(insert seconds, select seconds, row id) of one INSERT and one SELECT ... ::text."""
+    conn = await asyncpg.connect(**asyncpg_connect_args(url))
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_payload (id bigserial PRIMARY KEY, doc jsonb NOT NULL)"
+        )
+        started = time.perf_counter()
+        row = await conn.fetchval("INSERT INTO bench_payload (doc) VALUES ($1::jsonb) RETURNING id", document)
+        inserted = time.perf_counter() - started
+        started = time.perf_counter()
+        text = await conn.fetchval("SELECT doc::text FROM bench_payload WHERE id = $1", row)
+        selected = time.perf_counter() - started
+        assert len(text) > len(document) // 2
+        return inserted, selected, int(row)
+    finally:
+        await conn.close()
+
+
+# -- measuring ------------------------------------------------------------------------------------
+
+
+def timed(call: Callable[[], httpx.Response], expect: int) -> tuple[float, httpx.Response]:
+    started = time.perf_counter()
+    response = call()
+    seconds = time.perf_counter() - started
+    if response.status_code != expect:
+        raise SystemExit(f"expected {expect}, got {response.status_code}: {response.text[:300]}")
+    return seconds, response
+
+
+def reset_peak(pid: int) -> None:
+    """Start a new VmHWM window (Linux: writing 5 to clear_refs resets the peak RSS)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def get_with_rss(client: httpx.Client, url: str, pid: int) -> tuple[float, int, int]:
+    """(seconds, RSS growth during the request, body bytes)."""
+    reset_peak(pid)
+    before = rss_bytes(pid)
+    seconds, response = timed(lambda: client.get(url), 200)
+    return seconds, peak_rss_bytes(pid) - before, len(response.content)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    rounds = parser.parse_args().rounds
+
+    request = build_request()
+    document = orjson.dumps(request).decode()
+    body = orjson.dumps({"name": "bench: 2,000 stops", "request": request})
+    del request
+    payload_mib = len(document) / MIB
+    data_dir = Path(tempfile.mkdtemp(prefix="routebook-bench-payload-"))
+    token = DevIssuer.load_or_create(data_dir / "dev-issuer.pem", DEV_ISSUER).mint(
+        subject="bench-payload", email="bench@example.com", ttl_seconds=3600
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+
+    with bench_database() as url:
+        env = {
+            "ENVIRONMENT": "development",
+            "DATABASE_URL": url,
+            "AUTH_PROVIDERS": "dev",
+            "DEV_ISSUER": DEV_ISSUER,
+            "DATA_DIR": str(data_dir),
+            "LOG_LEVEL": "WARNING",
+            "LOG_FORMAT": "json",
+            "BENCH_URL": url,
+        }
+        inserts: list[float] = []
+        selects: list[float] = []
+        posts: list[float] = []
+        bare_row = 0
+        scenario_id = ""
+        # POSTs and asyncpg INSERTs, alternated.
+        with uvicorn_server("service.main:app", env) as (port, _pid), httpx.Client(timeout=300) as client:
+            api = f"http://127.0.0.1:{port}/api/v1"
+            session = client.post(f"{api}/sessions", json={"name": "bench"}, headers=auth)
+            if session.status_code != 201:
+                print(f"POST /sessions answered {session.status_code}: {session.text[:300]}", file=sys.stderr)
+                return 1
+            path = f"{api}/sessions/{session.json()['id']}/scenarios"
+            headers = {**auth, "content-type": "application/json"}
+            for _ in range(rounds):
+                inserted, selected, bare_row = asyncio.run(asyncpg_round(url, document))
+                inserts.append(inserted)
+                selects.append(selected)
+                seconds, created = timed(lambda: client.post(path, content=body, headers=headers), 201)
+                posts.append(seconds)
+                scenario_id = created.json()["id"]
+
+        # GETs on fresh servers: the bare endpoint and the API, alternated.
+        bare_gets: list[float] = []
+        api_gets: list[float] = []
+        bare_growth: list[int] = []
+        api_growth: list[int] = []
+        with (
+            uvicorn_server("scripts.bench_payload:bare_app", env, factory=True) as (bare_port, bare_pid),
+            uvicorn_server("service.main:app", env) as (api_port, api_pid),
+            httpx.Client(timeout=300) as client,
+        ):
+            # Warm the connection pools and the token cache with small requests only.
+            client.get(f"http://127.0.0.1:{api_port}/api/v1/sessions", headers=auth).raise_for_status()
+            bare_url = f"http://127.0.0.1:{bare_port}/doc/{bare_row}"
+            api_url = f"http://127.0.0.1:{api_port}/api/v1/scenarios/{scenario_id}"
+            client.headers.update(auth)
+            sizes = {}
+            for _ in range(rounds):
+                seconds, growth, sizes["bare"] = get_with_rss(client, bare_url, bare_pid)
+                bare_gets.append(seconds)
+                bare_growth.append(growth)
+                seconds, growth, sizes["api"] = get_with_rss(client, api_url, api_pid)
+                api_gets.append(seconds)
+                api_growth.append(growth)
+            api_peak = peak_rss_bytes(api_pid)
+
+    get_ratio = median(api_gets) / median(bare_gets)
+    post_ratio = median(posts) / median(inserts)
+    rss_ratio = max(api_growth) / len(document)
+
+    def row(label: str, values: list[float]) -> str:
+        return f"  {label:<34} {median(values):7.3f} s   rounds: {', '.join(f'{v:.3f}' for v in values)}"
+
+    print(
+        f"bench_payload: {STOPS:,} stops + {STOPS:,}x{STOPS:,} matrix = {payload_mib:.1f} MiB of JSON "
+        f"(POST body {len(body) / MIB:.1f} MiB; GET bodies: bare {sizes['bare'] / MIB:.1f} MiB, "
+        f"API {sizes['api'] / MIB:.1f} MiB); median of {rounds}"
+    )
+    print(row("(a) asyncpg INSERT ($1::jsonb)", inserts))
+    print(row("(a) asyncpg SELECT doc::text", selects))
+    print(row("(b) bare Starlette GET", bare_gets))
+    print(row("(c) API POST /sessions/{id}/scenarios", posts))
+    print(row("(c) API GET /scenarios/{id}", api_gets))
+    print(
+        f"  RSS growth during GET (MiB)        bare: {', '.join(f'{g / MIB:.0f}' for g in bare_growth)}   "
+        f"API: {', '.join(f'{g / MIB:.0f}' for g in api_growth)}   (API peak RSS {api_peak / MIB:.0f} MiB)"
+    )
+    print(f"  ratio API GET / bare GET            {get_ratio:.2f}   (target <= {TARGETS['get']})")
+    print(f"  ratio API POST / asyncpg INSERT     {post_ratio:.2f}   (target <= {TARGETS['post']})")
+    print(f"  API RSS growth / payload (worst)    {rss_ratio:.2f}   (target <= {TARGETS['rss']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
