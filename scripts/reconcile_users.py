@@ -21,7 +21,7 @@ import httpx
 from scripts.devenv import database_url
 from service.config import Settings, get_settings
 from service.db import Database, create_engine
-from service.webhooks.payloads import Provider
+from service.webhooks.payloads import MalformedPayload, Provider
 from service.webhooks.provider_api import ProviderAPIError
 from service.webhooks.reconcile import MassTombstoneRefused, ReconcileSummary, reconcile_users
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a missing API key or provider URL, named by its variable
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ProviderAPIError as exc:
+    except (ProviderAPIError, MalformedPayload) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except MassTombstoneRefused as exc:

@@ -13,7 +13,7 @@ import enum
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy import text
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Database, erase_as_owner_of, new_id, utcnow
 from service.users.directory import announce_user_changed, purge_expired_revocations, revoke_session
-from service.webhooks.payloads import ProviderUser, UserEvent
+from service.webhooks.payloads import MalformedPayload, ProviderUser, UserEvent
 
 __all__ = [
     "LEDGER_RETENTION",
@@ -33,6 +33,8 @@ __all__ = [
     "apply_delivery",
     "purge_ledger",
     "record_delivery",
+    "storable",
+    "storable_user",
     "tombstone_user",
     "upsert_user",
 ]
@@ -48,6 +50,12 @@ LEDGER_RETENTION = timedelta(days=7)
 # The ledger purge runs at most this often per process, in a transaction of its own: concurrent
 # deliveries never contend for the same old rows, and housekeeping can never fail a delivery.
 _PURGE_INTERVAL_SECONDS = 600.0
+
+# What PostgreSQL can store and index. A signed but absurd value (a NUL, a megabyte id over a btree
+# index) must be a 400 the provider stops retrying, not a database error answered with 503 for days.
+MAX_ID_LENGTH = 255
+MAX_EMAIL_LENGTH = 320
+MAX_DISPLAY_NAME_LENGTH = 200
 
 
 class Delivery(enum.StrEnum):
@@ -123,6 +131,38 @@ _ERASE_PLANNING = text("DELETE FROM sessions WHERE user_id = :id")
 _PURGE_LEDGER = text("DELETE FROM webhook_events WHERE received_at < :cutoff")
 
 
+def _check_text(value: str | None, name: str, max_length: int) -> None:
+    if value is None:
+        return
+    if "\x00" in value:
+        raise MalformedPayload(f"{name} contains a NUL character")
+    if len(value) > max_length:
+        raise MalformedPayload(f"{name} is longer than {max_length} characters")
+
+
+def _display_name(value: str | None) -> str | None:
+    # Names are free text a user typed: shortened and cleaned rather than refused, so the account syncs.
+    if value is None:
+        return None
+    return value.replace("\x00", "")[:MAX_DISPLAY_NAME_LENGTH] or None
+
+
+def storable_user(user: ProviderUser) -> ProviderUser:
+    """The user as it can be stored; MalformedPayload for an id or email PostgreSQL cannot take."""
+    _check_text(user.subject, "subject", MAX_ID_LENGTH)
+    _check_text(user.email, "email", MAX_EMAIL_LENGTH)
+    return replace(user, display_name=_display_name(user.display_name))
+
+
+def storable(event: UserEvent) -> UserEvent:
+    """The event as it can be stored (see `storable_user`); ids are checked whatever the kind."""
+    _check_text(event.event_id, "event id", MAX_ID_LENGTH)
+    _check_text(event.subject, "subject", MAX_ID_LENGTH)
+    _check_text(event.session_id, "session id", MAX_ID_LENGTH)
+    _check_text(event.email, "email", MAX_EMAIL_LENGTH)
+    return replace(event, display_name=_display_name(event.display_name))
+
+
 async def record_delivery(session: AsyncSession, event: UserEvent) -> bool:
     """Enter the event in the ledger; False when it is already there (a duplicate delivery)."""
     assert event.event_id is not None
@@ -135,6 +175,7 @@ async def record_delivery(session: AsyncSession, event: UserEvent) -> bool:
 
 async def upsert_user(session: AsyncSession, provider: str, user: ProviderUser) -> Upsert:
     """Create or update (provider, subject) under the order and tombstone rules; announce a change."""
+    user = storable_user(user)
     result = await session.execute(
         _UPSERT_USER,
         {
@@ -156,6 +197,7 @@ async def upsert_user(session: AsyncSession, provider: str, user: ProviderUser) 
 
 async def tombstone_user(session: AsyncSession, provider: str, subject: str) -> Tombstone:
     """Tombstone (provider, subject), erase their planning data, and refuse their tokens everywhere."""
+    _check_text(subject, "subject", MAX_ID_LENGTH)
     result = await session.execute(
         _TOMBSTONE_USER, {"id": new_id(), "provider": provider, "subject": subject, "now": utcnow()}
     )

@@ -314,3 +314,33 @@ async def test_supabase_whsec_secret_verifies_comma_space_signatures(
     assert accepted.status_code == 204
     assert (await user_row(clean_db, "supabase", subject)) is not None
     assert await ledger_count(clean_db) == 0  # Supabase's webhook-id changes per retry: never a key
+
+
+@pytest.mark.parametrize(
+    ("path", "delivery"),
+    [
+        (CLERK, lambda: clerk_signed(clerk_user_event("user_\x00nul"))),
+        (CLERK, lambda: clerk_signed(clerk_user_event("user_nul_mail", email="a\x00@example.com"))),
+        (CLERK, lambda: clerk_signed(clerk_user_event("u" * 256))),
+        (WORKOS, lambda: workos_signed(workos_user_event("user_01LONGID", event_id="event_" + "x" * 5000))),
+        (SUPABASE, lambda: supabase_signed(supabase_event("DELETE", "x" * 300))),
+    ],
+    ids=["nul-subject", "nul-email", "long-subject", "huge-event-id", "long-supabase-id"],
+)
+async def test_signed_values_postgresql_cannot_store_are_400_not_503(
+    path: str, delivery: Callable[[], tuple[bytes, Headers]], hooks: httpx.AsyncClient, clean_db: Database
+) -> None:
+    body, headers = delivery()
+    response = await hooks.post(path, content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert await ledger_count(clean_db) == 0
+
+
+async def test_a_long_or_nul_display_name_is_cleaned_not_refused(
+    hooks: httpx.AsyncClient, clean_db: Database
+) -> None:
+    body, headers = clerk_signed(clerk_user_event("user_named", first_name="A\x00da" + "a" * 500))
+    assert (await hooks.post(CLERK, content=body, headers=headers)).status_code == 204
+    row = await user_row(clean_db, "clerk", "user_named")
+    assert row is not None and row.display_name is not None
+    assert row.display_name.startswith("Adaa") and len(row.display_name) == 200
