@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from service.planning.models import SOLUTION_STATUSES
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# No NUL: PostgreSQL's text cannot hold it, and it is never a meaningful part of a name.
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+]
 # A JSON object. In a request body its content is not validated here: the routes hand the raw body
 # to PostgreSQL, which parses it once (see documents.py); these models check members' types only.
 JsonObject = dict[str, Any]

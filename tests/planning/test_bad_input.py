@@ -44,6 +44,7 @@ CASES: list[tuple[str, str, Any]] = [
     ("POST", "/sessions", {"name": ""}),
     ("POST", "/sessions", {"name": "   \t\n "}),
     ("POST", "/sessions", {"name": "x" * 201}),
+    ("POST", "/sessions", {"name": "nul \u0000 inside"}),
     ("POST", "/sessions", {"name": "ok", "owner": "someone-else"}),
     ("POST", "/sessions", {"name": "ok", "user_id": "01a20887-9aef-715a-bba9-7a10b66ea2d6"}),
     ("PATCH", "/sessions/{session}", {"name": None}),
