@@ -123,9 +123,10 @@ _TOMBSTONE_USER = text(
     """
 )
 
-# FOR UPDATE (not the NO KEY lock an UPDATE takes) conflicts with the KEY SHARE lock a planning
-# insert's foreign-key check holds, so a session being created right now commits before we erase.
-_LOCK_USER = text("SELECT 1 FROM users WHERE id = :id FOR UPDATE")
+# Taken before the tombstone is written: FOR UPDATE (unlike the NO KEY lock an UPDATE takes)
+# conflicts with the KEY SHARE lock a planning insert's foreign-key check holds, so a session being
+# created at this moment commits first, and the erase below sees it.
+_LOCK_USER = text("SELECT 1 FROM users WHERE provider = :provider AND subject = :subject FOR UPDATE")
 # Scenarios and solutions follow by ON DELETE CASCADE.
 _ERASE_PLANNING = text("DELETE FROM sessions WHERE user_id = :id")
 _PURGE_LEDGER = text("DELETE FROM webhook_events WHERE received_at < :cutoff")
@@ -198,6 +199,7 @@ async def upsert_user(session: AsyncSession, provider: str, user: ProviderUser) 
 async def tombstone_user(session: AsyncSession, provider: str, subject: str) -> Tombstone:
     """Tombstone (provider, subject), erase their planning data, and refuse their tokens everywhere."""
     _check_text(subject, "subject", MAX_ID_LENGTH)
+    await session.execute(_LOCK_USER, {"provider": provider, "subject": subject})
     result = await session.execute(
         _TOMBSTONE_USER, {"id": new_id(), "provider": provider, "subject": subject, "now": utcnow()}
     )
@@ -211,7 +213,6 @@ async def tombstone_user(session: AsyncSession, provider: str, subject: str) -> 
 
 
 async def _erase_planning_data(session: AsyncSession, user_id: uuid.UUID) -> None:
-    await session.execute(_LOCK_USER, {"id": user_id})
     # FORCEd row-level security binds the tables' owner too: admit this user's rows first.
     await erase_as_owner_of(session, user_id)
     await session.execute(_ERASE_PLANNING, {"id": user_id})
