@@ -76,6 +76,8 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=True,
+        # Bound parameters can be request bodies: never quote them in error messages or logs.
+        hide_parameters=True,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
         connect_args={

@@ -2,7 +2,7 @@
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-23 14:00:00
+Create Date: 2026-11-23 13:15:00
 
 A request document can be tens of megabytes. Storing it twice at creation (request and
 original_request) doubled the write: two JSONB values compressed and TOASTed. Now `request` is NULL

@@ -1,0 +1,57 @@
+"""A deletion racing a request: no planning row may be created for a tombstoned user."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from service.db import Database
+from tests.planning.conftest import Caller
+
+
+async def tombstone_without_announcing(app: FastAPI, db: Database, caller: Caller) -> None:
+    """As if the deletion committed after this request passed the identity gate: the instance's
+    cache still holds the live user, so only the database can refuse the write."""
+    for _ in range(100):
+        if app.state.identity.live:
+            break
+        await asyncio.sleep(0.05)
+    assert app.state.identity.live
+    assert (await caller.call("GET", "/users/me")).status_code == 200  # now cached as live
+    async with db.transaction() as session:
+        await session.execute(
+            text("UPDATE users SET deleted_at = now() WHERE id = :id"), {"id": caller.user_id}
+        )
+
+
+async def test_a_session_cannot_be_created_for_a_deleted_user(
+    app: FastAPI, alice: Caller, clean_db: Database
+) -> None:
+    await tombstone_without_announcing(app, clean_db, alice)
+    response = await alice.call("POST", "/sessions", {"name": "after the erase"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    async with clean_db.transaction() as session:
+        count = (await session.execute(text("SELECT count(*) FROM sessions"))).scalar_one()
+    assert count == 0
+
+
+async def test_the_request_role_is_refused_directly_too(
+    app: FastAPI, alice: Caller, clean_db: Database
+) -> None:
+    await tombstone_without_announcing(app, clean_db, alice)
+    with pytest.raises(DBAPIError, match="has been deleted"):
+        async with clean_db.user_transaction(alice.user_id) as session:
+            await session.execute(
+                text("INSERT INTO sessions (id, user_id, name) VALUES (gen_random_uuid(), :id, 'x')"),
+                {"id": alice.user_id},
+            )
+
+
+async def test_a_live_user_still_creates_sessions(alice: Caller) -> None:
+    response = await alice.call("POST", "/sessions", {"name": "fine"})
+    assert response.status_code == 201
