@@ -8,33 +8,17 @@ token's lifetime. Target: /users/me ≥ 0.75 × /health.
 from __future__ import annotations
 
 import sys
-import tempfile
-from pathlib import Path
 
-from scripts.benchlib import bench_database, load, median, uvicorn_server
-from service.auth.dev_issuer import DevIssuer
+from scripts.benchlib import app_environment, bench_database, load, median, uvicorn_server
 
 ROUNDS = 3
 SECONDS = 4.0
 TARGET = 0.75
-DEV_ISSUER = "urn:routebook:dev"
 
 
 def main() -> int:
-    data_dir = Path(tempfile.mkdtemp(prefix="routebook-bench-auth-"))
     with bench_database() as url:
-        env = {
-            "ENVIRONMENT": "development",
-            "DATABASE_URL": url,
-            "AUTH_PROVIDERS": "dev",
-            "DEV_ISSUER": DEV_ISSUER,
-            "DATA_DIR": str(data_dir),
-            "LOG_LEVEL": "WARNING",
-            "LOG_FORMAT": "json",
-        }
-        issuer = DevIssuer.load_or_create(data_dir / "dev-issuer.pem", DEV_ISSUER)
-        token = issuer.mint(subject="bench-user", email="bench@example.com", ttl_seconds=3600)
-        auth = {"Authorization": f"Bearer {token}"}
+        env, auth = app_environment(url, "bench-auth")
         with uvicorn_server("service.main:app", env) as (port, _pid):
             warm = load(port, "/api/v1/users/me", headers=auth, seconds=1.0)
             if warm.statuses != {200}:

@@ -18,7 +18,6 @@ import asyncio
 import os
 import random
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -33,13 +32,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from scripts.benchlib import bench_database, median, peak_rss_bytes, rss_bytes, uvicorn_server
-from service.auth.dev_issuer import DevIssuer
+from scripts.benchlib import (
+    app_environment,
+    bench_database,
+    median,
+    peak_rss_bytes,
+    rss_bytes,
+    uvicorn_server,
+)
 from service.db import asyncpg_connect_args
 
 STOPS = 2_000
 ROUNDS = 5
-DEV_ISSUER = "urn:routebook:dev"
 MIB = 1024 * 1024
 TARGETS = {"get": 1.15, "post": 1.2, "rss": 4.0}
 
@@ -148,23 +152,10 @@ def main() -> int:
     body = orjson.dumps({"name": "bench: 2,000 stops", "request": request})
     del request
     payload_mib = len(document) / MIB
-    data_dir = Path(tempfile.mkdtemp(prefix="routebook-bench-payload-"))
-    token = DevIssuer.load_or_create(data_dir / "dev-issuer.pem", DEV_ISSUER).mint(
-        subject="bench-payload", email="bench@example.com", ttl_seconds=3600
-    )
-    auth = {"Authorization": f"Bearer {token}"}
 
     with bench_database() as url:
-        env = {
-            "ENVIRONMENT": "development",
-            "DATABASE_URL": url,
-            "AUTH_PROVIDERS": "dev",
-            "DEV_ISSUER": DEV_ISSUER,
-            "DATA_DIR": str(data_dir),
-            "LOG_LEVEL": "WARNING",
-            "LOG_FORMAT": "json",
-            "BENCH_URL": url,
-        }
+        env, auth = app_environment(url, "bench-payload")
+        env["BENCH_URL"] = url
         inserts: list[float] = []
         selects: list[float] = []
         posts: list[float] = []

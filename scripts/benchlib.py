@@ -57,6 +57,29 @@ def bench_database() -> Iterator[str]:
         embedded.stop()
 
 
+DEV_ISSUER = "urn:routebook:dev"
+
+
+def app_environment(url: str, name: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(environment for the app under uvicorn, Authorization header of a dev-issuer user)."""
+    from service.auth.dev_issuer import DevIssuer
+
+    data_dir = Path(tempfile.mkdtemp(prefix=f"routebook-{name}-"))
+    token = DevIssuer.load_or_create(data_dir / "dev-issuer.pem", DEV_ISSUER).mint(
+        subject=name, email=f"{name}@example.com", ttl_seconds=3600
+    )
+    env = {
+        "ENVIRONMENT": "development",
+        "DATABASE_URL": url,
+        "AUTH_PROVIDERS": "dev",
+        "DEV_ISSUER": DEV_ISSUER,
+        "DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
+    }
+    return env, {"Authorization": f"Bearer {token}"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -113,23 +113,22 @@ async def _principal(claims: Claims, directory: IdentityDirectory) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
-def require_role(role: str) -> Callable[[Principal], Awaitable[Principal]]:
+def _require(
+    kind: str, name: str, held: Callable[[Principal], frozenset[str]]
+) -> Callable[..., Awaitable[Principal]]:
+    async def check(principal: CurrentUser) -> Principal:
+        if name not in held(principal):
+            raise Forbidden(f"This action requires the {name!r} {kind}.")
+        return principal
+
+    return check
+
+
+def require_role(role: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller, if they hold `role`; 403 for a valid token without it."""
-
-    async def check(principal: CurrentUser) -> Principal:
-        if role not in principal.roles:
-            raise Forbidden(f"This action requires the {role!r} role.")
-        return principal
-
-    return check
+    return _require("role", role, lambda principal: principal.roles)
 
 
-def require_permission(permission: str) -> Callable[[Principal], Awaitable[Principal]]:
+def require_permission(permission: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller, if they hold `permission`; 403 for a valid token without it."""
-
-    async def check(principal: CurrentUser) -> Principal:
-        if permission not in principal.permissions:
-            raise Forbidden(f"This action requires the {permission!r} permission.")
-        return principal
-
-    return check
+    return _require("permission", permission, lambda principal: principal.permissions)
