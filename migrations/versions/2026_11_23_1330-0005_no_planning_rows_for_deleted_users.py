@@ -29,8 +29,13 @@ def upgrade() -> None:
         """
         CREATE FUNCTION refuse_deleted_owner() RETURNS trigger
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+        DECLARE
+            deleted timestamptz;
         BEGIN
-            IF EXISTS (SELECT 1 FROM public.users WHERE id = NEW.user_id AND deleted_at IS NOT NULL) THEN
+            -- FOR KEY SHARE waits for a deletion in progress (it holds the row FOR UPDATE) and
+            -- then reads its committed tombstone; a plain read would see the row as still live.
+            SELECT u.deleted_at INTO deleted FROM public.users AS u WHERE u.id = NEW.user_id FOR KEY SHARE;
+            IF deleted IS NOT NULL THEN
                 RAISE EXCEPTION 'the owner of this row has been deleted' USING ERRCODE = 'foreign_key_violation';
             END IF;
             RETURN NEW;

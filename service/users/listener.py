@@ -1,9 +1,10 @@
 """The LISTEN side of identity announcements: one dedicated connection per app instance.
 
-While connected, the directory may cache; the moment the connection is lost (or stops answering
-its health check) the directory goes blind — every request reads the database — until a new
-connection is listening and the directory has reloaded. A missed announcement therefore can
-never leave a deleted user or a revoked session accepted from a cache.
+While connected, the directory may cache; once the connection is known lost (closed, or failing
+its health check every HEALTH_INTERVAL_SECONDS) the directory goes blind — every request reads
+the database — until a new connection is listening and the directory has reloaded. A connection
+that dies silently is noticed within HEALTH_INTERVAL_SECONDS + 5 s (TCP keepalives shorten that);
+the identity cache's own TTL bounds staleness beyond it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from service.users.directory import IDENTITY_CHANNEL, IdentityDirectory
 
 log = logging.getLogger("routebook.identity")
 
-HEALTH_INTERVAL_SECONDS = 10.0
+HEALTH_INTERVAL_SECONDS = 5.0
+LISTENER_APPLICATION_NAME = "routebook-identity-listener"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
@@ -34,6 +36,9 @@ class IdentityListener:
         self._lost = asyncio.Event()
         self._pings: dict[str, asyncio.Future[None]] = {}
         self._connected = False
+        # asyncpg runs one operation at a time per connection: concurrent syncs and the health
+        # check take turns (notifications arrive regardless).
+        self._conn_lock = asyncio.Lock()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="identity-listener")
@@ -57,8 +62,10 @@ class IdentityListener:
         arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pings[token] = arrived
         try:
-            await conn.execute("SELECT pg_notify($1, $2)", IDENTITY_CHANNEL, f"ping::{token}")
-            await asyncio.wait_for(arrived, timeout)
+            async with asyncio.timeout(timeout):
+                async with self._conn_lock:
+                    await conn.execute("SELECT pg_notify($1, $2)", IDENTITY_CHANNEL, f"ping::{token}")
+                await arrived
         finally:
             self._pings.pop(token, None)
 
@@ -84,7 +91,12 @@ class IdentityListener:
 
     async def _listen_once(self) -> None:
         self._lost.clear()
-        conn = await asyncpg.connect(**self._connect_args, timeout=5, statement_cache_size=0)
+        conn = await asyncpg.connect(
+            **self._connect_args,
+            timeout=5,
+            statement_cache_size=0,
+            server_settings={"application_name": LISTENER_APPLICATION_NAME},
+        )
         self._conn = conn
         conn.add_termination_listener(lambda _conn: self._lost.set())
         await conn.add_listener(IDENTITY_CHANNEL, self._on_notification)
@@ -97,7 +109,8 @@ class IdentityListener:
                 await asyncio.wait_for(self._lost.wait(), HEALTH_INTERVAL_SECONDS)
             if self._lost.is_set():
                 raise ConnectionError("listener connection closed")
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), 5)
+            async with asyncio.timeout(5), self._conn_lock:
+                await conn.fetchval("SELECT 1")
 
     def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload.startswith("ping::"):

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from service.db import Database
+from service.db import Database, erase_as_owner_of
 from tests.planning.conftest import Caller
 
 
@@ -55,3 +55,33 @@ async def test_the_request_role_is_refused_directly_too(
 async def test_a_live_user_still_creates_sessions(alice: Caller) -> None:
     response = await alice.call("POST", "/sessions", {"name": "fine"})
     assert response.status_code == 201
+
+
+async def test_an_insert_racing_the_deletion_waits_and_is_refused(alice: Caller, clean_db: Database) -> None:
+    """The deletion holds the user row FOR UPDATE (as the webhook handler does); a session insert
+    that started meanwhile must wait for it and then see the tombstone, not the old live row."""
+    insert_started = asyncio.Event()
+
+    async def racing_insert() -> None:
+        async with clean_db.user_transaction(alice.user_id) as session:
+            insert_started.set()
+            await session.execute(
+                text("INSERT INTO sessions (id, user_id, name) VALUES (gen_random_uuid(), :id, 'late')"),
+                {"id": alice.user_id},
+            )
+
+    async with clean_db.transaction() as deletion:
+        await deletion.execute(text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"), {"id": alice.user_id})
+        await deletion.execute(
+            text("UPDATE users SET deleted_at = now() WHERE id = :id"), {"id": alice.user_id}
+        )
+        insert = asyncio.create_task(racing_insert())
+        await insert_started.wait()
+        await asyncio.sleep(0.3)  # the insert is now blocked on the user row
+        assert not insert.done()
+        await erase_as_owner_of(deletion, alice.user_id)
+        await deletion.execute(text("DELETE FROM sessions WHERE user_id = :id"), {"id": alice.user_id})
+    with pytest.raises(DBAPIError, match="has been deleted"):
+        await insert
+    async with clean_db.transaction() as session:
+        assert (await session.execute(text("SELECT count(*) FROM sessions"))).scalar_one() == 0
