@@ -96,7 +96,8 @@ class BodyLimitMiddleware:
         declared = headers.get("content-length")
         has_body = bool(declared and declared != "0") or "chunked" in headers.get("transfer-encoding", "")
         if declared is not None:
-            if not declared.isdigit():
+            # isascii: str.isdigit() also accepts digits like "²" that int() refuses.
+            if not (declared.isascii() and declared.isdigit()):
                 await self._reject(scope, send, PayloadTooLarge("Content-Length is not a valid length."))
                 return
             if int(declared) > self.max_body_bytes:

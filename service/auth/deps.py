@@ -85,6 +85,10 @@ async def current_user(request: Request) -> Principal:
         raise ServiceUnavailable(
             "The identity provider's signing keys are unavailable; try again shortly."
         ) from None
+    if from_cookie and claims.provider != "clerk":
+        # The __session cookie is Clerk's; another provider's token has no business arriving there.
+        log.debug("token refused: a non-Clerk token in the Clerk session cookie")
+        raise _unauthorized(token_sent=True)
     return await _principal(claims, directory)
 
 

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.auth.dev_issuer import DevIssuer
+from service.config import is_loopback_host
+from service.errors import Forbidden
 
 MAX_DEV_TTL = 7 * 24 * 3600
 
@@ -50,8 +52,19 @@ def dev_router() -> APIRouter:
         issuer: DevIssuer = request.app.state.dev_issuer
         return issuer.jwks()
 
-    @router.post("/token", response_model=DevTokenRead, summary="Mint a dev access token")
+    @router.post(
+        "/token",
+        response_model=DevTokenRead,
+        summary="Mint a dev access token (from this machine only)",
+        responses={
+            403: {"description": "Not a loopback client", "content": {"application/problem+json": {}}}
+        },
+    )
     async def token(request: Request, body: DevTokenCreate) -> DevTokenRead:
+        # Defence in depth: a development server started on 0.0.0.0 must not hand any visitor an
+        # admin token. Only a client on this machine may mint.
+        if request.client is None or not is_loopback_host(request.client.host):
+            raise Forbidden("Dev tokens are minted only for clients on this machine.")
         return mint_dev_token(request.app.state.dev_issuer, body)
 
     return router

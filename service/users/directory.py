@@ -49,7 +49,16 @@ _UPSERT_USER = text(
 _IS_REVOKED = text(
     "SELECT 1 FROM revoked_sessions WHERE provider = :provider AND session_id = :session_id AND expires_at > now()"
 )
-_LIVE_REVOCATIONS = text("SELECT provider, session_id FROM revoked_sessions WHERE expires_at > now()")
+_LIVE_REVOCATIONS = text(
+    "SELECT provider, session_id, expires_at FROM revoked_sessions WHERE expires_at > now()"
+)
+
+# The longest a token that names a provider session may live. A revocation is kept this long (plus
+# the clock leeway), and the identity gate refuses a session token that would outlive it — so a
+# purged revocation can never readmit a token of that session.
+MAX_SESSION_TOKEN_LIFETIME = timedelta(hours=24)
+# The revocation set is swept of expired entries when it has grown by this many since the last sweep.
+_SWEEP_EVERY = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +81,9 @@ class IdentityDirectory:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._users: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
-        self._revoked: set[tuple[str, str]] = set()
+        # (provider, session id) → when the revocation may be forgotten (epoch seconds).
+        self._revoked: dict[tuple[str, str], float] = {}
+        self._revoked_at_sweep = 0
         # False until the listener is connected and the revocation set is loaded; while False,
         # nothing is served from (or written to) the caches.
         self.live = False
@@ -94,7 +105,7 @@ class IdentityDirectory:
 
     async def is_revoked(self, provider: str, session_id: str) -> bool:
         if self.live:
-            return (provider, session_id) in self._revoked
+            return (provider, session_id) in self._revoked  # an expired entry only outlives its tokens
         async with self._db.privileged_transaction() as session:
             row = await session.execute(_IS_REVOKED, {"provider": provider, "session_id": session_id})
             return row.first() is not None
@@ -129,7 +140,7 @@ class IdentityDirectory:
         self._generation += 1
         self._users.clear()
         # A union, not a replacement: announcements that arrived while we read are kept.
-        self._revoked |= {(row.provider, row.session_id) for row in rows}
+        self._revoked.update({(row.provider, row.session_id): row.expires_at.timestamp() for row in rows})
         self.live = True
 
     def go_blind(self) -> None:
@@ -138,6 +149,15 @@ class IdentityDirectory:
         self._generation += 1
         self._users.clear()
         self._revoked.clear()
+        self._revoked_at_sweep = 0
+
+    def _sweep_revocations(self) -> None:
+        """Forget revocations whose tokens have all expired, so the set does not grow forever."""
+        if len(self._revoked) - self._revoked_at_sweep < _SWEEP_EVERY:
+            return
+        now = time.time()
+        self._revoked = {key: until for key, until in self._revoked.items() if until > now}
+        self._revoked_at_sweep = len(self._revoked)
 
     def apply(self, payload: str) -> None:
         """An announcement from any instance (this one included)."""
@@ -147,7 +167,8 @@ class IdentityDirectory:
         if kind == "user":
             self._users.pop((provider, ident), None)
         elif kind == "session":
-            self._revoked.add((provider, ident))
+            self._revoked[(provider, ident)] = time.time() + MAX_SESSION_TOKEN_LIFETIME.total_seconds()
+            self._sweep_revocations()
         else:
             log.warning("unknown identity announcement %r", kind)
 

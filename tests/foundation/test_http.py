@@ -154,3 +154,28 @@ async def test_errors_carry_request_id_too(client: httpx.AsyncClient) -> None:
     response = await client.get("/nowhere", headers={"X-Request-ID": "abc"})
     assert response.status_code == 404
     assert response.headers["x-request-id"] == "abc"
+
+
+async def test_non_ascii_digit_content_length_is_a_413_not_a_500() -> None:
+    """str.isdigit() accepts "²"; the limit must not crash on it (servers usually refuse it first)."""
+    from service.middleware import BodyLimitMiddleware
+
+    async def never_called(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("the app must not run")
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/v1/sessions",
+        "headers": [(b"content-length", "²".encode()), (b"content-type", b"application/json")],
+    }
+    await BodyLimitMiddleware(never_called, max_body_bytes=1024)(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 413

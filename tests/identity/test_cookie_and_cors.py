@@ -95,3 +95,16 @@ async def test_preflight_from_another_origin_is_refused(provider_app: ProviderAp
         )
     assert response.status_code == 400
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_another_providers_token_in_the_clerk_cookie_is_refused(
+    provider_app: ProviderAppFactory,
+) -> None:
+    clerk, workos = MockProvider.clerk(), MockProvider.workos()
+    async with provider_app(clerk, workos) as env:
+        env.client.cookies.set("__session", workos.token("user_w"))
+        in_cookie = await env.client.get("/api/v1/users/me")
+        env.client.cookies.clear()
+        as_bearer = await env.me(workos.token("user_w"))
+    assert in_cookie.status_code == 401
+    assert as_bearer.status_code == 200

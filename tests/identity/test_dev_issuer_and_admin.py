@@ -111,3 +111,11 @@ async def test_admin_users_pages_newest_first_without_gaps(
         "/api/v1/admin/users", params={"cursor": "AAAA" + (cursor or "x")}, headers=bearer(admin)
     )
     assert tampered.status_code == 422
+
+
+async def test_dev_tokens_are_minted_only_for_loopback_clients(app: FastAPI) -> None:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as remote:
+        response = await remote.post("/dev/token", json={"email": "x@example.com", "roles": ["admin"]})
+    assert response.status_code == 403
+    assert "access_token" not in response.text
