@@ -71,6 +71,8 @@ class KeySource(Protocol):
 
     def request_refresh(self) -> None: ...
 
+    def refresh_if_due(self) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -257,10 +259,16 @@ class JWKSCache:
         if self._inflight is None and self._may_retry(self._clock()):
             self._start()
 
-    async def wait(self) -> None:
-        """Wait for a fetch in flight, if any (a background refresh included)."""
-        if self._inflight is not None:
-            await asyncio.shield(self._inflight)
+    def refresh_if_due(self) -> None:
+        """Start a background fetch when the held keys are past their max age.
+
+        For callers that skip `get_key` (a verified-claims cache hit): without it, a key the
+        provider removed would stay trusted until some cache miss happened to fetch.
+        """
+        now = self._clock()
+        # One comparison on the hot path; the rest only once a refresh is due.
+        if now >= self._refresh_at and self._last_success is not None:
+            self._start_if_allowed(now)
 
     async def aclose(self) -> None:
         """Cancel a fetch in flight (shutdown): the HTTP client is about to close."""
@@ -274,9 +282,9 @@ class JWKSCache:
         now = self._clock()
         if not self._usable(now):
             return await self._get_key_cold(kid, alg, now)
-        if now >= self._refresh_at and self._inflight is None and self._may_retry(now):
+        if now >= self._refresh_at:
             # Keys are still valid: refresh in the background and answer from them meanwhile.
-            self._start()
+            self._start_if_allowed(now)
         key = self._keys.find(kid, alg)
         if key is not None or (kid is not None and self._keys.knows(kid)):
             # A known kid with an incompatible algorithm is a forgery, not a rotation.
@@ -304,6 +312,10 @@ class JWKSCache:
         task = asyncio.get_running_loop().create_task(self._fetch_and_store(), name=f"jwks-{self.name}")
         self._inflight = task
         return task
+
+    def _start_if_allowed(self, now: float) -> None:
+        if self._inflight is None and self._may_retry(now):
+            self._start()
 
     def _usable(self, now: float) -> bool:
         if self._last_success is None or not self._keys:
@@ -434,6 +446,9 @@ class StaticKeys:
         return None
 
     def request_refresh(self) -> None:
+        return None
+
+    def refresh_if_due(self) -> None:
         return None
 
     async def aclose(self) -> None:

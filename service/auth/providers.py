@@ -123,7 +123,11 @@ _SUPABASE_NON_USER_ROLES = frozenset({"anon", "service_role", "supabase_admin"})
 def _supabase_checks(allow_anonymous: bool) -> tuple[ClaimCheck, ...]:
     def api_key(claims: Mapping[str, Any]) -> str | None:
         # The project's anon/service-role API keys are JWTs too; they are never a user.
-        if claims.get("role") in _SUPABASE_NON_USER_ROLES:
+        role = claims.get("role")
+        if role is not None and not isinstance(role, str):
+            # Supabase always writes a string: a role we cannot read cannot prove a user.
+            return "supabase role not a string"
+        if role in _SUPABASE_NON_USER_ROLES:
             return "supabase API key, not a user token"
         return None
 

@@ -24,6 +24,8 @@ MAX_TOKEN_BYTES = 16 * 1024
 # Header members that would let the token choose its own key: never honoured, never fetched.
 _KEY_CARRYING_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c"})
 _REQUIRED_CLAIMS = ["exp", "sub"]
+# 9999-12-31T23:59:59Z: a later NumericDate has no datetime, and no provider issues one.
+_MAX_TIMESTAMP = 253_402_300_799
 
 __all__ = ["Claims", "InvalidToken", "KeysUnavailable", "TokenVerifier"]
 
@@ -42,6 +44,8 @@ class Claims:
     email: str | None
     expires_at: float
     claims: Mapping[str, Any]
+    # From `iat`, when the token has one: with expires_at, the lifetime the issuer granted.
+    issued_at: float | None = None
 
 
 class InvalidToken(Exception):
@@ -113,22 +117,15 @@ class TokenVerifier:
         # Concurrently: one slow provider must not delay the others' keys.
         await asyncio.gather(*(profile.keys.prefetch() for profile in self._profiles))
 
-    def forget(self, token: str) -> None:
-        """Drop one token from the verified-claims cache."""
-        self._cache.pop(token, None)
-
-    def clear_cache(self) -> None:
-        self._cache.clear()
-
     async def verify(self, token: str) -> Claims:
         """The token's claims; raises InvalidToken, or KeysUnavailable when keys cannot be had."""
         cached = self._cache.get(token)
         if cached is not None:
             # The hot path: an SPA sends the same token for its whole lifetime.
-            if (
-                cached.claims.expires_at > self._clock()
-                and cached.generation == cached.profile.keys.generation
-            ):
+            keys = cached.profile.keys
+            # A hit never reaches get_key: without this, a removed key would stay trusted.
+            keys.refresh_if_due()
+            if cached.claims.expires_at > self._clock() and cached.generation == keys.generation:
                 return cached.claims
             self._cache.pop(token, None)
         try:
@@ -252,10 +249,17 @@ def _check_types(payload: Mapping[str, Any]) -> None:
     subject = payload.get("sub")
     if not isinstance(subject, str) or not subject.strip():
         raise InvalidToken("sub empty or not a string")
-    # PyJWT accepts numeric strings ("9999999999") for exp; a provider never sends one.
-    exp = payload.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
-        raise InvalidToken("exp not a number")
+    for name in ("exp", "iat"):
+        if name in payload and not _is_timestamp(payload[name]):
+            raise InvalidToken(f"{name} not a timestamp")
+
+
+def _is_timestamp(value: Any) -> bool:
+    # PyJWT accepts numeric strings ("9999999999") and ints no float can hold (10**400);
+    # NaN fails the range check. A provider sends none of these.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 <= value <= _MAX_TIMESTAMP
 
 
 def _claims(profile: ProviderProfile, payload: dict[str, Any]) -> Claims:
@@ -271,4 +275,5 @@ def _claims(profile: ProviderProfile, payload: dict[str, Any]) -> Claims:
         expires_at=float(payload["exp"]),
         # Read-only: the same object is served from the cache to every later request.
         claims=MappingProxyType(payload),
+        issued_at=float(payload["iat"]) if "iat" in payload else None,
     )

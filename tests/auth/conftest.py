@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -36,3 +37,9 @@ def make_verifier(http: httpx.AsyncClient) -> VerifierFactory:
         return TokenVerifier.from_settings(make_settings(*providers, **extra), http)
 
     return build
+
+
+async def background_fetches_done() -> None:
+    """Wait for JWKS fetches started in the background (JWKSCache names its tasks `jwks-<name>`)."""
+    fetches = [task for task in asyncio.all_tasks() if task.get_name().startswith("jwks-")]
+    await asyncio.gather(*fetches, return_exceptions=True)

@@ -7,7 +7,7 @@ import respx
 
 from service.auth.tokens import InvalidToken
 from tests.auth.conftest import VerifierFactory
-from tests.kit import MockProvider, Org
+from tests.kit import REMOVE, MockProvider, Org
 
 
 async def test_clerk_v2_token_maps_org_role_permissions_and_session(
@@ -29,6 +29,22 @@ async def test_clerk_v2_token_maps_org_role_permissions_and_session(
     assert claims.session_id is not None
     assert claims.session_id.startswith("sess_")
     assert claims.claims["v"] == 2
+
+
+async def test_issued_at_comes_from_iat_when_present(
+    router: respx.MockRouter, make_verifier: VerifierFactory
+) -> None:
+    workos = MockProvider.workos()
+    workos.mock(router)
+    verifier = make_verifier(workos)
+
+    claims = await verifier.verify(workos.token("user_1", expires_in=600))
+    without_iat = await verifier.verify(workos.token("user_1", iat=REMOVE))
+
+    assert claims.issued_at is not None
+    assert claims.issued_at == claims.claims["iat"]
+    assert claims.expires_at - claims.issued_at == 600
+    assert without_iat.issued_at is None
 
 
 async def test_clerk_v1_org_role_loses_its_org_prefix(

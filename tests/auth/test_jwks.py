@@ -19,7 +19,7 @@ import respx
 
 from service.auth.jwks import MAX_JWKS_BYTES, JWKSCache, KeysUnavailable, StaticKeys
 from service.auth.tokens import InvalidToken, TokenVerifier
-from tests.auth.conftest import VerifierFactory
+from tests.auth.conftest import VerifierFactory, background_fetches_done
 from tests.kit import MockProvider, SigningKey, make_settings
 from tests.kit.forge import reheader
 
@@ -205,7 +205,7 @@ async def test_a_failing_endpoint_keeps_cached_keys_serving(
     clock.advance(601)  # refresh due: the next lookup refreshes in the background
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         first = await verifier.verify(clerk.token("user_1"))
-        await cache.wait()
+        await background_fetches_done()
         later = [await verifier.verify(clerk.token(f"user_{i}")) for i in range(2, 30)]
 
     assert first.subject == "user_1"
@@ -303,7 +303,7 @@ async def test_verifier_start_survives_a_dead_provider_and_ready_nudges_a_retry(
     assert not verifier.ready  # this poll starts a background fetch
     (profile,) = verifier.profiles
     assert isinstance(profile.keys, JWKSCache)
-    await profile.keys.wait()
+    await background_fetches_done()
 
     assert verifier.ready
     await verifier.aclose()
@@ -333,13 +333,41 @@ async def test_cache_control_max_age_sets_the_refresh_time(
 
     clock.now = no_fetch_at
     await cache.get_key(clerk.key.kid, "RS256")
-    await cache.wait()
+    await background_fetches_done()
     assert route.call_count == 1
 
     clock.now = fetch_at
     assert await cache.get_key(clerk.key.kid, "RS256") is not None  # served while refreshing
-    await cache.wait()
+    await background_fetches_done()
     assert route.call_count == 2
+
+
+async def test_a_cache_hit_past_max_age_refreshes_the_keys_and_a_removed_key_stops_the_token(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    clerk = MockProvider.clerk()
+    route = clerk.mock(router)
+    clock = FakeClock()
+    cache = cache_for(clerk, http, clock, max_age=600)
+    verifier = verifier_over(clerk, cache, http)
+    token = clerk.token("user_1", expires_in=3600)
+    await verifier.verify(token)
+    clerk.rotate(keep_old=False)  # the provider removes the token's key
+
+    clock.advance(599)
+    await verifier.verify(token)
+    await background_fetches_done()
+    assert route.call_count == 1  # not due yet: the hit costs nothing
+
+    clock.advance(2)
+    for _ in range(20):  # hits, served from the cache while one refresh runs
+        assert (await verifier.verify(token)).subject == "user_1"
+    await background_fetches_done()
+    assert route.call_count == 2
+
+    with pytest.raises(InvalidToken):
+        await verifier.verify(token)
+    assert route.call_count == 2  # refused from the fresh key set, no further fetch
 
 
 async def test_generation_changes_with_the_key_set_only(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -247,6 +248,13 @@ async def test_supabase_non_user_role_with_a_subject_is_rejected(
     await assert_rejected(make_verifier(supabase), supabase.token(role=role))
 
 
+@pytest.mark.parametrize("role", [["authenticated"], {"name": "authenticated"}, 1])
+async def test_supabase_role_that_is_not_a_string_is_rejected(
+    role: Any, supabase: MockProvider, make_verifier: VerifierFactory
+) -> None:
+    await assert_rejected(make_verifier(supabase), supabase.token(role=role))
+
+
 async def test_supabase_hs256_api_key_is_rejected(
     router: respx.MockRouter, make_verifier: VerifierFactory
 ) -> None:
@@ -300,11 +308,22 @@ async def test_missing_exp_is_rejected(workos: MockProvider, make_verifier: Veri
     await assert_rejected(make_verifier(workos), workos.token("user_1", exp=REMOVE))
 
 
-@pytest.mark.parametrize("exp", ["9999999999", None, True])
-async def test_non_numeric_exp_is_rejected(
+# 10**400 and NaN pass PyJWT's own exp check; the first one crashed float() afterwards.
+INSANE_TIMESTAMPS = ["9999999999", None, True, 10**400, math.inf, math.nan, 253_402_300_800]
+
+
+@pytest.mark.parametrize("exp", INSANE_TIMESTAMPS)
+async def test_exp_not_a_sane_timestamp_is_rejected(
     exp: Any, workos: MockProvider, make_verifier: VerifierFactory
 ) -> None:
     await assert_rejected(make_verifier(workos), workos.token("user_1", exp=exp))
+
+
+@pytest.mark.parametrize("iat", INSANE_TIMESTAMPS)
+async def test_iat_not_a_sane_timestamp_is_rejected(
+    iat: Any, workos: MockProvider, make_verifier: VerifierFactory
+) -> None:
+    await assert_rejected(make_verifier(workos), workos.token("user_1", iat=iat))
 
 
 @pytest.mark.parametrize("sub", [REMOVE, "", "   ", None, 42, ["user_1"]])
