@@ -8,6 +8,7 @@ about why a token failed.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,13 +20,14 @@ from fastapi import Depends, Request
 from service.auth.jwks import KeysUnavailable
 from service.auth.tokens import Claims, InvalidToken, TokenVerifier
 from service.errors import Forbidden, ServiceUnavailable, Unauthorized
-from service.users.directory import IdentityDirectory
+from service.users.directory import MAX_SESSION_TOKEN_LIFETIME, IdentityDirectory
 
 log = logging.getLogger("routebook.auth")
 
 SESSION_COOKIE = "__session"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 GENERIC_DETAIL = "The access token is missing, invalid or expired."
+MAX_SESSION_TOKEN_LIFETIME_SECONDS = MAX_SESSION_TOKEN_LIFETIME.total_seconds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +94,20 @@ async def current_user(request: Request) -> Principal:
     return await _principal(claims, directory)
 
 
+def _outlives_revocations(claims: Claims) -> bool:
+    """A session token living longer than a revocation is kept could outlive its own revocation."""
+    issued = claims.issued_at if claims.issued_at is not None else time.time()
+    return claims.expires_at - issued > MAX_SESSION_TOKEN_LIFETIME_SECONDS
+
+
 async def _principal(claims: Claims, directory: IdentityDirectory) -> Principal:
-    if claims.session_id is not None and await directory.is_revoked(claims.provider, claims.session_id):
-        log.debug("token refused: provider session revoked")
-        raise _unauthorized(token_sent=True)
+    if claims.session_id is not None:
+        if _outlives_revocations(claims):
+            log.debug("token refused: a session token living longer than revocations are kept")
+            raise _unauthorized(token_sent=True)
+        if await directory.is_revoked(claims.provider, claims.session_id):
+            log.debug("token refused: provider session revoked")
+            raise _unauthorized(token_sent=True)
     user = await directory.resolve(claims.provider, claims.subject, claims.email)
     if user.deleted:
         log.debug("token refused: user deleted")

@@ -7,6 +7,8 @@ import pytest
 from service.db import Database
 from service.users import directory as directory_module
 from service.users.directory import MAX_SESSION_TOKEN_LIFETIME, IdentityDirectory
+from tests.identity.conftest import ProviderAppFactory
+from tests.kit import REMOVE, MockProvider
 
 
 async def test_expired_revocations_are_swept(monkeypatch: pytest.MonkeyPatch, admin_db: Database) -> None:
@@ -23,3 +25,18 @@ async def test_expired_revocations_are_swept(monkeypatch: pytest.MonkeyPatch, ad
     assert not await directory.is_revoked("clerk", "sess_old_1")  # every token of it has expired
     assert await directory.is_revoked("clerk", "sess_new_1")
     assert len(directory._revoked) < 1500 + 1100
+
+
+async def test_a_session_token_outliving_revocation_retention_is_refused(
+    provider_app: ProviderAppFactory,
+) -> None:
+    clerk = MockProvider.clerk()
+    lifetime = int(MAX_SESSION_TOKEN_LIFETIME.total_seconds())
+    async with provider_app(clerk) as env:
+        too_long = await env.me(clerk.token("user_l", expires_in=lifetime + 3600))
+        ordinary = await env.me(clerk.token("user_l", expires_in=60))
+        # Without a session id there is nothing to revoke, so no cap applies.
+        sessionless = await env.me(clerk.token("user_l", expires_in=lifetime + 3600, sid=REMOVE))
+    assert too_long.status_code == 401
+    assert ordinary.status_code == 200
+    assert sessionless.status_code == 200
