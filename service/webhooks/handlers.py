@@ -13,49 +13,42 @@ import enum
 import logging
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Database, erase_as_owner_of, new_id, utcnow
-from service.users.directory import announce_user_changed, purge_expired_revocations, revoke_session
-from service.webhooks.payloads import MalformedPayload, ProviderUser, UserEvent
+from service.users.directory import (
+    MAX_SESSION_TOKEN_LIFETIME,
+    announce_user_changed,
+    purge_expired_revocations,
+    revoke_session,
+)
+from service.webhooks.payloads import ProviderUser, UserEvent
 
 __all__ = [
     "LEDGER_RETENTION",
-    "SESSION_TOKEN_MAX_LIFETIME",
     "Delivery",
     "LedgerJanitor",
     "Tombstone",
     "Upsert",
     "apply_delivery",
     "purge_ledger",
+    "purge_revocations",
     "record_delivery",
-    "storable",
-    "storable_user",
     "tombstone_user",
     "upsert_user",
 ]
 
 log = logging.getLogger("routebook.webhooks")
 
-# Clerk session tokens live 60 s by default, but a JWT template can mint longer ones and our
-# verifier caps no lifetime; a revoked sid is a tiny row, so it is kept for a day — far beyond
-# any session token we expect — plus the verifier's clock leeway.
-SESSION_TOKEN_MAX_LIFETIME = timedelta(hours=24)
 # Svix retries for ~28 h and WorkOS for 3 days; a ledger row must outlive every retry of its event.
 LEDGER_RETENTION = timedelta(days=7)
-# The ledger purge runs at most this often per process, in a transaction of its own: concurrent
+# The purges run at most this often per process, each in a transaction of its own: concurrent
 # deliveries never contend for the same old rows, and housekeeping can never fail a delivery.
 _PURGE_INTERVAL_SECONDS = 600.0
-
-# What PostgreSQL can store and index. A signed but absurd value (a NUL, a megabyte id over a btree
-# index) must be a 400 the provider stops retrying, not a database error answered with 503 for days.
-MAX_ID_LENGTH = 255
-MAX_EMAIL_LENGTH = 320
-MAX_DISPLAY_NAME_LENGTH = 200
 
 
 class Delivery(enum.StrEnum):
@@ -132,38 +125,6 @@ _ERASE_PLANNING = text("DELETE FROM sessions WHERE user_id = :id")
 _PURGE_LEDGER = text("DELETE FROM webhook_events WHERE received_at < :cutoff")
 
 
-def _check_text(value: str | None, name: str, max_length: int) -> None:
-    if value is None:
-        return
-    if "\x00" in value:
-        raise MalformedPayload(f"{name} contains a NUL character")
-    if len(value) > max_length:
-        raise MalformedPayload(f"{name} is longer than {max_length} characters")
-
-
-def _display_name(value: str | None) -> str | None:
-    # Names are free text a user typed: shortened and cleaned rather than refused, so the account syncs.
-    if value is None:
-        return None
-    return value.replace("\x00", "")[:MAX_DISPLAY_NAME_LENGTH] or None
-
-
-def storable_user(user: ProviderUser) -> ProviderUser:
-    """The user as it can be stored; MalformedPayload for an id or email PostgreSQL cannot take."""
-    _check_text(user.subject, "subject", MAX_ID_LENGTH)
-    _check_text(user.email, "email", MAX_EMAIL_LENGTH)
-    return replace(user, display_name=_display_name(user.display_name))
-
-
-def storable(event: UserEvent) -> UserEvent:
-    """The event as it can be stored (see `storable_user`); ids are checked whatever the kind."""
-    _check_text(event.event_id, "event id", MAX_ID_LENGTH)
-    _check_text(event.subject, "subject", MAX_ID_LENGTH)
-    _check_text(event.session_id, "session id", MAX_ID_LENGTH)
-    _check_text(event.email, "email", MAX_EMAIL_LENGTH)
-    return replace(event, display_name=_display_name(event.display_name))
-
-
 async def record_delivery(session: AsyncSession, event: UserEvent) -> bool:
     """Enter the event in the ledger; False when it is already there (a duplicate delivery)."""
     assert event.event_id is not None
@@ -175,8 +136,10 @@ async def record_delivery(session: AsyncSession, event: UserEvent) -> bool:
 
 
 async def upsert_user(session: AsyncSession, provider: str, user: ProviderUser) -> Upsert:
-    """Create or update (provider, subject) under the order and tombstone rules; announce a change."""
-    user = storable_user(user)
+    """Create or update (provider, subject) under the order and tombstone rules; announce a change.
+
+    `user` comes from a `payloads` mapper, which has already refused what PostgreSQL cannot store.
+    """
     result = await session.execute(
         _UPSERT_USER,
         {
@@ -198,7 +161,6 @@ async def upsert_user(session: AsyncSession, provider: str, user: ProviderUser) 
 
 async def tombstone_user(session: AsyncSession, provider: str, subject: str) -> Tombstone:
     """Tombstone (provider, subject), erase their planning data, and refuse their tokens everywhere."""
-    _check_text(subject, "subject", MAX_ID_LENGTH)
     await session.execute(_LOCK_USER, {"provider": provider, "subject": subject})
     result = await session.execute(
         _TOMBSTONE_USER, {"id": new_id(), "provider": provider, "subject": subject, "now": utcnow()}
@@ -220,10 +182,12 @@ async def _erase_planning_data(session: AsyncSession, user_id: uuid.UUID) -> Non
 
 async def _revoke_clerk_session(session: AsyncSession, event: UserEvent, leeway: timedelta) -> None:
     assert event.session_id is not None
+    # Kept as long as the identity gate lets a session token live (plus its clock leeway), so a
+    # purged revocation can never readmit a token. Expired ones are purged by the janitor, not
+    # here: concurrent revocations would lock the same old rows and wait on each other.
     await revoke_session(
-        session, event.provider, event.session_id, event.subject, SESSION_TOKEN_MAX_LIFETIME + leeway
+        session, event.provider, event.session_id, event.subject, MAX_SESSION_TOKEN_LIFETIME + leeway
     )
-    await purge_expired_revocations(session)
 
 
 async def _apply_effect(session: AsyncSession, event: UserEvent, leeway: timedelta) -> None:
@@ -252,7 +216,8 @@ async def apply_delivery(db: Database, event: UserEvent, *, leeway: timedelta) -
 
 @dataclass
 class LedgerJanitor:
-    """Drops ledger rows older than every provider's retry window, at most once per interval."""
+    """Drops ledger rows older than every provider's retry window, and expired session revocations,
+    at most once per interval."""
 
     retention: timedelta = LEDGER_RETENTION
     interval_seconds: float = _PURGE_INTERVAL_SECONDS
@@ -265,9 +230,10 @@ class LedgerJanitor:
         self._next_run = now + self.interval_seconds
         try:
             await purge_ledger(db, self.retention)
+            await purge_revocations(db)
         except Exception as exc:
             # Housekeeping only: the delivery already committed, so its answer stays 204.
-            log.warning("webhook ledger purge failed (%s)", type(exc).__name__)
+            log.warning("webhook housekeeping failed (%s)", type(exc).__name__)
 
 
 async def purge_ledger(db: Database, retention: timedelta = LEDGER_RETENTION) -> int:
@@ -275,3 +241,9 @@ async def purge_ledger(db: Database, retention: timedelta = LEDGER_RETENTION) ->
     async with db.privileged_transaction() as session:
         result = await session.execute(_PURGE_LEDGER, {"cutoff": utcnow() - retention})
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def purge_revocations(db: Database) -> int:
+    """Delete revocations past their expiry in a short transaction of its own."""
+    async with db.privileged_transaction() as session:
+        return await purge_expired_revocations(session)

@@ -2,8 +2,9 @@
 
 Only call these after the signature has been checked. Every defect of a body, from invalid JSON
 to 10,000 levels of nesting to a field of the wrong type, raises `MalformedPayload` (→ 400) and
-nothing else. The user-field mappings (`clerk_user`, `workos_user`, `supabase_user`) are shared
-with `provider_api`, so a webhook and a reconcile run read a user the same way.
+nothing else, and whatever is returned is storable as it is. The user-field mappings
+(`clerk_user`, `workos_user`, `supabase_user`) are shared with `provider_api`, so a webhook and a
+reconcile run read a user the same way, soft deletes included.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import orjson
 
 __all__ = [
+    "MAX_ID_LENGTH",
     "EventKind",
     "MalformedPayload",
     "Provider",
@@ -40,6 +42,11 @@ WORKOS_UPSERT = frozenset({"user.created", "user.updated"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Longer than any ISO 8601 / PostgreSQL timestamp; refuses to parse megabyte strings as dates.
 _MAX_TIMESTAMP_LENGTH = 64
+# What PostgreSQL can store and index. A signed but absurd value (a NUL, a megabyte id over a btree
+# index) must be a 400 the provider stops retrying, not a database error answered with 503 for days.
+MAX_ID_LENGTH = 255
+MAX_EMAIL_LENGTH = 320
+MAX_DISPLAY_NAME_LENGTH = 200
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -51,12 +58,16 @@ class MalformedPayload(Exception):
 
 @dataclass(frozen=True)
 class ProviderUser:
-    """A user as a provider describes it: the fields Routebook keeps, nothing more."""
+    """A user as a provider describes it: the fields Routebook keeps, nothing more.
+
+    `deleted` is a user the provider still lists but has deleted (Supabase's soft delete).
+    """
 
     subject: str
     email: str | None
     display_name: str | None
     updated_at: datetime | None
+    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,29 @@ def _optional_str(container: Mapping[str, Any], key: str) -> str | None:
     return value or None
 
 
+def _storable(value: str, key: str, max_length: int) -> str:
+    if "\x00" in value:
+        raise MalformedPayload(f"{key} contains a NUL character")
+    if len(value) > max_length:
+        raise MalformedPayload(f"{key} is longer than {max_length} characters")
+    return value
+
+
+def _id(container: Mapping[str, Any], key: str) -> str:
+    return _storable(_required_str(container, key), key, MAX_ID_LENGTH)
+
+
+def _email(container: Mapping[str, Any], key: str) -> str | None:
+    value = _optional_str(container, key)
+    return None if value is None else _storable(value, key, MAX_EMAIL_LENGTH)
+
+
+def _free_text(container: Mapping[str, Any], key: str) -> str | None:
+    """A field of user-editable free-form JSON: a non-string is skipped, not an error."""
+    value = container.get(key)
+    return value if isinstance(value, str) else None
+
+
 def _millis(value: Any, key: str) -> datetime:
     # bool is an int subclass; `true` is not a timestamp.
     if not isinstance(value, int) or isinstance(value, bool):
@@ -169,18 +203,23 @@ def _optional_timestamp(container: Mapping[str, Any], key: str) -> datetime | No
     return None if value is None else _timestamp(value, key)
 
 
+def _name_part(value: str | None) -> str:
+    return (value or "").replace("\x00", "").strip()
+
+
 def _display_name(*parts: str | None, fallback: str | None = None) -> str | None:
-    name = " ".join(part.strip() for part in parts if part and part.strip())
-    if name:
-        return name
-    if fallback and fallback.strip():
-        return fallback.strip()
-    return None
+    """The non-blank parts joined, else the fallback.
+
+    Names are free text a user typed: cleaned of NULs and shortened rather than refused, so the
+    account still syncs.
+    """
+    name = " ".join(filter(None, map(_name_part, parts))) or _name_part(fallback)
+    return name[:MAX_DISPLAY_NAME_LENGTH].rstrip() or None
 
 
 def clerk_user(data: Mapping[str, Any]) -> ProviderUser:
     """A Clerk user object (webhook `data` or a `GET /v1/users` item)."""
-    subject = _required_str(data, "id")
+    subject = _id(data, "id")
     primary_id = _optional_str(data, "primary_email_address_id")
     addresses = data.get("email_addresses")
     if addresses is None:
@@ -193,7 +232,7 @@ def clerk_user(data: Mapping[str, Any]) -> ProviderUser:
             raise MalformedPayload("email_addresses entries must be objects")
         # The primary address is named by id; list order means nothing.
         if primary_id is not None and entry.get("id") == primary_id:
-            email = _optional_str(entry, "email_address")
+            email = _email(entry, "email_address")
             break
     display_name = _display_name(
         _optional_str(data, "first_name"),
@@ -206,29 +245,29 @@ def clerk_user(data: Mapping[str, Any]) -> ProviderUser:
 
 def workos_user(data: Mapping[str, Any]) -> ProviderUser:
     """A WorkOS user object (webhook `data` or a `GET /user_management/users` item)."""
-    subject = _required_str(data, "id")
+    subject = _id(data, "id")
     display_name = _display_name(_optional_str(data, "first_name"), _optional_str(data, "last_name"))
     updated_at = _timestamp(data.get("updated_at"), "updated_at")
-    return ProviderUser(subject, _optional_str(data, "email"), display_name, updated_at)
+    return ProviderUser(subject, _email(data, "email"), display_name, updated_at)
 
 
 def supabase_user(record: Mapping[str, Any], metadata_key: str = "raw_user_meta_data") -> ProviderUser:
     """A Supabase user: an `auth.users` row (`raw_user_meta_data`) or an admin API user (`user_metadata`).
 
-    Rows carry sensitive columns (password hash, tokens, phone); only id, email, a name and
-    updated_at are read, so nothing else can reach storage by accident.
+    Rows carry sensitive columns (password hash, tokens, phone); only id, email, a name,
+    updated_at and deleted_at are read, so nothing else can reach storage by accident.
     """
-    subject = _required_str(record, "id")
+    subject = _id(record, "id")
     metadata = record.get(metadata_key)
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
         raise MalformedPayload(f"{metadata_key} must be an object")
-    # User metadata is user-editable free-form JSON: a non-string name is skipped, not an error.
-    names = (metadata.get(key) for key in ("full_name", "name"))
-    display_name = next((name.strip() for name in names if isinstance(name, str) and name.strip()), None)
+    display_name = _display_name(_free_text(metadata, "full_name"), fallback=_free_text(metadata, "name"))
     updated_at = _optional_timestamp(record, "updated_at")
-    return ProviderUser(subject, _optional_str(record, "email"), display_name, updated_at)
+    # Supabase Auth soft-deletes by setting deleted_at; the user stays listed, but is gone for us.
+    deleted = _optional_str(record, "deleted_at") is not None
+    return ProviderUser(subject, _email(record, "email"), display_name, updated_at, deleted)
 
 
 def _upsert(provider: Provider, event_id: str | None, event_type: str, user: ProviderUser) -> UserEvent:
@@ -280,17 +319,15 @@ def parse_clerk(body: bytes, event_id: str) -> UserEvent:
         # `data` is just {object, id, deleted}; the envelope's send time is the best ordering hint.
         sent = envelope.get("timestamp")
         updated_at = None if sent is None else _millis(sent, "timestamp")
-        return _bare(
-            "delete", "clerk", event_id, event_type, subject=_required_str(data, "id"), updated_at=updated_at
-        )
+        return _bare("delete", "clerk", event_id, event_type, subject=_id(data, "id"), updated_at=updated_at)
     if event_type in CLERK_SESSION_END:
         return _bare(
             "session_revoked",
             "clerk",
             event_id,
             event_type,
-            subject=_required_str(data, "user_id"),
-            session_id=_required_str(data, "id"),
+            subject=_id(data, "user_id"),
+            session_id=_id(data, "id"),
         )
     return _bare("ignored", "clerk", event_id, event_type)
 
@@ -299,7 +336,7 @@ def parse_clerk(body: bytes, event_id: str) -> UserEvent:
 def parse_workos(body: bytes) -> UserEvent:
     """Parse a verified WorkOS delivery; the event `id` is the de-duplication key."""
     envelope = _load_object(body)
-    event_id = _required_str(envelope, "id")
+    event_id = _id(envelope, "id")
     event_type = _required_str(envelope, "event")
     data = _object(envelope, "data")
     if event_type in WORKOS_UPSERT:
@@ -310,7 +347,7 @@ def parse_workos(body: bytes) -> UserEvent:
             "workos",
             event_id,
             event_type,
-            subject=_required_str(data, "id"),
+            subject=_id(data, "id"),
             updated_at=_optional_timestamp(data, "updated_at"),
         )
     return _bare("ignored", "workos", event_id, event_type)
@@ -326,15 +363,13 @@ def parse_supabase(body: bytes) -> UserEvent:
     if (schema, table) != ("auth", "users"):
         return _bare("ignored", "supabase", None, event_type)
     if event_type in ("INSERT", "UPDATE"):
-        record = _object(envelope, "record")
-        user = supabase_user(record)
-        # Supabase Auth soft-deletes by setting deleted_at (an UPDATE); that is a deletion for us.
-        if _optional_str(record, "deleted_at") is not None:
+        user = supabase_user(_object(envelope, "record"))
+        if user.deleted:
             return _bare(
                 "delete", "supabase", None, event_type, subject=user.subject, updated_at=user.updated_at
             )
         return _upsert("supabase", None, event_type, user)
     if event_type == "DELETE":
         old = _object(envelope, "old_record")
-        return _bare("delete", "supabase", None, event_type, subject=_required_str(old, "id"))
+        return _bare("delete", "supabase", None, event_type, subject=_id(old, "id"))
     return _bare("ignored", "supabase", None, event_type)

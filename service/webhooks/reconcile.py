@@ -1,9 +1,10 @@
 """Recovery from missed deliveries: bring local users in line with a provider's user list.
 
 The same rules as the webhooks (`upsert_user`, `tombstone_user`): an older record never
-overwrites a newer one, a tombstone is final, and a user the provider no longer has is tombstoned
-and erased — but only after the provider confirms it one user at a time, because offset paging
-skips a user whenever another is deleted between two page requests.
+overwrites a newer one, a tombstone is final, a user the provider lists as deleted (Supabase's
+soft delete) is tombstoned, and a user the provider no longer has is tombstoned and erased — but
+only after the provider confirms it one user at a time, because offset paging skips a user
+whenever another is deleted between two page requests.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.config import Settings
 from service.db import Database
 from service.webhooks.handlers import Tombstone, Upsert, tombstone_user, upsert_user
-from service.webhooks.payloads import Provider
+from service.webhooks.payloads import Provider, ProviderUser
 from service.webhooks.provider_api import fetch_user, iter_users
 
 __all__ = ["MassTombstoneRefused", "ReconcileSummary", "reconcile_users"]
@@ -49,11 +50,13 @@ class ReconcileSummary:
     tombstoned: int = 0
     unchanged: int = 0
 
-    def count(self, result: Upsert) -> None:
+    def count(self, result: Upsert | Tombstone) -> None:
         if result is Upsert.CREATED:
             self.created += 1
         elif result is Upsert.UPDATED:
             self.updated += 1
+        elif result is Tombstone.TOMBSTONED:
+            self.tombstoned += 1
         else:
             self.unchanged += 1
 
@@ -76,6 +79,12 @@ async def _unit(db: Database, dry_run: bool) -> AsyncIterator[AsyncSession]:
             await session.rollback()
         else:
             await session.commit()
+
+
+async def _apply(session: AsyncSession, provider: Provider, user: ProviderUser) -> Upsert | Tombstone:
+    if user.deleted:
+        return await tombstone_user(session, provider, user.subject)
+    return await upsert_user(session, provider, user)
 
 
 async def _live_subjects(db: Database, provider: Provider) -> set[str]:
@@ -106,7 +115,8 @@ async def reconcile_users(
     """Upsert every user the provider lists, tombstone local users it confirms gone; return counts.
 
     Raises ValueError for a missing API key, ProviderAPIError when the provider fails (pages already
-    applied stay applied: each is correct on its own), MassTombstoneRefused before any tombstone.
+    applied stay applied: each is correct on its own), MassTombstoneRefused before tombstoning any
+    user merely missing from the list.
     """
     report = progress or (lambda _message: None)
     summary = ReconcileSummary()
@@ -115,7 +125,7 @@ async def reconcile_users(
     async for page in iter_users(provider, settings, http):
         async with _unit(db, dry_run) as session:
             for user in page:
-                summary.count(await upsert_user(session, provider, user))
+                summary.count(await _apply(session, provider, user))
         seen.update(user.subject for user in page)
         pages += 1
         report(f"{provider}: page {pages}, {len(seen)} users read")
@@ -131,14 +141,13 @@ async def reconcile_users(
             continue
         # Listed after all: paging skipped it. Apply it like any other.
         async with _unit(db, dry_run) as session:
-            summary.count(await upsert_user(session, provider, found))
+            summary.count(await _apply(session, provider, found))
 
     if not allow_mass_tombstone:
         _check_not_mass_tombstone(len(gone), len(live), provider)
     for start in range(0, len(gone), TOMBSTONE_BATCH):
         async with _unit(db, dry_run) as session:
             for subject in gone[start : start + TOMBSTONE_BATCH]:
-                if await tombstone_user(session, provider, subject) is Tombstone.TOMBSTONED:
-                    summary.tombstoned += 1
+                summary.count(await tombstone_user(session, provider, subject))
         report(f"{provider}: {min(start + TOMBSTONE_BATCH, len(gone))}/{len(gone)} tombstoned")
     return summary

@@ -22,7 +22,7 @@ from service.db import Database, DatabaseDep
 from service.errors import BadRequest, ServiceUnavailable, Unauthorized
 from service.problems import DATABASE_DOWN
 from service.users.listener import IdentityListener
-from service.webhooks.handlers import Delivery, LedgerJanitor, apply_delivery, storable
+from service.webhooks.handlers import Delivery, LedgerJanitor, apply_delivery
 from service.webhooks.payloads import MalformedPayload, UserEvent, parse_clerk, parse_supabase, parse_workos
 from service.webhooks.signatures import (
     SignatureInvalid,
@@ -90,7 +90,7 @@ def webhooks_router() -> APIRouter:
             log.warning("webhook %s refused: its signing secret is not configured", provider)
             raise ServiceUnavailable("This webhook receiver is not configured.")
         try:
-            event = storable(read(request.headers, body, configured))
+            event = read(request.headers, body, configured)
         except SignatureInvalid as exc:
             # The cause never contains the secret or the signature.
             log.debug("webhook %s refused: %s", provider, exc.cause)

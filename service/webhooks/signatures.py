@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
 
+from service.webhooks.payloads import MAX_ID_LENGTH
+
 __all__ = [
     "STANDARD_WEBHOOKS_TOLERANCE_S",
     "WORKOS_TOLERANCE_S",
@@ -39,7 +41,6 @@ WORKOS_TOLERANCE_S = 180
 _SECONDS = re.compile(r"[0-9]{1,12}")
 _MILLIS = re.compile(r"[0-9]{1,15}")
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_MAX_ID_LENGTH = 255
 
 
 class SignatureInvalid(Exception):
@@ -112,7 +113,7 @@ def verify_standard_webhooks(
         raise SignatureInvalid(f"missing {ts_name}")
     if not signature_header:
         raise SignatureInvalid(f"missing {sig_name}")
-    if len(msg_id) > _MAX_ID_LENGTH or not (msg_id.isascii() and msg_id.isprintable()):
+    if len(msg_id) > MAX_ID_LENGTH or not (msg_id.isascii() and msg_id.isprintable()):
         # It becomes the de-duplication key; providers send short ASCII ids (`msg_…`, UUIDs).
         raise SignatureInvalid(f"{id_name} is not a short printable ASCII id")
     if not secrets:

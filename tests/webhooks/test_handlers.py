@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from service.db import Database
+from service.users.directory import MAX_SESSION_TOKEN_LIFETIME
 from service.webhooks import handlers
-from service.webhooks.handlers import SESSION_TOKEN_MAX_LIFETIME, purge_ledger
+from service.webhooks.handlers import purge_ledger
 from tests.kit import MockProvider
 from tests.webhooks.conftest import (
     CLERK,
@@ -335,24 +336,49 @@ async def test_revoked_session_is_refused_everywhere_while_another_session_works
             )
         ).scalar_one()
     kept_for = expires_at - before
-    assert SESSION_TOKEN_MAX_LIFETIME < kept_for < SESSION_TOKEN_MAX_LIFETIME + timedelta(minutes=1)
+    assert MAX_SESSION_TOKEN_LIFETIME < kept_for < MAX_SESSION_TOKEN_LIFETIME + timedelta(minutes=1)
 
 
 # --- housekeeping ---------------------------------------------------------------------------------
 
 
-async def test_revocation_purges_expired_revocations(hooks: httpx.AsyncClient, clean_db: Database) -> None:
-    async with clean_db.transaction() as session:
+async def expired_revocation(db: Database) -> None:
+    async with db.transaction() as session:
         await session.execute(
             text(
                 "INSERT INTO revoked_sessions (provider, session_id, expires_at) "
                 "VALUES ('clerk', 'sess_ancient', now() - interval '1 hour')"
             )
         )
-    await post(hooks, CLERK, clerk_signed(clerk_session_event("sess_new", "user_h")))
-    async with clean_db.transaction() as session:
-        ids = (await session.execute(text("SELECT session_id FROM revoked_sessions"))).scalars().all()
-    assert ids == ["sess_new"]
+
+
+async def revoked_ids(db: Database) -> set[str]:
+    async with db.transaction() as session:
+        return set((await session.execute(text("SELECT session_id FROM revoked_sessions"))).scalars())
+
+
+async def test_a_revocation_never_waits_on_expired_rows(hooks: httpx.AsyncClient, clean_db: Database) -> None:
+    # Spend this instance's janitor run, so only the revocation's own transaction is under test.
+    await post(hooks, CLERK, clerk_signed(clerk_user_event("user_first")))
+    await expired_revocation(clean_db)
+    async with clean_db.transaction() as holder:
+        # Another transaction holds the expired row (a concurrent purge would): a revocation that
+        # purged inline would wait here, and concurrent ones could deadlock.
+        await holder.execute(text("SELECT 1 FROM revoked_sessions FOR UPDATE"))
+        delivery = asyncio.create_task(
+            post(hooks, CLERK, clerk_signed(clerk_session_event("sess_new", "user_h")))
+        )
+        done, _ = await asyncio.wait({delivery}, timeout=5)
+    await delivery
+    assert done, "the revocation waited on a lock held on an expired revocation"
+    assert await revoked_ids(clean_db) == {"sess_ancient", "sess_new"}
+
+
+async def test_the_janitor_purges_expired_revocations(hooks: httpx.AsyncClient, clean_db: Database) -> None:
+    await expired_revocation(clean_db)
+    # The first applied delivery of an app instance runs the (throttled) purge, whatever its kind.
+    await post(hooks, CLERK, clerk_signed(clerk_user_event("user_h")))
+    assert await revoked_ids(clean_db) == set()
 
 
 async def test_ledger_rows_past_retention_are_purged(hooks: httpx.AsyncClient, clean_db: Database) -> None:

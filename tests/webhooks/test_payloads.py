@@ -431,7 +431,7 @@ def test_supabase_display_name(metadata: dict[str, Any] | None, name: str | None
 
 def test_supabase_keeps_nothing_sensitive() -> None:
     user = supabase_user(supabase_record())
-    assert set(vars(user)) == {"subject", "email", "display_name", "updated_at"}
+    assert set(vars(user)) == {"subject", "email", "display_name", "updated_at", "deleted"}
     assert "secret-hash" not in repr(parse_supabase(supabase_body()))
 
 
@@ -448,6 +448,13 @@ def test_supabase_delete_uses_old_record() -> None:
 def test_supabase_soft_delete_is_a_delete() -> None:
     event = parse_supabase(supabase_body("UPDATE", deleted_at="2024-01-03 00:00:00+00"))
     assert (event.kind, event.subject) == ("delete", "5f0e6a0e-8d3c-4b7a-9f3e-2a1b0c9d8e7f")
+
+
+@pytest.mark.parametrize("metadata_key", ["raw_user_meta_data", "user_metadata"])
+def test_supabase_soft_delete_rule_is_in_the_shared_mapper(metadata_key: str) -> None:
+    # The webhook row and the admin API user are read by the same rule, so reconcile agrees.
+    assert supabase_user(supabase_record(deleted_at="2024-01-03 00:00:00+00"), metadata_key).deleted
+    assert not supabase_user(supabase_record(), metadata_key).deleted
 
 
 @pytest.mark.parametrize(

@@ -195,6 +195,17 @@ async def test_supabase_pages_until_short_page() -> None:
     assert pages[0][0].updated_at == datetime(2024, 5, 1, 10, 0, 0, 500000, tzinfo=UTC)
 
 
+async def test_supabase_soft_deleted_user_is_read_as_deleted() -> None:
+    # The same rule as the webhook (parse_supabase): deleted_at set means the user is gone.
+    users = [supabase_user_json(1), {**supabase_user_json(2), "deleted_at": "2024-05-02T10:00:00Z"}]
+    with respx.mock() as router:
+        router.get(f"{SUPABASE_URL}/auth/v1/admin/users").mock(
+            return_value=httpx.Response(200, json={"users": users})
+        )
+        pages = await collect("supabase", make_settings())
+    assert [user.deleted for user in pages[0]] == [False, True]
+
+
 async def test_supabase_ignoring_page_parameter_is_an_error_not_a_loop() -> None:
     body = {"users": paged(PAGE_SIZE, supabase_user_json)}
     with respx.mock() as router:
@@ -257,8 +268,10 @@ async def test_network_failure_is_a_provider_error() -> None:
         httpx.Response(200, json={"unexpected": True}),
         httpx.Response(200, json=[{"id": "user_1", "updated_at": "not-ms"}]),
         httpx.Response(200, json=["user_1"]),
+        # The mapper refuses what PostgreSQL cannot store, for reconcile as for the webhook.
+        httpx.Response(200, json=[{**clerk_user_json(1), "id": "user_\x00"}]),
     ],
-    ids=["not-json", "wrong-shape", "unreadable-user", "entry-not-object"],
+    ids=["not-json", "wrong-shape", "unreadable-user", "entry-not-object", "unstorable-user"],
 )
 async def test_unusable_answer_aborts_rather_than_skipping(response: httpx.Response) -> None:
     with respx.mock() as router:

@@ -24,11 +24,14 @@ from tests.webhooks.conftest import insert_planning_rows, planning_counts
 
 CLERK_API = "https://clerk-api.test"
 WORKOS_API = "https://workos-api.test"
+SUPABASE_URL = "https://ref.supabase-api.test"
 PROVIDER_SETTINGS: dict[str, Any] = {
     "clerk_secret_key": "sk_test_reconcile",
     "clerk_api_url": CLERK_API,
     "workos_api_key": "sk_workos_reconcile",
     "workos_api_url": WORKOS_API,
+    "supabase_service_role_key": "service-role-reconcile",
+    "supabase_url": SUPABASE_URL,
 }
 UPDATED_MS = 1_700_000_000_000
 
@@ -215,6 +218,40 @@ async def test_workos_cursor_pages_and_tombstone(
 
     summary = await reconcile_users("workos", settings, clean_db, http)
     assert summary == ReconcileSummary(created=150, tombstoned=1)
+
+
+async def test_supabase_soft_deleted_users_are_tombstoned_not_kept(
+    router: respx.MockRouter, http: httpx.AsyncClient, settings: Settings, clean_db: Database
+) -> None:
+    # The admin API lists soft-deleted users (deleted_at set); the webhook treats them as deleted,
+    # so reconcile must too: the local live one is tombstoned and erased, the unknown one not created.
+    def admin_user(n: int, deleted_at: str | None) -> dict[str, Any]:
+        return {
+            "id": f"00000000-0000-0000-0000-{n:012d}",
+            "email": f"s{n}@example.com",
+            "updated_at": "2024-05-01T10:00:00Z",
+            "deleted_at": deleted_at,
+        }
+
+    listed = [
+        admin_user(1, None),
+        admin_user(2, "2024-05-02T10:00:00Z"),
+        admin_user(3, "2024-05-02T10:00:00Z"),
+    ]
+    router.get(f"{SUPABASE_URL}/auth/v1/admin/users").respond(200, json={"users": listed})
+    async with clean_db.transaction() as session:
+        await upsert_user(session, "supabase", ProviderUser(listed[1]["id"], "s2@example.com", None, None))
+        soft_deleted = (await session.execute(text("SELECT id FROM users"))).scalar_one()
+    await insert_planning_rows(clean_db, soft_deleted)
+
+    summary = await reconcile_users("supabase", settings, clean_db, http)
+
+    assert summary == ReconcileSummary(created=1, tombstoned=2)
+    async with clean_db.transaction() as session:
+        result = await session.execute(text("SELECT subject, deleted_at IS NOT NULL AS deleted FROM users"))
+        rows = {row.subject: row.deleted for row in result}
+    assert rows == {listed[0]["id"]: False, listed[1]["id"]: True, listed[2]["id"]: True}
+    assert await planning_counts(clean_db, soft_deleted) == (0, 0, 0)
 
 
 async def test_mass_tombstone_is_refused_unless_allowed(
