@@ -6,7 +6,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -22,6 +22,16 @@ def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _libpq_ssl_to_asyncpg(url: str) -> str:
+    """Neon, Supabase and RDS hand out `?sslmode=require`, libpq's spelling; asyncpg calls it `ssl`."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(name == "sslmode" for name, _ in query):
+        return url
+    renamed = [("ssl" if name == "sslmode" else name, value) for name, value in query]
+    return urlunsplit(parts._replace(query=urlencode(renamed)))
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -135,10 +145,10 @@ class Settings(BaseSettings):
         # Accept the URLs hosting providers hand out, and name the driver ourselves.
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):
-                return "postgresql+asyncpg://" + value[len(prefix) :]
+                value = "postgresql+asyncpg://" + value[len(prefix) :]
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("DATABASE_URL must be a postgresql+asyncpg:// (or postgresql://) URL")
-        return value
+        return _libpq_ssl_to_asyncpg(value)
 
     @model_validator(mode="after")
     def _defaults_and_production_rules(self) -> Settings:

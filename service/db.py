@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,11 +15,12 @@ import uuid_utils
 from fastapi import Depends, Request
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
 from service.config import Settings
+
+log = logging.getLogger("routebook.db")
 
 # Stable constraint and index names, so migrations can name what they alter or drop.
 SQLModel.metadata.naming_convention = {
@@ -57,13 +59,17 @@ def asyncpg_connect_args(url: str) -> dict[str, Any]:
     parsed = make_url(url)
     host = parsed.query.get("host") or parsed.host
     port = parsed.query.get("port") or parsed.port
-    return {
+    args: dict[str, Any] = {
         "host": host if isinstance(host, str) else None,
         "port": int(port) if isinstance(port, str | int) else None,
         "user": parsed.username,
         "password": parsed.password,
         "database": parsed.database,
     }
+    ssl = parsed.query.get("ssl")
+    if isinstance(ssl, str):
+        args["ssl"] = ssl  # asyncpg takes libpq's mode names: require, verify-full, ...
+    return args
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
@@ -121,7 +127,9 @@ class Database:
                 async with self.engine.connect() as conn:
                     await conn.execute(text("SELECT 1"))
             return True
-        except (TimeoutError, OSError, OperationalError, DBAPIError):
+        except Exception as exc:
+            # Whatever the cause (refused, timed out, a bad URL option), the answer is "not ready".
+            log.warning("database ping failed: %s", type(exc).__name__)
             return False
 
     async def dispose(self) -> None:

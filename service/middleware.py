@@ -11,7 +11,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge, UnsupportedMediaType
+from service.errors import AppError, BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.observability import request_id_var
 
 access_log = logging.getLogger("routebook.access")
@@ -41,6 +41,9 @@ class RequestContextMiddleware:
         offered = Headers(scope=scope).get("x-request-id")
         request_id = offered if offered and _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        # Also in the scope: the catch-all 500 handler runs outside this middleware, after the
+        # context variable is reset, and must still stamp the id on its response.
+        scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
 
@@ -73,7 +76,9 @@ class BodyTooLarge(HTTPException):
     (rather than wrapping it in a 400) and the app's handler renders the 413 problem."""
 
     def __init__(self) -> None:
-        super().__init__(status_code=413, detail=PayloadTooLarge.detail)
+        # Connection: close — the rest of the body is not read, so the connection cannot be reused;
+        # without it the server would drain (read and discard) the whole upload.
+        super().__init__(status_code=413, detail=PayloadTooLarge.detail, headers={"connection": "close"})
 
 
 class BodyLimitMiddleware:
@@ -98,7 +103,7 @@ class BodyLimitMiddleware:
         if declared is not None:
             # isascii: str.isdigit() also accepts digits like "²" that int() refuses.
             if not (declared.isascii() and declared.isdigit()):
-                await self._reject(scope, send, PayloadTooLarge("Content-Length is not a valid length."))
+                await self._reject(scope, send, BadRequest("Content-Length is not a valid length."))
                 return
             if int(declared) > self.max_body_bytes:
                 await self._reject(scope, send, PayloadTooLarge())
@@ -136,7 +141,7 @@ class BodyLimitMiddleware:
                 await self._reject(scope, send, PayloadTooLarge())
 
     @staticmethod
-    async def _reject(scope: Scope, send: Send, error: PayloadTooLarge | UnsupportedMediaType) -> None:
+    async def _reject(scope: Scope, send: Send, error: AppError) -> None:
         response = error.response()
         # The rest of the body is not read: ask the client to stop sending it on this connection.
         response.headers["connection"] = "close"

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from service.errors import AppError, ServiceUnavailable, problem_response
+from service.observability import request_id_var
 
 log = logging.getLogger("routebook.errors")
 
@@ -59,8 +60,14 @@ async def _database_down(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(500, "The server could not complete the request.")
+    request_id = getattr(request.state, "request_id", None)
+    token = request_id_var.set(request_id)  # this handler runs after the middleware reset it
+    try:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    finally:
+        request_id_var.reset(token)
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return problem_response(500, "The server could not complete the request.", headers=headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -130,6 +130,8 @@ async def test_streamed_body_over_limit_is_cut_off_early(app_factory: AppFactory
     assert_problem(response, 413)
     assert "content-length" not in response.request.headers
     assert sent <= 2 * 1024 * 1024
+    # Without it, a real server would read and discard the rest of the gigabyte.
+    assert response.headers["connection"] == "close"
 
 
 async def test_request_id_is_generated(client: httpx.AsyncClient) -> None:
@@ -156,7 +158,7 @@ async def test_errors_carry_request_id_too(client: httpx.AsyncClient) -> None:
     assert response.headers["x-request-id"] == "abc"
 
 
-async def test_non_ascii_digit_content_length_is_a_413_not_a_500() -> None:
+async def test_non_ascii_digit_content_length_is_a_400_not_a_500() -> None:
     """str.isdigit() accepts "²"; the limit must not crash on it (servers usually refuse it first)."""
     from service.middleware import BodyLimitMiddleware
 
@@ -178,4 +180,24 @@ async def test_non_ascii_digit_content_length_is_a_413_not_a_500() -> None:
         "headers": [(b"content-length", "²".encode()), (b"content-type", b"application/json")],
     }
     await BodyLimitMiddleware(never_called, max_body_bytes=1024)(scope, receive, send)  # type: ignore[arg-type]
-    assert sent[0]["status"] == 413
+    assert sent[0]["status"] == 400
+
+
+async def test_an_unexpected_error_is_a_problem_500_with_the_request_id(app: FastAPI) -> None:
+    @app.get("/api/v1/_boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug of ours")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/api/v1/_boom", headers={"X-Request-ID": "trace-500"})
+    body = assert_problem(response, 500)
+    assert "a bug of ours" not in str(body)
+    assert response.headers["x-request-id"] == "trace-500"
+
+
+async def test_ready_is_503_not_500_for_a_url_the_driver_rejects(app_factory: AppFactory) -> None:
+    async with app_factory(database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none?bogus_option=1") as app:
+        async with client_for(app) as client:
+            response = await client.get("/ready")
+    assert_problem(response, 503)

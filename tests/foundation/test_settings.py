@@ -85,3 +85,11 @@ def test_unknown_provider_is_named() -> None:
 def test_provider_settings_required_when_listed() -> None:
     with pytest.raises(ValidationError, match="SUPABASE_URL"):
         build(auth_providers="supabase")
+
+
+def test_libpq_sslmode_from_a_hosting_provider_becomes_asyncpg_ssl() -> None:
+    from service.db import asyncpg_connect_args
+
+    settings = build(database_url="postgres://app:pw@ep-cool.neon.tech/routebook?sslmode=require")
+    assert settings.database_url == "postgresql+asyncpg://app:pw@ep-cool.neon.tech/routebook?ssl=require"
+    assert asyncpg_connect_args(settings.database_url)["ssl"] == "require"  # the LISTEN connection too
