@@ -21,7 +21,7 @@ def main() -> None:
     print("Applying migrations…", flush=True)
     upgrade(url)
     base = f"http://{settings.host}:{settings.port}"
-    where = "embedded PostgreSQL under .data/postgres" if embedded else "DATABASE_URL"
+    where = f"embedded PostgreSQL under {settings.data_dir / 'postgres'}" if embedded else "DATABASE_URL"
     print(
         f"\nRoutebook on {base}  (database: {where})\n"
         f"  API docs:   {base}/docs\n"

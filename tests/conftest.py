@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
+import signal
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 import service.tables  # noqa: F401  (every table on the metadata, for the truncation below)
 from service.config import Settings
 from service.db import Database, create_engine, metadata
-from service.devdb import drop_database, ensure_database, start_embedded
+from service.devdb import EmbeddedPostgres, drop_database, ensure_database, start_embedded
 from service.main import create_app
 from service.migrations import upgrade
 
@@ -37,8 +37,18 @@ def _test_database_url() -> str | None:
     return Settings(environment="test", database_url=url).database_url
 
 
+def _stop_on_sigterm(embedded: EmbeddedPostgres) -> None:
+    """A CI timeout sends SIGTERM, which skips atexit: stop the embedded server first."""
+
+    def handler(signum: int, _frame: object) -> None:
+        embedded.stop()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database of its own for this run: concurrent runs on one server never collide."""
     server_url = _test_database_url()
     name = f"routebook_test_{uuid.uuid4().hex[:10]}"
@@ -50,7 +60,8 @@ def database_url() -> Iterator[str]:
         finally:
             asyncio.run(drop_database(url))
     else:
-        embedded = start_embedded(Path(tempfile.mkdtemp(prefix="routebook-pg-")) / "pgdata", persistent=False)
+        embedded = start_embedded(tmp_path_factory.mktemp("postgres") / "pgdata", persistent=False)
+        _stop_on_sigterm(embedded)
         url = embedded.url(name)
         asyncio.run(ensure_database(url))
         try:
@@ -66,8 +77,9 @@ def migrated_url(database_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="routebook-data-"))
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # pytest's temporary tree: the dev issuer's key does not pile up in /tmp run after run.
+    return tmp_path_factory.mktemp("data")
 
 
 @pytest.fixture

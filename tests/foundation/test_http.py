@@ -197,7 +197,9 @@ async def test_an_unexpected_error_is_a_problem_500_with_the_request_id(app: Fas
 
 
 async def test_ready_is_503_not_500_for_a_url_the_driver_rejects(app_factory: AppFactory) -> None:
-    async with app_factory(database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none?bogus_option=1") as app:
+    async with app_factory(
+        database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none?bogus_option=1"
+    ) as app:
         async with client_for(app) as client:
             response = await client.get("/ready")
     assert_problem(response, 503)

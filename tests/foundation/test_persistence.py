@@ -5,26 +5,26 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from service.db import new_id
-from tests.conftest import AppFactory
+from tests.conftest import AppFactory, client_for
 
 
 async def test_rows_survive_disposing_the_engine_and_a_new_app(app_factory: AppFactory) -> None:
-    user_id = new_id()
-    async with app_factory() as first:
-        async with first.state.db.transaction() as session:
-            await session.execute(
-                text(
-                    "INSERT INTO users (id, provider, subject, email) VALUES (:id, 'dev', 'keep', 'k@example.com')"
-                ),
-                {"id": user_id},
-            )
-    # The first app's lifespan has ended: its engine and pool are gone.
-    async with app_factory() as second:
-        async with second.state.db.transaction() as session:
-            email = (
-                await session.execute(text("SELECT email FROM users WHERE id = :id"), {"id": user_id})
-            ).scalar()
-    assert email == "k@example.com"
+    """The restart that used to lose everything: written through the API, read through a new app."""
+    async with app_factory() as first, client_for(first) as client:
+        auth = {
+            "Authorization": f"Bearer {first.state.dev_issuer.mint(subject='keeper', email='k@example.com')}"
+        }
+        created = await client.post("/api/v1/sessions", json={"name": "Monday deliveries"}, headers=auth)
+        assert created.status_code == 201, created.text
+        session_id = created.json()["id"]
+    # The first app's lifespan has ended: its engine and pool are disposed.
+    async with app_factory() as second, client_for(second) as client:
+        auth = {
+            "Authorization": f"Bearer {second.state.dev_issuer.mint(subject='keeper', email='k@example.com')}"
+        }
+        read = await client.get(f"/api/v1/sessions/{session_id}", headers=auth)
+    assert read.status_code == 200
+    assert read.json()["name"] == "Monday deliveries"
 
 
 async def test_a_failed_request_transaction_writes_nothing(app_factory: AppFactory) -> None:

@@ -59,9 +59,25 @@ async def count(db: Database, table: str, **where: Any) -> int:
 
 
 async def test_migrations_round_trip_on_a_database_with_rows(clean_db: Database, migrated_url: str) -> None:
-    await insert_tree(clean_db, await insert_user(clean_db))
+    tree = await insert_tree(clean_db, await insert_user(clean_db))
+    async with clean_db.transaction() as session:
+        # A never-edited scenario: request NULL means "the original" since 0004.
+        await session.execute(
+            text("UPDATE scenarios SET request = NULL WHERE id = :id"), {"id": tree["scenario"]}
+        )
     await clean_db.engine.dispose()  # downgrade needs the tables free of our pooled connections
-    await asyncio.to_thread(downgrade, migrated_url, "base")
+    # One revision at a time, so every downgrade runs against rows.
+    await asyncio.to_thread(downgrade, migrated_url, "0003")
+    async with clean_db.transaction() as session:
+        request = (
+            await session.execute(
+                text("SELECT request::text FROM scenarios WHERE id = :id"), {"id": tree["scenario"]}
+            )
+        ).scalar_one()
+    assert request == '{"stops": []}'  # 0004's downgrade restored the NOT NULL column from the original
+    await clean_db.engine.dispose()
+    for revision in ("0002", "0001", "base"):
+        await asyncio.to_thread(downgrade, migrated_url, revision)
     async with clean_db.transaction() as session:
         tables = (await session.execute(text("SELECT to_regclass('public.scenarios')"))).scalar_one()
     assert tables is None
