@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import orjson
 import uuid_utils
 from fastapi import Depends, Request
-from sqlalchemy import text
+from sqlalchemy import Column, DateTime, func, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
@@ -48,6 +48,14 @@ def new_id() -> uuid.UUID:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def timestamp_column(*, nullable: bool = False, server_default: bool = True) -> Column[datetime]:
+    return Column(
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=func.now() if server_default else None,
+    )
 
 
 def _json_dumps(value: Any) -> str:
@@ -154,10 +162,12 @@ def get_db(request: Request) -> Database:
 DatabaseDep = Annotated[Database, Depends(get_db)]
 
 
-async def get_session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
-    """Session-per-request: the single place a request's transaction commits or rolls back."""
-    async with db.transaction() as session:
+async def privileged_session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
+    """Session-per-request on the explicitly named privileged path (the login role, not the RLS
+    request role), for routes that act across users by nature, such as the admin listing."""
+    async with db.privileged_transaction() as session:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the transaction commits when the route returns, before the response is sent.
+PrivilegedSessionDep = Annotated[AsyncSession, Depends(privileged_session, scope="function")]

@@ -23,13 +23,6 @@ _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {
 }
 
 
-class RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
-        return True
-
-
 def _install_record_factory() -> None:
     """Stamp the request id on every record when it is created, whichever handler writes it."""
     previous = logging.getLogRecordFactory()
@@ -69,6 +62,7 @@ class ConsoleFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s%(fields)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        record.__dict__.setdefault("request_id", None)  # made before the record factory was installed
         fields = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS and not k.startswith("_")}
         record.fields = (" " + " ".join(f"{k}={v}" for k, v in fields.items())) if fields else ""
         return super().format(record)
@@ -78,7 +72,6 @@ def configure_logging(level: str, fmt: str) -> None:
     """Route the app's and the servers' loggers through one handler (idempotent)."""
     _install_record_factory()
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()
     for existing in list(root.handlers):

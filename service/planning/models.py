@@ -20,8 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from service.db import new_id, utcnow
-from service.users.models import timestamp_column
+from service.db import new_id, timestamp_column, utcnow
 
 SOLUTION_STATUSES = ("pending", "running", "succeeded", "failed")
 

@@ -5,18 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint, func
+from sqlalchemy import Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from service.db import new_id, utcnow
-
-
-def timestamp_column(*, nullable: bool = False, server_default: bool = True) -> Column[datetime]:
-    return Column(
-        DateTime(timezone=True),
-        nullable=nullable,
-        server_default=func.now() if server_default else None,
-    )
+from service.db import new_id, timestamp_column, utcnow
 
 
 class User(SQLModel, table=True):

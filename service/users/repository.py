@@ -1,8 +1,7 @@
-"""Queries on `users`. Reading one user is the caller's own row; listing all is the admin path."""
+"""Queries on `users` for the admin path (the identity gate keeps its own, in users/directory.py)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,10 +9,6 @@ from sqlmodel import col, select
 
 from service.pagination import Cursor, after_cursor
 from service.users.models import User
-
-
-async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
-    return await session.get(User, user_id)
 
 
 async def list_users(session: AsyncSession, limit: int, cursor: Cursor | None) -> Sequence[User]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from service.auth.deps import CurrentUser, require_role
-from service.db import DatabaseDep
+from service.db import PrivilegedSessionDep
 from service.pagination import Page, PageRequest, decode_cursor, next_cursor, page_request
 from service.users.repository import list_users
 from service.users.schemas import UserAdminRead, UserRead
@@ -43,12 +43,11 @@ def users_router(admin_role: str) -> APIRouter:
         dependencies=[Depends(require_role(admin_role))],
     )
     async def admin_users(
-        db: DatabaseDep, page: Annotated[PageRequest, Depends(page_request)]
+        session: PrivilegedSessionDep, page: Annotated[PageRequest, Depends(page_request)]
     ) -> Page[UserAdminRead]:
         cursor = decode_cursor(ADMIN_USERS_SCOPE, page.cursor) if page.cursor else None
         # Across users by nature: the explicitly named privileged path, not the request role.
-        async with db.privileged_transaction() as session:
-            rows = await list_users(session, page.limit, cursor)
+        rows = await list_users(session, page.limit, cursor)
         items = [
             UserAdminRead(
                 id=u.id,

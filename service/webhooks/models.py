@@ -7,8 +7,7 @@ from datetime import datetime
 from sqlalchemy import Index, Text
 from sqlmodel import Field, SQLModel
 
-from service.db import utcnow
-from service.users.models import timestamp_column
+from service.db import timestamp_column, utcnow
 
 
 class WebhookEvent(SQLModel, table=True):
