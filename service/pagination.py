@@ -14,7 +14,7 @@ import hmac
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -30,6 +30,9 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 _CHECK_KEY = b"routebook-cursor-v1"
 _CHECK_BYTES = 8
+# The checksum key is public, so anyone can forge a cursor: its timestamp must be one PostgreSQL can
+# compare (asyncpg cannot send year 0 or 10000) and, for a row of ours, a plausible one.
+_YEARS = range(1970, 10_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +95,11 @@ def decode_cursor(scope: str, token: str) -> Cursor:
         parsed = datetime.fromisoformat(created_at)
         if parsed.tzinfo is None:
             raise ValueError("naive timestamp")
+        parsed = parsed.astimezone(UTC)
+        if parsed.year not in _YEARS:
+            raise ValueError("timestamp out of range")
         return Cursor(created_at=parsed, id=uuid.UUID(item_id))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise _invalid() from None
 
 

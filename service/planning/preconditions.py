@@ -7,8 +7,14 @@ from typing import Annotated
 
 from fastapi import Depends, Header
 
+from service.errors import ValidationFailed
+
 # A strong entity-tag: If-Match compares strongly, so a weak W/"n" never matches (RFC 9110 §8.8.3.2).
 _STRONG_TAG = re.compile(r'\s*"(\d{1,18})"\s*')
+# `version` is an int4 counting up from 1: a tag past this can never match a stored row.
+_MAX_VERSION = 2**31 - 1
+# A client holds one current ETag, at most a few it would accept; a long list is a mistake or an attack.
+MAX_TAGS = 32
 
 
 def etag(version: int) -> str:
@@ -18,15 +24,27 @@ def etag(version: int) -> str:
 def expected_versions(if_match: str | None) -> frozenset[int] | None:
     """The versions a write may apply to; None when any will do (no header, or `*`).
 
-    A header that names no usable tag yields the empty set: the write then fails its precondition
-    (412) rather than going through unchecked.
+    A header that names no usable tag (weak, malformed, or past any version a row can hold) yields
+    the empty set: the write then fails its precondition (412) rather than going through unchecked.
+    More than MAX_TAGS members is a 422.
     """
     if if_match is None or if_match.strip() == "*":
         return None
+    members = if_match.split(",")
+    if len(members) > MAX_TAGS:
+        raise ValidationFailed(
+            [
+                {
+                    "loc": ["header", "If-Match"],
+                    "msg": f"If-Match may list at most {MAX_TAGS} entity-tags.",
+                    "type": "too_many_tags",
+                }
+            ]
+        )
     versions: set[int] = set()
-    for member in if_match.split(","):
+    for member in members:
         match = _STRONG_TAG.fullmatch(member)
-        if match:
+        if match and int(match.group(1)) <= _MAX_VERSION:
             versions.add(int(match.group(1)))
     return frozenset(versions)
 
@@ -36,7 +54,10 @@ def _if_match(
         str | None,
         Header(
             alias="If-Match",
-            description='The `ETag` of the last read (e.g. `"3"`); the write is refused with 412 if it changed since.',
+            description=(
+                'The `ETag` of the last read (e.g. `"3"`); the write is refused with 412 if it changed '
+                f"since. At most {MAX_TAGS} entity-tags (more is a 422)."
+            ),
         ),
     ] = None,
 ) -> frozenset[int] | None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ColumnElement,
     Delete,
     Executable,
+    Integer,
     LargeBinary,
     Result,
     RowMapping,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     Update,
+    any_,
     delete,
     func,
     insert,
@@ -39,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,6 +55,7 @@ SCENARIOS = cast(Table, Scenario.__table__)  # type: ignore[attr-defined]
 SOLUTIONS = cast(Table, Solution.__table__)  # type: ignore[attr-defined]
 
 # SQLSTATEs PostgreSQL raises for a document it cannot store: the client's input, so 422, never 500.
+# Only statements that carry a client's document map them; anywhere else such an error is our bug.
 # The server's own message is not passed on: it may quote the document.
 _DOCUMENT_ERRORS = {
     "22P02": "The document is not valid JSON.",
@@ -125,11 +128,11 @@ def _document(raw_body: bytes, member: str) -> ColumnElement[Any]:
     return body[member]
 
 
-def _client_error(exc: DBAPIError) -> AppError | None:
+def _client_error(exc: DBAPIError, *, document: bool) -> AppError | None:
     sqlstate = getattr(exc.orig, "sqlstate", None) or ""
     if sqlstate == _FOREIGN_KEY_VIOLATION:
         return NotFound()  # the parent went away between the lookup and the insert
-    if sqlstate in _DOCUMENT_ERRORS or sqlstate[:2] in {"22", "54"}:
+    if document and sqlstate[:2] in {"22", "54"}:
         message = _DOCUMENT_ERRORS.get(sqlstate, "The document cannot be stored.")
         return ValidationFailed([{"loc": ["body"], "msg": message, "type": "document_invalid"}])
     return None
@@ -164,17 +167,18 @@ class PlanningRepository:
 
     # -- execution ------------------------------------------------------------------------------
 
-    async def _run(self, statement: Executable) -> Result[Any]:
+    async def _run(self, statement: Executable, *, document: bool = False) -> Result[Any]:
+        """`document`: the statement carries a client's document, whose data errors are a 422."""
         try:
             return await self._session.execute(statement)
         except DBAPIError as exc:
-            error = _client_error(exc)
+            error = _client_error(exc, document=document)
             if error is None:
                 raise
             raise error from None
 
-    async def _one(self, statement: Executable) -> RowMapping:
-        row = (await self._run(statement)).mappings().one_or_none()
+    async def _one(self, statement: Executable, *, document: bool = False) -> RowMapping:
+        row = (await self._run(statement, document=document)).mappings().one_or_none()
         if row is None:
             raise NotFound()
         return row
@@ -198,6 +202,8 @@ class PlanningRepository:
         values: Mapping[str, Any],
         expected: Collection[int] | None,
         returning: tuple[ColumnElement[Any], ...],
+        *,
+        document: bool,
     ) -> RowMapping:
         """One atomic UPDATE: a stale `expected` version matches no row, so nothing is written."""
         statement = (
@@ -207,8 +213,10 @@ class PlanningRepository:
             .returning(*returning)
         )
         if expected is not None:
-            statement = statement.where(table.c.version.in_(sorted(expected)))
-        row = (await self._run(statement)).mappings().one_or_none()
+            # One array parameter, however many versions: the statement's shape never varies.
+            versions = literal(sorted(expected), ARRAY(Integer))
+            statement = statement.where(table.c.version == any_(versions))
+        row = (await self._run(statement, document=document)).mappings().one_or_none()
         if row is not None:
             return row
         if expected is not None and await self._exists(table, item_id):
@@ -264,7 +272,7 @@ class PlanningRepository:
             .from_select(["id", "user_id", "session_id", "name", "original_request"], rows)
             .returning(*_SCENARIO)
         )
-        return ScenarioRecord(**await self._one(statement))
+        return ScenarioRecord(**await self._one(statement, document=True))
 
     async def list_scenarios(
         self, session_id: uuid.UUID, limit: int, cursor: Cursor | None
@@ -313,7 +321,9 @@ class PlanningRepository:
         if raw_body is not None:
             values["request"] = _document(raw_body, "request")
         return ScenarioRecord(
-            **await self._write_versioned(SCENARIOS, scenario_id, values, expected, _SCENARIO)
+            **await self._write_versioned(
+                SCENARIOS, scenario_id, values, expected, _SCENARIO, document=raw_body is not None
+            )
         )
 
     async def reset_scenario(
@@ -321,7 +331,9 @@ class PlanningRepository:
     ) -> ScenarioRecord:
         """The request becomes the original again: NULL reads as the original, no copy is made."""
         return ScenarioRecord(
-            **await self._write_versioned(SCENARIOS, scenario_id, {"request": null()}, expected, _SCENARIO)
+            **await self._write_versioned(
+                SCENARIOS, scenario_id, {"request": null()}, expected, _SCENARIO, document=False
+            )
         )
 
     async def delete_scenario(self, scenario_id: uuid.UUID) -> None:
@@ -344,7 +356,7 @@ class PlanningRepository:
             .from_select(["id", "user_id", "scenario_id", "status", "payload"], rows)
             .returning(*_SOLUTION)
         )
-        return SolutionRecord(**await self._one(statement))
+        return SolutionRecord(**await self._one(statement, document=raw_body is not None))
 
     async def list_solutions(
         self, scenario_id: uuid.UUID, limit: int, cursor: Cursor | None
@@ -384,7 +396,9 @@ class PlanningRepository:
         if raw_body is not None:
             values["payload"] = _document(raw_body, "payload")
         return SolutionRecord(
-            **await self._write_versioned(SOLUTIONS, solution_id, values, expected, _SOLUTION)
+            **await self._write_versioned(
+                SOLUTIONS, solution_id, values, expected, _SOLUTION, document=raw_body is not None
+            )
         )
 
     async def delete_solution(self, solution_id: uuid.UUID) -> None:

@@ -4,8 +4,15 @@ bound to their list and a tampered or foreign one is 422."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 
-from service.db import Database
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from service.db import Database, new_id
+from service.errors import ValidationFailed
+from service.pagination import Cursor, decode_cursor, encode_cursor
+from service.planning.repository import PlanningRepository
 from tests.planning.conftest import Caller, insert_scenarios
 
 
@@ -18,7 +25,9 @@ async def new_session(caller: Caller, name: str = "paged") -> uuid.UUID:
 async def pages(caller: Caller, path: str, limit: int) -> list[list[dict[str, object]]]:
     collected, cursor = [], None
     while True:
-        params: dict[str, str | int] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
         response = await caller.call("GET", path, params=params)
         assert response.status_code == 200, response.text
         collected.append(response.json()["items"])
@@ -110,3 +119,38 @@ async def test_bad_cursors_and_limits_are_422(alice: Caller, bob: Caller, clean_
         assert response.status_code == 422, (limit, response.text)
     assert len((await alice.call("GET", path, params={"limit": 100})).json()["items"]) == 3
     assert len((await alice.call("GET", path)).json()["items"]) == 3
+
+
+async def test_a_forged_cursor_with_a_timestamp_postgresql_cannot_compare_is_the_cursor_422(
+    alice: Caller,
+) -> None:
+    """The checksum key is public by design (a cursor grants nothing): what decodes must be usable."""
+    session_id = await new_session(alice)
+    lists = {
+        f"sessions:{alice.user_id}": "/sessions",
+        f"scenarios:{session_id}": f"/sessions/{session_id}/scenarios",
+    }
+    for when in (
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),  # year 0 in UTC
+        datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14))),  # year 10000 in UTC
+        datetime(1, 1, 1, tzinfo=UTC),
+    ):
+        for scope, path in lists.items():
+            forged = encode_cursor(scope, when, new_id())
+            with pytest.raises(ValidationFailed):
+                decode_cursor(scope, forged)
+            response = await alice.call("GET", path, params={"cursor": forged})
+            assert response.status_code == 422, (when, path, response.text)
+            assert [error["loc"] for error in response.json()["errors"]] == [["query", "cursor"]]
+    plausible = encode_cursor(f"sessions:{alice.user_id}", datetime(2001, 1, 1, tzinfo=UTC), new_id())
+    assert (await alice.call("GET", "/sessions", params={"cursor": plausible})).json()["items"] == []
+
+
+async def test_a_database_error_outside_a_document_write_propagates(
+    alice: Caller, clean_db: Database
+) -> None:
+    """Only a client's document maps to 'cannot be stored'; anywhere else the error is ours."""
+    unusable = Cursor(created_at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))), id=new_id())
+    async with clean_db.user_transaction(alice.user_id) as session:
+        with pytest.raises(DBAPIError):
+            await PlanningRepository(session, owner=alice.user_id).list_sessions(10, unusable)

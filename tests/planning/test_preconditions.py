@@ -5,10 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database
+from service.db import Database, new_id
+from service.errors import PreconditionFailed
 from service.planning.preconditions import expected_versions
+from service.planning.repository import PlanningRepository
 from tests.planning.conftest import Caller, as_owner
 
 
@@ -121,3 +125,65 @@ def test_if_match_parsing() -> None:
     assert expected_versions('W/"3"') == frozenset()  # weak tags never match If-Match
     assert expected_versions("3") == frozenset()
     assert expected_versions('"' + "9" * 40 + '"') == frozenset()
+    assert expected_versions('"2147483647", "2147483648", "-1"') == {2147483647}
+
+
+async def test_tags_no_stored_version_can_carry_are_412_or_404(
+    alice: Caller, bob: Caller, clean_db: Database
+) -> None:
+    """Versions are int4: a tag past 2^31 - 1 can never match, so it fails the precondition."""
+    scenario_id = await scenario(alice)
+    solution_id = (
+        await alice.call("POST", f"/scenarios/{scenario_id}/solutions", {"status": "pending"})
+    ).json()["id"]
+    before = await stored(clean_db, alice.user_id, "scenarios", scenario_id)
+    writes = (
+        ("PATCH", "/scenarios/{}", {"name": "lost"}, scenario_id),
+        ("POST", "/scenarios/{}/reset", None, scenario_id),
+        ("PATCH", "/solutions/{}", {"status": "failed"}, solution_id),
+    )
+    for tag in ('"2147483648"', '"999999999999999999"', '"-1"', '"2147483648", "4294967297"'):
+        for method, path, body, item_id in writes:
+            mine = await alice.call(method, path.format(item_id), body, headers={"If-Match": tag})
+            assert mine.status_code == 412, (tag, path, mine.text)
+            for caller, target in ((bob, item_id), (alice, str(new_id()))):
+                other = await caller.call(method, path.format(target), body, headers={"If-Match": tag})
+                assert other.status_code == 404, (tag, path, other.text)
+    assert await stored(clean_db, alice.user_id, "scenarios", scenario_id) == before
+
+
+async def test_if_match_lists_at_most_32_tags(app: FastAPI, alice: Caller, clean_db: Database) -> None:
+    scenario_id = await scenario(alice)
+    before = await stored(clean_db, alice.user_id, "scenarios", scenario_id)
+    for count in (33, 40_000):
+        tags = ", ".join(f'"{version}"' for version in range(1, count + 1))
+        response = await alice.call(
+            "PATCH", f"/scenarios/{scenario_id}", {"name": "many"}, headers={"If-Match": tags}
+        )
+        assert response.status_code == 422, (count, response.text)
+        assert [error["loc"] for error in response.json()["errors"]] == [["header", "If-Match"]]
+    assert await stored(clean_db, alice.user_id, "scenarios", scenario_id) == before
+
+    tags = ", ".join(f'"{version}"' for version in range(1, 33))
+    response = await alice.call(
+        "PATCH", f"/scenarios/{scenario_id}", {"name": "many"}, headers={"If-Match": tags}
+    )
+    assert response.status_code == 200 and response.headers["etag"] == '"2"'
+    parameters = app.openapi()["paths"]["/api/v1/scenarios/{scenario_id}"]["patch"]["parameters"]
+    if_match = next(p for p in parameters if p["name"] == "If-Match")
+    assert "32" in if_match["description"] and "422" in if_match["description"]
+
+
+async def test_the_version_check_binds_one_parameter_whatever_the_number_of_versions(
+    alice: Caller, clean_db: Database
+) -> None:
+    """asyncpg refuses statements past 32,767 parameters: the versions go as one array."""
+    scenario_id = uuid.UUID(await scenario(alice))
+    async with clean_db.user_transaction(alice.user_id) as session:
+        repository = PlanningRepository(session, owner=alice.user_id)
+        record = await repository.update_scenario(
+            scenario_id, name="many", raw_body=None, expected=frozenset(range(1, 40_001))
+        )
+        assert record.version == 2
+        with pytest.raises(PreconditionFailed):
+            await repository.reset_scenario(scenario_id, frozenset(range(3, 40_003)))
