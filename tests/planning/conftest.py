@@ -14,9 +14,8 @@ import orjson
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Database, new_id
+from service.db import Database, erase_as_owner_of, new_id
 from tests.conftest import client_for
 
 API = "/api/v1"
@@ -71,9 +70,9 @@ async def bob(app: FastAPI, http: httpx.AsyncClient) -> Caller:
     return await sign_in(app, http, "bob")
 
 
-async def as_owner(session: AsyncSession, user_id: uuid.UUID) -> None:
-    # The login role may own the tables without being a superuser; FORCEd RLS binds it too.
-    await session.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": str(user_id)})
+# The login role may own the tables without being a superuser; FORCEd RLS binds it too, so every
+# helper below names the user whose rows it arranges or reads.
+as_owner = erase_as_owner_of
 
 
 async def insert_scenarios(
@@ -93,6 +92,20 @@ async def insert_scenarios(
             {"ids": ids, "user_id": user_id, "session_id": session_id, "doc": document},
         )
     return ids
+
+
+async def owners(db: Database, users: list[uuid.UUID]) -> dict[str, dict[uuid.UUID, uuid.UUID]]:
+    """table -> {id: user_id} for every row of `users`: the ground truth, read by the login role."""
+    truth: dict[str, dict[uuid.UUID, uuid.UUID]] = {}
+    async with db.transaction() as session:
+        for table in ("sessions", "scenarios", "solutions"):
+            truth[table] = {}
+            for user_id in users:
+                await as_owner(session, user_id)
+                query = text(f"SELECT id, user_id FROM {table} WHERE user_id = :u")
+                rows = (await session.execute(query, {"u": user_id})).all()
+                truth[table].update({row.id: row.user_id for row in rows})
+    return truth
 
 
 async def row_snapshot(db: Database, user_id: uuid.UUID) -> dict[str, list[tuple[Any, ...]]]:

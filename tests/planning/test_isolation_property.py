@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from service.db import Database, new_id
-from tests.planning.conftest import Caller, sign_in
+from tests.planning.conftest import Caller, owners, sign_in
 
 KINDS = ("session", "scenario", "solution")
 TABLES = {"session": "sessions", "scenario": "scenarios", "solution": "solutions"}
@@ -50,14 +50,10 @@ operations = st.lists(
 )
 
 
-async def owners(db: Database) -> dict[str, dict[uuid.UUID, uuid.UUID]]:
-    """kind -> {id: user_id}: the ground truth, read by the login role past RLS."""
-    truth: dict[str, dict[uuid.UUID, uuid.UUID]] = {}
-    async with db.transaction() as session:
-        for kind, table in TABLES.items():
-            rows = (await session.execute(text(f"SELECT id, user_id FROM {table}"))).all()
-            truth[kind] = {row.id: row.user_id for row in rows}
-    return truth
+async def truth_of(db: Database, users: list[Caller]) -> dict[str, dict[uuid.UUID, uuid.UUID]]:
+    """kind -> {id: user_id}: the ground truth, read by the login role as each user in turn."""
+    by_table = await owners(db, [user.user_id for user in users])
+    return {kind: by_table[table] for kind, table in TABLES.items()}
 
 
 async def listed(caller: Caller) -> dict[str, set[uuid.UUID]]:
@@ -93,7 +89,7 @@ async def test_three_users_interleaved_see_only_their_own_rows(
         if kind is not None:
             candidates = ever[kind]
             target = candidates[pick % len(candidates)] if candidates else new_id()
-        truth = await owners(clean_db)
+        truth = await truth_of(clean_db, users)
         mine = kind is None or truth[kind].get(target) == actor.user_id  # type: ignore[arg-type]
 
         response = await actor.call(method, path.format(id=target), body)
@@ -104,7 +100,7 @@ async def test_three_users_interleaved_see_only_their_own_rows(
             )
             ever[created_kind].append(uuid.UUID(response.json()["id"]))
 
-        truth = await owners(clean_db)
+        truth = await truth_of(clean_db, users)
         for user in users:
             expected = {k: {i for i, owner in truth[k].items() if owner == user.user_id} for k in KINDS}
             seen = await listed(user)

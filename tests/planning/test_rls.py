@@ -4,6 +4,8 @@ transaction sees and writes only the caller's rows, and it runs as the non-super
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -11,10 +13,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import APP_ROLE, Database, new_id
+from service.planning.repository import PlanningRepository
 from service.planning.routes import planning_repository, planning_router
-from tests.planning.conftest import Caller, insert_scenarios
+from tests.planning.conftest import Caller, as_owner, insert_scenarios, owners, row_snapshot
 
 
 async def two_users_with_scenarios(alice: Caller, bob: Caller, db: Database) -> dict[uuid.UUID, uuid.UUID]:
@@ -43,6 +47,7 @@ async def test_an_unfiltered_select_returns_only_the_callers_rows(
         )
         assert cast(Any, deleted).rowcount == 0
     async with clean_db.transaction() as session:
+        await as_owner(session, bob.user_id)
         names = (
             await session.execute(text("SELECT name FROM scenarios WHERE user_id = :b"), {"b": bob.user_id})
         ).scalars()
@@ -105,7 +110,7 @@ async def test_the_request_path_opens_the_users_transaction(app: FastAPI, clean_
     """What every planning route depends on: the app role, and the caller's id, before any query."""
     user_id = new_id()
     principal = cast(Any, SimpleNamespace(user_id=user_id))
-    dependency = planning_repository(app.state.db, principal)
+    dependency = cast(AsyncGenerator[PlanningRepository, None], planning_repository(app.state.db, principal))
     repository = await anext(dependency)
     try:
         assert repository.owner == user_id
@@ -120,11 +125,34 @@ async def test_the_request_path_opens_the_users_transaction(app: FastAPI, clean_
 
 
 def test_a_repository_cannot_be_built_without_its_owner() -> None:
-    from service.planning.repository import PlanningRepository
-
     with pytest.raises(TypeError):
         PlanningRepository(cast(Any, None), owner=cast(Any, None))
     with pytest.raises(TypeError):
         PlanningRepository(cast(Any, None), owner=cast(Any, "01a20887-9aef-715a-bba9-7a10b66ea2d6"))
     with pytest.raises(TypeError):
         PlanningRepository(cast(Any, None))  # type: ignore[call-arg]
+
+
+class _RlsBoundLogin(Database):
+    """The login role as RLS binds it when it owns the tables without being a superuser (FORCE):
+    the app role stands in, being bound by the same policies."""
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with super().transaction() as session:
+            await session.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
+            yield session
+
+
+async def test_the_test_helpers_work_where_rls_binds_the_login_role(
+    alice: Caller, bob: Caller, clean_db: Database
+) -> None:
+    bound = _RlsBoundLogin(clean_db.engine)
+    sessions = await two_users_with_scenarios(alice, bob, bound)
+    truth = await owners(bound, [alice.user_id, bob.user_id])
+    assert truth == await owners(clean_db, [alice.user_id, bob.user_id])
+    assert set(truth["sessions"]) == set(sessions.values())
+    assert sorted(truth["scenarios"].values()) == sorted([alice.user_id] * 3 + [bob.user_id] * 3)
+    snapshot = await row_snapshot(bound, alice.user_id)
+    assert snapshot == await row_snapshot(clean_db, alice.user_id)
+    assert len(snapshot["sessions"]) == 1 and len(snapshot["scenarios"]) == 3
