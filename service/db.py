@@ -148,9 +148,9 @@ async def scope_to_user(session: AsyncSession, user_id: uuid.UUID) -> None:
     await session.execute(_SCOPE_SQL, {"user_id": str(user_id), "role": APP_ROLE})
 
 
-async def erase_as_owner_of(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """On the privileged path, make the RLS policies admit `user_id`'s rows without dropping to the
-    app role (needed where the login role owns the tables: FORCE binds owners too)."""
+async def scope_rls_to(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """On the privileged path, let the RLS policies admit `user_id`'s rows (and only theirs) while
+    staying the login role: FORCE binds a table-owning login role too (e.g. erasing a user)."""
     await session.execute(text("SELECT set_config('app.user_id', :user_id, true)"), {"user_id": str(user_id)})
 
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Database, erase_as_owner_of, new_id, utcnow
+from service.db import Database, new_id, scope_rls_to, utcnow
 from service.users.directory import (
     MAX_SESSION_TOKEN_LIFETIME,
     announce_user_changed,
@@ -176,7 +176,7 @@ async def tombstone_user(session: AsyncSession, provider: str, subject: str) -> 
 
 async def _erase_planning_data(session: AsyncSession, user_id: uuid.UUID) -> None:
     # FORCEd row-level security binds the tables' owner too: admit this user's rows first.
-    await erase_as_owner_of(session, user_id)
+    await scope_rls_to(session, user_id)
     await session.execute(_ERASE_PLANNING, {"id": user_id})
 
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database, erase_as_owner_of, new_id
+from service.db import Database, new_id, scope_rls_to
 from tests.conftest import client_for
 
 API = "/api/v1"
@@ -72,7 +72,6 @@ async def bob(app: FastAPI, http: httpx.AsyncClient) -> Caller:
 
 # The login role may own the tables without being a superuser; FORCEd RLS binds it too, so every
 # helper below names the user whose rows it arranges or reads.
-as_owner = erase_as_owner_of
 
 
 async def insert_scenarios(
@@ -82,7 +81,7 @@ async def insert_scenarios(
     ids = [new_id() for _ in range(count)]
     document = orjson.dumps(request if request is not None else {"stops": []}).decode()
     async with db.transaction() as session:
-        await as_owner(session, user_id)
+        await scope_rls_to(session, user_id)
         await session.execute(
             text(
                 "INSERT INTO scenarios (id, user_id, session_id, name, original_request) "
@@ -101,7 +100,7 @@ async def owners(db: Database, users: list[uuid.UUID]) -> dict[str, dict[uuid.UU
         for table in ("sessions", "scenarios", "solutions"):
             truth[table] = {}
             for user_id in users:
-                await as_owner(session, user_id)
+                await scope_rls_to(session, user_id)
                 query = text(f"SELECT id, user_id FROM {table} WHERE user_id = :u")
                 rows = (await session.execute(query, {"u": user_id})).all()
                 truth[table].update({row.id: row.user_id for row in rows})
@@ -118,7 +117,7 @@ async def row_snapshot(db: Database, user_id: uuid.UUID) -> dict[str, list[tuple
         "solutions": "SELECT id, status, version, updated_at, payload::text FROM solutions WHERE user_id = :u ORDER BY id",
     }
     async with db.transaction() as session:
-        await as_owner(session, user_id)
+        await scope_rls_to(session, user_id)
         for table, query in queries.items():
             snapshot[table] = [
                 tuple(row) for row in (await session.execute(text(query), {"u": user_id})).all()

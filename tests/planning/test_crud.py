@@ -7,13 +7,13 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database
-from tests.planning.conftest import Caller, as_owner
+from service.db import Database, scope_rls_to
+from tests.planning.conftest import Caller
 
 
 async def count(db: Database, caller: Caller, table: str) -> int:
     async with db.transaction() as session:
-        await as_owner(session, caller.user_id)
+        await scope_rls_to(session, caller.user_id)
         result = await session.execute(
             text(f"SELECT count(*) FROM {table} WHERE user_id = :u"), {"u": caller.user_id}
         )

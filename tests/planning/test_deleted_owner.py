@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from service.db import Database, erase_as_owner_of
+from service.db import Database, scope_rls_to
 from tests.planning.conftest import Caller
 
 
@@ -79,7 +79,7 @@ async def test_an_insert_racing_the_deletion_waits_and_is_refused(alice: Caller,
         await insert_started.wait()
         await asyncio.sleep(0.3)  # the insert is now blocked on the user row
         assert not insert.done()
-        await erase_as_owner_of(deletion, alice.user_id)
+        await scope_rls_to(deletion, alice.user_id)
         await deletion.execute(text("DELETE FROM sessions WHERE user_id = :id"), {"id": alice.user_id})
     with pytest.raises(DBAPIError, match="has been deleted"):
         await insert

@@ -9,11 +9,11 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database, new_id
+from service.db import Database, new_id, scope_rls_to
 from service.errors import PreconditionFailed
 from service.planning.preconditions import expected_versions
 from service.planning.repository import PlanningRepository
-from tests.planning.conftest import Caller, as_owner
+from tests.planning.conftest import Caller
 
 
 async def scenario(caller: Caller) -> str:
@@ -27,7 +27,7 @@ async def scenario(caller: Caller) -> str:
 
 async def stored(db: Database, user_id: uuid.UUID, table: str, item_id: str) -> dict[str, Any]:
     async with db.transaction() as session:
-        await as_owner(session, user_id)
+        await scope_rls_to(session, user_id)
         row = (
             (await session.execute(text(f"SELECT * FROM {table} WHERE id = :id"), {"id": item_id}))
             .mappings()

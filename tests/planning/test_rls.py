@@ -15,10 +15,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import APP_ROLE, Database, new_id
+from service.db import APP_ROLE, Database, new_id, scope_rls_to
 from service.planning.repository import PlanningRepository
 from service.planning.routes import planning_repository, planning_router
-from tests.planning.conftest import Caller, as_owner, insert_scenarios, owners, row_snapshot
+from tests.planning.conftest import Caller, insert_scenarios, owners, row_snapshot
 
 
 async def two_users_with_scenarios(alice: Caller, bob: Caller, db: Database) -> dict[uuid.UUID, uuid.UUID]:
@@ -47,7 +47,7 @@ async def test_an_unfiltered_select_returns_only_the_callers_rows(
         )
         assert cast(Any, deleted).rowcount == 0
     async with clean_db.transaction() as session:
-        await as_owner(session, bob.user_id)
+        await scope_rls_to(session, bob.user_id)
         names = (
             await session.execute(text("SELECT name FROM scenarios WHERE user_id = :b"), {"b": bob.user_id})
         ).scalars()
