@@ -11,8 +11,8 @@ import sys
 
 from scripts.benchlib import app_environment, bench_database, load, median, uvicorn_server
 
-ROUNDS = 3
-SECONDS = 4.0
+ROUNDS = 6
+SECONDS = 3.0
 TARGET = 0.75
 
 
@@ -30,13 +30,17 @@ def main() -> int:
             for _ in range(ROUNDS):
                 health.append(load(port, "/health", seconds=SECONDS).rps)
                 me.append(load(port, "/api/v1/users/me", headers=auth, seconds=SECONDS).rps)
-    ratio = median(me) / median(health)
-    print(f"bench_auth (uvicorn, 1 worker, uvloop + httptools; median of {ROUNDS} rounds of {SECONDS:.0f} s)")
+    # Each round measures both endpoints back to back, so its ratio is the least disturbed by the
+    # drift of a shared machine; the median of those ratios is the figure to quote.
+    ratio = median([m / h for m, h in zip(me, health, strict=True)])
+    print(
+        f"bench_auth (uvicorn, 1 worker, uvloop + httptools; median of {ROUNDS} alternated rounds of {SECONDS:.0f} s)"
+    )
     print(
         f"  GET /health             {median(health):9.0f} req/s   rounds: {', '.join(f'{r:.0f}' for r in health)}"
     )
     print(f"  GET /api/v1/users/me    {median(me):9.0f} req/s   rounds: {', '.join(f'{r:.0f}' for r in me)}")
-    print(f"  ratio users/me : health  {ratio:.2f}   (target >= {TARGET})")
+    print(f"  ratio users/me : health  {ratio:.2f}   (median of per-round ratios; target >= {TARGET})")
     return 0
 
 
