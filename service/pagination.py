@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import hmac
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
@@ -25,6 +25,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from service.errors import ValidationFailed
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -116,3 +117,17 @@ def next_cursor(scope: str, rows: Sequence[Any], limit: int) -> str | None:
         return None
     last = rows[limit - 1]
     return encode_cursor(scope, last.created_at, last.id)
+
+
+async def paginate(
+    scope: str,
+    page: PageRequest,
+    fetch: Callable[[int, Cursor | None], Awaitable[Sequence[R]]],
+    item: Callable[[R], T],
+) -> Page[T]:
+    """One page of a list: decode the cursor, fetch `limit + 1` rows, shape the items."""
+    cursor = decode_cursor(scope, page.cursor) if page.cursor else None
+    rows = await fetch(page.limit, cursor)
+    return Page[Any](
+        items=[item(row) for row in rows[: page.limit]], next_cursor=next_cursor(scope, rows, page.limit)
+    )

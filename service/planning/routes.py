@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
@@ -17,7 +18,7 @@ from pydantic import BaseModel
 from service.auth.deps import CurrentUser, current_user
 from service.db import DatabaseDep
 from service.errors import PROBLEM_JSON
-from service.pagination import Page, PageRequest, decode_cursor, next_cursor, page_request
+from service.pagination import Page, PageRequest, page_request, paginate
 from service.planning.documents import JsonBody, SplicedJSONResponse, json_body
 from service.planning.preconditions import ExpectedVersions, etag
 from service.planning.repository import PlanningRepository, ScenarioRecord, SessionRecord, SolutionRecord
@@ -139,12 +140,7 @@ def _sessions(router: APIRouter) -> None:
 
     @router.get("/sessions", response_model=Page[SessionRead], summary="The caller's sessions, newest first")
     async def list_sessions(repo: PlanningRepo, page: Paging) -> Page[SessionRead]:
-        scope = f"sessions:{repo.owner}"
-        cursor = decode_cursor(scope, page.cursor) if page.cursor else None
-        rows = await repo.list_sessions(page.limit, cursor)
-        return Page[SessionRead](
-            items=[_session(r) for r in rows[: page.limit]], next_cursor=next_cursor(scope, rows, page.limit)
-        )
+        return await paginate(f"sessions:{repo.owner}", page, repo.list_sessions, _session)
 
     @router.get(
         "/sessions/{session_id}", response_model=SessionRead, responses=_NOT_FOUND, summary="A session"
@@ -205,11 +201,8 @@ def _scenarios(router: APIRouter) -> None:
     async def list_scenarios(
         session_id: uuid.UUID, repo: PlanningRepo, page: Paging
     ) -> Page[ScenarioSummary]:
-        scope = f"scenarios:{session_id}"
-        cursor = decode_cursor(scope, page.cursor) if page.cursor else None
-        rows = await repo.list_scenarios(session_id, page.limit, cursor)
-        return Page[ScenarioSummary](
-            items=[_scenario(r) for r in rows[: page.limit]], next_cursor=next_cursor(scope, rows, page.limit)
+        return await paginate(
+            f"scenarios:{session_id}", page, partial(repo.list_scenarios, session_id), _scenario
         )
 
     @router.get(
@@ -309,11 +302,8 @@ def _solutions(router: APIRouter) -> None:
     async def list_solutions(
         scenario_id: uuid.UUID, repo: PlanningRepo, page: Paging
     ) -> Page[SolutionSummary]:
-        scope = f"solutions:{scenario_id}"
-        cursor = decode_cursor(scope, page.cursor) if page.cursor else None
-        rows = await repo.list_solutions(scenario_id, page.limit, cursor)
-        return Page[SolutionSummary](
-            items=[_solution(r) for r in rows[: page.limit]], next_cursor=next_cursor(scope, rows, page.limit)
+        return await paginate(
+            f"solutions:{scenario_id}", page, partial(repo.list_solutions, scenario_id), _solution
         )
 
     @router.get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 import orjson
@@ -10,11 +11,24 @@ from starlette.responses import Response
 
 from service.auth.deps import CurrentUser, require_role
 from service.db import PrivilegedSessionDep
-from service.pagination import Page, PageRequest, decode_cursor, next_cursor, page_request
+from service.pagination import Page, PageRequest, page_request, paginate
+from service.users.models import User
 from service.users.repository import list_users
 from service.users.schemas import UserAdminRead, UserRead
 
 ADMIN_USERS_SCOPE = "admin-users"
+
+
+def _admin_read(user: User) -> UserAdminRead:
+    return UserAdminRead(
+        id=user.id,
+        provider=user.provider,
+        subject=user.subject,
+        email=user.email,
+        display_name=user.display_name,
+        created_at=user.created_at,
+        deleted=user.deleted_at is not None,
+    )
 
 
 def users_router(admin_role: str) -> APIRouter:
@@ -45,21 +59,7 @@ def users_router(admin_role: str) -> APIRouter:
     async def admin_users(
         session: PrivilegedSessionDep, page: Annotated[PageRequest, Depends(page_request)]
     ) -> Page[UserAdminRead]:
-        cursor = decode_cursor(ADMIN_USERS_SCOPE, page.cursor) if page.cursor else None
         # Across users by nature: the explicitly named privileged path, not the request role.
-        rows = await list_users(session, page.limit, cursor)
-        items = [
-            UserAdminRead(
-                id=u.id,
-                provider=u.provider,
-                subject=u.subject,
-                email=u.email,
-                display_name=u.display_name,
-                created_at=u.created_at,
-                deleted=u.deleted_at is not None,
-            )
-            for u in rows[: page.limit]
-        ]
-        return Page[UserAdminRead](items=items, next_cursor=next_cursor(ADMIN_USERS_SCOPE, rows, page.limit))
+        return await paginate(ADMIN_USERS_SCOPE, page, partial(list_users, session), _admin_read)
 
     return router
