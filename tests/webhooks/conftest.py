@@ -20,7 +20,7 @@ import respx
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database
+from service.db import Database, scope_rls_to
 from tests.conftest import AppFactory, client_for
 from tests.kit import MockProvider, merge_overrides
 
@@ -232,6 +232,7 @@ async def user_row(db: Database, provider: str, subject: str) -> UserRow | None:
 async def insert_planning_rows(db: Database, user_id: uuid.UUID) -> None:
     session_id, scenario_id = uuid.uuid4(), uuid.uuid4()
     async with db.transaction() as session:
+        await scope_rls_to(session, user_id)  # FORCEd RLS binds a non-superuser owning login role
         await session.execute(
             text("INSERT INTO sessions (id, user_id, name) VALUES (:id, :user_id, 'trip')"),
             {"id": session_id, "user_id": user_id},
@@ -254,6 +255,7 @@ async def insert_planning_rows(db: Database, user_id: uuid.UUID) -> None:
 
 async def planning_counts(db: Database, user_id: uuid.UUID) -> tuple[int, int, int]:
     async with db.transaction() as session:
+        await scope_rls_to(session, user_id)
         counts = [
             (
                 await session.execute(
