@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -154,3 +155,17 @@ async def app(app_factory: AppFactory) -> AsyncIterator[FastAPI]:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(app) as http:
         yield http
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    """Mocks every outgoing HTTP request; one without a route fails instead of going out."""
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock_router:
+        yield mock_router
+
+
+@pytest.fixture
+async def http(router: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
+    """An outgoing client (JWKS, provider APIs) answered by `router`."""
+    async with httpx.AsyncClient() as client:
+        yield client

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-import respx
 
 from service.auth.tokens import TokenVerifier
 from tests.kit import MockProvider, make_settings
 
 VerifierFactory = Callable[..., TokenVerifier]
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    # assert_all_mocked: a request to any URL without a route fails instead of going out.
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock_router:
-        yield mock_router
-
-
-@pytest.fixture
-async def http(router: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,18 +75,6 @@ class FakeClerk:
         self.lookups.append(subject)
         item = self.by_id.get(subject)
         return httpx.Response(404, json={"errors": []}) if item is None else httpx.Response(200, json=item)
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock_router:
-        yield mock_router
-
-
-@pytest.fixture
-async def http(router: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 @pytest.fixture
