@@ -38,7 +38,7 @@ def bench_database() -> Iterator[str]:
         from service.config import Settings
         from service.devdb import drop_database
 
-        normalized = Settings(_env_file=None, environment="test", database_url=base).database_url  # type: ignore[call-arg]
+        normalized = Settings(_env_file=None, environment="test", database_url=base).database_url
         url = make_url(str(normalized)).set(database=name).render_as_string(hide_password=False)
         asyncio.run(ensure_database(url))
         try:
@@ -62,7 +62,7 @@ DEV_ISSUER = "urn:routebook:dev"
 
 def app_environment(url: str, name: str) -> tuple[dict[str, str], dict[str, str]]:
     """(environment for the app under uvicorn, Authorization header of a dev-issuer user)."""
-    from service.auth.dev_issuer import DevIssuer
+    from service.providers.dev import DevIssuer
 
     data_dir = Path(tempfile.mkdtemp(prefix=f"routebook-{name}-"))
     token = DevIssuer.load_or_create(data_dir / "dev-issuer.pem", DEV_ISSUER).mint(

@@ -10,9 +10,9 @@ import sys
 
 from pydantic import ValidationError
 
-from service.auth.dev_issuer import DevIssuer
-from service.auth.dev_routes import DevTokenCreate, mint_dev_token
 from service.config import get_settings
+from service.dev.routes import DevTokenCreate, mint_dev_token
+from service.providers.dev import DevIssuer
 
 
 def main(argv: list[str] | None = None) -> int:

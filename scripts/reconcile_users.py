@@ -14,15 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import cast
 
 import httpx
 
 from scripts.devenv import database_url
+from service import providers
 from service.config import Settings, get_settings
-from service.db import Database, create_engine
-from service.webhooks.payloads import MalformedPayload, Provider
-from service.webhooks.provider_api import ProviderAPIError
+from service.db import Database
+from service.main import identity_for
+from service.providers.api import ProviderAPIError
+from service.providers.events import MalformedPayload
 from service.webhooks.reconcile import MassTombstoneRefused, ReconcileSummary, reconcile_users
 
 HTTP_TIMEOUT_SECONDS = 30.0
@@ -33,28 +34,29 @@ def _progress(message: str) -> None:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, url: str) -> ReconcileSummary:
-    db = Database(create_engine(settings, url))
+    db = Database.from_settings(settings, url)
     try:
         # Provider APIs answer directly; a redirect would carry the API key somewhere else.
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, follow_redirects=False) as http:
             return await reconcile_users(
-                cast(Provider, args.provider),
+                args.provider,
                 settings,
                 db,
+                identity_for(db, settings),
                 http,
                 dry_run=args.dry_run,
                 allow_mass_tombstone=args.allow_mass_tombstone,
                 progress=_progress,
             )
     finally:
-        await db.dispose()
+        await db.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.reconcile_users", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--provider", required=True, choices=["clerk", "workos", "supabase"])
+    parser.add_argument("--provider", required=True, choices=providers.names())
     parser.add_argument("--dry-run", action="store_true", help="count what would change; write nothing")
     parser.add_argument(
         "--allow-mass-tombstone",

@@ -1,27 +1,28 @@
-"""Settings: every variable of the contract (§2), validated once at startup."""
+"""Settings: every variable of the contract (§2), validated once at startup.
+
+Each identity provider declares the variables it reads in its own module (`service.providers.*`);
+`Settings` inherits those fragments and adds the process-wide ones.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
-ProviderName = Literal["clerk", "supabase", "workos", "dev"]
-CommaList = Annotated[list[str], NoDecode]
+from service import providers
+from service.providers.base import CommaList
+from service.providers.clerk import ClerkSettings
+from service.providers.dev import DevSettings
+from service.providers.supabase import SupabaseSettings
+from service.providers.workos import WorkOSSettings
 
 MIB = 1024 * 1024
 LOOPBACK_NAMES = {"localhost"}
-
-
-def _split_commas(value: Any) -> Any:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
 
 
 def _libpq_ssl_to_asyncpg(url: str) -> str:
@@ -45,46 +46,19 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-class Settings(BaseSettings):
+class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     """Process configuration. Names are the contract's environment variables, lower-cased."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str | None = None
-    data_dir: Path = Path(".data")
+    # A direct (or session-mode pooler) connection for what needs a session of its own: LISTEN
+    # (identity caches, solve events) and the solve queue. Default: DATABASE_URL.
+    database_direct_url: str | None = None
 
     auth_providers: CommaList = Field(default_factory=list)
     admin_role: str = "admin"
-
-    clerk_issuer: str | None = None
-    clerk_jwks_url: str | None = None
-    clerk_jwt_key: str | None = None
-    clerk_authorized_parties: CommaList = Field(default_factory=list)
-    clerk_webhook_secret: SecretStr | None = None
-    clerk_secret_key: SecretStr | None = None
-    clerk_api_url: str = "https://api.clerk.com"
-    clerk_roles_claims: CommaList | None = None
-
-    supabase_url: str | None = None
-    supabase_jwks_url: str | None = None
-    supabase_jwt_secret: SecretStr | None = None
-    supabase_audience: str = "authenticated"
-    supabase_allow_anonymous: bool = False
-    supabase_webhook_secret: SecretStr | None = None
-    supabase_service_role_key: SecretStr | None = None
-    supabase_roles_claims: CommaList | None = None
-
-    workos_client_id: str | None = None
-    workos_issuer: CommaList | None = None
-    workos_jwks_url: str | None = None
-    workos_webhook_secret: SecretStr | None = None
-    workos_api_key: SecretStr | None = None
-    workos_api_url: str = "https://api.workos.com"
-    workos_roles_claims: CommaList | None = None
-
-    dev_issuer: str = "urn:routebook:dev"
-    dev_roles_claims: CommaList | None = None
 
     jwks_cache_max_age: float = Field(600, gt=0)
     jwks_refresh_cooldown: float = Field(30, ge=0)
@@ -94,6 +68,9 @@ class Settings(BaseSettings):
 
     cors_origins: CommaList | None = None
     max_body_bytes: int = Field(64 * MIB, gt=0)
+    # Webhook bodies are small (Supabase caps hook payloads at 20 KB); an unsigned flood of big ones
+    # is refused before it is buffered.
+    webhook_max_body_bytes: int = Field(1 * MIB, gt=0)
 
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
@@ -106,26 +83,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
-    _split = field_validator(
-        "auth_providers",
-        "clerk_authorized_parties",
-        "clerk_roles_claims",
-        "supabase_roles_claims",
-        "workos_issuer",
-        "workos_roles_claims",
-        "dev_roles_claims",
-        "cors_origins",
-        mode="before",
-    )(_split_commas)
-
     @field_validator("auth_providers")
     @classmethod
     def _known_providers(cls, value: list[str]) -> list[str]:
         names = [name.lower() for name in value]
-        unknown = sorted(set(names) - {"clerk", "supabase", "workos", "dev"})
+        unknown = sorted(set(names) - set(providers.names()))
         if unknown:
             raise ValueError(
-                f"AUTH_PROVIDERS: unknown provider(s) {unknown}; use clerk, supabase, workos, dev"
+                f"AUTH_PROVIDERS: unknown provider(s) {unknown}; use {', '.join(providers.names())}"
             )
         return list(dict.fromkeys(names))
 
@@ -137,7 +102,7 @@ class Settings(BaseSettings):
             raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_direct_url")
     @classmethod
     def _asyncpg_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -174,12 +139,8 @@ class Settings(BaseSettings):
         return self
 
     def _check_provider_settings(self) -> None:
-        if "clerk" in self.auth_providers and not self.clerk_issuer:
-            raise ValueError("CLERK_ISSUER is required when AUTH_PROVIDERS includes clerk")
-        if "supabase" in self.auth_providers and not self.supabase_url:
-            raise ValueError("SUPABASE_URL is required when AUTH_PROVIDERS includes supabase")
-        if "workos" in self.auth_providers and not self.workos_client_id:
-            raise ValueError("WORKOS_CLIENT_ID is required when AUTH_PROVIDERS includes workos")
+        for provider in providers.enabled(self.auth_providers):
+            provider.check_settings(self)
 
     def _check_jwks_url(self, name: str, url: str) -> None:
         parts = urlsplit(url)
@@ -193,39 +154,17 @@ class Settings(BaseSettings):
         )
 
     def jwks_urls(self) -> dict[str, str]:
-        """The JWKS URL of every configured network provider (Clerk with a PEM key needs none)."""
-        urls: dict[str, str] = {}
-        if "clerk" in self.auth_providers and self.clerk_issuer and not self.clerk_jwt_key:
-            urls["clerk"] = self.clerk_jwks_url or f"{self.clerk_issuer.rstrip('/')}/.well-known/jwks.json"
-        if "supabase" in self.auth_providers and self.supabase_url:
-            urls["supabase"] = self.supabase_jwks_url or f"{self.supabase_base}/auth/v1/.well-known/jwks.json"
-        if "workos" in self.auth_providers and self.workos_client_id:
-            urls["workos"] = (
-                self.workos_jwks_url or f"https://api.workos.com/sso/jwks/{self.workos_client_id}"
-            )
-        return urls
-
-    @property
-    def supabase_base(self) -> str:
-        return (self.supabase_url or "").rstrip("/")
-
-    @property
-    def supabase_issuer(self) -> str:
-        return f"{self.supabase_base}/auth/v1"
-
-    @property
-    def workos_issuers(self) -> list[str]:
-        if self.workos_issuer:
-            return self.workos_issuer
-        return [f"https://api.workos.com/user_management/{self.workos_client_id}"]
+        """The JWKS URL of every enabled provider that fetches its keys."""
+        urls = {p.name: p.jwks_url(self) for p in providers.enabled(self.auth_providers)}
+        return {name: url for name, url in urls.items() if url is not None}
 
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
 
     @property
-    def dev_key_path(self) -> Path:
-        return self.data_dir / "dev-issuer.pem"
+    def direct_database_url(self) -> str | None:
+        return self.database_direct_url or self.database_url
 
 
 def get_settings() -> Settings:

@@ -1,24 +1,32 @@
-"""Engine, one transaction per request, and the caller's row-level-security context."""
+"""The connection pool and the two ways in: `transaction()` (privileged) and `as_user()` (under RLS).
+
+The app talks to PostgreSQL through asyncpg directly. SQLModel tables still define the schema (for
+Alembic); statements are plain SQL in the repositories, which keeps a request at its round trips
+(BEGIN with the RLS scope, the query, COMMIT) without an ORM session around Core statements.
+
+Every way a database can be unavailable — refused or dropped connections, a server shutting down or
+restarting, a pool with no free connection — is classified here, once, and leaves as a 503 problem
+with Retry-After (`DatabaseUnavailable`, `DatabaseBusy`), whichever route it happened on.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any, TypeAlias
 
-import orjson
+import asyncpg
 import uuid_utils
-from fastapi import Depends, Request
-from sqlalchemy import Column, DateTime, func, text
+from asyncpg.pool import PoolConnectionProxy
+from sqlalchemy import Column, DateTime, func
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
-from service.config import Settings
+from service.errors import ServiceUnavailable
 
 log = logging.getLogger("routebook.db")
 
@@ -32,13 +40,23 @@ SQLModel.metadata.naming_convention = {
 }
 metadata = SQLModel.metadata
 
-# The non-owner role the request path runs as, so row-level security binds even when
-# DATABASE_URL logs in as a superuser or as the tables' owner. Created by migration.
+# The non-owner role request work runs as, so row-level security binds even when DATABASE_URL
+# logs in as a superuser or as the tables' owner. Created by migration 0002.
 APP_ROLE = "routebook_app"
 
-# One round trip: the caller's id for the RLS policies, then drop to the app role. Both are
-# transaction-local (is_local = true), so a pooled connection carries nothing to the next user.
-_SCOPE_SQL = text("SELECT set_config('app.user_id', :user_id, true), set_config('role', :role, true)")
+# A pooled connection (what the transactions yield) or a plain one (tests, the listener).
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+QueryLogger = Callable[[Any], None]
+Proxy: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+# SQLSTATEs of a server that cannot serve us right now: 57P01 admin shutdown, 57P02 crash
+# shutdown, 57P03 cannot connect now (starting up, shutting down, recovery); class 08 is the
+# connection-exception class.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03"})
+_BUSY_STATES = frozenset({"53300"})  # too_many_connections
+# asyncpg reports a connection that is gone, or left mid-operation by a cancelled request, as an
+# InterfaceError with one of these messages; other InterfaceErrors are programming errors.
+_LOST_CONNECTION_MESSAGES = ("connection is closed", "another operation is in progress")
 
 
 def new_id() -> uuid.UUID:
@@ -58,12 +76,47 @@ def timestamp_column(*, nullable: bool = False, server_default: bool = True) -> 
     )
 
 
-def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+class DatabaseUnavailable(ServiceUnavailable):
+    detail = "The database is unavailable; try again shortly."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "2"})
+
+
+class DatabaseBusy(ServiceUnavailable):
+    detail = "The service is busy; try again shortly."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
+
+def classify(exc: BaseException) -> type[ServiceUnavailable] | None:
+    """DatabaseUnavailable or DatabaseBusy when `exc` says the database cannot serve us; else None."""
+    orig = getattr(exc, "orig", None)  # a SQLAlchemy DBAPIError wraps the driver's error
+    if orig is not None and orig is not exc:
+        if getattr(exc, "connection_invalidated", False):
+            return DatabaseUnavailable
+        return classify(orig)
+    if isinstance(exc, DatabaseUnavailable | DatabaseBusy):
+        return type(exc)
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", "") or ""
+        if state in _BUSY_STATES:
+            return DatabaseBusy
+        if state.startswith("08") or state in _UNAVAILABLE_STATES:
+            return DatabaseUnavailable
+        return None
+    if isinstance(exc, asyncpg.InterfaceError):
+        message = str(exc)
+        return DatabaseUnavailable if any(m in message for m in _LOST_CONNECTION_MESSAGES) else None
+    if isinstance(exc, asyncpg.exceptions.InternalClientError | OSError | TimeoutError):
+        # Refused, reset, unreachable, or a connection attempt that timed out.
+        return DatabaseUnavailable
+    return None
 
 
 def asyncpg_connect_args(url: str) -> dict[str, Any]:
-    """asyncpg.connect() keyword arguments for a SQLAlchemy URL (host may be a socket directory)."""
+    """asyncpg.connect() keyword arguments for a `postgresql+asyncpg://` URL (host may be a socket dir)."""
     parsed = make_url(url)
     host = parsed.query.get("host") or parsed.host
     port = parsed.query.get("port") or parsed.port
@@ -80,94 +133,187 @@ def asyncpg_connect_args(url: str) -> dict[str, Any]:
     return args
 
 
-def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
-    database_url = url or settings.database_url
-    if database_url is None:
-        raise RuntimeError("DATABASE_URL is not set (make run / make test start an embedded PostgreSQL)")
-    return create_async_engine(
-        database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,
-        # Bound parameters can be request bodies: never quote them in error messages or logs.
-        hide_parameters=True,
-        json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
-        connect_args={
-            # 0 disables asyncpg's prepared-statement cache, as PgBouncer in transaction mode needs.
-            "statement_cache_size": settings.db_statement_cache_size,
-            "server_settings": {"application_name": "routebook"},
-            "timeout": 5,
-        },
-    )
+async def _reset(conn: Connection) -> None:
+    # Every transaction here is closed before release and sets only transaction-local state, so the
+    # pool's default reset (a round trip of RESET ALL, UNLISTEN, ...) buys nothing; a transaction
+    # left open by a cancelled request is rolled back so the next user never inherits it.
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 class Database:
-    """The engine and its session factory; one per app, kept on `app.state.db`."""
+    """One pool per process, kept on `app.state.db`; every statement runs in one of its transactions."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_size: int = 20,
+        acquire_timeout: float = 10.0,
+        statement_cache_size: int = 100,
+        application_name: str = "routebook",
+    ) -> None:
+        self._connect_args = asyncpg_connect_args(url)
+        self._max_size = max_size
+        self._acquire_timeout = acquire_timeout
+        self._statement_cache_size = statement_cache_size
+        self._application_name = application_name
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._query_loggers: list[QueryLogger] = []
+
+    @classmethod
+    def from_settings(cls, settings: Any, url: str | None = None) -> Database:
+        database_url = url or settings.database_url
+        if database_url is None:
+            raise RuntimeError("DATABASE_URL is not set (make run / make test start an embedded PostgreSQL)")
+        return cls(
+            database_url,
+            max_size=settings.db_pool_size + settings.db_max_overflow,
+            acquire_timeout=settings.db_pool_timeout,
+            statement_cache_size=settings.db_statement_cache_size,
+        )
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    # min_size=0: the app starts (and /ready answers 503) while the database is down.
+                    self._pool = await asyncpg.create_pool(
+                        **self._connect_args,
+                        min_size=0,
+                        max_size=self._max_size,
+                        # Idle connections are closed after this long, so a server-side restart or a
+                        # pooler's idle timeout is met with fresh connections rather than dead ones.
+                        max_inactive_connection_lifetime=300.0,
+                        reset=_reset,
+                        timeout=5,
+                        statement_cache_size=self._statement_cache_size,
+                        server_settings={"application_name": self._application_name},
+                    )
+        return self._pool
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed when the block ends, rolled back on any error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+    async def transaction(self) -> AsyncIterator[Proxy]:
+        """Privileged, cross-user work (user sync, admin listing, the queue): the login role, no RLS role."""
+        async with self._transaction("BEGIN") as conn:
+            yield conn
 
     @asynccontextmanager
-    async def user_transaction(self, user_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
-        """A transaction scoped to one user: runs as the app role, so RLS sees only their rows."""
-        async with self.transaction() as session:
-            await scope_to_user(session, user_id)
-            yield session
+    async def as_user(self, user_id: uuid.UUID) -> AsyncIterator[Proxy]:
+        """Request work for one user: runs as the app role, so RLS admits only `user_id`'s rows.
+
+        BEGIN and the scope travel in one simple-protocol message (one round trip); both settings
+        are transaction-local, so a pooled connection carries nothing to the next user.
+        """
+        if not isinstance(user_id, uuid.UUID):
+            raise TypeError("as_user needs a user id")
+        begin = (
+            f"BEGIN; SELECT set_config('app.user_id', '{user_id}', true), "
+            f"set_config('role', '{APP_ROLE}', true)"
+        )
+        async with self._transaction(begin) as conn:
+            yield conn
 
     @asynccontextmanager
-    async def privileged_transaction(self) -> AsyncIterator[AsyncSession]:
-        """The explicitly named cross-user path (user sync, admin listing): the login role, no RLS role."""
-        async with self.transaction() as session:
-            yield session
+    async def _transaction(self, begin: str) -> AsyncIterator[Proxy]:
+        pool, conn = await self._begin(begin)
+        try:
+            try:
+                yield conn
+            except BaseException:
+                await self._rollback(conn)
+                raise
+            await conn.execute("COMMIT")
+        except Exception as exc:
+            unavailable = classify(exc)
+            if unavailable is None:
+                raise
+            log.warning("database unavailable: %s", type(exc).__name__)
+            raise unavailable() from exc
+        finally:
+            await self._release(pool, conn)
+
+    async def _begin(self, begin: str) -> tuple[asyncpg.Pool, Proxy]:
+        """A pooled connection inside a new transaction. A connection found dead when the transaction
+        starts is replaced once: nothing ran on it yet, so retrying is safe for any request."""
+        for attempt in (1, 2):
+            pool, conn = await self._acquire()
+            try:
+                await conn.execute(begin)
+                return pool, conn
+            except Exception as exc:
+                await self._release(pool, conn, discard=True)
+                unavailable = classify(exc)
+                if unavailable is None:
+                    raise
+                if attempt == 2:
+                    log.warning("database unavailable: %s", type(exc).__name__)
+                    raise unavailable() from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _acquire(self) -> tuple[asyncpg.Pool, Proxy]:
+        try:
+            pool = await self._get_pool()
+            conn = await pool.acquire(timeout=self._acquire_timeout)
+        except TimeoutError as exc:
+            # Every connection is in use for longer than DB_POOL_TIMEOUT: we are busy, not down.
+            if self._pool is not None and self._pool.get_size() >= self._max_size:
+                raise DatabaseBusy() from exc
+            raise DatabaseUnavailable() from exc
+        except Exception as exc:
+            unavailable = classify(exc)
+            if unavailable is None:
+                raise
+            log.warning("database unavailable: %s", type(exc).__name__)
+            raise unavailable() from exc
+        for logger in self._query_loggers:
+            conn.add_query_logger(logger)
+        return pool, conn
+
+    async def _rollback(self, conn: Proxy) -> None:
+        if conn.is_closed() or not conn.is_in_transaction():
+            return
+        try:
+            await conn.execute("ROLLBACK")
+        except Exception as exc:
+            # The connection is unusable (its error already propagates); _release discards it.
+            log.debug("rollback failed: %s", type(exc).__name__)
+
+    async def _release(self, pool: asyncpg.Pool, conn: Proxy, *, discard: bool = False) -> None:
+        for logger in self._query_loggers:
+            conn.remove_query_logger(logger)
+        if discard or conn.is_closed() or conn.is_in_transaction():
+            conn.terminate()
+        try:
+            await pool.release(conn)
+        except Exception as exc:
+            log.debug("release failed: %s", type(exc).__name__)
 
     async def ping(self, timeout: float = 2.0) -> bool:
         try:
-            async with asyncio.timeout(timeout):
-                async with self.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
+            async with asyncio.timeout(timeout), self.transaction() as conn:
+                await conn.execute("SELECT 1")
             return True
         except Exception as exc:
             # Whatever the cause (refused, timed out, a bad URL option), the answer is "not ready".
-            log.warning("database ping failed: %s", type(exc).__name__)
+            log.warning("database ping failed: %s", type(exc.__cause__ or exc).__name__)
             return False
 
-    async def dispose(self) -> None:
-        await self.engine.dispose()
+    @asynccontextmanager
+    async def observe(self, logger: QueryLogger) -> AsyncIterator[None]:
+        """Call `logger` with every statement sent while the block runs (tests count and inspect them)."""
+        self._query_loggers.append(logger)
+        try:
+            yield
+        finally:
+            self._query_loggers.remove(logger)
 
-
-async def scope_to_user(session: AsyncSession, user_id: uuid.UUID) -> None:
-    await session.execute(_SCOPE_SQL, {"user_id": str(user_id), "role": APP_ROLE})
-
-
-async def scope_rls_to(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """On the privileged path, let the RLS policies admit `user_id`'s rows (and only theirs) while
-    staying the login role: FORCE binds a table-owning login role too (e.g. erasing a user)."""
-    await session.execute(text("SELECT set_config('app.user_id', :user_id, true)"), {"user_id": str(user_id)})
-
-
-def get_db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-DatabaseDep = Annotated[Database, Depends(get_db)]
-
-
-async def privileged_session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
-    """Session-per-request on the explicitly named privileged path (the login role, not the RLS
-    request role), for routes that act across users by nature, such as the admin listing."""
-    async with db.privileged_transaction() as session:
-        yield session
-
-
-# scope="function": the transaction commits when the route returns, before the response is sent.
-PrivilegedSessionDep = Annotated[AsyncSession, Depends(privileged_session, scope="function")]
+    async def close(self) -> None:
+        """Close every connection; the next transaction opens a new pool."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except TimeoutError:
+                pool.terminate()

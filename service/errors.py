@@ -13,10 +13,9 @@ PROBLEM_JSON = "application/problem+json"
 
 
 class AppError(Exception):
-    """An error with a status, a short title and a client-safe detail."""
+    """An error with a status and a client-safe detail; its title is the status phrase."""
 
     status: int = 500
-    title: str | None = None
     detail: str = "The server could not complete the request."
 
     def __init__(
@@ -32,10 +31,8 @@ class AppError(Exception):
         self.extra = dict(extra or {})
         super().__init__(self.detail)
 
-    def response(self, instance: str | None = None) -> Response:
-        return problem_response(
-            self.status, self.detail, title=self.title, headers=self.headers, instance=instance, **self.extra
-        )
+    def response(self) -> Response:
+        return problem_response(self.status, self.detail, headers=self.headers, **self.extra)
 
 
 class BadRequest(AppError):
@@ -92,22 +89,14 @@ class ServiceUnavailable(AppError):
 
 
 def problem_response(
-    status: int,
-    detail: str,
-    *,
-    title: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    instance: str | None = None,
-    **extra: Any,
+    status: int, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> Response:
     body: dict[str, Any] = {
         "type": "about:blank",
-        "title": title or HTTPStatus(status).phrase,
+        "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
     }
-    if instance:
-        body["instance"] = instance
     body.update(extra)
     return Response(
         orjson.dumps(body, default=str),

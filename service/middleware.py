@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -82,22 +83,38 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    """Refuses a body over `max_body_bytes` while it streams in (413), and non-JSON bodies on the API (415).
+    """Refuses a body over its limit while it streams in (413), and non-JSON bodies on the API (415).
 
-    A declared Content-Length over the limit is refused before a byte is read; a chunked body is
-    counted as it arrives and cut off at the limit, so nothing larger is ever buffered.
+    The limit is `max_body_bytes`, or a smaller one for paths under a prefix in `limits` (webhooks:
+    their bodies are small, and anyone may send them). A declared Content-Length over the limit is
+    refused before a byte is read; a chunked body is counted as it arrives and cut off at the
+    limit, so nothing larger is ever buffered.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, json_prefix: str = "/api/") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        json_prefix: str = "/api/",
+        limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.json_prefix = json_prefix
+        self.limits = tuple((limits or {}).items())
+
+    def _limit(self, path: str) -> int:
+        for prefix, limit in self.limits:
+            if path.startswith(prefix):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        max_body_bytes = self._limit(scope["path"])
         declared = headers.get("content-length")
         has_body = bool(declared and declared != "0") or "chunked" in headers.get("transfer-encoding", "")
         if declared is not None:
@@ -105,7 +122,7 @@ class BodyLimitMiddleware:
             if not (declared.isascii() and declared.isdigit()):
                 await self._reject(scope, send, BadRequest("Content-Length is not a valid length."))
                 return
-            if int(declared) > self.max_body_bytes:
+            if int(declared) > max_body_bytes:
                 await self._reject(scope, send, PayloadTooLarge())
                 return
         if (
@@ -124,7 +141,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > max_body_bytes:
                     raise BodyTooLarge
             return message
 

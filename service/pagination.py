@@ -19,8 +19,6 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, tuple_
-from sqlalchemy.orm import InstrumentedAttribute
 
 from service.errors import ValidationFailed
 
@@ -48,7 +46,7 @@ class PageRequest:
     cursor: str | None
 
 
-def page_request(
+async def page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1–100).")] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
@@ -59,7 +57,18 @@ def page_request(
 
 
 class Page(BaseModel, Generic[T]):
+    """A list response. Parametrise it once, at import (`SessionPage = Page[SessionRead]`), never per
+    request: each `Page[X]` is a new class."""
+
     items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Paged(Generic[R]):
+    """One page of records; a route's `response_model` (a `Page[...]`) reads it by attribute."""
+
+    items: Sequence[R]
     next_cursor: str | None
 
 
@@ -104,13 +113,6 @@ def decode_cursor(scope: str, token: str) -> Cursor:
         raise _invalid() from None
 
 
-def after_cursor(
-    created_at: InstrumentedAttribute[Any], item_id: InstrumentedAttribute[Any], cursor: Cursor
-) -> ColumnElement[bool]:
-    """Rows strictly after `cursor` in (created_at DESC, id DESC) order — one index range scan."""
-    return tuple_(created_at, item_id) < tuple_(cursor.created_at, cursor.id)
-
-
 def next_cursor(scope: str, rows: Sequence[Any], limit: int) -> str | None:
     """Callers fetch `limit + 1` rows; an extra row means there is a next page."""
     if len(rows) <= limit:
@@ -120,14 +122,9 @@ def next_cursor(scope: str, rows: Sequence[Any], limit: int) -> str | None:
 
 
 async def paginate(
-    scope: str,
-    page: PageRequest,
-    fetch: Callable[[int, Cursor | None], Awaitable[Sequence[R]]],
-    item: Callable[[R], T],
-) -> Page[T]:
-    """One page of a list: decode the cursor, fetch `limit + 1` rows, shape the items."""
+    scope: str, page: PageRequest, fetch: Callable[[int, Cursor | None], Awaitable[Sequence[R]]]
+) -> Paged[R]:
+    """One page of a list: decode the cursor, fetch `limit + 1` rows, say whether there is more."""
     cursor = decode_cursor(scope, page.cursor) if page.cursor else None
     rows = await fetch(page.limit, cursor)
-    return Page[Any](
-        items=[item(row) for row in rows[: page.limit]], next_cursor=next_cursor(scope, rows, page.limit)
-    )
+    return Paged(items=rows[: page.limit], next_cursor=next_cursor(scope, rows, page.limit))

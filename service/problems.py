@@ -5,25 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from service.errors import AppError, ServiceUnavailable, problem_response
+from service.db import classify
+from service.errors import AppError, problem_response
 from service.observability import request_id_var
 
 log = logging.getLogger("routebook.errors")
-
-# Failures to reach PostgreSQL: the client did nothing wrong and may retry, so 503, not 500.
-DATABASE_DOWN: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -54,26 +45,31 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return problem_response(422, "The request is not valid.", errors=_validation_errors(exc))
 
 
-async def _database_down(request: Request, exc: Exception) -> Response:
-    log.warning("database unavailable: %s", type(exc).__name__)
-    return ServiceUnavailable("The database is unavailable; try again shortly.").response()
-
-
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    # This handler runs outside the middleware (which already reset the request id), so it stamps
+    # the id itself, from the scope.
     request_id = getattr(request.state, "request_id", None)
-    token = request_id_var.set(request_id)  # this handler runs after the middleware reset it
+    token = request_id_var.set(request_id)
     try:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        unavailable = classify(exc)
+        if unavailable is not None:
+            # A database failure that escaped a transaction block: the client may retry, so 503.
+            log.warning(
+                "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+            )
+            response = unavailable().response()
+        else:
+            log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+            response = problem_response(500, "The server could not complete the request.")
     finally:
         request_id_var.reset(token)
-    headers = {"X-Request-ID": request_id} if request_id else None
-    return problem_response(500, "The server could not complete the request.", headers=headers)
+    if request_id:
+        response.headers["X-Request-ID"] = request_id
+    return response
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for exc_type in DATABASE_DOWN:
-        app.add_exception_handler(exc_type, _database_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -23,10 +23,11 @@ from sqlalchemy.engine import make_url
 
 import service.tables  # noqa: F401  (every table on the metadata, for the truncation below)
 from service.config import Settings
-from service.db import Database, create_engine, metadata
+from service.db import Database, metadata
 from service.devdb import EmbeddedPostgres, drop_database, ensure_database, start_embedded
 from service.main import create_app
 from service.migrations import upgrade
+from tests.kit.sql import SqlAdmin
 
 AppFactory = Callable[..., AbstractAsyncContextManager[FastAPI]]
 
@@ -109,15 +110,23 @@ def settings(settings_for: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def admin_db(migrated_url: str) -> AsyncIterator[Database]:
+async def admin_db(migrated_url: str) -> AsyncIterator[SqlAdmin]:
     """The login role, no RLS role: for arranging rows and checking what a request really wrote."""
-    db = Database(create_engine(Settings(_env_file=None, environment="test", database_url=migrated_url)))  # type: ignore[call-arg]
+    db = SqlAdmin(migrated_url)
     yield db
     await db.dispose()
 
 
+@pytest.fixture(scope="session")
+async def service_db(migrated_url: str) -> AsyncIterator[Database]:
+    """The app's own database access (asyncpg), for calling services and repositories directly."""
+    db = Database(migrated_url, max_size=10)
+    yield db
+    await db.close()
+
+
 @pytest.fixture
-async def clean_db(admin_db: Database) -> Database:
+async def clean_db(admin_db: SqlAdmin) -> SqlAdmin:
     """Every database test starts from empty tables, so tests pass in any order."""
     tables = ", ".join(table.name for table in metadata.sorted_tables)
     async with admin_db.transaction() as session:
@@ -126,7 +135,7 @@ async def clean_db(admin_db: Database) -> Database:
 
 
 @pytest.fixture
-def app_factory(clean_db: Database, settings_for: Callable[..., Settings]) -> AppFactory:
+def app_factory(clean_db: SqlAdmin, settings_for: Callable[..., Settings]) -> AppFactory:
     """`async with app_factory(**settings) as app:` — an app with its lifespan running."""
 
     @asynccontextmanager

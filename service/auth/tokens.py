@@ -1,5 +1,8 @@
 """Access-token verification with PyJWT: route by exact `iss`, pinned algorithms, provider
-keys, every rejection of contract §4, and a bounded cache of verified claims."""
+keys, every rejection of contract §4, and a bounded cache of verified claims.
+
+This package stops at token → `Claims`; who the claims belong to is the identity service's business.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-import httpx
 import jwt
 
-from service.auth.jwks import KeysUnavailable, StaticKeys
-from service.auth.providers import ProviderProfile, build_profiles
-from service.config import Settings
+from service.auth.jwks import KeysUnavailable
+from service.auth.profile import OrgContext, ProviderProfile
 
 logger = logging.getLogger("routebook.auth")
 
@@ -26,8 +27,12 @@ _KEY_CARRYING_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c"})
 _REQUIRED_CLAIMS = ["exp", "sub"]
 # 9999-12-31T23:59:59Z: a later NumericDate has no datetime, and no provider issues one.
 _MAX_TIMESTAMP = 253_402_300_799
+# What the `users` and `revoked_sessions` rows can hold (a btree entry, text without NUL): a signed
+# claim beyond these would fail in PostgreSQL on every request, so it is refused here instead.
+MAX_SUBJECT_LENGTH = 255
+MAX_EMAIL_LENGTH = 320
 
-__all__ = ["Claims", "InvalidToken", "KeysUnavailable", "TokenVerifier"]
+__all__ = ["Claims", "InvalidToken", "KeysUnavailable", "OrgContext", "TokenVerifier"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +43,11 @@ class Claims:
     subject: str
     issuer: str
     session_id: str | None
-    org_id: str | None
+    # Global: only from claims an end user cannot set.
     roles: tuple[str, ...]
     permissions: tuple[str, ...]
+    # The organisation the token acts in, if any: never satisfies a global check.
+    org: OrgContext | None
     email: str | None
     expires_at: float
     claims: Mapping[str, Any]
@@ -80,12 +87,6 @@ class TokenVerifier:
         self._leeway = leeway
         self._cache_size = cache_size
         self._cache: dict[str, _Cached] = {}
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, http: httpx.AsyncClient, dev_keys: StaticKeys | None = None
-    ) -> TokenVerifier:
-        return cls(build_profiles(settings, http, dev_keys), leeway=settings.jwt_leeway_seconds)
 
     @property
     def provider_names(self) -> tuple[str, ...]:
@@ -158,7 +159,9 @@ class TokenVerifier:
         reason = profile.refusal(payload)
         if reason is not None:
             raise InvalidToken(reason)
-        return _claims(profile, payload), profile, generation
+        claims = _claims(profile, payload)
+        _check_storable(claims)
+        return claims, profile, generation
 
     def _route(self, unverified: Mapping[str, Any]) -> ProviderProfile:
         issuer = unverified.get("iss")
@@ -254,6 +257,26 @@ def _check_types(payload: Mapping[str, Any]) -> None:
             raise InvalidToken(f"{name} not a timestamp")
 
 
+def _storable(value: str, limit: int) -> bool:
+    """No NUL (PostgreSQL text cannot hold it), no lone surrogate (not UTF-8), within `limit`."""
+    if len(value) > limit or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_storable(claims: Claims) -> None:
+    if not _storable(claims.subject, MAX_SUBJECT_LENGTH):
+        raise InvalidToken("sub is not storable (length, NUL or surrogate)")
+    if claims.session_id is not None and not _storable(claims.session_id, MAX_SUBJECT_LENGTH):
+        raise InvalidToken("session id is not storable (length, NUL or surrogate)")
+    if claims.email is not None and not _storable(claims.email, MAX_EMAIL_LENGTH):
+        raise InvalidToken("email is not storable (length, NUL or surrogate)")
+
+
 def _is_timestamp(value: Any) -> bool:
     # PyJWT accepts numeric strings ("9999999999") and ints no float can hold (10**400);
     # NaN fails the range check. A provider sends none of these.
@@ -268,9 +291,9 @@ def _claims(profile: ProviderProfile, payload: dict[str, Any]) -> Claims:
         subject=payload["sub"],
         issuer=payload["iss"],
         session_id=profile.session_id(payload),
-        org_id=profile.org_id(payload),
         roles=profile.roles(payload),
         permissions=profile.permissions(payload),
+        org=profile.org(payload),
         email=profile.email(payload),
         expires_at=float(payload["exp"]),
         # Read-only: the same object is served from the cache to every later request.

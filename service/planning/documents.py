@@ -1,11 +1,15 @@
-"""JSON documents of tens of megabytes in and out, with no Python dict on the way out and one parse in.
+"""Request bodies read once, and JSON documents of tens of megabytes sent out without a Python tree.
 
-In: the body is parsed once by orjson, to validate its shape; the body bytes themselves go to
-PostgreSQL, which extracts the document member (`CAST(body AS jsonb) -> 'request'`). Nothing is
-re-serialized, so numbers PostgreSQL can hold exactly (integers past 64 bits) are kept exactly.
+In: `json_model(Model)` is the dependency for an ordinary body. `document_body(Model, member)` is
+for a body that carries a document (a scenario's `request`, a solution's `payload`): the small
+members are validated by `Model` (which does not contain the document), the document is only
+checked to be a JSON object, and the raw body bytes go to PostgreSQL, which extracts the member
+(`CAST(body AS jsonb) -> 'request'`) and stores it. Nothing is re-serialized, so numbers PostgreSQL
+can hold exactly (integers past 64 bits) are kept exactly.
 
 Out: PostgreSQL renders the JSONB as text (`convert_to(doc::text, 'UTF8')`, bytes without a decode)
-and the response sends those bytes after the small fields, never holding the document as objects.
+and `SplicedJSONResponse` sends those bytes after the small fields, never holding the document as
+objects. These are the one documented exception to responses built from their declared model.
 """
 
 from __future__ import annotations
@@ -26,46 +30,34 @@ M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
-class JsonBody(Generic[M]):
-    """A validated request body.
-
-    `fields` checks each member's type, but a member that is an object or array is hollow there
-    (`{}` / `[]`): its content lives only in `raw`, which the repository hands to PostgreSQL.
-    """
+class DocumentBody(Generic[M]):
+    """A body's small members (validated) and, when it carries one, its document as raw body bytes."""
 
     fields: M
     raw: bytes
-
-    def has(self, member: str) -> bool:
-        return member in self.fields.model_fields_set
+    has_document: bool
 
 
 def _invalid(loc: Sequence[str | int], msg: str, kind: str) -> ValidationFailed:
     return ValidationFailed([{"loc": ["body", *loc], "msg": msg, "type": kind}])
 
 
-def _hollow(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {}
-    if isinstance(value, list):
-        return []
-    return value
-
-
-def parse_body(raw: bytes, model: type[M]) -> JsonBody[M]:
+def parse_object(raw: bytes) -> dict[str, Any]:
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        # orjson also refuses nesting past 1,024 levels and numbers beyond a double: 422, not 500.
+        # orjson also refuses nesting past 1,024 levels and invalid UTF-8: 422, not 500.
         raise _invalid(
             [], "The body is not valid JSON (or nests deeper than 1,024 levels).", "json_invalid"
         ) from None
     if not isinstance(parsed, dict):
         raise _invalid([], "The body must be a JSON object.", "model_type")
-    shape = {key: _hollow(value) for key, value in parsed.items()}
-    del parsed  # the tree is only needed for its shape; free it before the database write
+    return parsed
+
+
+def validate(model: type[M], members: Mapping[str, Any]) -> M:
     try:
-        fields = model.model_validate(shape)
+        return model.model_validate(members)
     except ValidationError as exc:
         # Where and what only: the input may be large or sensitive, so it is never echoed.
         raise ValidationFailed(
@@ -74,14 +66,33 @@ def parse_body(raw: bytes, model: type[M]) -> JsonBody[M]:
                 for error in exc.errors(include_url=False, include_input=False)
             ]
         ) from None
-    return JsonBody(fields=fields, raw=raw)
 
 
-def json_body(model: type[M]) -> Callable[[Request], Awaitable[JsonBody[M]]]:
-    """A dependency reading and validating the body as `model`, before any database work."""
+def json_model(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency: the body validated as `model`, before any database work."""
 
-    async def read(request: Request) -> JsonBody[M]:
-        return parse_body(await request.body(), model)
+    async def read(request: Request) -> M:
+        return validate(model, parse_object(await request.body()))
+
+    return read
+
+
+def document_body(
+    model: type[M], member: str, *, required: bool
+) -> Callable[[Request], Awaitable[DocumentBody[M]]]:
+    """A dependency for a body carrying a document as `member` (a JSON object, never null)."""
+
+    async def read(request: Request) -> DocumentBody[M]:
+        raw = await request.body()
+        members = parse_object(raw)
+        present = member in members
+        document = members.pop(member, None)
+        if present and not isinstance(document, dict):
+            raise _invalid([member], "Must be a JSON object.", "dict_type")
+        if required and not present:
+            raise _invalid([member], "Field required", "missing")
+        del document  # only its type mattered; PostgreSQL parses and stores it from `raw`
+        return DocumentBody(fields=validate(model, members), raw=raw, has_document=present)
 
     return read
 

@@ -36,6 +36,8 @@ class PlanningSession(SQLModel, table=True):
         sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     )
     name: str = Field(sa_type=Text, nullable=False)
+    # Bumped on every write; the ETag (migration 0006).
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default=text("1")))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 

@@ -49,7 +49,7 @@ def expected_versions(if_match: str | None) -> frozenset[int] | None:
     return frozenset(versions)
 
 
-def _if_match(
+async def _if_match(
     if_match: Annotated[
         str | None,
         Header(

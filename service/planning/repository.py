@@ -1,58 +1,26 @@
 """Every planning query, bound to its caller: a repository cannot be built without its owner.
 
-The owner filter is written once (`_owned`); every statement starts from `_select`, `_update` or
-`_delete`, or inserts under a parent found through them. Row-level security (migration 0002) binds
-underneath, so a query that forgot the filter would still see only the caller's rows.
+The owner filter is written once: every statement here takes the owner as `$1` (`_fetch` and
+`_fetchrow` prepend it) and filters or inserts `user_id = $1`. Row-level security (migration 0002)
+binds underneath, so a statement that forgot the filter would still see only the caller's rows.
 
-A repository executes statements in the caller's transaction and never commits: the request's
-transaction commits in one place (routes.planning_repository). Missing and foreign rows raise the
-same NotFound, so no route can tell them apart.
+A repository runs in the request's transaction (`Database.as_user`) and never commits. Missing and
+foreign rows raise the same NotFound, so no route can tell them apart.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Delete,
-    Executable,
-    Integer,
-    LargeBinary,
-    Result,
-    RowMapping,
-    Select,
-    Table,
-    Text,
-    Update,
-    any_,
-    delete,
-    func,
-    insert,
-    literal,
-    literal_column,
-    null,
-    select,
-    type_coerce,
-    update,
-)
-from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
-from service.db import new_id
+from service.db import Connection, new_id
 from service.errors import AppError, NotFound, PreconditionFailed, ValidationFailed
-from service.pagination import Cursor, after_cursor
-from service.planning.models import PlanningSession, Scenario, Solution
-
-SESSIONS = cast(Table, PlanningSession.__table__)  # type: ignore[attr-defined]
-SCENARIOS = cast(Table, Scenario.__table__)  # type: ignore[attr-defined]
-SOLUTIONS = cast(Table, Solution.__table__)  # type: ignore[attr-defined]
+from service.pagination import Cursor
 
 # SQLSTATEs PostgreSQL raises for a document it cannot store: the client's input, so 422, never 500.
 # Only statements that carry a client's document map them; anywhere else such an error is our bug.
@@ -67,11 +35,19 @@ _DOCUMENT_ERRORS = {
 }
 _FOREIGN_KEY_VIOLATION = "23503"
 
+# The document member of a body, parsed by PostgreSQL and only there.
+_MEMBER = "(convert_from({param}::bytea, 'UTF8')::jsonb -> '{member}')"
+# NULL until a PATCH changes it: the scenario's request is then its original (migration 0004).
+_CURRENT_REQUEST = "COALESCE(request, original_request)"
+# PostgreSQL's text of a JSONB value, as bytes: no decode to str and encode back in Python.
+_AS_BYTES = "convert_to(({document})::text, 'UTF8')"
+
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
     id: uuid.UUID
     name: str
+    version: int
     created_at: datetime
     updated_at: datetime
 
@@ -96,40 +72,14 @@ class SolutionRecord:
     updated_at: datetime
 
 
-_SESSION = (SESSIONS.c.id, SESSIONS.c.name, SESSIONS.c.created_at, SESSIONS.c.updated_at)
-_SCENARIO = (
-    SCENARIOS.c.id,
-    SCENARIOS.c.session_id,
-    SCENARIOS.c.name,
-    SCENARIOS.c.version,
-    SCENARIOS.c.created_at,
-    SCENARIOS.c.updated_at,
-)
-_SOLUTION = (
-    SOLUTIONS.c.id,
-    SOLUTIONS.c.scenario_id,
-    SOLUTIONS.c.status,
-    SOLUTIONS.c.version,
-    SOLUTIONS.c.created_at,
-    SOLUTIONS.c.updated_at,
-)
-# NULL until a PATCH changes it: the scenario's request is then its original (migration 0004).
-_CURRENT_REQUEST = func.coalesce(SCENARIOS.c.request, SCENARIOS.c.original_request)
+_SESSION = "id, name, version, created_at, updated_at"
+_SCENARIO = "id, session_id, name, version, created_at, updated_at"
+_SOLUTION = "id, scenario_id, status, version, created_at, updated_at"
+_NEWEST_FIRST = "ORDER BY created_at DESC, id DESC"
 
 
-def _json_text(document: ColumnElement[Any]) -> ColumnElement[bytes]:
-    """PostgreSQL's text of a JSONB value as bytes: no decode to str and encode back in Python."""
-    return type_coerce(func.convert_to(sql_cast(document, Text), literal_column("'UTF8'")), LargeBinary)
-
-
-def _document(raw_body: bytes, member: str) -> ColumnElement[Any]:
-    """The document the client sent as `member` of its body, parsed by PostgreSQL and only there."""
-    body = sql_cast(func.convert_from(literal(raw_body, LargeBinary), literal_column("'UTF8'")), JSONB)
-    return body[member]
-
-
-def _client_error(exc: DBAPIError, *, document: bool) -> AppError | None:
-    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+def _client_error(exc: asyncpg.PostgresError, *, document: bool) -> AppError | None:
+    sqlstate = exc.sqlstate or ""
     if sqlstate == _FOREIGN_KEY_VIOLATION:
         return NotFound()  # the parent went away between the lookup and the insert
     if document and sqlstate[:2] in {"22", "54"}:
@@ -138,173 +88,153 @@ def _client_error(exc: DBAPIError, *, document: bool) -> AppError | None:
     return None
 
 
+def _page(base: str, cursor: Cursor | None, next_param: int) -> tuple[str, tuple[Any, ...]]:
+    """Newest first after `cursor` (one index range scan); LIMIT is the next parameter after it."""
+    if cursor is None:
+        return f"{base} {_NEWEST_FIRST} LIMIT ${next_param}", ()
+    keyset = f"AND (created_at, id) < (${next_param}, ${next_param + 1})"
+    return f"{base} {keyset} {_NEWEST_FIRST} LIMIT ${next_param + 2}", (cursor.created_at, cursor.id)
+
+
+async def erase_owner(conn: Connection, user_id: uuid.UUID) -> None:
+    """Erase everything `user_id` planned, in the caller's (privileged) transaction: the identity
+    service's tombstone runs this. Scenarios and solutions follow by ON DELETE CASCADE."""
+    # FORCEd row-level security binds the tables' owner too: admit this user's rows first.
+    await conn.execute("SELECT set_config('app.user_id', $1, true)", str(user_id))
+    await conn.execute("DELETE FROM sessions WHERE user_id = $1", user_id)
+
+
 class PlanningRepository:
     """Sessions, scenarios and solutions of one user, `owner`."""
 
-    def __init__(self, session: AsyncSession, *, owner: uuid.UUID) -> None:
+    def __init__(self, conn: Connection, *, owner: uuid.UUID) -> None:
         if not isinstance(owner, uuid.UUID):
             raise TypeError("a PlanningRepository is bound to its caller: owner must be a user id")
-        self._session = session
+        self._conn = conn
         self._owner = owner
 
     @property
     def owner(self) -> uuid.UUID:
         return self._owner
 
-    # -- the owner filter, written once --------------------------------------------------------
+    # -- execution: the owner is always $1 ---------------------------------------------------
 
-    def _owned(self, table: Table) -> ColumnElement[bool]:
-        return cast(ColumnElement[bool], table.c.user_id == self._owner)
-
-    def _select(self, table: Table, *columns: ColumnElement[Any]) -> Select[Any]:
-        return select(*columns).where(self._owned(table))
-
-    def _update(self, table: Table) -> Update:
-        return update(table).where(self._owned(table))
-
-    def _delete(self, table: Table) -> Delete:
-        return delete(table).where(self._owned(table))
-
-    # -- execution ------------------------------------------------------------------------------
-
-    async def _run(self, statement: Executable, *, document: bool = False) -> Result[Any]:
+    async def _fetch(self, sql: str, *args: Any, document: bool = False) -> list[asyncpg.Record]:
         """`document`: the statement carries a client's document, whose data errors are a 422."""
         try:
-            return await self._session.execute(statement)
-        except DBAPIError as exc:
+            return await self._conn.fetch(sql, self._owner, *args)
+        except asyncpg.PostgresError as exc:
             error = _client_error(exc, document=document)
             if error is None:
                 raise
             raise error from None
 
-    async def _one(self, statement: Executable, *, document: bool = False) -> RowMapping:
-        row = (await self._run(statement, document=document)).mappings().one_or_none()
-        if row is None:
+    async def _fetchrow(self, sql: str, *args: Any, document: bool = False) -> asyncpg.Record:
+        rows = await self._fetch(sql, *args, document=document)
+        if not rows:
             raise NotFound()
-        return row
+        return rows[0]
 
-    async def _exists(self, table: Table, item_id: uuid.UUID) -> bool:
-        found = await self._run(self._select(table, table.c.id).where(table.c.id == item_id))
-        return found.first() is not None
+    async def _exists(self, table: str, item_id: uuid.UUID) -> bool:
+        return bool(await self._fetch(f"SELECT 1 FROM {table} WHERE user_id = $1 AND id = $2", item_id))
 
-    def _page(self, statement: Select[Any], table: Table, limit: int, cursor: Cursor | None) -> Select[Any]:
-        """Newest first, `limit + 1` rows (the extra one says a next page exists)."""
-        if cursor is not None:
-            statement = statement.where(
-                after_cursor(cast(Any, table.c.created_at), cast(Any, table.c.id), cursor)
-            )
-        return statement.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
-
-    async def _write_versioned(
+    async def _versioned(
         self,
-        table: Table,
+        table: str,
+        sql: str,
         item_id: uuid.UUID,
-        values: Mapping[str, Any],
         expected: Collection[int] | None,
-        returning: tuple[ColumnElement[Any], ...],
-        *,
+        *args: Any,
         document: bool,
-    ) -> RowMapping:
-        """One atomic UPDATE: a stale `expected` version matches no row, so nothing is written."""
-        statement = (
-            self._update(table)
-            .where(table.c.id == item_id)
-            .values(version=table.c.version + 1, updated_at=func.now(), **values)
-            .returning(*returning)
-        )
-        if expected is not None:
-            # One array parameter, however many versions: the statement's shape never varies.
-            versions = literal(sorted(expected), ARRAY(Integer))
-            statement = statement.where(table.c.version == any_(versions))
-        row = (await self._run(statement, document=document)).mappings().one_or_none()
-        if row is not None:
-            return row
+    ) -> asyncpg.Record:
+        """One atomic write whose WHERE ends with the If-Match guard; a stale version matches no row,
+        so nothing is written. `sql` takes ($1 owner, $2 id, $3 versions or NULL, then `args`)."""
+        versions = sorted(expected) if expected is not None else None
+        rows = await self._fetch(sql, item_id, versions, *args, document=document)
+        if rows:
+            return rows[0]
         if expected is not None and await self._exists(table, item_id):
             raise PreconditionFailed()
         raise NotFound()
 
-    async def _delete_one(self, table: Table, item_id: uuid.UUID) -> None:
-        await self._one(self._delete(table).where(table.c.id == item_id).returning(table.c.id))
+    # `$3` is NULL (any version) or the versions If-Match allows, as one array parameter.
+    _IF_MATCH = "($3::int[] IS NULL OR version = ANY($3::int[]))"
+
+    async def _delete(self, table: str, item_id: uuid.UUID, expected: Collection[int] | None) -> None:
+        sql = f"DELETE FROM {table} WHERE user_id = $1 AND id = $2 AND {self._IF_MATCH} RETURNING id"
+        await self._versioned(table, sql, item_id, expected, document=False)
 
     # -- sessions -------------------------------------------------------------------------------
 
     async def create_session(self, name: str) -> SessionRecord:
-        statement = insert(SESSIONS).values(id=new_id(), user_id=self._owner, name=name).returning(*_SESSION)
-        return SessionRecord(**await self._one(statement))
+        row = await self._fetchrow(
+            f"INSERT INTO sessions (id, user_id, name) VALUES ($2, $1, $3) RETURNING {_SESSION}",
+            new_id(),
+            name,
+        )
+        return SessionRecord(**row)
 
     async def list_sessions(self, limit: int, cursor: Cursor | None) -> list[SessionRecord]:
-        statement = self._page(self._select(SESSIONS, *_SESSION), SESSIONS, limit, cursor)
-        return [SessionRecord(**row) for row in (await self._run(statement)).mappings()]
+        sql, args = _page(f"SELECT {_SESSION} FROM sessions WHERE user_id = $1", cursor, 2)
+        return [SessionRecord(**row) for row in await self._fetch(sql, *args, limit + 1)]
 
     async def get_session(self, session_id: uuid.UUID) -> SessionRecord:
+        sql = f"SELECT {_SESSION} FROM sessions WHERE user_id = $1 AND id = $2"
+        return SessionRecord(**await self._fetchrow(sql, session_id))
+
+    async def rename_session(
+        self, session_id: uuid.UUID, name: str | None, expected: Collection[int] | None
+    ) -> SessionRecord:
+        sql = f"""
+            UPDATE sessions SET name = COALESCE($4, name), version = version + 1, updated_at = now()
+            WHERE user_id = $1 AND id = $2 AND {self._IF_MATCH} RETURNING {_SESSION}
+        """
         return SessionRecord(
-            **await self._one(self._select(SESSIONS, *_SESSION).where(SESSIONS.c.id == session_id))
+            **await self._versioned("sessions", sql, session_id, expected, name, document=False)
         )
 
-    async def rename_session(self, session_id: uuid.UUID, name: str | None) -> SessionRecord:
-        values: dict[str, Any] = {"updated_at": func.now()}
-        if name is not None:
-            values["name"] = name
-        statement = (
-            self._update(SESSIONS).where(SESSIONS.c.id == session_id).values(**values).returning(*_SESSION)
-        )
-        return SessionRecord(**await self._one(statement))
-
-    async def delete_session(self, session_id: uuid.UUID) -> None:
+    async def delete_session(self, session_id: uuid.UUID, expected: Collection[int] | None) -> None:
         """Its scenarios and solutions go with it (ON DELETE CASCADE)."""
-        await self._delete_one(SESSIONS, session_id)
+        await self._delete("sessions", session_id, expected)
 
     # -- scenarios ------------------------------------------------------------------------------
 
     async def create_scenario(self, session_id: uuid.UUID, name: str, raw_body: bytes) -> ScenarioRecord:
         """Inserts under the session only if the caller owns it: one statement, nothing written otherwise."""
-        parent = SESSIONS
-        rows = self._select(
-            parent,
-            literal(new_id()),
-            parent.c.user_id,
-            parent.c.id,
-            literal(name, Text),
-            _document(raw_body, "request"),
-        ).where(parent.c.id == session_id)
-        statement = (
-            insert(SCENARIOS)
-            .from_select(["id", "user_id", "session_id", "name", "original_request"], rows)
-            .returning(*_SCENARIO)
+        sql = f"""
+            INSERT INTO scenarios (id, user_id, session_id, name, original_request)
+            SELECT $3, s.user_id, s.id, $4, {_MEMBER.format(param="$5", member="request")}
+            FROM sessions s WHERE s.user_id = $1 AND s.id = $2
+            RETURNING {_SCENARIO}
+        """
+        return ScenarioRecord(
+            **await self._fetchrow(sql, session_id, new_id(), name, raw_body, document=True)
         )
-        return ScenarioRecord(**await self._one(statement, document=True))
 
     async def list_scenarios(
         self, session_id: uuid.UUID, limit: int, cursor: Cursor | None
     ) -> list[ScenarioRecord]:
-        statement = self._select(SCENARIOS, *_SCENARIO).where(SCENARIOS.c.session_id == session_id)
-        rows = [
-            ScenarioRecord(**row)
-            for row in (await self._run(self._page(statement, SCENARIOS, limit, cursor))).mappings()
-        ]
-        if not rows and not await self._exists(SESSIONS, session_id):
+        sql, args = _page(
+            f"SELECT {_SCENARIO} FROM scenarios WHERE user_id = $1 AND session_id = $2", cursor, 3
+        )
+        rows = [ScenarioRecord(**row) for row in await self._fetch(sql, session_id, *args, limit + 1)]
+        if not rows and not await self._exists("sessions", session_id):
             raise NotFound()
         return rows
 
     async def get_scenario(self, scenario_id: uuid.UUID) -> tuple[ScenarioRecord, bytes]:
         """The scenario and its current request as JSON text."""
-        row = await self._one(
-            self._select(SCENARIOS, *_SCENARIO, _json_text(_CURRENT_REQUEST).label("document")).where(
-                SCENARIOS.c.id == scenario_id
-            )
-        )
-        fields = dict(row)
-        document: bytes = fields.pop("document")
-        return ScenarioRecord(**fields), document
+        document = _AS_BYTES.format(document=_CURRENT_REQUEST)
+        sql = f"SELECT {_SCENARIO}, {document} AS document FROM scenarios WHERE user_id = $1 AND id = $2"
+        fields = dict(await self._fetchrow(sql, scenario_id))
+        text: bytes = fields.pop("document")
+        return ScenarioRecord(**fields), text
 
     async def get_original_request(self, scenario_id: uuid.UUID) -> bytes:
-        row = await self._one(
-            self._select(SCENARIOS, _json_text(SCENARIOS.c.original_request).label("document")).where(
-                SCENARIOS.c.id == scenario_id
-            )
-        )
-        document: bytes = row["document"]
-        return document
+        document = _AS_BYTES.format(document="original_request")
+        sql = f"SELECT {document} AS document FROM scenarios WHERE user_id = $1 AND id = $2"
+        text: bytes = (await self._fetchrow(sql, scenario_id))["document"]
+        return text
 
     async def update_scenario(
         self,
@@ -315,30 +245,33 @@ class PlanningRepository:
         expected: Collection[int] | None,
     ) -> ScenarioRecord:
         """`raw_body`, when given, carries the new request as its `request` member."""
-        values: dict[str, Any] = {}
-        if name is not None:
-            values["name"] = name
-        if raw_body is not None:
-            values["request"] = _document(raw_body, "request")
-        return ScenarioRecord(
-            **await self._write_versioned(
-                SCENARIOS, scenario_id, values, expected, _SCENARIO, document=raw_body is not None
-            )
+        # No body (a rename only): the member is NULL and the request stays as it is.
+        request = f"COALESCE({_MEMBER.format(param='$5', member='request')}, request)"
+        sql = f"""
+            UPDATE scenarios
+            SET name = COALESCE($4, name), request = {request}, version = version + 1, updated_at = now()
+            WHERE user_id = $1 AND id = $2 AND {self._IF_MATCH} RETURNING {_SCENARIO}
+        """
+        row = await self._versioned(
+            "scenarios", sql, scenario_id, expected, name, raw_body, document=raw_body is not None
         )
+        return ScenarioRecord(**row)
 
     async def reset_scenario(
         self, scenario_id: uuid.UUID, expected: Collection[int] | None
     ) -> ScenarioRecord:
         """The request becomes the original again: NULL reads as the original, no copy is made."""
+        sql = f"""
+            UPDATE scenarios SET request = NULL, version = version + 1, updated_at = now()
+            WHERE user_id = $1 AND id = $2 AND {self._IF_MATCH} RETURNING {_SCENARIO}
+        """
         return ScenarioRecord(
-            **await self._write_versioned(
-                SCENARIOS, scenario_id, {"request": null()}, expected, _SCENARIO, document=False
-            )
+            **await self._versioned("scenarios", sql, scenario_id, expected, document=False)
         )
 
-    async def delete_scenario(self, scenario_id: uuid.UUID) -> None:
+    async def delete_scenario(self, scenario_id: uuid.UUID, expected: Collection[int] | None) -> None:
         """Its solutions go with it (ON DELETE CASCADE)."""
-        await self._delete_one(SCENARIOS, scenario_id)
+        await self._delete("scenarios", scenario_id, expected)
 
     # -- solutions ------------------------------------------------------------------------------
 
@@ -346,40 +279,36 @@ class PlanningRepository:
         self, scenario_id: uuid.UUID, status: str, raw_body: bytes | None
     ) -> SolutionRecord:
         """`raw_body`, when given, carries the payload as its `payload` member."""
-        parent = SCENARIOS
-        payload = _document(raw_body, "payload") if raw_body is not None else null()
-        rows = self._select(
-            parent, literal(new_id()), parent.c.user_id, parent.c.id, literal(status, Text), payload
-        ).where(parent.c.id == scenario_id)
-        statement = (
-            insert(SOLUTIONS)
-            .from_select(["id", "user_id", "scenario_id", "status", "payload"], rows)
-            .returning(*_SOLUTION)
+        payload = _MEMBER.format(param="$5", member="payload")  # NULL without a body
+        sql = f"""
+            INSERT INTO solutions (id, user_id, scenario_id, status, payload)
+            SELECT $3, c.user_id, c.id, $4, {payload}
+            FROM scenarios c WHERE c.user_id = $1 AND c.id = $2
+            RETURNING {_SOLUTION}
+        """
+        row = await self._fetchrow(
+            sql, scenario_id, new_id(), status, raw_body, document=raw_body is not None
         )
-        return SolutionRecord(**await self._one(statement, document=raw_body is not None))
+        return SolutionRecord(**row)
 
     async def list_solutions(
         self, scenario_id: uuid.UUID, limit: int, cursor: Cursor | None
     ) -> list[SolutionRecord]:
-        statement = self._select(SOLUTIONS, *_SOLUTION).where(SOLUTIONS.c.scenario_id == scenario_id)
-        rows = [
-            SolutionRecord(**row)
-            for row in (await self._run(self._page(statement, SOLUTIONS, limit, cursor))).mappings()
-        ]
-        if not rows and not await self._exists(SCENARIOS, scenario_id):
+        sql, args = _page(
+            f"SELECT {_SOLUTION} FROM solutions WHERE user_id = $1 AND scenario_id = $2", cursor, 3
+        )
+        rows = [SolutionRecord(**row) for row in await self._fetch(sql, scenario_id, *args, limit + 1)]
+        if not rows and not await self._exists("scenarios", scenario_id):
             raise NotFound()
         return rows
 
     async def get_solution(self, solution_id: uuid.UUID) -> tuple[SolutionRecord, bytes | None]:
         """The solution and its payload as JSON text (None when it has none)."""
-        row = await self._one(
-            self._select(SOLUTIONS, *_SOLUTION, _json_text(SOLUTIONS.c.payload).label("document")).where(
-                SOLUTIONS.c.id == solution_id
-            )
-        )
-        fields = dict(row)
-        document: bytes | None = fields.pop("document")
-        return SolutionRecord(**fields), document
+        document = _AS_BYTES.format(document="payload")
+        sql = f"SELECT {_SOLUTION}, {document} AS document FROM solutions WHERE user_id = $1 AND id = $2"
+        fields = dict(await self._fetchrow(sql, solution_id))
+        text: bytes | None = fields.pop("document")
+        return SolutionRecord(**fields), text
 
     async def update_solution(
         self,
@@ -390,16 +319,16 @@ class PlanningRepository:
         expected: Collection[int] | None,
     ) -> SolutionRecord:
         """`raw_body`, when given, carries the new payload as its `payload` member."""
-        values: dict[str, Any] = {}
-        if status is not None:
-            values["status"] = status
-        if raw_body is not None:
-            values["payload"] = _document(raw_body, "payload")
-        return SolutionRecord(
-            **await self._write_versioned(
-                SOLUTIONS, solution_id, values, expected, _SOLUTION, document=raw_body is not None
-            )
+        payload = f"COALESCE({_MEMBER.format(param='$5', member='payload')}, payload)"
+        sql = f"""
+            UPDATE solutions
+            SET status = COALESCE($4, status), payload = {payload}, version = version + 1, updated_at = now()
+            WHERE user_id = $1 AND id = $2 AND {self._IF_MATCH} RETURNING {_SOLUTION}
+        """
+        row = await self._versioned(
+            "solutions", sql, solution_id, expected, status, raw_body, document=raw_body is not None
         )
+        return SolutionRecord(**row)
 
-    async def delete_solution(self, solution_id: uuid.UUID) -> None:
-        await self._delete_one(SOLUTIONS, solution_id)
+    async def delete_solution(self, solution_id: uuid.UUID, expected: Collection[int] | None) -> None:
+        await self._delete("solutions", solution_id, expected)

@@ -1,8 +1,9 @@
 """What the planning API accepts and returns.
 
-`*Create` / `*Update` are the request bodies (unknown fields refused); `*Summary` is a list item,
-never carrying a JSON document; `*Read` adds the document. The routes send a document as
-PostgreSQL's own text of the JSONB, so `*Read` is the documented shape rather than the serializer.
+`*Create` / `*Update` are the request bodies as documented (unknown fields refused). A body that
+carries a document is validated in two parts (see documents.py): its small members by `*Fields`,
+which do not contain the document, and the document only as "a JSON object" — PostgreSQL parses and
+stores it. `*Summary` is a list item, never carrying a document; `*Read` adds the document.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
-from service.planning.models import SOLUTION_STATUSES
+from service.pagination import Page
 
 # No NUL: PostgreSQL's text cannot hold it, and it is never a meaningful part of a name.
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*$")
 ]
-# A JSON object. In a request body its content is not validated here: the routes hand the raw body
-# to PostgreSQL, which parses it once (see documents.py); these models check members' types only.
 JsonObject = dict[str, Any]
+# What a client may record; the solver also writes `cancelled`.
 SolutionStatus = Literal["pending", "running", "succeeded", "failed"]
-assert set(SolutionStatus.__args__) == set(SOLUTION_STATUSES)  # type: ignore[attr-defined]
 
 
 class _Body(BaseModel):
@@ -41,6 +40,10 @@ class _Patch(_Body):
         return self
 
 
+class _Read(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
 class SessionCreate(_Body):
     name: Name
 
@@ -49,24 +52,30 @@ class SessionUpdate(_Patch):
     name: Name | None = None
 
 
-class SessionRead(BaseModel):
+class SessionRead(_Read):
     id: uuid.UUID
     name: str
     created_at: datetime
     updated_at: datetime
 
 
-class ScenarioCreate(_Body):
+class ScenarioFields(_Body):
     name: Name
+
+
+class ScenarioCreate(ScenarioFields):
     request: JsonObject
 
 
-class ScenarioUpdate(_Patch):
+class ScenarioPatchFields(_Patch):
     name: Name | None = None
+
+
+class ScenarioUpdate(ScenarioPatchFields):
     request: JsonObject | None = None
 
 
-class ScenarioSummary(BaseModel):
+class ScenarioSummary(_Read):
     id: uuid.UUID
     session_id: uuid.UUID
     name: str
@@ -78,24 +87,23 @@ class ScenarioRead(ScenarioSummary):
     request: JsonObject
 
 
-class SolutionCreate(_Body):
+class SolutionFields(_Body):
     status: SolutionStatus
+
+
+class SolutionCreate(SolutionFields):
     payload: JsonObject | None = None
 
-    @model_validator(mode="after")
-    def _payload_not_null(self) -> Self:
-        # Omitted means "no payload yet"; an explicit null is a client mistake worth telling.
-        if "payload" in self.model_fields_set and self.payload is None:
-            raise ValueError("payload must be a JSON object when given")
-        return self
 
-
-class SolutionUpdate(_Patch):
+class SolutionPatchFields(_Patch):
     status: SolutionStatus | None = None
+
+
+class SolutionUpdate(SolutionPatchFields):
     payload: JsonObject | None = None
 
 
-class SolutionSummary(BaseModel):
+class SolutionSummary(_Read):
     id: uuid.UUID
     scenario_id: uuid.UUID
     status: str
@@ -105,3 +113,8 @@ class SolutionSummary(BaseModel):
 
 class SolutionRead(SolutionSummary):
     payload: JsonObject | None
+
+
+SessionPage = Page[SessionRead]
+ScenarioPage = Page[ScenarioSummary]
+SolutionPage = Page[SolutionSummary]

@@ -1,8 +1,9 @@
 """The LISTEN side of identity announcements: one dedicated connection per app instance.
 
-While connected, the directory may cache; once the connection is known lost (closed, or failing
-its health check every HEALTH_INTERVAL_SECONDS) the directory goes blind — every request reads
-the database — until a new connection is listening and the directory has reloaded. A connection
+While connected, the identity service may cache; once the connection is known lost (closed, or failing
+its health check every HEALTH_INTERVAL_SECONDS) the service goes blind — every request reads the
+database — until a new connection is listening and the service has reloaded. LISTEN needs a session
+of its own, so the connection goes to DATABASE_DIRECT_URL (not a transaction-mode pooler). A connection
 that dies silently is noticed within HEALTH_INTERVAL_SECONDS + 5 s (TCP keepalives shorten that);
 the identity cache's own TTL bounds staleness beyond it.
 """
@@ -18,7 +19,8 @@ from typing import Any
 import asyncpg
 
 from service.db import asyncpg_connect_args
-from service.users.directory import IDENTITY_CHANNEL, IdentityDirectory
+from service.users.identity import IdentityService
+from service.users.store import IDENTITY_CHANNEL
 
 log = logging.getLogger("routebook.identity")
 
@@ -28,9 +30,9 @@ RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 class IdentityListener:
-    def __init__(self, url: str, directory: IdentityDirectory) -> None:
+    def __init__(self, url: str, identity: IdentityService) -> None:
         self._connect_args = asyncpg_connect_args(url)
-        self._directory = directory
+        self._identity = identity
         self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
@@ -48,7 +50,7 @@ class IdentityListener:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._directory.go_blind()
+        self._identity.go_blind()
 
     async def sync(self, timeout: float = 5.0) -> None:
         """Returns once every announcement committed before this call has been applied here.
@@ -56,8 +58,8 @@ class IdentityListener:
         NOTIFY delivers in commit order, so a ping sent now arrives after all of them.
         """
         conn = self._conn
-        if conn is None or not self._directory.live:
-            return  # blind: the directory reads the database, nothing to wait for
+        if conn is None or not self._identity.live:
+            return  # blind: the service reads the database, nothing to wait for
         token = uuid.uuid4().hex
         arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pings[token] = arrived
@@ -82,7 +84,7 @@ class IdentityListener:
                     type(exc).__name__,
                 )
             finally:
-                self._directory.go_blind()
+                self._identity.go_blind()
                 await self._close()
             # Back off while the database stays unreachable; start over after a good connection.
             failures = 0 if self._connected else failures + 1
@@ -101,7 +103,7 @@ class IdentityListener:
         conn.add_termination_listener(lambda _conn: self._lost.set())
         await conn.add_listener(IDENTITY_CHANNEL, self._on_notification)
         # Listening first, then loading: nothing committed in between can be missed.
-        await self._directory.go_live()
+        await self._identity.go_live()
         self._connected = True
         log.info("identity listener connected")
         while True:
@@ -118,7 +120,7 @@ class IdentityListener:
             if arrived is not None and not arrived.done():
                 arrived.set_result(None)
             return
-        self._directory.apply(payload)
+        self._identity.announced(payload)
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None

@@ -2,64 +2,56 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated
 
-import orjson
-from fastapi import APIRouter, Depends
-from starlette.responses import Response
+from fastapi import APIRouter, Depends, Request
 
-from service.auth.deps import CurrentUser, require_role
-from service.db import PrivilegedSessionDep
-from service.pagination import Page, PageRequest, page_request, paginate
-from service.users.models import User
-from service.users.repository import list_users
-from service.users.schemas import UserAdminRead, UserRead
+from service.openapi import problem_responses
+from service.pagination import Paged, PageRequest, page_request, paginate
+from service.users.gate import CurrentUser, Principal, require_role
+from service.users.identity import IdentityService
+from service.users.schemas import UserAdminPage, UserRead
+from service.users.store import UserRecord
 
 ADMIN_USERS_SCOPE = "admin-users"
 
-
-def _admin_read(user: User) -> UserAdminRead:
-    return UserAdminRead(
-        id=user.id,
-        provider=user.provider,
-        subject=user.subject,
-        email=user.email,
-        display_name=user.display_name,
-        created_at=user.created_at,
-        deleted=user.deleted_at is not None,
-    )
+router = APIRouter(prefix="/api/v1")
 
 
-def users_router(admin_role: str) -> APIRouter:
-    router = APIRouter(prefix="/api/v1", tags=["users"])
+async def identity_service(request: Request) -> IdentityService:
+    identity: IdentityService = request.app.state.identity
+    return identity
 
-    @router.get("/users/me", response_model=UserRead, summary="The signed-in caller")
-    async def me(principal: CurrentUser) -> Response:
-        # The hot path of every SPA: served from the verified token and the identity cache (no
-        # query), and serialized once with orjson rather than validated again by a response model.
-        body = {
-            "id": principal.user_id,
-            "provider": principal.provider,
-            "subject": principal.subject,
-            "email": principal.email,
-            "roles": sorted(principal.roles),
-            "created_at": principal.created_at,
-        }
-        return Response(orjson.dumps(body), media_type="application/json")
 
-    @router.get(
-        "/admin/users",
-        response_model=Page[UserAdminRead],
-        tags=["admin"],
-        summary=f"Every user, newest first (role {admin_role!r})",
-        # A dependency list, not an annotation: the role is only known when the app is built.
-        dependencies=[Depends(require_role(admin_role))],
-    )
-    async def admin_users(
-        session: PrivilegedSessionDep, page: Annotated[PageRequest, Depends(page_request)]
-    ) -> Page[UserAdminRead]:
-        # Across users by nature: the explicitly named privileged path, not the request role.
-        return await paginate(ADMIN_USERS_SCOPE, page, partial(list_users, session), _admin_read)
+async def admin(request: Request, principal: CurrentUser) -> Principal:
+    """The caller, if they hold the global ADMIN_ROLE (read from settings when the request arrives)."""
+    return await require_role(request.app.state.settings.admin_role)(principal)
 
-    return router
+
+Identity = Annotated[IdentityService, Depends(identity_service)]
+Admin = Annotated[Principal, Depends(admin)]
+
+
+@router.get(
+    "/users/me",
+    response_model=UserRead,
+    responses=problem_responses(401, 503),
+    tags=["users"],
+    summary="The signed-in caller",
+)
+async def me(principal: CurrentUser) -> Principal:
+    # Served from the verified token and the identity cache: no query on the hot path.
+    return principal
+
+
+@router.get(
+    "/admin/users",
+    response_model=UserAdminPage,
+    responses=problem_responses(401, 403, 422, 503),
+    tags=["admin"],
+    summary="Every user, newest first (global role ADMIN_ROLE)",
+)
+async def admin_users(
+    _admin: Admin, identity: Identity, page: Annotated[PageRequest, Depends(page_request)]
+) -> Paged[UserRecord]:
+    return await paginate(ADMIN_USERS_SCOPE, page, identity.list_users)

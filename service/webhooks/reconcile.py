@@ -1,6 +1,6 @@
 """Recovery from missed deliveries: bring local users in line with a provider's user list.
 
-The same rules as the webhooks (`upsert_user`, `tombstone_user`): an older record never
+The same rules as the webhooks (the identity service's `upsert`, `tombstone`): an older record never
 overwrites a newer one, a tombstone is final, a user the provider lists as deleted (Supabase's
 soft delete) is tombstoned, and a user the provider no longer has is tombstoned and erased — but
 only after the provider confirms it one user at a time, because offset paging skips a user
@@ -15,14 +15,12 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from service import providers
 from service.config import Settings
-from service.db import Database
-from service.webhooks.handlers import Tombstone, Upsert, tombstone_user, upsert_user
-from service.webhooks.payloads import Provider, ProviderUser
-from service.webhooks.provider_api import fetch_user, iter_users
+from service.db import Connection, Database
+from service.providers.events import ProviderUser
+from service.users.identity import IdentityService, Tombstone, Upsert
 
 __all__ = ["MassTombstoneRefused", "ReconcileSummary", "reconcile_users"]
 
@@ -33,8 +31,6 @@ MASS_TOMBSTONE_FRACTION = 0.5
 MASS_TOMBSTONE_FLOOR = 10
 # Tombstones are applied this many per transaction: short transactions, few round trips.
 TOMBSTONE_BATCH = 100
-
-_LIVE_SUBJECTS = text("SELECT subject FROM users WHERE provider = :provider AND deleted_at IS NULL")
 
 Progress = Callable[[str], None]
 
@@ -64,35 +60,32 @@ class ReconcileSummary:
         return asdict(self)
 
 
+class _DryRun(Exception):
+    """Raised to roll a dry run's transaction back."""
+
+
 @asynccontextmanager
-async def _unit(db: Database, dry_run: bool) -> AsyncIterator[AsyncSession]:
+async def _unit(db: Database, dry_run: bool) -> AsyncIterator[Connection]:
     """One transaction on the privileged path; a dry run rolls it back, so it writes nothing (its
     NOTIFYs are dropped with it) yet counts exactly what a real run would do."""
-    async with db.sessions() as session:
-        await session.begin()
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        if dry_run:
-            await session.rollback()
-        else:
-            await session.commit()
+    try:
+        async with db.transaction() as conn:
+            yield conn
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
 
 
-async def _apply(session: AsyncSession, provider: Provider, user: ProviderUser) -> Upsert | Tombstone:
+async def _apply(
+    identity: IdentityService, conn: Connection, provider: str, user: ProviderUser
+) -> Upsert | Tombstone:
     if user.deleted:
-        return await tombstone_user(session, provider, user.subject)
-    return await upsert_user(session, provider, user)
+        return await identity.tombstone(conn, provider, user.subject)
+    return await identity.upsert(conn, provider, user)
 
 
-async def _live_subjects(db: Database, provider: Provider) -> set[str]:
-    async with db.privileged_transaction() as session:
-        return set((await session.execute(_LIVE_SUBJECTS, {"provider": provider})).scalars())
-
-
-def _check_not_mass_tombstone(gone: int, live: int, provider: Provider) -> None:
+def _check_not_mass_tombstone(gone: int, live: int, provider: str) -> None:
     limit = max(MASS_TOMBSTONE_FLOOR, math.floor(live * MASS_TOMBSTONE_FRACTION))
     if gone > limit:
         raise MassTombstoneRefused(
@@ -103,9 +96,10 @@ def _check_not_mass_tombstone(gone: int, live: int, provider: Provider) -> None:
 
 
 async def reconcile_users(
-    provider: Provider,
+    provider: str,
     settings: Settings,
     db: Database,
+    identity: IdentityService,
     http: httpx.AsyncClient,
     *,
     dry_run: bool = False,
@@ -122,32 +116,33 @@ async def reconcile_users(
     summary = ReconcileSummary()
     seen: set[str] = set()
     pages = 0
-    async for page in iter_users(provider, settings, http):
-        async with _unit(db, dry_run) as session:
+    directory = providers.get(provider).user_directory(settings, http)
+    async for page in directory.pages():
+        async with _unit(db, dry_run) as conn:
             for user in page:
-                summary.count(await _apply(session, provider, user))
+                summary.count(await _apply(identity, conn, provider, user))
         seen.update(user.subject for user in page)
         pages += 1
         report(f"{provider}: page {pages}, {len(seen)} users read")
 
-    live = await _live_subjects(db, provider)
+    live = await identity.live_subjects(provider)
     candidates = sorted(live - seen)
     report(f"{provider}: {len(candidates)} local users not listed; confirming each with the provider")
     gone: list[str] = []
     for subject in candidates:
-        found = await fetch_user(provider, subject, settings, http)
+        found = await directory.fetch(subject)
         if found is None:
             gone.append(subject)
             continue
         # Listed after all: paging skipped it. Apply it like any other.
-        async with _unit(db, dry_run) as session:
-            summary.count(await _apply(session, provider, found))
+        async with _unit(db, dry_run) as conn:
+            summary.count(await _apply(identity, conn, provider, found))
 
     if not allow_mass_tombstone:
         _check_not_mass_tombstone(len(gone), len(live), provider)
     for start in range(0, len(gone), TOMBSTONE_BATCH):
-        async with _unit(db, dry_run) as session:
+        async with _unit(db, dry_run) as conn:
             for subject in gone[start : start + TOMBSTONE_BATCH]:
-                summary.count(await tombstone_user(session, provider, subject))
+                summary.count(await identity.tombstone(conn, provider, subject))
         report(f"{provider}: {min(start + TOMBSTONE_BATCH, len(gone))}/{len(gone)} tombstoned")
     return summary

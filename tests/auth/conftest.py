@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from service.auth.tokens import TokenVerifier
+from service.providers import build_verifier
 from tests.kit import MockProvider, make_settings
 
 VerifierFactory = Callable[..., TokenVerifier]
@@ -20,7 +21,7 @@ def make_verifier(http: httpx.AsyncClient) -> VerifierFactory:
     """TokenVerifier for the given mock providers; keyword arguments override Settings."""
 
     def build(*providers: MockProvider, **extra: Any) -> TokenVerifier:
-        return TokenVerifier.from_settings(make_settings(*providers, **extra), http)
+        return build_verifier(make_settings(*providers, **extra), http)
 
     return build
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import respx
 
+from service.auth.profile import OrgContext
 from service.auth.tokens import InvalidToken
 from tests.auth.conftest import VerifierFactory
 from tests.kit import REMOVE, MockProvider, Org
 
 
-async def test_clerk_v2_token_maps_org_role_permissions_and_session(
+async def test_clerk_v2_token_maps_the_organisation_apart_from_global_roles(
     router: respx.MockRouter, make_verifier: VerifierFactory
 ) -> None:
     clerk = MockProvider.clerk()
@@ -23,9 +24,10 @@ async def test_clerk_v2_token_maps_org_role_permissions_and_session(
     assert claims.provider == "clerk"
     assert claims.subject == "user_2abc"
     assert claims.issuer == clerk.issuer
-    assert claims.org_id == "org_9"
-    assert claims.roles == ("admin",)
-    assert claims.permissions == ("read", "manage")
+    # An organisation role is the organisation's, never a global role (contract §4).
+    assert claims.org == OrgContext(id="org_9", role="admin", permissions=("read", "manage"))
+    assert claims.roles == ()
+    assert claims.permissions == ()
     assert claims.session_id is not None
     assert claims.session_id.startswith("sess_")
     assert claims.claims["v"] == 2
@@ -56,9 +58,8 @@ async def test_clerk_v1_org_role_loses_its_org_prefix(
 
     claims = await make_verifier(clerk).verify(token)
 
-    assert claims.roles == ("admin",)
-    assert claims.org_id == "org_1"
-    assert claims.permissions == ("org:posts:read",)
+    assert claims.org == OrgContext(id="org_1", role="admin", permissions=("posts:read",))
+    assert claims.roles == ()
 
 
 async def test_clerk_metadata_roles_are_roles(
@@ -73,7 +74,7 @@ async def test_clerk_metadata_roles_are_roles(
 
     assert from_list.roles == ("admin", "editor")
     assert from_string.roles == ("admin",)
-    assert from_list.org_id is None
+    assert from_list.org is None
 
 
 @pytest.mark.parametrize("alg", ["ES256", "RS256"])
@@ -134,7 +135,7 @@ async def test_supabase_anonymous_user_accepted_when_allowed(
     assert claims.claims["is_anonymous"] is True
 
 
-async def test_workos_token_maps_role_roles_permissions_org_and_sid(
+async def test_workos_token_maps_role_and_permissions_to_the_organisation(
     router: respx.MockRouter, make_verifier: VerifierFactory
 ) -> None:
     workos = MockProvider.workos()
@@ -144,9 +145,9 @@ async def test_workos_token_maps_role_roles_permissions_org_and_sid(
     claims = await make_verifier(workos).verify(token)
 
     assert claims.provider == "workos"
-    assert claims.roles == ("admin", "billing")
-    assert claims.permissions == ("plans:write",)
-    assert claims.org_id == "org_01TESTORG"
+    # WorkOS's role and permissions are the organisation membership's: no global roles by default.
+    assert claims.roles == ()
+    assert claims.org == OrgContext(id="org_01TESTORG", role="admin", permissions=("plans:write",))
     assert claims.session_id == claims.claims["sid"]
     assert claims.email is None
 

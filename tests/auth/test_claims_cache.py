@@ -14,6 +14,7 @@ import respx
 
 from service.auth.jwks import JWKSCache
 from service.auth.tokens import InvalidToken, TokenVerifier
+from service.providers import build_verifier
 from tests.kit import MockProvider, make_settings
 
 
@@ -52,7 +53,7 @@ Build = Callable[..., TokenVerifier]
 @pytest.fixture
 def build(http: httpx.AsyncClient, clerk: MockProvider) -> Build:
     def make(*, clock: Clock | None = None, cache_size: int = 10_000) -> TokenVerifier:
-        profiles = TokenVerifier.from_settings(make_settings(clerk), http).profiles
+        profiles = build_verifier(make_settings(clerk), http).profiles
         return TokenVerifier(profiles, leeway=5, cache_size=cache_size, clock=clock or time.time)
 
     return make

@@ -10,16 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.auth.dev_issuer import DevIssuer
 from service.auth.tokens import InvalidToken, TokenVerifier
-from service.config import Settings
+from service.providers.dev import DevIssuer, dev_profile
 
 ISSUER = "urn:routebook:dev"
 
 
 def verifier_for(issuer: DevIssuer, http: httpx.AsyncClient) -> TokenVerifier:
-    settings = Settings(_env_file=None, environment="test", auth_providers=["dev"], dev_issuer=ISSUER)  # type: ignore[call-arg]
-    return TokenVerifier.from_settings(settings, http, issuer.keys)
+    return TokenVerifier([dev_profile(issuer)], leeway=5)
 
 
 def test_the_key_file_is_created_with_mode_0600_in_new_directories(

@@ -19,6 +19,7 @@ import respx
 
 from service.auth.jwks import MAX_JWKS_BYTES, JWKSCache, KeysUnavailable, StaticKeys
 from service.auth.tokens import InvalidToken, TokenVerifier
+from service.providers import build_verifier
 from tests.auth.conftest import VerifierFactory, background_fetches_done
 from tests.kit import MockProvider, SigningKey, make_settings
 from tests.kit.forge import reheader
@@ -61,7 +62,7 @@ def cache_for(
 
 def verifier_over(provider: MockProvider, cache: JWKSCache, http: httpx.AsyncClient) -> TokenVerifier:
     """The provider's real profile, with its keys served by `cache` (fake clock and all)."""
-    (profile,) = TokenVerifier.from_settings(make_settings(provider), http).profiles
+    (profile,) = build_verifier(make_settings(provider), http).profiles
     return TokenVerifier([dataclasses.replace(profile, keys=cache)], leeway=5)
 
 
@@ -506,7 +507,7 @@ async def test_ps256_token_against_an_rs256_jwk_fails_even_where_ps256_is_pinned
     clerk = MockProvider.clerk()
     clerk.mock(router)
     cache = cache_for(clerk, http)
-    (profile,) = TokenVerifier.from_settings(make_settings(clerk), http).profiles
+    (profile,) = build_verifier(make_settings(clerk), http).profiles
     lax = dataclasses.replace(profile, keys=cache, algorithms=frozenset({"RS256", "PS256", "ES256"}))
     verifier = TokenVerifier([lax], leeway=5)
 

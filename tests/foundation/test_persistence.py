@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from service.db import new_id
 from tests.conftest import AppFactory, client_for
 
@@ -30,13 +28,12 @@ async def test_rows_survive_disposing_the_engine_and_a_new_app(app_factory: AppF
 async def test_a_failed_request_transaction_writes_nothing(app_factory: AppFactory) -> None:
     async with app_factory() as app:
         try:
-            async with app.state.db.transaction() as session:
-                await session.execute(
-                    text("INSERT INTO users (id, provider, subject) VALUES (:id, 'dev', 'x')"),
-                    {"id": new_id()},
+            async with app.state.db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO users (id, provider, subject) VALUES ($1, 'dev', 'x')", new_id()
                 )
                 raise RuntimeError("boom")
         except RuntimeError:
             pass
-        async with app.state.db.transaction() as session:
-            assert (await session.execute(text("SELECT count(*) FROM users"))).scalar_one() == 0
+        async with app.state.db.transaction() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM users") == 0

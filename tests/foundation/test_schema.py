@@ -15,11 +15,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Database, new_id, scope_rls_to
+from service.db import new_id
 from service.migrations import alembic_config, downgrade, upgrade
+from tests.kit.sql import SqlAdmin, scope_rls_to
 
 
-async def insert_user(db: Database, subject: str | None = None) -> uuid.UUID:
+async def insert_user(db: SqlAdmin, subject: str | None = None) -> uuid.UUID:
     user_id = new_id()
     async with db.transaction() as session:
         await session.execute(
@@ -30,7 +31,7 @@ async def insert_user(db: Database, subject: str | None = None) -> uuid.UUID:
 
 
 @asynccontextmanager
-async def as_owner(db: Database, user_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+async def as_owner(db: SqlAdmin, user_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
     """The login role, with RLS admitting `user_id`'s rows: works whether or not that role is a
     superuser (FORCEd policies bind a table-owning login role too)."""
     async with db.transaction() as session:
@@ -38,7 +39,7 @@ async def as_owner(db: Database, user_id: uuid.UUID) -> AsyncIterator[AsyncSessi
         yield session
 
 
-async def insert_tree(db: Database, user_id: uuid.UUID) -> dict[str, uuid.UUID]:
+async def insert_tree(db: SqlAdmin, user_id: uuid.UUID) -> dict[str, uuid.UUID]:
     ids = {"session": new_id(), "scenario": new_id(), "solution": new_id()}
     async with as_owner(db, user_id) as session:
         await session.execute(
@@ -62,7 +63,7 @@ async def insert_tree(db: Database, user_id: uuid.UUID) -> dict[str, uuid.UUID]:
     return ids
 
 
-async def count(db: Database, table: str, owner: uuid.UUID, **where: Any) -> int:
+async def count(db: SqlAdmin, table: str, owner: uuid.UUID, **where: Any) -> int:
     """`owner`'s rows of `table` matching `where`."""
     clause = " AND ".join(["user_id = :owner", *(f"{k} = :{k}" for k in where)])
     where["owner"] = owner
@@ -72,7 +73,7 @@ async def count(db: Database, table: str, owner: uuid.UUID, **where: Any) -> int
         )
 
 
-async def test_migrations_round_trip_on_a_database_with_rows(clean_db: Database, migrated_url: str) -> None:
+async def test_migrations_round_trip_on_a_database_with_rows(clean_db: SqlAdmin, migrated_url: str) -> None:
     owner = await insert_user(clean_db)
     tree = await insert_tree(clean_db, owner)
     async with as_owner(clean_db, owner) as session:
@@ -113,7 +114,7 @@ async def test_models_and_migrations_do_not_drift(migrated_url: str) -> None:
         pytest.fail(f"models and migrations differ: {exc}")
 
 
-async def test_scenario_owner_must_match_its_session_owner(clean_db: Database) -> None:
+async def test_scenario_owner_must_match_its_session_owner(clean_db: SqlAdmin) -> None:
     alice, bob = await insert_user(clean_db), await insert_user(clean_db)
     tree = await insert_tree(clean_db, alice)
     with pytest.raises(IntegrityError):
@@ -128,7 +129,7 @@ async def test_scenario_owner_must_match_its_session_owner(clean_db: Database) -
     assert await count(clean_db, "scenarios", bob) == 0
 
 
-async def test_solution_owner_must_match_its_scenario_owner(clean_db: Database) -> None:
+async def test_solution_owner_must_match_its_scenario_owner(clean_db: SqlAdmin) -> None:
     alice, bob = await insert_user(clean_db), await insert_user(clean_db)
     tree = await insert_tree(clean_db, alice)
     with pytest.raises(IntegrityError):
@@ -142,7 +143,7 @@ async def test_solution_owner_must_match_its_scenario_owner(clean_db: Database) 
             )
 
 
-async def test_deleting_a_session_removes_its_scenarios_and_solutions(clean_db: Database) -> None:
+async def test_deleting_a_session_removes_its_scenarios_and_solutions(clean_db: SqlAdmin) -> None:
     alice = await insert_user(clean_db)
     tree = await insert_tree(clean_db, alice)
     other = await insert_tree(clean_db, alice)
@@ -153,7 +154,7 @@ async def test_deleting_a_session_removes_its_scenarios_and_solutions(clean_db: 
     assert await count(clean_db, "solutions", alice, id=other["solution"]) == 1
 
 
-async def test_invalid_solution_status_is_refused(clean_db: Database) -> None:
+async def test_invalid_solution_status_is_refused(clean_db: SqlAdmin) -> None:
     alice = await insert_user(clean_db)
     tree = await insert_tree(clean_db, alice)
     with pytest.raises(IntegrityError, match="ck_solutions_status"):
@@ -167,7 +168,7 @@ async def test_invalid_solution_status_is_refused(clean_db: Database) -> None:
             )
 
 
-async def test_provider_subject_pair_is_unique(clean_db: Database) -> None:
+async def test_provider_subject_pair_is_unique(clean_db: SqlAdmin) -> None:
     await insert_user(clean_db, subject="same")
     with pytest.raises(IntegrityError):
         await insert_user(clean_db, subject="same")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi import FastAPI
 
-from service.auth.deps import CurrentUser
+from service.users.gate import CurrentUser
 from tests.identity.conftest import ProviderAppFactory
 from tests.kit import MockProvider
 

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from service.config import Settings
-from service.db import Database
 from tests.conftest import AppFactory, client_for
+from tests.kit.sql import SqlAdmin
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ async def test_dev_token_script_prints_a_working_token(
 
 
 async def test_admin_users_pages_newest_first_without_gaps(
-    app: FastAPI, client: httpx.AsyncClient, clean_db: Database
+    app: FastAPI, client: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     async with clean_db.transaction() as session:
         await session.execute(

@@ -7,12 +7,12 @@ import asyncio
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database
-from service.users.directory import IdentityDirectory
+from service.users.identity import IdentityService
 from service.users.listener import LISTENER_APPLICATION_NAME
+from tests.kit.sql import SqlAdmin
 
 
-async def wait_live(directory: IdentityDirectory, live: bool = True) -> None:
+async def wait_live(directory: IdentityService, live: bool = True) -> None:
     for _ in range(200):
         if directory.live is live:
             return
@@ -28,9 +28,9 @@ async def test_concurrent_syncs_all_complete(app: FastAPI) -> None:
 
 
 async def test_a_lost_listener_makes_the_directory_read_the_database(
-    app: FastAPI, clean_db: Database
+    app: FastAPI, clean_db: SqlAdmin
 ) -> None:
-    directory: IdentityDirectory = app.state.identity
+    directory: IdentityService = app.state.identity
     await wait_live(directory)
     user = await directory.resolve("dev", "cached-user", None)
     assert not user.deleted

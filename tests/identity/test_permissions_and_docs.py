@@ -1,4 +1,4 @@
-"""require_permission, and the OpenAPI document that drives Swagger UI's Authorize button."""
+"""require_permission / require_org_permission, and the OpenAPI document behind Swagger's Authorize."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, FastAPI
 
-from service.auth.deps import Principal, require_permission
+from service.users.gate import Principal, require_org_permission, require_permission
 from tests.identity.conftest import ProviderAppFactory
 from tests.kit import MockProvider
 
@@ -15,12 +15,18 @@ from tests.kit import MockProvider
 def add_guarded_route(app: FastAPI) -> None:
     @app.get("/api/v1/_reports")
     async def reports(
+        principal: Annotated[Principal, Depends(require_org_permission("reports:read"))],
+    ) -> dict[str, str]:
+        return {"subject": principal.subject}
+
+    @app.get("/api/v1/_global_reports")
+    async def global_reports(
         principal: Annotated[Principal, Depends(require_permission("reports:read"))],
     ) -> dict[str, str]:
         return {"subject": principal.subject}
 
 
-async def test_require_permission(provider_app: ProviderAppFactory) -> None:
+async def test_require_org_permission(provider_app: ProviderAppFactory) -> None:
     workos = MockProvider.workos()
     async with provider_app(workos) as env:
         add_guarded_route(env.app)
@@ -32,6 +38,19 @@ async def test_require_permission(provider_app: ProviderAppFactory) -> None:
     assert ok.status_code == 200 and ok.json() == {"subject": "user_p"}
     assert forbidden.status_code == 403
     assert anonymous.status_code == 401
+
+
+async def test_an_organisation_permission_never_satisfies_a_global_one(
+    provider_app: ProviderAppFactory,
+) -> None:
+    workos = MockProvider.workos()
+    async with provider_app(workos) as env:
+        add_guarded_route(env.app)
+        token = workos.token("user_p", permissions=["reports:read"])
+        response = await env.client.get(
+            "/api/v1/_global_reports", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert response.status_code == 403
 
 
 async def test_openapi_declares_bearer_auth_on_protected_routes(client: httpx.AsyncClient) -> None:

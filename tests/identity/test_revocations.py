@@ -5,23 +5,23 @@ from __future__ import annotations
 import pytest
 
 from service.db import Database
-from service.users import directory as directory_module
-from service.users.directory import MAX_SESSION_TOKEN_LIFETIME, IdentityDirectory
+from service.users import identity as identity_module
+from service.users.identity import MAX_SESSION_TOKEN_LIFETIME, IdentityService
 from tests.identity.conftest import ProviderAppFactory
 from tests.kit import REMOVE, MockProvider
 
 
-async def test_expired_revocations_are_swept(monkeypatch: pytest.MonkeyPatch, admin_db: Database) -> None:
+async def test_expired_revocations_are_swept(monkeypatch: pytest.MonkeyPatch, service_db: Database) -> None:
     clock = [1_000_000.0]
-    monkeypatch.setattr(directory_module.time, "time", lambda: clock[0])
-    directory = IdentityDirectory(admin_db)
+    monkeypatch.setattr(identity_module.time, "time", lambda: clock[0])
+    directory = IdentityService(service_db)
     directory.live = True
     for n in range(1500):
-        directory.apply(f"session:clerk:sess_old_{n}")
+        directory.announced(f"session:clerk:sess_old_{n}")
     assert await directory.is_revoked("clerk", "sess_old_1")
     clock[0] += MAX_SESSION_TOKEN_LIFETIME.total_seconds() + 1
     for n in range(1100):
-        directory.apply(f"session:clerk:sess_new_{n}")
+        directory.announced(f"session:clerk:sess_new_{n}")
     assert not await directory.is_revoked("clerk", "sess_old_1")  # every token of it has expired
     assert await directory.is_revoked("clerk", "sess_new_1")
     assert len(directory._revoked) < 1500 + 1100

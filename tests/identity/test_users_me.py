@@ -7,12 +7,12 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
-from service.db import Database
 from tests.identity.conftest import ProviderAppFactory
 from tests.kit import MockProvider, Org
+from tests.kit.sql import SqlAdmin
 
 
-async def user_rows(db: Database, provider: str, subject: str) -> list[tuple[str | None]]:
+async def user_rows(db: SqlAdmin, provider: str, subject: str) -> list[tuple[str | None]]:
     async with db.transaction() as session:
         result = await session.execute(
             text("SELECT email FROM users WHERE provider = :p AND subject = :s"),
@@ -21,8 +21,8 @@ async def user_rows(db: Database, provider: str, subject: str) -> list[tuple[str
         return [tuple(row) for row in result.all()]
 
 
-async def test_clerk_v2_token_creates_the_user_and_maps_org_and_metadata_roles(
-    provider_app: ProviderAppFactory, clean_db: Database
+async def test_clerk_v2_token_creates_the_user_and_shows_global_roles_and_the_org_apart(
+    provider_app: ProviderAppFactory, clean_db: SqlAdmin
 ) -> None:
     clerk = MockProvider.clerk()
     async with provider_app(clerk) as env:
@@ -31,7 +31,8 @@ async def test_clerk_v2_token_creates_the_user_and_maps_org_and_metadata_roles(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["provider"] == "clerk" and body["subject"] == "user_2abc"
-    assert set(body["roles"]) == {"admin", "editor"}
+    assert body["roles"] == ["editor"]  # the organisation's admin is no global admin
+    assert body["org"] == {"id": "org_2abc", "role": "admin", "permissions": ["read", "manage"]}
     assert await user_rows(clean_db, "clerk", "user_2abc") == [("c@example.com",)]
 
 
@@ -40,12 +41,13 @@ async def test_clerk_v1_org_role_loses_its_prefix(provider_app: ProviderAppFacto
     async with provider_app(clerk) as env:
         response = await env.me(clerk.token("user_v1", org=Org(role="admin"), version=1))
     assert response.status_code == 200
-    assert response.json()["roles"] == ["admin"]
+    assert response.json()["roles"] == []
+    assert response.json()["org"] == {"id": "org_2abc", "role": "admin", "permissions": ["read", "manage"]}
 
 
 @pytest.mark.parametrize("alg", ["ES256", "RS256"])
 async def test_supabase_token_is_accepted_with_app_metadata_roles(
-    provider_app: ProviderAppFactory, clean_db: Database, alg: str
+    provider_app: ProviderAppFactory, clean_db: SqlAdmin, alg: str
 ) -> None:
     supabase = MockProvider.supabase(alg=alg)  # type: ignore[arg-type]
     subject = "6f1c0a4e-0000-4000-8000-00000000000a"
@@ -56,17 +58,30 @@ async def test_supabase_token_is_accepted_with_app_metadata_roles(
     assert await user_rows(clean_db, "supabase", subject) == [("s@example.com",)]
 
 
-async def test_workos_token_is_accepted_with_role_and_roles(provider_app: ProviderAppFactory) -> None:
+async def test_workos_token_is_accepted_with_its_role_as_the_organisations(
+    provider_app: ProviderAppFactory,
+) -> None:
     workos = MockProvider.workos()
     async with provider_app(workos) as env:
         response = await env.me(workos.token("user_01W", roles=["admin", "member"]))
+        configured = await env.me(workos.token("user_01V", claims={"global_roles": ["admin"]}))
     assert response.status_code == 200, response.text
-    assert set(response.json()["roles"]) == {"admin", "member"}
+    assert response.json()["roles"] == []  # WorkOS roles are membership roles unless configured
+    assert response.json()["org"]["role"] == "admin"
     assert response.json()["email"] is None  # WorkOS sends none; webhooks fill it in
+    assert configured.json()["roles"] == []  # not configured: an arbitrary claim grants nothing
+
+
+async def test_workos_global_roles_come_only_from_configured_claims(provider_app: ProviderAppFactory) -> None:
+    workos = MockProvider.workos()
+    async with provider_app(workos, workos_roles_claims="global_roles") as env:
+        response = await env.me(workos.token("user_01G", claims={"global_roles": ["admin"]}))
+    assert response.status_code == 200, response.text
+    assert response.json()["roles"] == ["admin"]
 
 
 async def test_three_providers_at_once_are_routed_by_issuer(
-    provider_app: ProviderAppFactory, clean_db: Database
+    provider_app: ProviderAppFactory, clean_db: SqlAdmin
 ) -> None:
     clerk, supabase, workos = MockProvider.clerk(), MockProvider.supabase(), MockProvider.workos()
     async with provider_app(clerk, supabase, workos) as env:
@@ -85,7 +100,7 @@ async def test_three_providers_at_once_are_routed_by_issuer(
 
 
 async def test_concurrent_first_requests_create_exactly_one_user(
-    provider_app: ProviderAppFactory, clean_db: Database
+    provider_app: ProviderAppFactory, clean_db: SqlAdmin
 ) -> None:
     clerk = MockProvider.clerk()
     async with provider_app(clerk) as env:
@@ -97,7 +112,7 @@ async def test_concurrent_first_requests_create_exactly_one_user(
     assert len(await user_rows(clean_db, "clerk", "user_race")) == 1
 
 
-async def test_a_tombstoned_user_gets_401(provider_app: ProviderAppFactory, clean_db: Database) -> None:
+async def test_a_tombstoned_user_gets_401(provider_app: ProviderAppFactory, clean_db: SqlAdmin) -> None:
     clerk = MockProvider.clerk()
     async with provider_app(clerk) as env:
         token = clerk.token("user_gone")
@@ -112,7 +127,7 @@ async def test_a_tombstoned_user_gets_401(provider_app: ProviderAppFactory, clea
 
 
 async def test_a_tombstoned_user_stays_refused_on_a_fresh_instance(
-    provider_app: ProviderAppFactory, clean_db: Database
+    provider_app: ProviderAppFactory, clean_db: SqlAdmin
 ) -> None:
     clerk = MockProvider.clerk()
     async with clean_db.transaction() as session:

@@ -3,7 +3,8 @@
 Typical use (no network; respx answers the JWKS URL and counts fetches)::
 
     import httpx, respx
-    from service.auth.tokens import TokenVerifier
+    from service.providers import build_verifier
+from service.auth.tokens import TokenVerifier
     from tests.kit import MockProvider, Org, REMOVE, make_settings
 
     clerk = MockProvider.clerk()                      # RS256 key, issuer https://clerk.routebook.test
@@ -13,7 +14,7 @@ Typical use (no network; respx answers the JWKS URL and counts fetches)::
         supabase.mock(router)
         settings = make_settings(clerk, supabase)     # Settings(auth_providers=[...], clerk_issuer=...)
         async with httpx.AsyncClient() as http:
-            verifier = TokenVerifier.from_settings(settings, http)
+            verifier = build_verifier(settings, http)
             claims = await verifier.verify(clerk.token("user_1", org=Org(role="admin")))
             await verifier.verify(supabase.token(roles=["admin"], email="a@example.com"))
 

@@ -313,7 +313,7 @@ def merge_overrides(*providers: MockProvider, **extra: Any) -> dict[str, Any]:
 def make_settings(*providers: MockProvider, **extra: Any) -> Settings:
     """Test Settings for these providers; no `.env` is read."""
     values: dict[str, Any] = {"environment": "test", **merge_overrides(*providers, **extra)}
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def mock_all(router: respx.MockRouter, providers: Iterable[MockProvider]) -> list[respx.Route]:

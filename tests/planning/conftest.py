@@ -15,8 +15,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database, new_id, scope_rls_to
+from service.db import new_id
 from tests.conftest import client_for
+from tests.kit.sql import SqlAdmin, scope_rls_to
 
 API = "/api/v1"
 
@@ -75,7 +76,7 @@ async def bob(app: FastAPI, http: httpx.AsyncClient) -> Caller:
 
 
 async def insert_scenarios(
-    db: Database, user_id: uuid.UUID, session_id: uuid.UUID, count: int, request: Any = None
+    db: SqlAdmin, user_id: uuid.UUID, session_id: uuid.UUID, count: int, request: Any = None
 ) -> list[uuid.UUID]:
     """Many scenarios in one statement, as the login role: fast arrangement for listing tests."""
     ids = [new_id() for _ in range(count)]
@@ -93,7 +94,7 @@ async def insert_scenarios(
     return ids
 
 
-async def owners(db: Database, users: list[uuid.UUID]) -> dict[str, dict[uuid.UUID, uuid.UUID]]:
+async def owners(db: SqlAdmin, users: list[uuid.UUID]) -> dict[str, dict[uuid.UUID, uuid.UUID]]:
     """table -> {id: user_id} for every row of `users`: the ground truth, read by the login role."""
     truth: dict[str, dict[uuid.UUID, uuid.UUID]] = {}
     async with db.transaction() as session:
@@ -107,7 +108,7 @@ async def owners(db: Database, users: list[uuid.UUID]) -> dict[str, dict[uuid.UU
     return truth
 
 
-async def row_snapshot(db: Database, user_id: uuid.UUID) -> dict[str, list[tuple[Any, ...]]]:
+async def row_snapshot(db: SqlAdmin, user_id: uuid.UUID) -> dict[str, list[tuple[Any, ...]]]:
     """Everything a user owns, as the login role sees it: to prove a request changed nothing."""
     snapshot: dict[str, list[tuple[Any, ...]]] = {}
     queries = {

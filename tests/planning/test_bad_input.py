@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from service.db import Database
 from tests.conftest import AppFactory, client_for
+from tests.kit.sql import SqlAdmin
 from tests.planning.conftest import Caller, row_snapshot, sign_in
 
 
@@ -76,7 +76,7 @@ RAW_BODIES = [
 ]
 
 
-async def test_invalid_bodies_are_422_and_write_nothing(alice: Caller, clean_db: Database) -> None:
+async def test_invalid_bodies_are_422_and_write_nothing(alice: Caller, clean_db: SqlAdmin) -> None:
     ids = await tree(alice)
     before = await row_snapshot(clean_db, alice.user_id)
     for method, template, body in CASES:
@@ -101,7 +101,7 @@ async def test_names_are_trimmed_and_200_characters_fit(alice: Caller) -> None:
     assert created.status_code == 201 and created.json()["name"] == "é" * 200
 
 
-async def test_bodies_over_the_limit_are_413(app_factory: AppFactory, clean_db: Database) -> None:
+async def test_bodies_over_the_limit_are_413(app_factory: AppFactory, clean_db: SqlAdmin) -> None:
     async with app_factory(max_body_bytes=2_000) as app, client_for(app) as http:
         alice = await sign_in(app, http, "alice")
         ids = await tree(alice)

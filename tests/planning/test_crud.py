@@ -7,11 +7,11 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database, scope_rls_to
+from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.planning.conftest import Caller
 
 
-async def count(db: Database, caller: Caller, table: str) -> int:
+async def count(db: SqlAdmin, caller: Caller, table: str) -> int:
     async with db.transaction() as session:
         await scope_rls_to(session, caller.user_id)
         result = await session.execute(
@@ -20,7 +20,7 @@ async def count(db: Database, caller: Caller, table: str) -> int:
         return int(result.scalar_one())
 
 
-async def test_a_session_tree_lives_and_dies_together(alice: Caller, clean_db: Database) -> None:
+async def test_a_session_tree_lives_and_dies_together(alice: Caller, clean_db: SqlAdmin) -> None:
     session = await alice.call("POST", "/sessions", {"name": "Monday"})
     assert session.status_code == 201
     assert session.headers["location"] == f"/api/v1/sessions/{session.json()['id']}"

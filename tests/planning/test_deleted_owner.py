@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
-from service.db import Database, scope_rls_to
+from service.db import Database
+from tests.kit.sql import SqlAdmin, scope_rls_to
+from tests.kit.waiting import eventually
 from tests.planning.conftest import Caller
 
 
-async def tombstone_without_announcing(app: FastAPI, db: Database, caller: Caller) -> None:
+async def tombstone_without_announcing(app: FastAPI, db: SqlAdmin, caller: Caller) -> None:
     """As if the deletion committed after this request passed the identity gate: the instance's
     cache still holds the live user, so only the database can refuse the write."""
     for _ in range(100):
@@ -29,7 +31,7 @@ async def tombstone_without_announcing(app: FastAPI, db: Database, caller: Calle
 
 
 async def test_a_session_cannot_be_created_for_a_deleted_user(
-    app: FastAPI, alice: Caller, clean_db: Database
+    app: FastAPI, alice: Caller, clean_db: SqlAdmin
 ) -> None:
     await tombstone_without_announcing(app, clean_db, alice)
     response = await alice.call("POST", "/sessions", {"name": "after the erase"})
@@ -41,14 +43,13 @@ async def test_a_session_cannot_be_created_for_a_deleted_user(
 
 
 async def test_the_request_role_is_refused_directly_too(
-    app: FastAPI, alice: Caller, clean_db: Database
+    app: FastAPI, alice: Caller, clean_db: SqlAdmin, service_db: Database
 ) -> None:
     await tombstone_without_announcing(app, clean_db, alice)
-    with pytest.raises(DBAPIError, match="has been deleted"):
-        async with clean_db.user_transaction(alice.user_id) as session:
-            await session.execute(
-                text("INSERT INTO sessions (id, user_id, name) VALUES (gen_random_uuid(), :id, 'x')"),
-                {"id": alice.user_id},
+    with pytest.raises(asyncpg.PostgresError, match="has been deleted"):
+        async with service_db.as_user(alice.user_id) as conn:
+            await conn.execute(
+                "INSERT INTO sessions (id, user_id, name) VALUES (gen_random_uuid(), $1, 'x')", alice.user_id
             )
 
 
@@ -57,18 +58,31 @@ async def test_a_live_user_still_creates_sessions(alice: Caller) -> None:
     assert response.status_code == 201
 
 
-async def test_an_insert_racing_the_deletion_waits_and_is_refused(alice: Caller, clean_db: Database) -> None:
+async def test_an_insert_racing_the_deletion_waits_and_is_refused(
+    alice: Caller, clean_db: SqlAdmin, service_db: Database
+) -> None:
     """The deletion holds the user row FOR UPDATE (as the webhook handler does); a session insert
     that started meanwhile must wait for it and then see the tombstone, not the old live row."""
     insert_started = asyncio.Event()
 
     async def racing_insert() -> None:
-        async with clean_db.user_transaction(alice.user_id) as session:
+        async with service_db.as_user(alice.user_id) as conn:
             insert_started.set()
-            await session.execute(
-                text("INSERT INTO sessions (id, user_id, name) VALUES (gen_random_uuid(), :id, 'late')"),
-                {"id": alice.user_id},
+            await conn.execute(
+                "INSERT INTO sessions (id, user_id, name) VALUES (gen_random_uuid(), $1, 'late')",
+                alice.user_id,
             )
+
+    async def insert_waits_on_a_lock() -> bool:
+        # A transaction of its own each time: pg_stat_activity is a snapshot within one.
+        async with clean_db.transaction() as probe:
+            waiting = await probe.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'INSERT INTO sessions%'"
+                )
+            )
+            return bool(waiting.scalar_one())
 
     async with clean_db.transaction() as deletion:
         await deletion.execute(text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"), {"id": alice.user_id})
@@ -77,11 +91,11 @@ async def test_an_insert_racing_the_deletion_waits_and_is_refused(alice: Caller,
         )
         insert = asyncio.create_task(racing_insert())
         await insert_started.wait()
-        await asyncio.sleep(0.3)  # the insert is now blocked on the user row
+        await eventually(insert_waits_on_a_lock)  # the insert is blocked on the user row
         assert not insert.done()
         await scope_rls_to(deletion, alice.user_id)
         await deletion.execute(text("DELETE FROM sessions WHERE user_id = :id"), {"id": alice.user_id})
-    with pytest.raises(DBAPIError, match="has been deleted"):
+    with pytest.raises(asyncpg.PostgresError, match="has been deleted"):
         await insert
     async with clean_db.transaction() as session:
         assert (await session.execute(text("SELECT count(*) FROM sessions"))).scalar_one() == 0

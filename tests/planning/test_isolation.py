@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.db import Database, new_id
+from service.db import new_id
+from tests.kit.sql import SqlAdmin
 from tests.planning.conftest import Caller, row_snapshot
 
 
@@ -86,7 +87,7 @@ async def send(caller: Caller, route: Route, item_id: object) -> httpx.Response:
 
 @pytest.mark.parametrize("direction", ["bob-probes-alice", "alice-probes-bob"])
 async def test_another_users_ids_answer_exactly_as_missing_ones(
-    alice: Caller, bob: Caller, clean_db: Database, direction: str
+    alice: Caller, bob: Caller, clean_db: SqlAdmin, direction: str
 ) -> None:
     victim, intruder = (alice, bob) if direction == "bob-probes-alice" else (bob, alice)
     victims_tree, intruders_tree = await build_tree(victim), await build_tree(intruder)
@@ -110,7 +111,7 @@ async def test_another_users_ids_answer_exactly_as_missing_ones(
     assert (await victim.call("GET", f"/scenarios/{victims_tree['scenario']}")).status_code == 200
 
 
-async def test_malformed_ids_are_422_on_every_route(alice: Caller, clean_db: Database) -> None:
+async def test_malformed_ids_are_422_on_every_route(alice: Caller, clean_db: SqlAdmin) -> None:
     await build_tree(alice)
     before = await row_snapshot(clean_db, alice.user_id)
     for route in ROUTES:

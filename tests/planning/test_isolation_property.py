@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from service.db import Database, new_id
+from service.db import new_id
+from tests.kit.sql import SqlAdmin
 from tests.planning.conftest import Caller, owners, sign_in
 
 KINDS = ("session", "scenario", "solution")
@@ -50,7 +51,7 @@ operations = st.lists(
 )
 
 
-async def truth_of(db: Database, users: list[Caller]) -> dict[str, dict[uuid.UUID, uuid.UUID]]:
+async def truth_of(db: SqlAdmin, users: list[Caller]) -> dict[str, dict[uuid.UUID, uuid.UUID]]:
     """kind -> {id: user_id}: the ground truth, read by the login role as each user in turn."""
     by_table = await owners(db, [user.user_id for user in users])
     return {kind: by_table[table] for kind, table in TABLES.items()}
@@ -74,7 +75,7 @@ async def listed(caller: Caller) -> dict[str, set[uuid.UUID]]:
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=operations)
 async def test_three_users_interleaved_see_only_their_own_rows(
-    app: FastAPI, alice: Caller, bob: Caller, clean_db: Database, steps: list[tuple[int, str, int]]
+    app: FastAPI, alice: Caller, bob: Caller, clean_db: SqlAdmin, steps: list[tuple[int, str, int]]
 ) -> None:
     carol = await sign_in(app, alice.http, "carol")  # idempotent: the same user on every example
     users = [alice, bob, carol]

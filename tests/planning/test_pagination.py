@@ -6,13 +6,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+import asyncpg
 import pytest
-from sqlalchemy.exc import DBAPIError
 
 from service.db import Database, new_id
 from service.errors import ValidationFailed
 from service.pagination import Cursor, decode_cursor, encode_cursor
 from service.planning.repository import PlanningRepository
+from tests.kit.sql import SqlAdmin
 from tests.planning.conftest import Caller, insert_scenarios
 
 
@@ -37,7 +38,7 @@ async def pages(caller: Caller, path: str, limit: int) -> list[list[dict[str, ob
 
 
 async def test_120_scenarios_page_through_without_duplicates_or_gaps(
-    alice: Caller, clean_db: Database
+    alice: Caller, clean_db: SqlAdmin
 ) -> None:
     session_id = await new_session(alice)
     ids = await insert_scenarios(clean_db, alice.user_id, session_id, 120)
@@ -52,7 +53,7 @@ async def test_120_scenarios_page_through_without_duplicates_or_gaps(
 
 
 async def test_rows_inserted_between_pages_neither_repeat_nor_hide_others(
-    alice: Caller, clean_db: Database
+    alice: Caller, clean_db: SqlAdmin
 ) -> None:
     session_id = await new_session(alice)
     ids = await insert_scenarios(clean_db, alice.user_id, session_id, 120)
@@ -90,7 +91,7 @@ async def test_sessions_and_solutions_page_too(alice: Caller) -> None:
     assert all("payload" not in item for item in items)
 
 
-async def test_bad_cursors_and_limits_are_422(alice: Caller, bob: Caller, clean_db: Database) -> None:
+async def test_bad_cursors_and_limits_are_422(alice: Caller, bob: Caller, clean_db: SqlAdmin) -> None:
     session_id = await new_session(alice)
     other_session = await new_session(alice, "other")
     await insert_scenarios(clean_db, alice.user_id, session_id, 3)
@@ -147,10 +148,10 @@ async def test_a_forged_cursor_with_a_timestamp_postgresql_cannot_compare_is_the
 
 
 async def test_a_database_error_outside_a_document_write_propagates(
-    alice: Caller, clean_db: Database
+    alice: Caller, service_db: Database
 ) -> None:
     """Only a client's document maps to 'cannot be stored'; anywhere else the error is ours."""
     unusable = Cursor(created_at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))), id=new_id())
-    async with clean_db.user_transaction(alice.user_id) as session:
-        with pytest.raises(DBAPIError):
-            await PlanningRepository(session, owner=alice.user_id).list_sessions(10, unusable)
+    with pytest.raises((asyncpg.PostgresError, asyncpg.DataError, OverflowError, ValueError)):
+        async with service_db.as_user(alice.user_id) as conn:
+            await PlanningRepository(conn, owner=alice.user_id).list_sessions(10, unusable)

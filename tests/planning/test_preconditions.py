@@ -9,10 +9,11 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database, new_id, scope_rls_to
+from service.db import Database, new_id
 from service.errors import PreconditionFailed
 from service.planning.preconditions import expected_versions
 from service.planning.repository import PlanningRepository
+from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.planning.conftest import Caller
 
 
@@ -25,7 +26,7 @@ async def scenario(caller: Caller) -> str:
     return str(created.json()["id"])
 
 
-async def stored(db: Database, user_id: uuid.UUID, table: str, item_id: str) -> dict[str, Any]:
+async def stored(db: SqlAdmin, user_id: uuid.UUID, table: str, item_id: str) -> dict[str, Any]:
     async with db.transaction() as session:
         await scope_rls_to(session, user_id)
         row = (
@@ -36,7 +37,7 @@ async def stored(db: Database, user_id: uuid.UUID, table: str, item_id: str) -> 
     return dict(row)
 
 
-async def test_stale_if_match_is_412_and_the_row_is_unchanged(alice: Caller, clean_db: Database) -> None:
+async def test_stale_if_match_is_412_and_the_row_is_unchanged(alice: Caller, clean_db: SqlAdmin) -> None:
     scenario_id = await scenario(alice)
     read = await alice.call("GET", f"/scenarios/{scenario_id}")
     assert read.headers["etag"] == '"1"'
@@ -71,7 +72,7 @@ async def test_stale_if_match_is_412_and_the_row_is_unchanged(alice: Caller, cle
 
 
 async def test_without_if_match_the_write_goes_through_and_every_write_bumps(
-    alice: Caller, clean_db: Database
+    alice: Caller, clean_db: SqlAdmin
 ) -> None:
     scenario_id = await scenario(alice)
     versions, stamps = [], []
@@ -92,7 +93,7 @@ async def test_without_if_match_the_write_goes_through_and_every_write_bumps(
     assert (await alice.call("GET", f"/scenarios/{scenario_id}")).headers["etag"] == '"5"'
 
 
-async def test_solutions_honour_if_match_too(alice: Caller, clean_db: Database) -> None:
+async def test_solutions_honour_if_match_too(alice: Caller, clean_db: SqlAdmin) -> None:
     scenario_id = await scenario(alice)
     created = await alice.call("POST", f"/scenarios/{scenario_id}/solutions", {"status": "pending"})
     solution_id = created.json()["id"]
@@ -129,7 +130,7 @@ def test_if_match_parsing() -> None:
 
 
 async def test_tags_no_stored_version_can_carry_are_412_or_404(
-    alice: Caller, bob: Caller, clean_db: Database
+    alice: Caller, bob: Caller, clean_db: SqlAdmin
 ) -> None:
     """Versions are int4: a tag past 2^31 - 1 can never match, so it fails the precondition."""
     scenario_id = await scenario(alice)
@@ -152,7 +153,7 @@ async def test_tags_no_stored_version_can_carry_are_412_or_404(
     assert await stored(clean_db, alice.user_id, "scenarios", scenario_id) == before
 
 
-async def test_if_match_lists_at_most_32_tags(app: FastAPI, alice: Caller, clean_db: Database) -> None:
+async def test_if_match_lists_at_most_32_tags(app: FastAPI, alice: Caller, clean_db: SqlAdmin) -> None:
     scenario_id = await scenario(alice)
     before = await stored(clean_db, alice.user_id, "scenarios", scenario_id)
     for count in (33, 40_000):
@@ -175,12 +176,12 @@ async def test_if_match_lists_at_most_32_tags(app: FastAPI, alice: Caller, clean
 
 
 async def test_the_version_check_binds_one_parameter_whatever_the_number_of_versions(
-    alice: Caller, clean_db: Database
+    alice: Caller, service_db: Database
 ) -> None:
     """asyncpg refuses statements past 32,767 parameters: the versions go as one array."""
     scenario_id = uuid.UUID(await scenario(alice))
-    async with clean_db.user_transaction(alice.user_id) as session:
-        repository = PlanningRepository(session, owner=alice.user_id)
+    async with service_db.as_user(alice.user_id) as conn:
+        repository = PlanningRepository(conn, owner=alice.user_id)
         record = await repository.update_scenario(
             scenario_id, name="many", raw_body=None, expected=frozenset(range(1, 40_001))
         )

@@ -9,19 +9,21 @@ from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any, cast
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import APP_ROLE, Database, new_id, scope_rls_to
+from service.db import APP_ROLE, Database, new_id
 from service.planning.repository import PlanningRepository
-from service.planning.routes import planning_repository, planning_router
+from service.planning.routes import planning_repository
+from service.planning.routes import router as planning_router
+from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.planning.conftest import Caller, insert_scenarios, owners, row_snapshot
 
 
-async def two_users_with_scenarios(alice: Caller, bob: Caller, db: Database) -> dict[uuid.UUID, uuid.UUID]:
+async def two_users_with_scenarios(alice: Caller, bob: Caller, db: SqlAdmin) -> dict[uuid.UUID, uuid.UUID]:
     """Each user's session id, with three scenarios in it."""
     sessions = {}
     for caller in (alice, bob):
@@ -32,20 +34,16 @@ async def two_users_with_scenarios(alice: Caller, bob: Caller, db: Database) -> 
 
 
 async def test_an_unfiltered_select_returns_only_the_callers_rows(
-    alice: Caller, bob: Caller, clean_db: Database
+    alice: Caller, bob: Caller, clean_db: SqlAdmin, service_db: Database
 ) -> None:
     await two_users_with_scenarios(alice, bob, clean_db)
-    async with clean_db.user_transaction(alice.user_id) as session:
-        owners = (await session.execute(text("SELECT user_id FROM scenarios"))).scalars().all()
+    async with service_db.as_user(alice.user_id) as conn:
+        owners = [row["user_id"] for row in await conn.fetch("SELECT user_id FROM scenarios")]
         assert owners and set(owners) == {alice.user_id}
-        assert (await session.execute(text("SELECT count(*) FROM sessions"))).scalar_one() == 1
+        assert await conn.fetchval("SELECT count(*) FROM sessions") == 1
         # Writes without a filter reach only the caller's rows too.
-        renamed = await session.execute(text("UPDATE scenarios SET name = 'mine'"))
-        assert cast(Any, renamed).rowcount == 3
-        deleted = await session.execute(
-            text("DELETE FROM sessions WHERE user_id <> :me"), {"me": alice.user_id}
-        )
-        assert cast(Any, deleted).rowcount == 0
+        assert await conn.execute("UPDATE scenarios SET name = 'mine'") == "UPDATE 3"
+        assert await conn.execute("DELETE FROM sessions WHERE user_id <> $1", alice.user_id) == "DELETE 0"
     async with clean_db.transaction() as session:
         await scope_rls_to(session, bob.user_id)
         names = (
@@ -55,38 +53,37 @@ async def test_an_unfiltered_select_returns_only_the_callers_rows(
 
 
 async def test_an_insert_carrying_another_users_id_fails(
-    alice: Caller, bob: Caller, clean_db: Database
+    alice: Caller, bob: Caller, clean_db: SqlAdmin, service_db: Database
 ) -> None:
     sessions = await two_users_with_scenarios(alice, bob, clean_db)
-    with pytest.raises(DBAPIError, match="row-level security"):
-        async with clean_db.user_transaction(alice.user_id) as session:
-            await session.execute(
-                text("INSERT INTO sessions (id, user_id, name) VALUES (:id, :bob, 'planted')"),
-                {"id": new_id(), "bob": bob.user_id},
+    with pytest.raises(asyncpg.PostgresError, match="row-level security"):
+        async with service_db.as_user(alice.user_id) as conn:
+            await conn.execute(
+                "INSERT INTO sessions (id, user_id, name) VALUES ($1, $2, 'planted')", new_id(), bob.user_id
             )
-    with pytest.raises(DBAPIError, match="row-level security"):
-        async with clean_db.user_transaction(alice.user_id) as session:
-            await session.execute(
-                text(
-                    "INSERT INTO scenarios (id, user_id, session_id, name, original_request) "
-                    "VALUES (:id, :bob, :session, 'planted', '{}')"
-                ),
-                {"id": new_id(), "bob": bob.user_id, "session": sessions[bob.user_id]},
+    with pytest.raises(asyncpg.PostgresError, match="row-level security"):
+        async with service_db.as_user(alice.user_id) as conn:
+            await conn.execute(
+                "INSERT INTO scenarios (id, user_id, session_id, name, original_request) "
+                "VALUES ($1, $2, $3, 'planted', '{}')",
+                new_id(),
+                bob.user_id,
+                sessions[bob.user_id],
             )
 
 
-async def test_the_request_role_is_the_app_role_and_no_superuser(clean_db: Database) -> None:
-    async with clean_db.user_transaction(new_id()) as session:
-        role, superuser, bypass = (
-            await session.execute(
-                text("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
-            )
-        ).one()
-    assert (role, superuser, bypass) == (APP_ROLE, False, False)
+async def test_the_request_role_is_the_app_role_and_no_superuser(
+    clean_db: SqlAdmin, service_db: Database
+) -> None:
+    async with service_db.as_user(new_id()) as conn:
+        row = await conn.fetchrow(
+            "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        )
+    assert row is not None and tuple(row) == (APP_ROLE, False, False)
 
 
 async def test_without_a_user_id_the_app_role_sees_nothing(
-    alice: Caller, bob: Caller, clean_db: Database
+    alice: Caller, bob: Caller, clean_db: SqlAdmin
 ) -> None:
     await two_users_with_scenarios(alice, bob, clean_db)
     async with clean_db.transaction() as session:
@@ -94,34 +91,37 @@ async def test_without_a_user_id_the_app_role_sees_nothing(
         assert (await session.execute(text("SELECT count(*) FROM scenarios"))).scalar_one() == 0
 
 
-async def test_the_scope_ends_with_the_transaction(clean_db: Database) -> None:
+async def test_the_scope_ends_with_the_transaction(clean_db: SqlAdmin) -> None:
     """A pooled connection carries neither the role nor the user id to the next transaction."""
-    async with clean_db.user_transaction(new_id()):
-        pass
-    async with clean_db.transaction() as session:
-        role, user_id = (
-            await session.execute(text("SELECT current_user, current_setting('app.user_id', true)"))
-        ).one()
-    assert role != APP_ROLE
-    assert not user_id
+    single = Database(str(clean_db.engine.url.render_as_string(hide_password=False)), max_size=1)
+    try:
+        async with single.as_user(new_id()):
+            pass
+        async with single.transaction() as conn:  # the same (only) connection
+            row = await conn.fetchrow("SELECT current_user, current_setting('app.user_id', true)")
+        assert row is not None
+        role, user_id = tuple(row)
+        assert role != APP_ROLE
+        assert not user_id
+    finally:
+        await single.close()
 
 
-async def test_the_request_path_opens_the_users_transaction(app: FastAPI, clean_db: Database) -> None:
+async def test_the_request_path_opens_the_users_transaction(app: FastAPI, clean_db: SqlAdmin) -> None:
     """What every planning route depends on: the app role, and the caller's id, before any query."""
     user_id = new_id()
     principal = cast(Any, SimpleNamespace(user_id=user_id))
-    dependency = cast(AsyncGenerator[PlanningRepository, None], planning_repository(app.state.db, principal))
+    request = cast(Any, SimpleNamespace(app=app))
+    dependency = cast(AsyncGenerator[PlanningRepository, None], planning_repository(request, principal))
     repository = await anext(dependency)
     try:
         assert repository.owner == user_id
-        session = repository._session  # the test looks inside: what does this transaction run as?
-        role, setting = (
-            await session.execute(text("SELECT current_user, current_setting('app.user_id', true)"))
-        ).one()
-        assert (role, setting) == (APP_ROLE, str(user_id))
+        conn = repository._conn  # the test looks inside: what does this transaction run as?
+        row = await conn.fetchrow("SELECT current_user, current_setting('app.user_id', true)")
+        assert row is not None and tuple(row) == (APP_ROLE, str(user_id))
     finally:
         await dependency.aclose()
-    assert planning_router().dependencies  # authentication comes before any planning route body
+    assert planning_router.dependencies  # authentication comes before any planning route body
 
 
 def test_a_repository_cannot_be_built_without_its_owner() -> None:
@@ -133,7 +133,7 @@ def test_a_repository_cannot_be_built_without_its_owner() -> None:
         PlanningRepository(cast(Any, None))  # type: ignore[call-arg]
 
 
-class _RlsBoundLogin(Database):
+class _RlsBoundLogin(SqlAdmin):
     """The login role as RLS binds it when it owns the tables without being a superuser (FORCE):
     the app role stands in, being bound by the same policies."""
 
@@ -145,9 +145,9 @@ class _RlsBoundLogin(Database):
 
 
 async def test_the_test_helpers_work_where_rls_binds_the_login_role(
-    alice: Caller, bob: Caller, clean_db: Database
+    alice: Caller, bob: Caller, clean_db: SqlAdmin
 ) -> None:
-    bound = _RlsBoundLogin(clean_db.engine)
+    bound = _RlsBoundLogin(clean_db.engine.url.render_as_string(hide_password=False))
     sessions = await two_users_with_scenarios(alice, bob, bound)
     truth = await owners(bound, [alice.user_id, bob.user_id])
     assert truth == await owners(clean_db, [alice.user_id, bob.user_id])
@@ -156,3 +156,4 @@ async def test_the_test_helpers_work_where_rls_binds_the_login_role(
     snapshot = await row_snapshot(bound, alice.user_id)
     assert snapshot == await row_snapshot(clean_db, alice.user_id)
     assert len(snapshot["sessions"]) == 1 and len(snapshot["scenarios"]) == 3
+    await bound.dispose()

@@ -20,9 +20,9 @@ import respx
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database, scope_rls_to
 from tests.conftest import AppFactory, client_for
 from tests.kit import MockProvider, merge_overrides
+from tests.kit.sql import SqlAdmin, scope_rls_to
 
 CLERK_SECRET = "whsec_" + base64.b64encode(b"routebook-clerk-webhook-key-32b!").decode()
 OLD_CLERK_SECRET = "whsec_" + base64.b64encode(b"routebook-old-clerk-webhook-key!").decode()
@@ -203,17 +203,17 @@ class UserRow:
     provider_updated_at: Any
 
 
-async def ledger_count(db: Database) -> int:
+async def ledger_count(db: SqlAdmin) -> int:
     async with db.transaction() as session:
         return int((await session.execute(text("SELECT count(*) FROM webhook_events"))).scalar_one())
 
 
-async def user_count(db: Database) -> int:
+async def user_count(db: SqlAdmin) -> int:
     async with db.transaction() as session:
         return int((await session.execute(text("SELECT count(*) FROM users"))).scalar_one())
 
 
-async def user_row(db: Database, provider: str, subject: str) -> UserRow | None:
+async def user_row(db: SqlAdmin, provider: str, subject: str) -> UserRow | None:
     async with db.transaction() as session:
         row = (
             await session.execute(
@@ -229,7 +229,7 @@ async def user_row(db: Database, provider: str, subject: str) -> UserRow | None:
     return UserRow(row.id, row.email, row.display_name, row.deleted_at is not None, row.provider_updated_at)
 
 
-async def insert_planning_rows(db: Database, user_id: uuid.UUID) -> None:
+async def insert_planning_rows(db: SqlAdmin, user_id: uuid.UUID) -> None:
     session_id, scenario_id = uuid.uuid4(), uuid.uuid4()
     async with db.transaction() as session:
         await scope_rls_to(session, user_id)  # FORCEd RLS binds a non-superuser owning login role
@@ -253,7 +253,7 @@ async def insert_planning_rows(db: Database, user_id: uuid.UUID) -> None:
         )
 
 
-async def planning_counts(db: Database, user_id: uuid.UUID) -> tuple[int, int, int]:
+async def planning_counts(db: SqlAdmin, user_id: uuid.UUID) -> tuple[int, int, int]:
     async with db.transaction() as session:
         await scope_rls_to(session, user_id)
         counts = [

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.db import Database
 from tests.conftest import client_for
+from tests.kit.sql import SqlAdmin
 from tests.webhooks.conftest import (
     CLERK,
     SUPABASE,
@@ -132,7 +132,7 @@ def deliveries(draw: st.DrawFn) -> tuple[str, bytes, dict[str, Any]]:
     return path, body, headers
 
 
-async def test_no_input_yields_a_server_error(hooks_app: FastAPI, clean_db: Database) -> None:
+async def test_no_input_yields_a_server_error(hooks_app: FastAPI, clean_db: SqlAdmin) -> None:
     loop = asyncio.get_running_loop()
     seen: dict[int, int] = {}
     async with client_for(hooks_app) as client:

@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from service.db import Database
-from service.users.directory import MAX_SESSION_TOKEN_LIFETIME
-from service.webhooks import handlers
-from service.webhooks.handlers import purge_ledger
+from service.users.identity import MAX_SESSION_TOKEN_LIFETIME
+from service.webhooks.ledger import purge_ledger
 from tests.kit import MockProvider
+from tests.kit.sql import SqlAdmin
 from tests.webhooks.conftest import (
     CLERK,
     SUPABASE,
@@ -53,7 +53,7 @@ async def post(client: httpx.AsyncClient, path: str, delivery: tuple[bytes, dict
 
 
 async def test_sequential_duplicate_has_no_second_effect(
-    hooks: httpx.AsyncClient, clean_db: Database
+    hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     delivery = clerk_signed(clerk_user_event("user_dup", email="first@example.com", updated_ms=T1))
     await post(hooks, CLERK, delivery)
@@ -72,7 +72,7 @@ async def test_sequential_duplicate_has_no_second_effect(
 
 @pytest.mark.parametrize("provider", ["clerk", "workos"])
 async def test_concurrent_duplicates_have_one_effect(
-    provider: str, hooks: httpx.AsyncClient, clean_db: Database
+    provider: str, hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     if provider == "clerk":
         path, delivery = CLERK, clerk_signed(clerk_user_event("user_race", kind="user.created"))
@@ -86,7 +86,7 @@ async def test_concurrent_duplicates_have_one_effect(
 
 
 async def test_concurrent_duplicate_deletions_erase_once(
-    hooks: httpx.AsyncClient, clean_db: Database
+    hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     body, headers = clerk_signed(clerk_deleted_event("user_gone_twice"))
     responses = await asyncio.gather(*(hooks.post(CLERK, content=body, headers=headers) for _ in range(3)))
@@ -96,7 +96,7 @@ async def test_concurrent_duplicate_deletions_erase_once(
     assert row is not None and row.deleted
 
 
-async def test_supabase_replays_are_idempotent(hooks: httpx.AsyncClient, clean_db: Database) -> None:
+async def test_supabase_replays_are_idempotent(hooks: httpx.AsyncClient, clean_db: SqlAdmin) -> None:
     subject = "00000000-0000-0000-0000-0000000000c1"
     delivery = supabase_signed(supabase_event("UPDATE", subject, email="one@example.com"))
     for _ in range(3):
@@ -109,7 +109,7 @@ async def test_supabase_replays_are_idempotent(hooks: httpx.AsyncClient, clean_d
 # --- order ------------------------------------------------------------------------------------------
 
 
-async def test_updated_before_created_converges(hooks: httpx.AsyncClient, clean_db: Database) -> None:
+async def test_updated_before_created_converges(hooks: httpx.AsyncClient, clean_db: SqlAdmin) -> None:
     await post(hooks, CLERK, clerk_signed(clerk_user_event("user_o", email="new@example.com", updated_ms=T2)))
     await post(
         hooks,
@@ -121,7 +121,7 @@ async def test_updated_before_created_converges(hooks: httpx.AsyncClient, clean_
     assert (row.email, row.provider_updated_at) == ("new@example.com", ms(T2))
 
 
-async def test_older_update_after_newer_is_ignored(hooks: httpx.AsyncClient, clean_db: Database) -> None:
+async def test_older_update_after_newer_is_ignored(hooks: httpx.AsyncClient, clean_db: SqlAdmin) -> None:
     await post(hooks, CLERK, clerk_signed(clerk_user_event("user_n", email="t3@example.com", updated_ms=T3)))
     await post(hooks, CLERK, clerk_signed(clerk_user_event("user_n", email="t2@example.com", updated_ms=T2)))
     await post(
@@ -145,7 +145,7 @@ async def test_older_update_after_newer_is_ignored(hooks: httpx.AsyncClient, cle
 
 
 async def test_newer_update_applies_and_sets_the_display_name(
-    hooks: httpx.AsyncClient, clean_db: Database
+    hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     await post(hooks, CLERK, clerk_signed(clerk_user_event("user_u", email="a@example.com", updated_ms=T1)))
     await post(
@@ -162,7 +162,7 @@ async def test_newer_update_applies_and_sets_the_display_name(
     )
 
 
-async def test_deleted_then_late_update_stays_deleted(hooks: httpx.AsyncClient, clean_db: Database) -> None:
+async def test_deleted_then_late_update_stays_deleted(hooks: httpx.AsyncClient, clean_db: SqlAdmin) -> None:
     await post(hooks, CLERK, clerk_signed(clerk_user_event("user_d", kind="user.created", updated_ms=T1)))
     await post(hooks, CLERK, clerk_signed(clerk_deleted_event("user_d", sent_ms=T2)))
     # Late, even with a newer updated_at than anything seen: a tombstone is final.
@@ -175,7 +175,7 @@ async def test_deleted_then_late_update_stays_deleted(hooks: httpx.AsyncClient, 
 
 
 async def test_deletion_of_a_never_seen_user_blocks_a_late_created(
-    hooks: httpx.AsyncClient, clean_db: Database
+    hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     subject = "00000000-0000-0000-0000-0000000000d1"
     await post(hooks, SUPABASE, supabase_signed(supabase_event("DELETE", subject)))
@@ -188,7 +188,7 @@ async def test_deletion_of_a_never_seen_user_blocks_a_late_created(
 
 
 async def test_supabase_soft_delete_update_is_a_deletion(
-    hooks: httpx.AsyncClient, clean_db: Database
+    hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     subject = "00000000-0000-0000-0000-0000000000d2"
     await post(hooks, SUPABASE, supabase_signed(supabase_event("INSERT", subject)))
@@ -203,7 +203,7 @@ async def test_supabase_soft_delete_update_is_a_deletion(
 
 
 async def test_deletion_erases_only_that_users_planning_data(
-    hooks: httpx.AsyncClient, clean_db: Database
+    hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     for subject in ("user_erased", "user_kept"):
         await post(hooks, CLERK, clerk_signed(clerk_user_event(subject, kind="user.created")))
@@ -220,7 +220,7 @@ async def test_deletion_erases_only_that_users_planning_data(
 
 
 async def test_failed_effect_leaves_nothing_and_the_retry_applies(
-    hooks: httpx.AsyncClient, clean_db: Database, monkeypatch: pytest.MonkeyPatch
+    hooks_app: FastAPI, hooks: httpx.AsyncClient, clean_db: SqlAdmin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await post(hooks, CLERK, clerk_signed(clerk_user_event("user_retry", kind="user.created")))
     user = await user_row(clean_db, "clerk", "user_retry")
@@ -232,7 +232,7 @@ async def test_failed_effect_leaves_nothing_and_the_retry_applies(
         raise RuntimeError("simulated failure after the tombstone was written")
 
     with monkeypatch.context() as patch:
-        patch.setattr(handlers, "_erase_planning_data", broken)
+        patch.setattr(hooks_app.state.identity, "_erasers", (broken,))
         failed = await hooks.post(CLERK, content=body, headers=headers)
     assert failed.status_code == 503
     row = await user_row(clean_db, "clerk", "user_retry")
@@ -269,7 +269,7 @@ async def until_live(*apps: FastAPI) -> None:
 
 
 async def test_deleted_users_token_is_refused_on_every_instance(
-    clerk_app: ClerkAppFactory, clerk: MockProvider, clean_db: Database
+    clerk_app: ClerkAppFactory, clerk: MockProvider, clean_db: SqlAdmin
 ) -> None:
     token = clerk.token("user_everywhere")
     async with clerk_app() as first, clerk_app() as second, clients(first, second) as (one, two):
@@ -292,7 +292,7 @@ async def test_deleted_users_token_is_refused_on_every_instance(
 
 
 async def test_email_change_reaches_a_warm_second_instance(
-    clerk_app: ClerkAppFactory, clerk: MockProvider, clean_db: Database
+    clerk_app: ClerkAppFactory, clerk: MockProvider, clean_db: SqlAdmin
 ) -> None:
     token = clerk.token("user_email")
     async with clerk_app() as first, clerk_app() as second, clients(first, second) as (one, two):
@@ -309,7 +309,7 @@ async def test_email_change_reaches_a_warm_second_instance(
 
 @pytest.mark.parametrize("kind", ["session.revoked", "session.ended", "session.removed"])
 async def test_revoked_session_is_refused_everywhere_while_another_session_works(
-    kind: str, clerk_app: ClerkAppFactory, clerk: MockProvider, clean_db: Database
+    kind: str, clerk_app: ClerkAppFactory, clerk: MockProvider, clean_db: SqlAdmin
 ) -> None:
     revoked = clerk.token("user_sessions", sid="sess_revoked")
     other = clerk.token("user_sessions", sid="sess_other")
@@ -342,7 +342,7 @@ async def test_revoked_session_is_refused_everywhere_while_another_session_works
 # --- housekeeping ---------------------------------------------------------------------------------
 
 
-async def expired_revocation(db: Database) -> None:
+async def expired_revocation(db: SqlAdmin) -> None:
     async with db.transaction() as session:
         await session.execute(
             text(
@@ -352,12 +352,12 @@ async def expired_revocation(db: Database) -> None:
         )
 
 
-async def revoked_ids(db: Database) -> set[str]:
+async def revoked_ids(db: SqlAdmin) -> set[str]:
     async with db.transaction() as session:
         return set((await session.execute(text("SELECT session_id FROM revoked_sessions"))).scalars())
 
 
-async def test_a_revocation_never_waits_on_expired_rows(hooks: httpx.AsyncClient, clean_db: Database) -> None:
+async def test_a_revocation_never_waits_on_expired_rows(hooks: httpx.AsyncClient, clean_db: SqlAdmin) -> None:
     # Spend this instance's janitor run, so only the revocation's own transaction is under test.
     await post(hooks, CLERK, clerk_signed(clerk_user_event("user_first")))
     await expired_revocation(clean_db)
@@ -374,14 +374,16 @@ async def test_a_revocation_never_waits_on_expired_rows(hooks: httpx.AsyncClient
     assert await revoked_ids(clean_db) == {"sess_ancient", "sess_new"}
 
 
-async def test_the_janitor_purges_expired_revocations(hooks: httpx.AsyncClient, clean_db: Database) -> None:
+async def test_the_janitor_purges_expired_revocations(hooks: httpx.AsyncClient, clean_db: SqlAdmin) -> None:
     await expired_revocation(clean_db)
     # The first applied delivery of an app instance runs the (throttled) purge, whatever its kind.
     await post(hooks, CLERK, clerk_signed(clerk_user_event("user_h")))
     assert await revoked_ids(clean_db) == set()
 
 
-async def test_ledger_rows_past_retention_are_purged(hooks: httpx.AsyncClient, clean_db: Database) -> None:
+async def test_ledger_rows_past_retention_are_purged(
+    hooks: httpx.AsyncClient, clean_db: SqlAdmin, service_db: Database
+) -> None:
     async with clean_db.transaction() as session:
         await session.execute(
             text(
@@ -395,4 +397,4 @@ async def test_ledger_rows_past_retention_are_purged(hooks: httpx.AsyncClient, c
     async with clean_db.transaction() as session:
         ids = set((await session.execute(text("SELECT event_id FROM webhook_events"))).scalars().all())
     assert ids == {"msg_recent", "msg_now"}
-    assert await purge_ledger(clean_db) == 0
+    assert await purge_ledger(service_db) == 0

@@ -16,10 +16,12 @@ from sqlalchemy import text
 from scripts import reconcile_users as cli
 from service.config import Settings
 from service.db import Database
-from service.webhooks.handlers import tombstone_user, upsert_user
-from service.webhooks.payloads import ProviderUser
-from service.webhooks.provider_api import PAGE_SIZE, ProviderAPIError
+from service.main import identity_for
+from service.providers.api import PAGE_SIZE, ProviderAPIError
+from service.providers.events import ProviderUser
+from service.users.identity import IdentityService
 from service.webhooks.reconcile import MassTombstoneRefused, ReconcileSummary, reconcile_users
+from tests.kit.sql import SqlAdmin
 from tests.webhooks.conftest import insert_planning_rows, planning_counts
 
 CLERK_API = "https://clerk-api.test"
@@ -85,24 +87,25 @@ def settings(settings_for: Callable[..., Settings]) -> Settings:
 async def arrange(db: Database, listed: list[dict[str, Any]]) -> dict[str, uuid.UUID]:
     """Local state before the run: one current user, one stale, one tombstoned, two the provider
     deleted (one with planning data), one paging skipped, and a user of another provider."""
-    async with db.transaction() as session:
-        await upsert_user(session, "clerk", as_user(listed[0]))
+    identity = IdentityService(db)
+    async with db.transaction() as conn:
+        await identity.upsert(conn, "clerk", as_user(listed[0]))
         stale = as_user(clerk_json(1, email="old@example.com"))
-        await upsert_user(
-            session,
+        await identity.upsert(
+            conn,
             "clerk",
             ProviderUser(stale.subject, stale.email, stale.display_name, datetime(2020, 1, 1, tzinfo=UTC)),
         )
-        await tombstone_user(session, "clerk", listed[2]["id"])
+        await identity.tombstone(conn, "clerk", listed[2]["id"])
         for subject in ("user_gone_a", "user_gone_b", "user_skipped"):
-            await upsert_user(session, "clerk", ProviderUser(subject, "x@example.com", None, None))
-        await upsert_user(session, "workos", ProviderUser("user_gone_a", "w@example.com", None, None))
-        await tombstone_user(session, "clerk", "user_long_gone")
-        ids = (await session.execute(text("SELECT subject, id FROM users WHERE provider = 'clerk'"))).all()
-    return {row.subject: row.id for row in ids}
+            await identity.upsert(conn, "clerk", ProviderUser(subject, "x@example.com", None, None))
+        await identity.upsert(conn, "workos", ProviderUser("user_gone_a", "w@example.com", None, None))
+        await identity.tombstone(conn, "clerk", "user_long_gone")
+        ids = await conn.fetch("SELECT subject, id FROM users WHERE provider = 'clerk'")
+    return {row["subject"]: row["id"] for row in ids}
 
 
-async def snapshot(db: Database) -> list[tuple[Any, ...]]:
+async def snapshot(db: SqlAdmin) -> list[tuple[Any, ...]]:
     async with db.transaction() as session:
         users = (
             await session.execute(
@@ -125,17 +128,23 @@ EXPECTED = ReconcileSummary(
 
 
 async def test_reconcile_creates_updates_and_tombstones_across_pages(
-    router: respx.MockRouter, http: httpx.AsyncClient, settings: Settings, clean_db: Database
+    router: respx.MockRouter,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    clean_db: SqlAdmin,
+    service_db: Database,
 ) -> None:
     listed = [clerk_json(n) for n in range(250)]  # three pages of PAGE_SIZE = 100
     assert len(listed) > 2 * PAGE_SIZE
     fake = FakeClerk(listed, extra=[{**clerk_json(999), "id": "user_skipped"}])
     fake.mount(router)
-    ids = await arrange(clean_db, listed)
+    ids = await arrange(service_db, listed)
     await insert_planning_rows(clean_db, ids["user_gone_a"])
     messages: list[str] = []
 
-    summary = await reconcile_users("clerk", settings, clean_db, http, progress=messages.append)
+    summary = await reconcile_users(
+        "clerk", settings, service_db, identity_for(service_db, settings), http, progress=messages.append
+    )
 
     assert summary == EXPECTED
     assert sorted(fake.lookups) == ["user_gone_a", "user_gone_b", "user_skipped"]
@@ -158,27 +167,37 @@ async def test_reconcile_creates_updates_and_tombstones_across_pages(
     assert any("page 3" in message for message in messages)
 
     # A second run finds nothing to do.
-    again = await reconcile_users("clerk", settings, clean_db, http)
+    again = await reconcile_users("clerk", settings, service_db, identity_for(service_db, settings), http)
     assert again == ReconcileSummary(unchanged=250 + 1)
 
 
 async def test_dry_run_counts_the_same_and_writes_nothing(
-    router: respx.MockRouter, http: httpx.AsyncClient, settings: Settings, clean_db: Database
+    router: respx.MockRouter,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    clean_db: SqlAdmin,
+    service_db: Database,
 ) -> None:
     listed = [clerk_json(n) for n in range(250)]
     FakeClerk(listed, extra=[{**clerk_json(999), "id": "user_skipped"}]).mount(router)
-    ids = await arrange(clean_db, listed)
+    ids = await arrange(service_db, listed)
     await insert_planning_rows(clean_db, ids["user_gone_a"])
     before = await snapshot(clean_db)
 
-    summary = await reconcile_users("clerk", settings, clean_db, http, dry_run=True)
+    summary = await reconcile_users(
+        "clerk", settings, service_db, identity_for(service_db, settings), http, dry_run=True
+    )
 
     assert summary == EXPECTED
     assert await snapshot(clean_db) == before
 
 
 async def test_workos_cursor_pages_and_tombstone(
-    router: respx.MockRouter, http: httpx.AsyncClient, settings: Settings, clean_db: Database
+    router: respx.MockRouter,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    clean_db: SqlAdmin,
+    service_db: Database,
 ) -> None:
     users = [
         {
@@ -201,15 +220,21 @@ async def test_workos_cursor_pages_and_tombstone(
 
     router.get(f"{WORKOS_API}/user_management/users").mock(side_effect=page)
     router.get(f"{WORKOS_API}/user_management/users/user_01GONE").respond(404, json={"message": "not found"})
-    async with clean_db.transaction() as session:
-        await upsert_user(session, "workos", ProviderUser("user_01GONE", "g@example.com", None, None))
+    async with service_db.transaction() as conn:
+        await IdentityService(service_db).upsert(
+            conn, "workos", ProviderUser("user_01GONE", "g@example.com", None, None)
+        )
 
-    summary = await reconcile_users("workos", settings, clean_db, http)
+    summary = await reconcile_users("workos", settings, service_db, identity_for(service_db, settings), http)
     assert summary == ReconcileSummary(created=150, tombstoned=1)
 
 
 async def test_supabase_soft_deleted_users_are_tombstoned_not_kept(
-    router: respx.MockRouter, http: httpx.AsyncClient, settings: Settings, clean_db: Database
+    router: respx.MockRouter,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    clean_db: SqlAdmin,
+    service_db: Database,
 ) -> None:
     # The admin API lists soft-deleted users (deleted_at set); the webhook treats them as deleted,
     # so reconcile must too: the local live one is tombstoned and erased, the unknown one not created.
@@ -227,12 +252,16 @@ async def test_supabase_soft_deleted_users_are_tombstoned_not_kept(
         admin_user(3, "2024-05-02T10:00:00Z"),
     ]
     router.get(f"{SUPABASE_URL}/auth/v1/admin/users").respond(200, json={"users": listed})
-    async with clean_db.transaction() as session:
-        await upsert_user(session, "supabase", ProviderUser(listed[1]["id"], "s2@example.com", None, None))
-        soft_deleted = (await session.execute(text("SELECT id FROM users"))).scalar_one()
+    async with service_db.transaction() as conn:
+        await IdentityService(service_db).upsert(
+            conn, "supabase", ProviderUser(listed[1]["id"], "s2@example.com", None, None)
+        )
+        soft_deleted = await conn.fetchval("SELECT id FROM users")
     await insert_planning_rows(clean_db, soft_deleted)
 
-    summary = await reconcile_users("supabase", settings, clean_db, http)
+    summary = await reconcile_users(
+        "supabase", settings, service_db, identity_for(service_db, settings), http
+    )
 
     assert summary == ReconcileSummary(created=1, tombstoned=2)
     async with clean_db.transaction() as session:
@@ -243,30 +272,42 @@ async def test_supabase_soft_deleted_users_are_tombstoned_not_kept(
 
 
 async def test_mass_tombstone_is_refused_unless_allowed(
-    router: respx.MockRouter, http: httpx.AsyncClient, settings: Settings, clean_db: Database
+    router: respx.MockRouter,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    clean_db: SqlAdmin,
+    service_db: Database,
 ) -> None:
     # The API key of an empty instance: every local user looks deleted.
     FakeClerk([]).mount(router)
-    async with clean_db.transaction() as session:
+    async with service_db.transaction() as conn:
         for n in range(12):
-            await upsert_user(session, "clerk", ProviderUser(f"user_live_{n}", None, None, None))
+            await IdentityService(service_db).upsert(
+                conn, "clerk", ProviderUser(f"user_live_{n}", None, None, None)
+            )
     before = await snapshot(clean_db)
     with pytest.raises(MassTombstoneRefused):
-        await reconcile_users("clerk", settings, clean_db, http)
+        await reconcile_users("clerk", settings, service_db, identity_for(service_db, settings), http)
     assert await snapshot(clean_db) == before
 
-    summary = await reconcile_users("clerk", settings, clean_db, http, allow_mass_tombstone=True)
+    summary = await reconcile_users(
+        "clerk", settings, service_db, identity_for(service_db, settings), http, allow_mass_tombstone=True
+    )
     assert summary == ReconcileSummary(tombstoned=12)
 
 
 async def test_provider_failure_tombstones_nothing(
-    router: respx.MockRouter, http: httpx.AsyncClient, settings: Settings, clean_db: Database
+    router: respx.MockRouter,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    clean_db: SqlAdmin,
+    service_db: Database,
 ) -> None:
     router.get(f"{CLERK_API}/v1/users").respond(500)
-    async with clean_db.transaction() as session:
-        await upsert_user(session, "clerk", ProviderUser("user_safe", None, None, None))
+    async with service_db.transaction() as conn:
+        await IdentityService(service_db).upsert(conn, "clerk", ProviderUser("user_safe", None, None, None))
     with pytest.raises(ProviderAPIError):
-        await reconcile_users("clerk", settings, clean_db, http)
+        await reconcile_users("clerk", settings, service_db, identity_for(service_db, settings), http)
     async with clean_db.transaction() as session:
         deleted = (await session.execute(text("SELECT deleted_at FROM users"))).scalar_one()
     assert deleted is None
@@ -274,7 +315,7 @@ async def test_provider_failure_tombstones_nothing(
 
 async def test_command_line_dry_run_prints_a_summary(
     router: respx.MockRouter,
-    clean_db: Database,
+    clean_db: SqlAdmin,
     migrated_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -301,7 +342,7 @@ async def test_command_line_dry_run_prints_a_summary(
 
 
 async def test_command_line_names_a_missing_key(
-    clean_db: Database, migrated_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    clean_db: SqlAdmin, migrated_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("ENVIRONMENT", "test")
     monkeypatch.setenv("DATABASE_URL", migrated_url)

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from service.db import Database
 from tests.conftest import AppFactory, client_for
+from tests.kit.sql import SqlAdmin
 from tests.webhooks.conftest import (
     CLERK,
     CLERK_SECRET,
@@ -124,7 +124,7 @@ def all_rejections() -> dict[str, Delivery]:
 
 @pytest.mark.parametrize("name", sorted(all_rejections()))
 async def test_rejected_delivery_is_401_and_writes_nothing(
-    name: str, hooks: httpx.AsyncClient, clean_db: Database, caplog: pytest.LogCaptureFixture
+    name: str, hooks: httpx.AsyncClient, clean_db: SqlAdmin, caplog: pytest.LogCaptureFixture
 ) -> None:
     path, body, headers = all_rejections()[name]
     with caplog.at_level(logging.DEBUG, logger="routebook.webhooks"):
@@ -145,7 +145,7 @@ async def test_rejected_delivery_is_401_and_writes_nothing(
 
 
 async def test_valid_deliveries_of_each_provider_are_204(
-    hooks: httpx.AsyncClient, clean_db: Database
+    hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     deliveries = [
         (CLERK, *clerk_signed(clerk_user_event("user_ok", kind="user.created"))),
@@ -161,7 +161,7 @@ async def test_valid_deliveries_of_each_provider_are_204(
 
 
 async def test_old_clerk_secret_still_verifies_during_rotation(
-    hooks: httpx.AsyncClient, clean_db: Database
+    hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     body, headers = clerk_signed(clerk_user_event("user_rotated"), secret=OLD_CLERK_SECRET)
     assert (await hooks.post(CLERK, content=body, headers=headers)).status_code == 204
@@ -198,7 +198,7 @@ async def test_valid_signature_over_malformed_payload_is_400(
     sign: Callable[[bytes], tuple[bytes, Headers]],
     body: bytes,
     hooks: httpx.AsyncClient,
-    clean_db: Database,
+    clean_db: SqlAdmin,
 ) -> None:
     signed_body, headers = sign(body)
     response = await hooks.post(path, content=signed_body, headers=headers)
@@ -211,7 +211,7 @@ async def test_valid_signature_over_malformed_payload_is_400(
 
 
 async def test_ignored_event_types_are_204_and_not_recorded(
-    hooks: httpx.AsyncClient, clean_db: Database
+    hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     deliveries = [
         (CLERK, *clerk_signed({"type": "organization.created", "object": "event", "data": {"id": "org_1"}})),
@@ -229,8 +229,8 @@ async def test_ignored_event_types_are_204_and_not_recorded(
     assert await user_count(clean_db) == 0
 
 
-async def test_body_over_max_body_bytes_is_413_declared_or_streamed(
-    app_factory: AppFactory, clean_db: Database
+async def test_body_over_webhook_max_body_bytes_is_413_declared_or_streamed(
+    app_factory: AppFactory, clean_db: SqlAdmin
 ) -> None:
     payload = clerk_user_event("user_big")
     payload["data"]["padding"] = "x" * 4096
@@ -240,7 +240,7 @@ async def test_body_over_max_body_bytes_is_413_declared_or_streamed(
         for start in range(0, len(body), 512):
             yield body[start : start + 512]
 
-    async with app_factory(**WEBHOOK_SETTINGS, max_body_bytes=2048) as app, client_for(app) as client:
+    async with app_factory(**WEBHOOK_SETTINGS, webhook_max_body_bytes=2048) as app, client_for(app) as client:
         declared = await client.post(CLERK, content=body, headers=headers)
         streamed = await client.post(CLERK, content=chunks(), headers=headers)
     assert declared.status_code == 413
@@ -248,7 +248,7 @@ async def test_body_over_max_body_bytes_is_413_declared_or_streamed(
     assert await user_count(clean_db) == 0
 
 
-async def test_non_json_content_type_is_415(hooks: httpx.AsyncClient, clean_db: Database) -> None:
+async def test_non_json_content_type_is_415(hooks: httpx.AsyncClient, clean_db: SqlAdmin) -> None:
     body, headers = clerk_signed(clerk_user_event("user_plain"))
     response = await hooks.post(CLERK, content=body, headers={**headers, "content-type": "text/plain"})
     assert response.status_code == 415
@@ -257,7 +257,7 @@ async def test_non_json_content_type_is_415(hooks: httpx.AsyncClient, clean_db: 
 
 @pytest.mark.parametrize("path", [CLERK, WORKOS, SUPABASE])
 async def test_receiver_without_a_secret_is_503(
-    path: str, app_factory: AppFactory, clean_db: Database
+    path: str, app_factory: AppFactory, clean_db: SqlAdmin
 ) -> None:
     async with app_factory() as app, client_for(app) as client:
         response = await client.post(path, content=b"{}", headers={**JSON, "authorization": "Bearer x"})
@@ -289,7 +289,7 @@ async def test_database_down_is_503(
 
 
 async def test_supabase_whsec_secret_verifies_comma_space_signatures(
-    app_factory: AppFactory, clean_db: Database
+    app_factory: AppFactory, clean_db: SqlAdmin
 ) -> None:
     subject = "00000000-0000-0000-0000-0000000000ab"
     body = supabase_signed(supabase_event("INSERT", subject))[0]
@@ -331,7 +331,7 @@ async def test_supabase_whsec_secret_verifies_comma_space_signatures(
     ids=["nul-subject", "nul-email", "long-subject", "huge-event-id", "long-supabase-id"],
 )
 async def test_signed_values_postgresql_cannot_store_are_400_not_503(
-    path: str, delivery: Callable[[], tuple[bytes, Headers]], hooks: httpx.AsyncClient, clean_db: Database
+    path: str, delivery: Callable[[], tuple[bytes, Headers]], hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     body, headers = delivery()
     response = await hooks.post(path, content=body, headers=headers)
@@ -340,7 +340,7 @@ async def test_signed_values_postgresql_cannot_store_are_400_not_503(
 
 
 async def test_a_long_or_nul_display_name_is_cleaned_not_refused(
-    hooks: httpx.AsyncClient, clean_db: Database
+    hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     body, headers = clerk_signed(clerk_user_event("user_named", first_name="A\x00da" + "a" * 500))
     assert (await hooks.post(CLERK, content=body, headers=headers)).status_code == 204

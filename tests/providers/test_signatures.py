@@ -11,14 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.webhooks.signatures import (
-    SignatureInvalid,
-    is_standard_webhooks_secret,
-    split_secrets,
-    verify_clerk,
-    verify_supabase,
-    verify_workos,
-)
+from service.providers.clerk import verify_clerk
+from service.providers.supabase import is_standard_webhooks_secret, verify_supabase
+from service.providers.webhook_auth import SignatureInvalid, split_secrets
+from service.providers.workos import verify_workos
 
 # Standard Webhooks / Svix published vector.
 SW_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

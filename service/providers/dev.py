@@ -1,7 +1,7 @@
-"""The built-in development issuer: a local RSA key that mints tokens for `make run`.
+"""The built-in development issuer: a local RSA key that mints tokens for `make run` and tests.
 
-Its tokens go through the same verification as any provider's (profile "dev"); only the
-key is local. Routes (`/dev/token`, `/dev/.well-known/jwks.json`) are mounted elsewhere.
+Its tokens go through the same verification as any provider's; only the key is local. Never in
+production (Settings refuses `dev` there). Its routes (`/dev/token`, its JWKS) are in `service.dev`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,17 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from pydantic_settings import BaseSettings
 
 from service.auth.jwks import StaticKeys
+from service.auth.profile import ProviderProfile
+from service.providers.base import CommaList, KeyContext, Provider
+
+NAME = "dev"
+DEFAULT_ROLES_CLAIMS = ("roles",)
 
 logger = logging.getLogger("routebook.auth.dev")
+
 
 ALGORITHM = "RS256"
 KEY_BITS = 2048
@@ -37,6 +44,17 @@ def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     canonical = json.dumps({k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True)
     digest = hashlib.sha256(canonical.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class DevSettings(BaseSettings):
+    dev_issuer: str = "urn:routebook:dev"
+    dev_roles_claims: CommaList | None = None
+    # Where the dev issuer's key (and the embedded development database) live.
+    data_dir: Path = Path(".data")
+
+    @property
+    def dev_key_path(self) -> Path:
+        return self.data_dir / "dev-issuer.pem"
 
 
 class DevIssuer:
@@ -127,3 +145,29 @@ def _load_key(path: Path) -> rsa.RSAPrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < KEY_BITS:
         raise ValueError(f"{path} does not hold an RSA key of at least {KEY_BITS} bits")
     return key
+
+
+def dev_profile(issuer: DevIssuer, roles_claims: Sequence[str] | None = None) -> ProviderProfile:
+    return ProviderProfile(
+        name=NAME,
+        issuers=(issuer.issuer,),
+        algorithms=frozenset({"RS256"}),
+        keys=issuer.keys,
+        role_paths=tuple(roles_claims or DEFAULT_ROLES_CLAIMS),
+        permission_paths=("permissions",),
+        org_id_paths=("org_id",),
+        org_role_paths=("org_role",),
+        org_permission_paths=("org_permissions",),
+        session_paths=("sid",),
+    )
+
+
+class Dev(Provider[DevSettings]):
+    name = NAME
+
+    def profile(self, settings: DevSettings, keys: KeyContext) -> ProviderProfile:
+        issuer = DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
+        return dev_profile(issuer, settings.dev_roles_claims)
+
+
+PROVIDER = Dev()

@@ -10,16 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.webhooks.payloads import (
-    MalformedPayload,
-    ProviderUser,
-    UserEvent,
-    clerk_user,
-    parse_clerk,
-    parse_supabase,
-    parse_workos,
-    supabase_user,
-)
+from service.providers.clerk import clerk_user, parse_clerk
+from service.providers.events import MalformedPayload, ProviderUser, UserEvent
+from service.providers.supabase import parse_supabase, supabase_user
+from service.providers.workos import parse_workos
 
 CLERK_CREATED = (
     b'{"type":"user.created","object":"event","timestamp":1654012591835,"instance_id":"ins_123",'

@@ -1,14 +1,13 @@
 """`CurrentUser`: the one gate every protected route goes through.
 
-token (Bearer, else Clerk's `__session` cookie) → verified claims → local user → Principal.
-Every refusal is one generic 401 (the cause goes to a debug log), so a client learns nothing
-about why a token failed.
+token (Bearer, else Clerk's `__session` cookie) → verified `Claims` (service.auth) → the local user
+(the identity service) → `Principal`. Every refusal is one generic 401 (the cause goes to a debug
+log), so a client learns nothing about why a token failed.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,16 +17,17 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.auth.jwks import KeysUnavailable
-from service.auth.tokens import Claims, InvalidToken, TokenVerifier
+from service.auth.profile import OrgContext
+from service.auth.tokens import InvalidToken, TokenVerifier
 from service.errors import Forbidden, ServiceUnavailable, Unauthorized
-from service.users.directory import MAX_SESSION_TOKEN_LIFETIME, IdentityDirectory
+from service.users.identity import IdentityService, Refused
 
 log = logging.getLogger("routebook.auth")
 
 SESSION_COOKIE = "__session"
+COOKIE_PROVIDER = "clerk"  # the __session cookie is Clerk's
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 GENERIC_DETAIL = "The access token is missing, invalid or expired."
-MAX_SESSION_TOKEN_LIFETIME_SECONDS = MAX_SESSION_TOKEN_LIFETIME.total_seconds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +38,11 @@ class Principal:
     provider: str
     subject: str
     session_id: str | None
-    org_id: str | None
+    # Global roles and permissions: only from claims an end user cannot set.
     roles: frozenset[str]
     permissions: frozenset[str]
+    # The organisation the token acts in; its role never satisfies a global check.
+    org: OrgContext | None
     email: str | None
     created_at: datetime
 
@@ -68,8 +70,8 @@ def _token_from(request: Request, cookie_allowed: bool) -> tuple[str | None, boo
 async def current_user(request: Request) -> Principal:
     state = request.app.state
     verifier: TokenVerifier = state.verifier
-    directory: IdentityDirectory = state.identity
-    token, from_cookie = _token_from(request, cookie_allowed="clerk" in verifier.provider_names)
+    identity: IdentityService = state.identity
+    token, from_cookie = _token_from(request, cookie_allowed=COOKIE_PROVIDER in verifier.provider_names)
     if token is None:
         raise _unauthorized(token_sent=False)
     if from_cookie and request.method in UNSAFE_METHODS:
@@ -85,41 +87,25 @@ async def current_user(request: Request) -> Principal:
         raise _unauthorized(token_sent=True) from None
     except KeysUnavailable:
         raise ServiceUnavailable(
-            "The identity provider's signing keys are unavailable; try again shortly."
+            "The identity provider's signing keys are unavailable; try again shortly.",
+            headers={"Retry-After": "5"},
         ) from None
-    if from_cookie and claims.provider != "clerk":
-        # The __session cookie is Clerk's; another provider's token has no business arriving there.
+    if from_cookie and claims.provider != COOKIE_PROVIDER:
         log.debug("token refused: a non-Clerk token in the Clerk session cookie")
         raise _unauthorized(token_sent=True)
-    return await _principal(claims, directory)
-
-
-def _outlives_revocations(claims: Claims) -> bool:
-    """A session token living longer than a revocation is kept could outlive its own revocation."""
-    issued = claims.issued_at if claims.issued_at is not None else time.time()
-    return claims.expires_at - issued > MAX_SESSION_TOKEN_LIFETIME_SECONDS
-
-
-async def _principal(claims: Claims, directory: IdentityDirectory) -> Principal:
-    if claims.session_id is not None:
-        if _outlives_revocations(claims):
-            log.debug("token refused: a session token living longer than revocations are kept")
-            raise _unauthorized(token_sent=True)
-        if await directory.is_revoked(claims.provider, claims.session_id):
-            log.debug("token refused: provider session revoked")
-            raise _unauthorized(token_sent=True)
-    user = await directory.resolve(claims.provider, claims.subject, claims.email)
-    if user.deleted:
-        log.debug("token refused: user deleted")
-        raise _unauthorized(token_sent=True)
+    try:
+        user = await identity.user_for(claims)
+    except Refused as exc:
+        log.debug("token refused: %s", exc.cause)
+        raise _unauthorized(token_sent=True) from None
     return Principal(
         user_id=user.id,
         provider=claims.provider,
         subject=claims.subject,
         session_id=claims.session_id,
-        org_id=claims.org_id,
         roles=frozenset(claims.roles),
         permissions=frozenset(claims.permissions),
+        org=claims.org,
         # The synced address (webhooks) wins; a first-seen user may only have the token's.
         email=user.email or claims.email,
         created_at=user.created_at,
@@ -141,10 +127,23 @@ def _require(
 
 
 def require_role(role: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the caller, if they hold `role`; 403 for a valid token without it."""
+    """A dependency: the caller, if they hold the *global* `role`; 403 for a valid token without it."""
     return _require("role", role, lambda principal: principal.roles)
 
 
 def require_permission(permission: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the caller, if they hold `permission`; 403 for a valid token without it."""
+    """A dependency: the caller, if they hold the *global* `permission`; 403 otherwise."""
     return _require("permission", permission, lambda principal: principal.permissions)
+
+
+def require_org_permission(permission: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller, if their active organisation grants `permission`; 403 otherwise.
+
+    Only for actions on that organisation's own resources: anyone can create an organisation and
+    hold every permission in it.
+    """
+    return _require(
+        "organisation permission",
+        permission,
+        lambda principal: frozenset(principal.org.permissions) if principal.org else frozenset(),
+    )

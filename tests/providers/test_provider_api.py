@@ -11,7 +11,9 @@ import pytest
 import respx
 
 from service.config import Settings
-from service.webhooks.provider_api import PAGE_SIZE, ProviderAPIError, ProviderUser, fetch_user, iter_users
+from service.providers import fetch_user, iter_users
+from service.providers.api import PAGE_SIZE, ProviderAPIError
+from service.providers.events import ProviderUser
 
 CLERK_KEY = "sk_test_clerk_secret_key"
 WORKOS_KEY = "sk_test_workos_api_key"

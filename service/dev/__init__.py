@@ -1,0 +1,1 @@
+"""Development-only endpoints (the dev issuer's token and JWKS, the playground); never in production."""

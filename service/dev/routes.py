@@ -1,0 +1,68 @@
+"""The dev issuer's endpoints: its JWKS and a token minting route. Mounted only with the dev issuer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.config import is_loopback_host
+from service.errors import Forbidden
+from service.openapi import problem_responses
+from service.providers.dev import DevIssuer
+
+MAX_DEV_TTL = 7 * 24 * 3600
+
+
+class DevTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+    subject: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    roles: Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(max_length=50)] = []
+    ttl_seconds: Annotated[int, Field(ge=1, le=MAX_DEV_TTL)] = 3600
+
+
+class DevTokenRead(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"  # noqa: S105 (a scheme name, not a secret)
+    expires_in: int
+
+
+def dev_subject(email: str) -> str:
+    """The same email always signs in as the same dev user."""
+    return f"dev|{email.strip().lower()}"
+
+
+def mint_dev_token(issuer: DevIssuer, body: DevTokenCreate) -> DevTokenRead:
+    token = issuer.mint(
+        subject=body.subject or dev_subject(body.email),
+        email=body.email,
+        roles=body.roles,
+        ttl_seconds=body.ttl_seconds,
+    )
+    return DevTokenRead(access_token=token, expires_in=body.ttl_seconds)
+
+
+router = APIRouter(prefix="/dev", tags=["dev issuer (development only)"])
+
+
+@router.get("/.well-known/jwks.json", summary="The dev issuer's public keys")
+async def jwks(request: Request) -> dict[str, Any]:
+    issuer: DevIssuer = request.app.state.dev_issuer
+    return issuer.jwks()
+
+
+@router.post(
+    "/token",
+    response_model=DevTokenRead,
+    summary="Mint a dev access token (from this machine only)",
+    responses=problem_responses(403, 422),
+)
+async def token(request: Request, body: DevTokenCreate) -> DevTokenRead:
+    # Defence in depth: a development server started on 0.0.0.0 must not hand any visitor an
+    # admin token. Only a client on this machine may mint.
+    if request.client is None or not is_loopback_host(request.client.host):
+        raise Forbidden("Dev tokens are minted only for clients on this machine.")
+    return mint_dev_token(request.app.state.dev_issuer, body)

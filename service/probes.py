@@ -1,0 +1,32 @@
+"""Liveness and readiness: /health answers while the process serves, /ready when it can do work."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from service.db import Database
+from service.errors import ServiceUnavailable
+from service.openapi import problem_responses
+
+router = APIRouter(tags=["probes"])
+
+
+@router.get("/health", summary="Liveness: 200 while the process serves")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/ready",
+    summary="Readiness: the database answers and every provider has keys",
+    responses=problem_responses(503),
+)
+async def ready(request: Request) -> dict[str, str]:
+    db: Database = request.app.state.db
+    if not await db.ping(timeout=2.0):
+        raise ServiceUnavailable("The database is not answering.", headers={"Retry-After": "2"})
+    if not request.app.state.verifier.ready:
+        raise ServiceUnavailable(
+            "Signing keys of an identity provider are not available yet.", headers={"Retry-After": "5"}
+        )
+    return {"status": "ready"}
