@@ -30,6 +30,7 @@ revision: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m scripts.bench_auth
 	$(BIN)/python -m scripts.bench_payload
+	$(BIN)/python -m scripts.bench_planning
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
