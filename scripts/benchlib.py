@@ -47,7 +47,7 @@ def bench_database() -> Iterator[str]:
         from service.config import Settings
         from service.devdb import drop_database
 
-        normalized = Settings(_env_file=None, environment="test", database_url=base).database_url  # type: ignore[call-arg]
+        normalized = Settings(_env_file=None, environment="test", database_url=base).database_url
         url = make_url(str(normalized)).set(database=name).render_as_string(hide_password=False)
         asyncio.run(ensure_database(url))
         try:
