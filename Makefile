@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python -m scripts.bench_auth
 	$(BIN)/python -m scripts.bench_payload
 	$(BIN)/python -m scripts.bench_planning
+	$(BIN)/python -m scripts.bench_loop
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

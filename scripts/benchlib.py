@@ -304,19 +304,14 @@ BackgroundLoad = Callable[[asyncio.Event], Coroutine[Any, Any, R]]
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """Seconds per /health request: from its send, and from when it was due (a stall delays the
-    requests due during it too, so this one counts a stall as every request arriving in it sees it)."""
-
-    from_send: list[float]
-    from_due: list[float]
+    seconds: list[float]  # per /health request, from its send to the end of its response
     statuses: Counter[int]
 
 
 async def _probe(port: int, seconds: float, interval: float) -> ProbeResult:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = http_request("GET", "/health")
-    from_send: list[float] = []
-    from_due: list[float] = []
+    latencies: list[float] = []
     statuses: Counter[int] = Counter()
     started = time.perf_counter()
     try:
@@ -329,15 +324,15 @@ async def _probe(port: int, seconds: float, interval: float) -> ProbeResult:
             status, _ = await read_response(reader)
             done = time.perf_counter()
             statuses[status] += 1
-            from_send.append(done - sent)
-            from_due.append(done - due)
+            latencies.append(done - sent)
     finally:
         writer.close()
-    return ProbeResult(from_send, from_due, statuses)
+    return ProbeResult(latencies, statuses)
 
 
 def probe_health(port: int, seconds: float, interval: float) -> ProbeResult:
-    """GET /health every `interval` seconds on one keep-alive connection (meant for its own process)."""
+    """GET /health every `interval` seconds on one keep-alive connection (meant for its own process);
+    a request that comes back late delays the next ones, which are then sent at once."""
     return asyncio.run(_probe(port, seconds, interval))
 
 
