@@ -30,6 +30,8 @@ revision: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m scripts.bench_auth
 	$(BIN)/python -m scripts.bench_payload
+	$(BIN)/python -m scripts.bench_planning
+	$(BIN)/python -m scripts.bench_loop
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

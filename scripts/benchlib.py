@@ -2,12 +2,17 @@
 
 The load generator speaks raw HTTP/1.1 over asyncio streams: an httpx client costs more CPU per
 request than the endpoint under test, and on a 2-core machine it would measure itself.
+Further down: requests of any method and body, the CPU time of a server's pid, percentiles, and a
+/health probe (in its own process) run beside a pluggable background load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import math
+import multiprocessing
 import os
 import socket
 import statistics
@@ -15,11 +20,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
+import uvloop
 
 from service.devdb import ensure_database, start_embedded
 from service.migrations import upgrade
@@ -185,3 +194,173 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+# -- any method and body, CPU time of a process, latency percentiles ------------------------------
+# (bench_planning, bench_loop; the functions above are kept as they are for the older benchmarks)
+
+
+def http_request(
+    method: str, path: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+) -> bytes:
+    """The raw bytes of one HTTP/1.1 keep-alive request."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if body or method in {"POST", "PUT", "PATCH"}:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """(status, body) of one response with a Content-Length (every response these servers send)."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("the server closed the connection")
+    status = int(status_line.split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+@dataclass
+class CountedLoad:
+    requests: int
+    seconds: float
+    statuses: Counter[int]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+async def _cycling_worker(
+    port: int, requests: Sequence[bytes], stop_at: float, statuses: Counter[int]
+) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    done = 0
+    try:
+        for request in itertools.cycle(requests):
+            if time.perf_counter() >= stop_at:
+                break
+            # Small requests: the write never blocks, so no drain (it would cost a coroutine each).
+            writer.write(request)
+            try:
+                status, _ = await read_response(reader)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                statuses[0] += 1  # 0: the server dropped the connection (an error before a response)
+                break
+            statuses[status] += 1
+            done += 1
+    finally:
+        writer.close()
+    return done
+
+
+async def _load_cycles(port: int, per_connection: Sequence[Sequence[bytes]], seconds: float) -> CountedLoad:
+    statuses: Counter[int] = Counter()
+    started = time.perf_counter()
+    counts = await asyncio.gather(
+        *(_cycling_worker(port, requests, started + seconds, statuses) for requests in per_connection)
+    )
+    return CountedLoad(sum(counts), time.perf_counter() - started, statuses)
+
+
+def load_requests(
+    port: int, per_connection: Sequence[Sequence[bytes]], *, seconds: float = 3.0
+) -> CountedLoad:
+    """One keep-alive connection per entry, each sending its requests (see http_request) in turn,
+    again and again, one at a time, for `seconds`; the status of every response is counted.
+
+    On uvloop: the generator then costs about half the CPU per request of asyncio's own loop, which
+    keeps it well below the cheapest server it measures."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_load_cycles(port, per_connection, seconds))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process (all its threads) has used so far, from /proc/<pid>/stat."""
+    # The command name in parentheses may hold spaces: split after its closing parenthesis.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0–100) of a non-empty sample."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# -- /health latency, measured from another process, while a background load runs ----------------
+
+R = TypeVar("R")
+# Runs until the event is set, then returns its own tally: POSTs of big documents, solves, ...
+BackgroundLoad = Callable[[asyncio.Event], Coroutine[Any, Any, R]]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    seconds: list[float]  # per /health request, from its send to the end of its response
+    statuses: Counter[int]
+
+
+async def _probe(port: int, seconds: float, interval: float) -> ProbeResult:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = http_request("GET", "/health")
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    started = time.perf_counter()
+    try:
+        for tick in range(int(seconds / interval)):
+            due = started + tick * interval
+            if (delay := due - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            sent = time.perf_counter()
+            writer.write(request)
+            status, _ = await read_response(reader)
+            done = time.perf_counter()
+            statuses[status] += 1
+            latencies.append(done - sent)
+    finally:
+        writer.close()
+    return ProbeResult(latencies, statuses)
+
+
+def probe_health(port: int, seconds: float, interval: float) -> ProbeResult:
+    """GET /health every `interval` seconds on one keep-alive connection (meant for its own process);
+    a request that comes back late delays the next ones, which are then sent at once."""
+    return asyncio.run(_probe(port, seconds, interval))
+
+
+def _started() -> None:
+    """Run once in the probe's process so that its start and imports fall before the measurement."""
+
+
+async def idle_load(stop: asyncio.Event) -> None:
+    """The baseline's background load: none."""
+    await stop.wait()
+
+
+async def health_under_load(
+    port: int, load: BackgroundLoad[R], *, seconds: float = 15.0, warmup: float = 1.0, interval: float = 0.02
+) -> tuple[ProbeResult, R]:
+    """/health latency measured from a separate process for `seconds`, while `load` runs in this one.
+
+    The load starts `warmup` seconds before the probe, so the probe sees it in its stride, and is
+    stopped when the probe ends; its own result is returned beside the probe's.
+    """
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        await loop.run_in_executor(pool, _started)
+        stop = asyncio.Event()
+        task = asyncio.create_task(load(stop))
+        try:
+            await asyncio.sleep(warmup)
+            probe = await loop.run_in_executor(pool, probe_health, port, seconds, interval)
+        finally:
+            stop.set()
+        return probe, await task
