@@ -17,6 +17,7 @@ from service.config import Settings, get_settings
 from service.db import Database
 from service.dev.routes import router as dev_router
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.notify import Listener, Subscription
 from service.observability import configure_logging
 from service.openapi import install_openapi
 from service.planning.repository import erase_owner
@@ -25,7 +26,7 @@ from service.probes import router as probes_router
 from service.problems import install_problem_handlers
 from service.providers.dev import DevIssuer
 from service.users.identity import IdentityService
-from service.users.listener import IdentityListener
+from service.users.store import IDENTITY_CHANNEL
 from service.users.routes import router as users_router
 from service.webhooks.ledger import LedgerJanitor
 from service.webhooks.routes import router as webhooks_router
@@ -61,9 +62,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     identity = identity_for(db, settings)
     direct_url = settings.direct_database_url
     assert direct_url is not None  # from_settings refused a missing DATABASE_URL
-    listener = IdentityListener(direct_url, identity)
+    listener = Listener(direct_url)
+    listener.subscribe(
+        Subscription(IDENTITY_CHANNEL, identity.announced, on_live=identity.go_live, on_lost=identity.go_blind)
+    )
     app.state.db, app.state.http, app.state.verifier = db, http, verifier
-    app.state.identity, app.state.identity_listener = identity, listener
+    app.state.identity, app.state.listener = identity, listener
     app.state.webhook_janitor = LedgerJanitor()
     if "dev" in settings.auth_providers:
         app.state.dev_issuer = DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)

@@ -9,7 +9,7 @@ Two bounded in-process caches keep the database off the hot path (a signed-in SP
 token for its whole lifetime). They stay correct across processes through LISTEN/NOTIFY: every
 change that could refuse a token is announced in the transaction that makes it, and every instance
 drops what it cached. While an instance's listener is down it cannot hear those announcements, so
-it serves from the database alone until the listener is back (`service.users.listener`).
+it serves from the database alone until the listener is back (`service.notify`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from service.providers.base import Provider
 from service.providers.events import MalformedPayload, UserEvent
 from service.providers.webhook_auth import SignatureInvalid
 from service.users.identity import IdentityService
-from service.users.listener import IdentityListener
+from service.notify import Listener
 from service.webhooks.ledger import Delivery, LedgerJanitor, apply_delivery
 
 log = logging.getLogger("routebook.webhooks")
@@ -94,7 +94,7 @@ async def _caught_up(app: FastAPI) -> None:
     """Answer only once this instance has applied its own announcement (NOTIFY reaches the sender's
     listener asynchronously too), so the very next request here already refuses a deleted user or a
     revoked session. Other instances catch up as their listeners receive it."""
-    listener: IdentityListener | None = getattr(app.state, "identity_listener", None)
+    listener: Listener | None = getattr(app.state, "listener", None)
     if listener is None:
         return
     try:

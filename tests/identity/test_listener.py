@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from service.users.identity import IdentityService
-from service.users.listener import LISTENER_APPLICATION_NAME
+from service.notify import LISTENER_APPLICATION_NAME
 from tests.kit.sql import SqlAdmin
 
 
@@ -23,7 +23,7 @@ async def wait_live(directory: IdentityService, live: bool = True) -> None:
 async def test_concurrent_syncs_all_complete(app: FastAPI) -> None:
     await wait_live(app.state.identity)
     # One LISTEN connection serves them all; asyncpg allows one operation at a time on it.
-    await asyncio.gather(*(app.state.identity_listener.sync() for _ in range(10)))
+    await asyncio.gather(*(app.state.listener.sync() for _ in range(10)))
     assert app.state.identity.live
 
 

@@ -256,7 +256,7 @@ async def me(client: httpx.AsyncClient, token: str) -> httpx.Response:
 async def sync(*apps: FastAPI) -> None:
     """Every announcement committed so far has been applied on these instances."""
     for app in apps:
-        await app.state.identity_listener.sync()
+        await app.state.listener.sync()
 
 
 async def until_live(*apps: FastAPI) -> None:
