@@ -10,8 +10,8 @@ a parent that went away, also stops it.
 
 Three clocks bound a solve: the child's own time limit; CANCEL_GRACE_S after a cancel (PyVRP's
 initial construction or an exhaustive search of a new best cannot be interrupted, and on 2,000
-stops they take longer than a second, so an unanswered cancel kills the child and keeps the last
-best-so-far payload it sent); and the watchdog at time_limit_s + grace_s, which kills it.
+stops they take longer than a second, so an unanswered cancel kills the child and keeps the
+last best-so-far payload it sent); and the watchdog at time_limit_s + grace_s, which kills it.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from service.solving.solver import CANCELLED_EARLY, MAX_SEED, solve
 
 # The fork server imports this module, and through it the solver, PyVRP, numpy and pydantic.
 PRELOAD = ["service.solving.process"]
-# After a cancel the child normally answers within STOP_CHECK_INTERVAL_S; this leaves the
-# caller's 1 s promise some room for delivering the answer.
-CANCEL_GRACE_S = 0.8
+# After a cancel the child normally answers within STOP_CHECK_INTERVAL_S; one that has not
+# answered by now is in PyVRP's uninterruptible work. Half the caller's 1 s promise, so a loaded
+# machine still has room for the kill and for delivering the answer.
+CANCEL_GRACE_S = 0.5
 # A child that sent its outcome is given this long to exit on its own before it is killed.
 _EXIT_PATIENCE_S = 1.0
 
@@ -106,6 +107,8 @@ async def run_solve(
     """
     if not 0 <= seed <= MAX_SEED or not time_limit_s > 0 or grace_s < 0:
         raise ValueError("seed, time_limit_s or grace_s out of range")
+    if cancel.is_set():
+        return SolveOutcome.failed(CANCELLED_EARLY)  # no process for a job cancelled in the queue
     deadline = asyncio.get_running_loop().time() + time_limit_s + grace_s
     parent_end, child_end = socket.socketpair()
     process = _context().Process(
@@ -140,7 +143,10 @@ async def _reap(process: ForkServerProcess, *, patience_s: float) -> None:
         process.kill()
         await _readable(process.sentinel, 5.0)
     process.join(timeout=0)  # the sentinel is readable: this does not block
-    if process.exitcode not in (0, None):
+    if process.exitcode is None:
+        _log.error("solver process %s survived SIGKILL", process.pid)
+        return
+    if process.exitcode != 0:
         _log.info("solver process %s ended with exit code %s", process.pid, process.exitcode)
     process.close()
 

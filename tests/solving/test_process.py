@@ -107,15 +107,30 @@ async def test_a_cancel_returns_the_best_so_far_within_a_second(rc208: dict[str,
     _check(rc208, outcome)
 
 
-async def test_a_cancel_the_child_cannot_answer_in_time_still_ends_the_solve(large: dict[str, Any]) -> None:
-    # Cancelled while the child is still in PyVRP's (uninterruptible) construction.
+async def test_a_cancel_the_child_cannot_answer_in_time_still_ends_the_solve() -> None:
+    # 0.6 s in, the child is inside PyVRP's construction of a first solution for 2,000 stops
+    # (over a second of uninterruptible work), so it cannot see the cancel: it is killed.
+    document = synthetic_request(2000, seed=5)
     cancel = asyncio.Event()
-    cancel.set()
-    started = time.perf_counter()
-    outcome = await _run(large, Recorder(), cancel=cancel)
-    assert time.perf_counter() - started <= 1.5
+    cancelled_at: list[float] = []
+
+    def cancel_now() -> None:
+        cancelled_at.append(time.perf_counter())
+        cancel.set()
+
+    asyncio.get_running_loop().call_later(0.6, cancel_now)
+    outcome = await _run(document, Recorder(), cancel=cancel)
+    waited = time.perf_counter() - cancelled_at[0]
+    assert waited <= 1.5, f"the cancel took {waited:.2f} s"
     assert outcome.status == "failed" and outcome.reason == CANCELLED_EARLY
     assert not _solver_children()
+
+
+async def test_a_solve_cancelled_before_it_starts_starts_no_process(rc208: dict[str, Any]) -> None:
+    cancel = asyncio.Event()
+    cancel.set()
+    outcome = await _run(rc208, Recorder(), cancel=cancel)
+    assert outcome == SolveOutcome.failed(CANCELLED_EARLY)
 
 
 async def test_the_watchdog_kills_a_child_that_overruns() -> None:
@@ -126,7 +141,7 @@ async def test_the_watchdog_kills_a_child_that_overruns() -> None:
     outcome = await _run(document, Recorder(), time_limit_s=0.1, grace_s=0.05)
     elapsed = time.perf_counter() - started
     assert outcome == SolveOutcome.failed(TIME_LIMIT_EXCEEDED)
-    assert elapsed <= 0.6, f"the watchdog took {elapsed:.2f} s"
+    assert elapsed <= 1.0, f"the watchdog took {elapsed:.2f} s"
     assert not _solver_children()
 
 
@@ -192,7 +207,8 @@ async def test_a_slow_progress_consumer_gets_the_newest_reports_and_never_stalls
 
 
 async def test_a_large_document_with_an_explicit_matrix_solves(large: dict[str, Any]) -> None:
-    outcome = await _run(large, Recorder(), time_limit_s=1, grace_s=10)
+    # Generous grace: parsing 8 million cells and PyVRP's set-up take seconds on a busy machine.
+    outcome = await _run(large, Recorder(), time_limit_s=1, grace_s=30)
     assert outcome.status == "succeeded"
     _check(large, outcome)
     assert len(outcome.payload["unassigned"]) == 0  # type: ignore[index]
