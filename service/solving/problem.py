@@ -31,7 +31,7 @@ class Problem:
 
 
 def build_problem(request: SolveRequest, distances: IntMatrix, durations: IntMatrix) -> Problem:
-    servable = servable_alone(request, durations)
+    servable = _servable_alone(request, durations)
     client_stops = [i for i in range(len(request.stops)) if servable[i]]
     unservable = [i for i in range(len(request.stops)) if not servable[i]]
     first_stop = len(request.depots)
@@ -98,7 +98,7 @@ def _locations(request: SolveRequest) -> list[Location]:
     return [Location(x=float(p.x or 0), y=float(p.y or 0)) for p in places]
 
 
-def servable_alone(request: SolveRequest, durations: IntMatrix) -> NDArray[np.bool_]:
+def _servable_alone(request: SolveRequest, durations: IntMatrix) -> NDArray[np.bool_]:
     """Per stop: can some vehicle type serve it on a route of its own (capacity and times)?
 
     Leaving as early as shift and depot allow is never worse, since waiting is free; so one

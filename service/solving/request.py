@@ -97,7 +97,7 @@ def _matrix(value: object) -> IntMatrix:
     """A square matrix of bounded non-negative ints with a zero diagonal, as int64.
 
     Checked with numpy rather than per element by pydantic: a 2,001² matrix is 4 million values,
-    and this takes a third of the time and none of the extra Python lists.
+    and this takes two thirds of the time and none of pydantic's extra Python lists.
     """
     if not isinstance(value, list):
         raise PydanticCustomError("list_type", "must be a list of rows")
