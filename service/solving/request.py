@@ -1,0 +1,353 @@
+"""The solvable request of contract §7 and its validation into JSON-pointer errors.
+
+Field-level rules are pydantic constraints; the rules that span fields (unique ids, depot
+references, one location kind, one load dimension count) run once the fields are valid, so a
+client sees the field errors first. No message repeats an input value: documents may be huge.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Self, TypedDict
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PlainSerializer,
+    PlainValidator,
+    Strict,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from service.solving.example import EXAMPLE_REQUEST
+
+# Every integer is bounded so that sums over a 2,000-stop route stay far inside int64 and below
+# PyVRP's scaling limit (2**44), whatever the solver adds up or multiplies by its penalties.
+MAX_INT = 2**31 - 1
+MAX_COORDINATE = 1e9
+# A broken 2,001² matrix could produce millions of errors; the first ones are what a client needs.
+MAX_ERRORS = 50
+
+Amount = Annotated[int, Strict(), Field(ge=0, le=MAX_INT)]
+Latitude = Annotated[float, Strict(), Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Strict(), Field(ge=-180, le=180, allow_inf_nan=False)]
+Coordinate = Annotated[float, Strict(), Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE, allow_inf_nan=False)]
+Id = Annotated[str, Strict(), Field(min_length=1)]
+LocationKind = Literal["latlon", "xy"]
+IntMatrix = NDArray[np.int64]
+
+
+class ValidationIssue(TypedDict):
+    pointer: str
+    msg: str
+    type: str
+
+
+class SolveRequestInvalid(Exception):
+    """The document is not a solvable request; `errors` says where and why (JSON pointers)."""
+
+    def __init__(self, errors: list[ValidationIssue]) -> None:
+        super().__init__(f"{len(errors)} validation error(s)")
+        self.errors = errors
+
+
+def _issue(loc: tuple[int | str, ...], error_type: str, message: str) -> InitErrorDetails:
+    return {"type": PydanticCustomError(error_type, message), "loc": loc, "input": None}
+
+
+def _raise_issues(title: str, issues: list[InitErrorDetails]) -> None:
+    if issues:
+        raise ValidationError.from_exception_data(title, issues[:MAX_ERRORS])
+
+
+def _ordered_window(window: tuple[int, int]) -> tuple[int, int]:
+    if window[0] > window[1]:
+        raise PydanticCustomError("time_window_order", "earliest must not be after latest")
+    return window
+
+
+def _one_dimension(value: object) -> object:
+    # `type(...) is int` rather than isinstance: a bool is an int to Python but not to a client.
+    if type(value) is int:
+        return [value]
+    if not isinstance(value, list):
+        raise PydanticCustomError("load_type", "must be an integer or a list of integers")
+    return value
+
+
+TimeWindow = Annotated[tuple[Amount, Amount], AfterValidator(_ordered_window)]
+Load = Annotated[
+    list[Amount],
+    Field(min_length=1),
+    BeforeValidator(_one_dimension, json_schema_input_type=Amount | list[Amount]),
+]
+
+
+def _matrix(value: object) -> IntMatrix:
+    """A square matrix of bounded non-negative ints with a zero diagonal, as int64.
+
+    Checked with numpy rather than per element by pydantic: a 2,001² matrix is 4 million values,
+    and this takes two thirds of the time and none of pydantic's extra Python lists.
+    """
+    if not isinstance(value, list):
+        raise PydanticCustomError("list_type", "must be a list of rows")
+    size = len(value)
+    issues = [
+        _issue((i,), "matrix_size", "must be a list with one entry per depot and stop")
+        for i, row in enumerate(value)
+        if not isinstance(row, list) or len(row) != size
+    ]
+    _raise_issues("Matrix", issues)
+    if set(map(type, itertools.chain.from_iterable(value))) - {int}:
+        issues = [
+            _issue((i, j), "int_type", "must be an integer")
+            for i, row in enumerate(value)
+            for j, cell in enumerate(row)
+            if type(cell) is not int
+        ]
+        _raise_issues("Matrix", issues)
+    try:
+        matrix = np.array(value, dtype=np.int64).reshape(size, size)
+        in_range = matrix.min(initial=0) >= 0 and matrix.max(initial=0) <= MAX_INT
+    except OverflowError:  # beyond int64
+        in_range = False
+    if not in_range:
+        _raise_issues(
+            "Matrix",
+            [
+                _issue(
+                    (i, j),
+                    "greater_than_equal" if cell < 0 else "less_than_equal",
+                    f"must be in 0..{MAX_INT}",
+                )
+                for i, row in enumerate(value)
+                for j, cell in enumerate(row)
+                if not 0 <= cell <= MAX_INT
+            ],
+        )
+    diagonal = np.flatnonzero(np.diagonal(matrix)).tolist()
+    _raise_issues(
+        "Matrix", [_issue((i, i), "matrix_diagonal", "must be 0 (a place to itself)") for i in diagonal]
+    )
+    return matrix
+
+
+_MATRIX_SCHEMA = {
+    "type": "array",
+    "items": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": MAX_INT}},
+    "description": "Square, one row and column per depot then per stop, in request order; zero diagonal.",
+}
+Matrix = Annotated[
+    IntMatrix,
+    PlainValidator(_matrix),
+    PlainSerializer(lambda matrix: matrix.tolist()),
+    WithJsonSchema(_MATRIX_SCHEMA),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Location(_Strict):
+    """WGS84 `lat`/`lon`, or planar `x`/`y` (benchmark instances); one kind per request."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["lat", "lon"]}, {"required": ["x", "y"]}]}
+    )
+
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    x: Coordinate | None = None
+    y: Coordinate | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        geographic = (self.lat is not None, self.lon is not None)
+        planar = (self.x is not None, self.y is not None)
+        if not ((all(geographic) and not any(planar)) or (all(planar) and not any(geographic))):
+            raise PydanticCustomError("location_kind", "give either lat and lon, or x and y")
+        return self
+
+    @property
+    def kind(self) -> LocationKind:
+        return "latlon" if self.lat is not None else "xy"
+
+
+class Depot(_Strict):
+    id: Id
+    location: Location
+    time_window: TimeWindow | None = None
+
+
+class Stop(_Strict):
+    id: Id
+    location: Location
+    demand: Load
+    service_duration: Amount = 0
+    time_window: TimeWindow | None = None
+    required: Annotated[bool, Strict()] = True
+    prize: Amount = Field(default=0, description="Collected when an optional stop is served.")
+
+
+class VehicleType(_Strict):
+    id: Id
+    count: Annotated[int, Strict(), Field(ge=1, le=MAX_INT)]
+    capacity: Load
+    depot: Id
+    end_depot: Id | None = Field(default=None, description="Where routes end; default `depot`.")
+    shift: TimeWindow | None = None
+
+
+class MatrixInput(_Strict):
+    distances: Matrix
+    durations: Matrix | None = Field(default=None, description="Default: the distances.")
+
+
+class Options(_Strict):
+    speed_kmh: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 40.0
+
+
+class SolveRequest(_Strict):
+    """A routing problem PyVRP can solve (contract §7)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REQUEST]})
+
+    depots: Annotated[list[Depot], Field(min_length=1)]
+    stops: Annotated[list[Stop], Field(min_length=1)]
+    vehicle_types: Annotated[list[VehicleType], Field(min_length=1)]
+    matrix: MatrixInput | None = None
+    options: Options = Options()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _matrix_size(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # A matrix of the wrong size is refused without converting its (maybe millions of) cells:
+        # it is swapped for a 1 × 1 stand-in, and the other fields are still validated.
+        wrong = _wrong_matrix_sizes(data)
+        if not wrong:
+            return handler(data)
+        issues = [
+            _issue(("matrix", name), "matrix_size", "must have one row per depot and stop") for name in wrong
+        ]
+        try:
+            handler({**data, "matrix": {**data["matrix"], **{name: [[0]] for name in wrong}}})
+        except ValidationError as exc:
+            issues += [
+                _issue(error["loc"], error["type"], error["msg"])
+                for error in exc.errors(include_url=False, include_input=False)
+            ]
+        _raise_issues("SolveRequest", issues)
+        raise AssertionError("unreachable: issues is not empty")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _raise_issues(
+            "SolveRequest",
+            [*self._id_issues(), *self._location_issues(), *self._dimension_issues()],
+        )
+        return self
+
+    def _id_issues(self) -> list[InitErrorDetails]:
+        issues: list[InitErrorDetails] = []
+        seen: set[str] = set()
+        identified: list[tuple[str, Sequence[Depot | Stop | VehicleType]]] = [
+            ("depots", self.depots),
+            ("stops", self.stops),
+            ("vehicle_types", self.vehicle_types),
+        ]
+        for collection, items in identified:
+            for i, item in enumerate(items):
+                if item.id in seen:
+                    issues.append(_issue((collection, i, "id"), "duplicate_id", "ids must be unique"))
+                seen.add(item.id)
+        depot_ids = {depot.id for depot in self.depots}
+        for i, vehicle in enumerate(self.vehicle_types):
+            for field, ref in (("depot", vehicle.depot), ("end_depot", vehicle.end_depot)):
+                if ref is not None and ref not in depot_ids:
+                    issues.append(_issue(("vehicle_types", i, field), "unknown_depot", "must name a depot"))
+        return issues
+
+    def _location_issues(self) -> list[InitErrorDetails]:
+        kind = self.location_kind
+        places: list[tuple[str, Sequence[Depot | Stop]]] = [("depots", self.depots), ("stops", self.stops)]
+        for collection, items in places:
+            for i, item in enumerate(items):
+                if item.location.kind != kind:
+                    message = "every location must be of the first depot's kind (lat/lon or x/y)"
+                    return [_issue((collection, i, "location"), "location_kind_mixed", message)]
+        return []
+
+    def _dimension_issues(self) -> list[InitErrorDetails]:
+        dimensions = self.load_dimensions
+        message = "must have as many load dimensions as the first vehicle type's capacity"
+        loads = [(("vehicle_types", i, "capacity"), v.capacity) for i, v in enumerate(self.vehicle_types)]
+        loads += [(("stops", i, "demand"), stop.demand) for i, stop in enumerate(self.stops)]
+        return [_issue(loc, "load_dimensions", message) for loc, load in loads if len(load) != dimensions]
+
+    @property
+    def locations(self) -> list[Location]:
+        """Every place's location in matrix order: depots first, then stops."""
+        return [depot.location for depot in self.depots] + [stop.location for stop in self.stops]
+
+    @property
+    def location_kind(self) -> LocationKind:
+        return self.depots[0].location.kind
+
+    @property
+    def load_dimensions(self) -> int:
+        return len(self.vehicle_types[0].capacity)
+
+
+def _wrong_matrix_sizes(data: Any) -> list[str]:
+    if not isinstance(data, dict) or not isinstance(matrix := data.get("matrix"), dict):
+        return []
+    depots, stops = data.get("depots"), data.get("stops")
+    if not isinstance(depots, list) or not isinstance(stops, list):
+        return []
+    size = len(depots) + len(stops)
+    return [
+        name
+        for name in ("distances", "durations")
+        if isinstance(rows := matrix.get(name), list) and len(rows) != size
+    ]
+
+
+# pydantic's wording where it would puzzle a client of this API.
+_MESSAGES = {"extra_forbidden": "unknown field: not part of a solvable request"}
+
+
+def _pointer(loc: tuple[int | str, ...]) -> str:
+    # RFC 6901: "~" and "/" inside a member name are escaped, in that order.
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in loc)
+
+
+def parse_solve_request(document: object, *, max_stops: int) -> SolveRequest:
+    """Validate `document` as a solvable request, or raise `SolveRequestInvalid` (≤ MAX_ERRORS)."""
+    stops = document.get("stops") if isinstance(document, dict) else None
+    if isinstance(stops, list) and len(stops) > max_stops:
+        # Refused before anything else: validating an oversized request is the expensive part.
+        message = f"at most {max_stops} stops can be solved"
+        raise SolveRequestInvalid([{"pointer": "/stops", "msg": message, "type": "too_many_stops"}])
+    try:
+        return SolveRequest.model_validate(document)
+    except ValidationError as exc:
+        errors: list[ValidationIssue] = [
+            {
+                "pointer": _pointer(error["loc"]),
+                "msg": _MESSAGES.get(error["type"], error["msg"]),
+                "type": error["type"],
+            }
+            for error in exc.errors(include_url=False, include_input=False)[:MAX_ERRORS]
+        ]
+        raise SolveRequestInvalid(errors) from None

@@ -1,0 +1,214 @@
+"""run_solve(): real child processes, real PyVRP; timing is measured, never slept on."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from service.solving.example import EXAMPLE_REQUEST
+from service.solving.matrix import build_matrices
+from service.solving.measure import synthetic_request
+from service.solving.outcome import Progress, SolveOutcome
+from service.solving.process import PROCESS_DIED, TIME_LIMIT_EXCEEDED, run_solve, warm_up
+from service.solving.request import parse_solve_request
+from service.solving.solver import CANCELLED_EARLY
+from service.solving.vrplib_io import request_from_vrplib
+from tests.solving.checker import check_solution
+from tests.solving.conftest import DATA
+
+
+@pytest.fixture(scope="module")
+def rc208() -> dict[str, Any]:
+    return request_from_vrplib(DATA / "RC208.vrp", round_func="dimacs")
+
+
+@pytest.fixture(scope="module")
+def large() -> dict[str, Any]:
+    """2,000 stops with an explicit 2,001 × 2,001 distance and duration matrix."""
+    return synthetic_request(2000, seed=7, explicit_matrix=True)
+
+
+@pytest.fixture(autouse=True)
+async def fork_server() -> None:
+    # Started once, ahead of the timed tests: its boot (imports) is not what they measure.
+    await warm_up()
+
+
+class Recorder:
+    """An on_progress that keeps every report and wakes waiters on the first feasible one."""
+
+    def __init__(self, then: Callable[[Progress], None] = lambda progress: None) -> None:
+        self.reports: list[Progress] = []
+        self.feasible = asyncio.Event()
+        self._then = then
+
+    async def __call__(self, progress: Progress) -> None:
+        self.reports.append(progress)
+        if progress.feasible and not self.feasible.is_set():
+            self.feasible.set()
+            self._then(progress)
+
+
+async def _run(
+    document: dict[str, Any],
+    on_progress: Callable[[Progress], Awaitable[None]],
+    *,
+    time_limit_s: float = 10,
+    grace_s: float = 5,
+    cancel: asyncio.Event | None = None,
+) -> SolveOutcome:
+    return await run_solve(
+        document,
+        time_limit_s=time_limit_s,
+        seed=1,
+        max_stops=2000,
+        on_progress=on_progress,
+        cancel=cancel or asyncio.Event(),
+        grace_s=grace_s,
+    )
+
+
+def _check(document: dict[str, Any], outcome: SolveOutcome) -> None:
+    assert outcome.payload is not None
+    distances, durations = build_matrices(parse_solve_request(copy.deepcopy(document), max_stops=2000))
+    check_solution(document, distances, durations, outcome.payload)
+
+
+def _solver_children() -> list[multiprocessing.process.BaseProcess]:
+    return [child for child in multiprocessing.active_children() if child.name == "routebook-solve"]
+
+
+async def test_progress_arrives_repeatedly_and_the_result_checks_out(rc208: dict[str, Any]) -> None:
+    recorder = Recorder()
+    outcome = await _run(rc208, recorder, time_limit_s=2)
+    assert outcome.status == "succeeded"
+    _check(rc208, outcome)
+    assert len(recorder.reports) >= 2
+    assert recorder.reports[-1].iterations == outcome.payload["solver"]["iterations"]  # type: ignore[index]
+    assert not _solver_children()
+
+
+async def test_a_cancel_returns_the_best_so_far_within_a_second(rc208: dict[str, Any]) -> None:
+    cancel = asyncio.Event()
+    cancelled_at: list[float] = []
+    recorder = Recorder(then=lambda progress: (cancelled_at.append(time.perf_counter()), cancel.set()))
+    outcome = await _run(rc208, recorder, time_limit_s=30, cancel=cancel)
+    waited = time.perf_counter() - cancelled_at[0]
+    assert waited <= 1.5, f"the cancel took {waited:.2f} s"
+    assert outcome.status == "cancelled"
+    _check(rc208, outcome)
+
+
+async def test_a_cancel_the_child_cannot_answer_in_time_still_ends_the_solve() -> None:
+    # 0.6 s in, the child is inside PyVRP's construction of a first solution for 2,000 stops
+    # (over a second of uninterruptible work), so it cannot see the cancel: it is killed.
+    document = synthetic_request(2000, seed=5)
+    cancel = asyncio.Event()
+    cancelled_at: list[float] = []
+
+    def cancel_now() -> None:
+        cancelled_at.append(time.perf_counter())
+        cancel.set()
+
+    asyncio.get_running_loop().call_later(0.6, cancel_now)
+    outcome = await _run(document, Recorder(), cancel=cancel)
+    waited = time.perf_counter() - cancelled_at[0]
+    assert waited <= 1.5, f"the cancel took {waited:.2f} s"
+    assert outcome.status == "failed" and outcome.reason == CANCELLED_EARLY
+    assert not _solver_children()
+
+
+async def test_a_solve_cancelled_before_it_starts_starts_no_process(rc208: dict[str, Any]) -> None:
+    cancel = asyncio.Event()
+    cancel.set()
+    outcome = await _run(rc208, Recorder(), cancel=cancel)
+    assert outcome == SolveOutcome.failed(CANCELLED_EARLY)
+
+
+async def test_the_watchdog_kills_a_child_that_overruns() -> None:
+    # PyVRP cannot be interrupted while it builds its first solution: for 1,500 stops that
+    # takes well over the 0.15 s this solve is allowed, so the child really overruns.
+    document = synthetic_request(1500, seed=3)
+    started = time.perf_counter()
+    outcome = await _run(document, Recorder(), time_limit_s=0.1, grace_s=0.05)
+    elapsed = time.perf_counter() - started
+    assert outcome == SolveOutcome.failed(TIME_LIMIT_EXCEEDED)
+    assert elapsed <= 1.0, f"the watchdog took {elapsed:.2f} s"
+    assert not _solver_children()
+
+
+async def test_a_child_killed_by_a_signal_is_a_safe_failure(rc208: dict[str, Any]) -> None:
+    pids: list[int] = []
+
+    def kill_child(progress: Progress) -> None:
+        (child,) = _solver_children()
+        assert child.pid is not None
+        pids.append(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+
+    outcome = await _run(rc208, Recorder(then=kill_child), time_limit_s=30)
+    assert outcome == SolveOutcome.failed(PROCESS_DIED)
+    assert pids and not _solver_children()
+
+
+async def test_cancelling_the_awaiting_task_kills_the_child(rc208: dict[str, Any]) -> None:
+    recorder = Recorder()
+    task = asyncio.create_task(_run(rc208, recorder, time_limit_s=30))
+    await recorder.feasible.wait()
+    (child,) = _solver_children()
+    pid = child.pid
+    assert pid is not None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+async def test_a_problem_pyvrp_refuses_fails_with_a_short_reason() -> None:
+    document = copy.deepcopy(EXAMPLE_REQUEST)
+    document["vehicle_types"][0]["shift"] = [0, 3600]  # the depot opens at 21600
+    outcome = await _run(document, Recorder())
+    assert outcome.status == "failed" and outcome.payload is None and outcome.reason is not None
+    assert outcome.reason.startswith("the solver refused the problem:")
+    assert "Traceback" not in outcome.reason and "\n" not in outcome.reason and len(outcome.reason) <= 200
+
+
+async def test_an_invalid_document_fails_with_its_first_error() -> None:
+    document = copy.deepcopy(EXAMPLE_REQUEST)
+    document["stops"][2]["time_window"] = [50, 10]
+    outcome = await _run(document, Recorder())
+    assert outcome == SolveOutcome.failed(
+        "the request is not solvable: /stops/2/time_window: earliest must not be after latest"
+    )
+
+
+async def test_a_slow_progress_consumer_gets_the_newest_reports_and_never_stalls_the_solve() -> None:
+    received: list[Progress] = []
+
+    async def slow(progress: Progress) -> None:
+        received.append(progress)
+        await asyncio.sleep(0.6)  # stands in for a slow database write, not for synchronisation
+
+    started = time.perf_counter()
+    outcome = await _run(copy.deepcopy(EXAMPLE_REQUEST), slow, time_limit_s=1.0)
+    assert outcome.status == "succeeded" and outcome.payload is not None
+    assert time.perf_counter() - started <= 1.0 + 0.6 * 2 + 0.5
+    assert 2 <= len(received) <= 3  # a report every 0.25 s, but one delivery per 0.6 s
+    assert received[-1].iterations == outcome.payload["solver"]["iterations"]
+
+
+async def test_a_large_document_with_an_explicit_matrix_solves(large: dict[str, Any]) -> None:
+    # Generous grace: parsing 8 million cells and PyVRP's set-up take seconds on a busy machine.
+    outcome = await _run(large, Recorder(), time_limit_s=1, grace_s=30)
+    assert outcome.status == "succeeded"
+    _check(large, outcome)
+    assert len(outcome.payload["unassigned"]) == 0  # type: ignore[index]
