@@ -27,6 +27,12 @@ def _url() -> str:
     return str(url)
 
 
+def _ours(name: str | None, type_: str, parent_names: object) -> bool:
+    # The queue's tables are pgqueuer's (installed by migration 0007), not in our metadata:
+    # autogenerate and `alembic check` must neither drop nor compare them.
+    return not (type_ == "table" and name is not None and name.startswith("pgqueuer"))
+
+
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
     context.configure(
         connection=connection,
@@ -34,6 +40,7 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         target_metadata=metadata,
         compare_type=True,
         compare_server_default=True,
+        include_name=_ours,
         literal_binds=connection is None,
     )
 

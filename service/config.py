@@ -77,6 +77,20 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     db_pool_timeout: float = Field(10, gt=0)
     db_statement_cache_size: int = Field(100, ge=0)
 
+    # --- solving (python -m scripts.worker) ---
+    # Solves one worker process runs at once (each in its own OS process); default: CPU count.
+    solve_workers: int | None = Field(None, ge=1)
+    solve_max_active_per_user: int = Field(3, ge=1)
+    solve_max_stops: int = Field(2000, ge=1)
+    solve_max_time_limit_s: int = Field(300, ge=1)
+    # Beyond the time limit, for parsing, matrices and PyVRP's set-up, before the watchdog kills a solve.
+    solve_grace_s: float = Field(10, gt=0)
+    # A worker beats every third of this; a job whose worker has been silent this long is re-run
+    # by another worker (a worker killed mid-solve).
+    solve_heartbeat_timeout_s: float = Field(15, gt=0)
+    # Runs of one solve that may be interrupted (crashes, shutdowns) before it is marked failed.
+    solve_max_attempts: int = Field(3, ge=1)
+
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None
 
@@ -161,6 +175,10 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def solve_concurrency(self) -> int:
+        return self.solve_workers or os.cpu_count() or 1
 
     @property
     def direct_database_url(self) -> str | None:

@@ -25,9 +25,12 @@ from service.planning.routes import router as planning_router
 from service.probes import router as probes_router
 from service.problems import install_problem_handlers
 from service.providers.dev import DevIssuer
+from service.solving.events import EventHub
+from service.solving.repository import SOLUTIONS_CHANNEL, cancel_owner_solves
+from service.solving.routes import router as solving_router
 from service.users.identity import IdentityService
-from service.users.store import IDENTITY_CHANNEL
 from service.users.routes import router as users_router
+from service.users.store import IDENTITY_CHANNEL
 from service.webhooks.ledger import LedgerJanitor
 from service.webhooks.routes import router as webhooks_router
 
@@ -43,11 +46,12 @@ Auth or WorkOS AuthKit; in development, the built-in dev issuer: `python -m scri
 
 
 def identity_for(db: Database, settings: Settings) -> IdentityService:
-    """The identity service, with what a user's deletion erases."""
+    """The identity service, with what a user's deletion erases: first their solves are stopped,
+    then everything they planned."""
     return IdentityService(
         db,
         revocable_providers=providers.revocable(settings),
-        erasers=(erase_owner,),
+        erasers=(cancel_owner_solves, erase_owner),
         leeway=timedelta(seconds=settings.jwt_leeway_seconds),
     )
 
@@ -64,8 +68,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     assert direct_url is not None  # from_settings refused a missing DATABASE_URL
     listener = Listener(direct_url)
     listener.subscribe(
-        Subscription(IDENTITY_CHANNEL, identity.announced, on_live=identity.go_live, on_lost=identity.go_blind)
+        Subscription(
+            IDENTITY_CHANNEL, identity.announced, on_live=identity.go_live, on_lost=identity.go_blind
+        )
     )
+    event_hub = EventHub()
+    listener.subscribe(Subscription(SOLUTIONS_CHANNEL, event_hub.announced))
+    app.state.event_hub = event_hub
     app.state.db, app.state.http, app.state.verifier = db, http, verifier
     app.state.identity, app.state.listener = identity, listener
     app.state.webhook_janitor = LedgerJanitor()
@@ -125,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(probes_router)
     app.include_router(users_router)
     app.include_router(planning_router)
+    app.include_router(solving_router)
     app.include_router(webhooks_router)
     if "dev" in settings.auth_providers:
         app.include_router(dev_router)

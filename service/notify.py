@@ -101,7 +101,9 @@ class Listener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("listener disconnected (%s); caches bypassed until it is back", type(exc).__name__)
+                log.warning(
+                    "listener disconnected (%s); caches bypassed until it is back", type(exc).__name__
+                )
             finally:
                 self._lose()
                 await self._close()

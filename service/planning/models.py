@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -22,7 +24,8 @@ from sqlmodel import Field, SQLModel
 
 from service.db import new_id, timestamp_column, utcnow
 
-SOLUTION_STATUSES = ("pending", "running", "succeeded", "failed")
+SOLUTION_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+ACTIVE_STATUSES = ("pending", "running")
 
 
 class PlanningSession(SQLModel, table=True):
@@ -82,6 +85,26 @@ class Solution(SQLModel, table=True):
     version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default=text("1")))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    # -- a solve's state (migration 0007); NULL/defaults for a solution a client recorded --------
+    # The request as it was when the solve was queued: the scenario may change while it waits.
+    request: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    scenario_version: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    time_limit_s: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    seed: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    progress: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    # Bumped with every progress write: the id of the server-sent event that carries it.
+    progress_seq: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    cancel_requested: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false"))
+    )
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
+    started_at: datetime | None = Field(
+        default=None, sa_column=timestamp_column(nullable=True, server_default=False)
+    )
+    finished_at: datetime | None = Field(
+        default=None, sa_column=timestamp_column(nullable=True, server_default=False)
+    )
 
 
 def _newest_first(model: type[SQLModel], parent_column: str) -> Index:
@@ -98,3 +121,9 @@ def _newest_first(model: type[SQLModel], parent_column: str) -> Index:
 _newest_first(PlanningSession, "user_id")
 _newest_first(Scenario, "session_id")
 _newest_first(Solution, "scenario_id")
+# Counts a user's pending and running solves (the SOLVE_MAX_ACTIVE_PER_USER check).
+Index(
+    "ix_solutions_user_id_active",
+    Solution.__table__.c.user_id,  # type: ignore[attr-defined]
+    postgresql_where=text("status IN ('pending', 'running')"),
+)

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from service.db import Connection, new_id
 from service.errors import AppError, NotFound, PreconditionFailed, ValidationFailed
@@ -70,6 +71,14 @@ class SolutionRecord:
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SolutionHeadRecord(SolutionRecord):
+    """A solution with its solve's latest progress and, when it failed, why (None when recorded)."""
+
+    progress: dict[str, Any] | None
+    reason: str | None
 
 
 _SESSION = "id, name, version, created_at, updated_at"
@@ -302,13 +311,17 @@ class PlanningRepository:
             raise NotFound()
         return rows
 
-    async def get_solution(self, solution_id: uuid.UUID) -> tuple[SolutionRecord, bytes | None]:
-        """The solution and its payload as JSON text (None when it has none)."""
+    async def get_solution(self, solution_id: uuid.UUID) -> tuple[SolutionHeadRecord, bytes | None]:
+        """The solution with its solve state, and its payload as JSON text (None when it has none)."""
         document = _AS_BYTES.format(document="payload")
-        sql = f"SELECT {_SOLUTION}, {document} AS document FROM solutions WHERE user_id = $1 AND id = $2"
+        sql = (
+            f"SELECT {_SOLUTION}, progress::text AS progress, reason, {document} AS document "
+            "FROM solutions WHERE user_id = $1 AND id = $2"
+        )
         fields = dict(await self._fetchrow(sql, solution_id))
         text: bytes | None = fields.pop("document")
-        return SolutionRecord(**fields), text
+        progress = fields.pop("progress")
+        return SolutionHeadRecord(**fields, progress=orjson.loads(progress) if progress else None), text
 
     async def update_solution(
         self,

@@ -37,6 +37,7 @@ from service.planning.schemas import (
     SessionUpdate,
     SolutionCreate,
     SolutionFields,
+    SolutionHead,
     SolutionPage,
     SolutionPatchFields,
     SolutionRead,
@@ -320,8 +321,8 @@ async def list_solutions(scenario_id: uuid.UUID, repo: PlanningRepo, page: Pagin
 )
 async def get_solution(solution_id: uuid.UUID, repo: PlanningRepo) -> Response:
     record, document = await repo.get_solution(solution_id)
-    summary = SolutionSummary.model_validate(record, from_attributes=True)
-    return SplicedJSONResponse(summary, "payload", document, headers={"ETag": etag(record.version)})
+    head = SolutionHead.model_validate(record, from_attributes=True)
+    return SplicedJSONResponse(head, "payload", document, headers={"ETag": etag(record.version)})
 
 
 @router.patch(

@@ -111,7 +111,21 @@ class SolutionSummary(_Read):
     updated_at: datetime
 
 
-class SolutionRead(SolutionSummary):
+class SolveProgress(BaseModel):
+    elapsed_s: float | None
+    iterations: int | None
+    best_distance: int | None
+    feasible: bool | None
+
+
+class SolutionHead(SolutionSummary):
+    """A solution without its payload: plus a solve's progress and, when it failed, why."""
+
+    progress: SolveProgress | None = None
+    reason: str | None = None
+
+
+class SolutionRead(SolutionHead):
     payload: JsonObject | None
 
 

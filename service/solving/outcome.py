@@ -10,6 +10,11 @@ from typing import Any, Literal
 
 Status = Literal["succeeded", "cancelled", "failed"]
 
+# The reason of a solve cancelled before any solution existed (contract §7: then it is `failed`).
+CANCELLED_EARLY = "cancelled before a solution was found"
+# 32 bits: PyVRP's random number generator takes a 32-bit seed.
+MAX_SEED = 2**32 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class Progress:

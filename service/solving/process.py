@@ -31,9 +31,11 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 from typing import Any, Literal
 
-from service.solving.outcome import Progress, SolveOutcome
+import orjson
+
+from service.solving.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolveOutcome
 from service.solving.request import SolveRequestInvalid, parse_solve_request
-from service.solving.solver import CANCELLED_EARLY, MAX_SEED, solve
+from service.solving.solver import solve
 
 # The fork server imports this module, and through it the solver, PyVRP, numpy and pydantic.
 PRELOAD = ["service.solving.process"]
@@ -89,7 +91,7 @@ def _noop() -> None:
 
 
 async def run_solve(
-    document: dict[str, Any],
+    document: dict[str, Any] | bytes,
     *,
     time_limit_s: float,
     seed: int,
@@ -99,6 +101,9 @@ async def run_solve(
     grace_s: float,
 ) -> SolveOutcome:
     """Validate and solve `document` in a child process; see the module docstring for the clocks.
+
+    `document` may be the request's JSON text (as the worker reads it from PostgreSQL): the child
+    parses it, so the event loop pays neither the parse nor a pickle of the tree.
 
     `grace_s` must cover the work around the search: the child's start, parsing, the matrices
     and PyVRP's set-up (about 3 s for 2,000 stops). Progress reaches `on_progress` newest first:
@@ -178,10 +183,12 @@ class _Conversation:
         self._best: dict[str, Any] | None = None
         self.answered = False
 
-    async def run(self, document: dict[str, Any], cancel: asyncio.Event, deadline: float) -> SolveOutcome:
+    async def run(
+        self, document: dict[str, Any] | bytes, cancel: asyncio.Event, deadline: float
+    ) -> SolveOutcome:
         reader, writer = await asyncio.open_connection(sock=self._sock)
-        # One pickle of the whole document on the loop (~70 ms for a 2,001² matrix); the
-        # transport then writes it as the child reads, without blocking.
+        # One pickle of the document on the loop (~70 ms for a 2,001² matrix as a dict, a copy as
+        # JSON bytes); the transport then writes it as the child reads, without blocking.
         body = pickle.dumps(document, protocol=pickle.HIGHEST_PROTOCOL)
         writer.write(_HEADER.pack(len(body)) + body)
         del body
@@ -288,6 +295,11 @@ def _child_main(sock: socket.socket, time_limit_s: float, seed: int, max_stops: 
 def _solve_document(
     sock: socket.socket, document: object, time_limit_s: float, seed: int, max_stops: int
 ) -> SolveOutcome:
+    if isinstance(document, bytes):
+        try:
+            document = orjson.loads(document)
+        except orjson.JSONDecodeError:
+            return SolveOutcome.failed("the request is not valid JSON")
     try:
         request = parse_solve_request(document, max_stops=max_stops)
     except SolveRequestInvalid as exc:

@@ -15,7 +15,7 @@ import pyvrp
 from pyvrp import IteratedLocalSearch, IteratedLocalSearchCallbacks, IteratedLocalSearchParams, Solution
 
 from service.solving.matrix import build_matrices
-from service.solving.outcome import Progress, SolveOutcome, Status
+from service.solving.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolveOutcome, Status
 from service.solving.payload import build_payload
 from service.solving.problem import Problem, build_problem
 from service.solving.request import SolveRequest
@@ -24,8 +24,6 @@ PROGRESS_INTERVAL_S = 0.25
 # should_stop() may cost a system call (process.py polls a socket); every 50 ms is still far
 # inside the 1 s cancellation promise.
 STOP_CHECK_INTERVAL_S = 0.05
-MAX_SEED = 2**32 - 1  # PyVRP's random number generator takes a 32-bit seed
-CANCELLED_EARLY = "cancelled before a solution was found"
 
 _log = logging.getLogger("routebook.solving")
 

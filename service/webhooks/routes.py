@@ -17,12 +17,12 @@ from fastapi import APIRouter, FastAPI, Path, Request, Response
 from service import providers
 from service.db import Database
 from service.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unauthorized
+from service.notify import Listener
 from service.openapi import problem_responses
 from service.providers.base import Provider
 from service.providers.events import MalformedPayload, UserEvent
 from service.providers.webhook_auth import SignatureInvalid
 from service.users.identity import IdentityService
-from service.notify import Listener
 from service.webhooks.ledger import Delivery, LedgerJanitor, apply_delivery
 
 log = logging.getLogger("routebook.webhooks")

@@ -7,8 +7,8 @@ import asyncio
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.users.identity import IdentityService
 from service.notify import LISTENER_APPLICATION_NAME
+from service.users.identity import IdentityService
 from tests.kit.sql import SqlAdmin
 
 

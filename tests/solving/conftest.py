@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import pytest
+from fastapi import FastAPI
 
 from service.solving.matrix import build_matrices
 from service.solving.outcome import Progress, SolveOutcome
 from service.solving.request import parse_solve_request
 from service.solving.solver import solve
+from service.solving.vrplib_io import request_from_vrplib
+from tests.conftest import client_for
+from tests.kit.waiting import eventually
+from tests.kit.worker import WorkerProcess, solve_worker
+from tests.planning.conftest import Caller, sign_in
 from tests.solving.checker import check_solution
 
 DATA = Path(__file__).parent / "data"
@@ -42,3 +51,90 @@ def solve_checked() -> SolveChecked:
         return outcome
 
     return run
+
+
+# --- solving through the API, with a real worker process ------------------------------------------
+
+API = "/api/v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    event: str
+    id: str | None
+    data: dict[str, Any]
+
+
+def parse_events(text: str) -> list[Event]:
+    """Server-sent events from a complete stream body (comments/pings skipped)."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            if not line or line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        if "data" in fields:
+            events.append(
+                Event(fields.get("event", "message"), fields.get("id"), orjson.loads(fields["data"]))
+            )
+    return events
+
+
+def benchmark_request(name: str) -> dict[str, Any]:
+    return request_from_vrplib(DATA / name, round_func="dimacs" if name.startswith("RC") else "round")
+
+
+@pytest.fixture
+async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app) as client:
+        yield client
+
+
+@pytest.fixture
+async def alice(app: FastAPI, http: httpx.AsyncClient) -> Caller:
+    return await sign_in(app, http, "alice")
+
+
+@pytest.fixture
+async def bob(app: FastAPI, http: httpx.AsyncClient) -> Caller:
+    return await sign_in(app, http, "bob")
+
+
+@pytest.fixture
+async def worker(migrated_url: str, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
+    async with solve_worker(migrated_url, tmp_path / "logs", slots=2, heartbeat_timeout_s=3) as process:
+        yield process
+
+
+async def new_scenario(caller: Caller, request: dict[str, Any], name: str = "plan") -> str:
+    session = await caller.call("POST", "/sessions", {"name": "solving"})
+    assert session.status_code == 201, session.text
+    scenario = await caller.call(
+        "POST", f"/sessions/{session.json()['id']}/scenarios", {"name": name, "request": request}
+    )
+    assert scenario.status_code == 201, scenario.text
+    return str(scenario.json()["id"])
+
+
+async def solution(caller: Caller, solution_id: str) -> dict[str, Any]:
+    response = await caller.call("GET", f"/solutions/{solution_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def until_status(
+    caller: Caller, solution_id: str, *statuses: str, timeout: float = 60
+) -> dict[str, Any]:
+    """The solution once its status is one of `statuses` (polled, with a deadline)."""
+    found: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal found
+        found = await solution(caller, solution_id)
+        return found["status"] in statuses
+
+    await eventually(reached, timeout=timeout, every=0.1)
+    return found

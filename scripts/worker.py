@@ -1,0 +1,30 @@
+"""`python -m scripts.worker` (`make worker`): a solve worker on DATABASE_URL (else the embedded
+development database). Run as many as you like, on any host that reaches the database; each runs
+SOLVE_WORKERS solves at once (default: its CPU count)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from pydantic import ValidationError
+
+from scripts.devenv import database_url
+from service.config import get_settings
+from service.observability import configure_logging
+from service.solving.worker import serve
+
+
+def main() -> None:
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        sys.exit(f"Invalid configuration:\n{exc}")
+    configure_logging(settings.log_level, settings.log_format or "json")
+    url, _embedded = database_url(settings)  # the embedded server, if any, stops when we exit
+    settings = settings.model_copy(update={"database_url": url})
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

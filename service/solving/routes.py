@@ -1,0 +1,223 @@
+"""/api/v1 solving (contract §7): queue a solve, cancel it, follow it as server-sent events.
+
+Like every planning route, each request is one transaction as the caller under row-level security,
+and another user's scenario or solution answers exactly as a missing one (404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
+
+from service.db import Database
+from service.errors import AppError, Unauthorized, ValidationFailed
+from service.openapi import problem_responses
+from service.planning.documents import json_model
+from service.planning.repository import SolutionRecord
+from service.planning.schemas import SolutionSummary
+from service.solving import tickets
+from service.solving.events import EventHub, last_event_id, stream
+from service.solving.outcome import MAX_SEED
+from service.solving.queue import SolveJob, enqueue
+from service.solving.repository import SolveRepository
+from service.solving.request import SolveRequestInvalid, parse_solve_request
+from service.users.gate import CurrentUser, current_user
+
+PREFIX = "/api/v1"
+
+
+class SolveOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    time_limit_s: int = Field(10, ge=1, description="Solver time, seconds (1 – SOLVE_MAX_TIME_LIMIT_S)")
+    seed: int = Field(1, ge=0, le=MAX_SEED, description="The solver's random seed (same seed, same result)")
+
+
+class TicketRead(BaseModel):
+    ticket: str
+    expires_in: int
+
+
+class TooManySolves(AppError):
+    status = 429
+    detail = "Too many solves are pending or running; wait for one to finish."
+
+
+async def _options(request: Request) -> SolveOptions:
+    # An empty body means the defaults.
+    body = await request.body()
+    options = await json_model(SolveOptions)(request) if body.strip() else SolveOptions()
+    limit = request.app.state.settings.solve_max_time_limit_s
+    if options.time_limit_s > limit:
+        raise ValidationFailed(
+            [{"loc": ["body", "time_limit_s"], "msg": f"At most {limit} seconds.", "type": "less_than_equal"}]
+        )
+    return options
+
+
+def _unsolvable(exc: SolveRequestInvalid) -> ValidationFailed:
+    return ValidationFailed(
+        [
+            {
+                "loc": ["scenario", "request", *[p for p in error["pointer"].split("/")[1:]]],
+                "pointer": error["pointer"],
+                "msg": error["msg"],
+                "type": error["type"],
+            }
+            for error in exc.errors
+        ],
+        detail="The scenario's request cannot be solved (`errors` point into it).",
+    )
+
+
+def _validate(document: bytes, max_stops: int) -> None:
+    parse_solve_request(orjson.loads(document), max_stops=max_stops)
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+router = APIRouter(prefix=PREFIX, tags=["solving"])
+
+
+@router.post(
+    "/scenarios/{scenario_id}/solve",
+    status_code=202,
+    response_model=SolutionSummary,
+    responses={
+        202: {"description": "Queued; follow `Location` (GET) or its `/events`"},
+        **problem_responses(401, 404, 413, 415, 422, 429, 503),
+    },
+    summary="Solve the scenario's current request (a pending solution, run by a worker)",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": SolveOptions.model_json_schema()}},
+        }
+    },
+)
+async def solve(
+    scenario_id: uuid.UUID,
+    principal: CurrentUser,
+    options: Annotated[SolveOptions, Depends(_options)],
+    request: Request,
+    response: Response,
+) -> SolutionRecord:
+    settings = request.app.state.settings
+    async with _db(request).as_user(principal.user_id) as conn:
+        repo = SolveRepository(conn, owner=principal.user_id)
+        await repo.serialize_queueing()
+        version, document = await repo.scenario_to_solve(scenario_id)
+        if await repo.active_solves() >= settings.solve_max_active_per_user:
+            raise TooManySolves(headers={"Retry-After": "5"})
+        try:
+            # Off the event loop: a 2,000-stop request with its matrix takes a fraction of a second.
+            await asyncio.to_thread(_validate, document, settings.solve_max_stops)
+        except SolveRequestInvalid as exc:
+            raise _unsolvable(exc) from None
+        except orjson.JSONDecodeError:  # pragma: no cover (PostgreSQL wrote it as JSON)
+            raise ValidationFailed(
+                [{"loc": ["scenario", "request"], "msg": "Not JSON.", "type": "json"}]
+            ) from None
+        del document
+        record = await repo.queue(scenario_id, version, time_limit_s=options.time_limit_s, seed=options.seed)
+        await enqueue(conn, SolveJob(solution_id=record.id, user_id=principal.user_id))
+    response.headers["Location"] = f"{PREFIX}/solutions/{record.id}"
+    return record
+
+
+@router.post(
+    "/solutions/{solution_id}/cancel",
+    status_code=202,
+    response_model=SolutionSummary,
+    responses={
+        202: {"description": "Stopping; the final status follows"},
+        **problem_responses(401, 404, 409, 503),
+    },
+    summary="Stop a solve: it keeps the best solution found so far (cancelled), or failed if none",
+)
+async def cancel(solution_id: uuid.UUID, principal: CurrentUser, request: Request) -> SolutionRecord:
+    async with _db(request).as_user(principal.user_id) as conn:
+        return await SolveRepository(conn, owner=principal.user_id).cancel(solution_id)
+
+
+@router.post(
+    "/solutions/{solution_id}/events/ticket",
+    status_code=201,
+    response_model=TicketRead,
+    responses=problem_responses(401, 404, 503),
+    summary="A single-use ticket (60 s) to open the event stream from a browser's EventSource",
+)
+async def ticket(solution_id: uuid.UUID, principal: CurrentUser, request: Request) -> TicketRead:
+    async with _db(request).as_user(principal.user_id) as conn:
+        await SolveRepository(conn, owner=principal.user_id).stream_state(solution_id)  # 404 if not theirs
+        value = await tickets.issue(conn, principal.user_id, solution_id)
+    return TicketRead(ticket=value, expires_in=int(tickets.TICKET_TTL.total_seconds()))
+
+
+async def _stream_owner(
+    solution_id: uuid.UUID,
+    request: Request,
+    ticket: Annotated[str | None, Query(description="From POST …/events/ticket, for EventSource")] = None,
+) -> uuid.UUID:
+    """The Bearer token's user, or a ticket's (a browser's EventSource cannot send a header)."""
+    if ticket is None:
+        return (await current_user(request)).user_id
+    owner = await tickets.redeem(_db(request), ticket, solution_id)
+    if owner is None:
+        raise Unauthorized(
+            "The stream ticket is missing, used or expired.", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return owner
+
+
+@router.get(
+    "/solutions/{solution_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "`progress` events (id = sequence) while it runs, then one `status` event",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **problem_responses(401, 404, 503),
+    },
+    summary="Follow a solve as server-sent events (Bearer, or ?ticket= for EventSource)",
+)
+async def events(
+    solution_id: uuid.UUID,
+    request: Request,
+    owner: Annotated[uuid.UUID, Depends(_stream_owner)],
+    last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    db = _db(request)
+    hub: EventHub = request.app.state.event_hub
+
+    async def reread() -> Any:
+        async with db.as_user(owner) as conn:
+            return await SolveRepository(conn, owner=owner).stream_state(solution_id)
+
+    # Subscribe first, then read: an announcement committed in between is in the inbox.
+    inbox = hub.open(solution_id)
+    try:
+        first = await reread()  # 404 before any byte of the stream
+    except BaseException:
+        hub.close(solution_id, inbox)
+        raise
+
+    async def events_then_unsubscribe() -> Any:
+        try:
+            async for event in stream(first, inbox, reread, last_event_id(last_event)):
+                yield event
+        finally:
+            hub.close(solution_id, inbox)
+
+    # ping: a comment every 15 s keeps proxies from closing an idle stream.
+    return EventSourceResponse(events_then_unsubscribe(), ping=15, headers={"Cache-Control": "no-store"})
