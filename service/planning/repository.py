@@ -158,7 +158,7 @@ class PlanningRepository:
     ) -> asyncpg.Record:
         """One atomic write whose WHERE ends with the If-Match guard; a stale version matches no row,
         so nothing is written. `sql` takes ($1 owner, $2 id, $3 versions or NULL, then `args`)."""
-        versions = sorted(expected) if expected is not None else None
+        versions = ",".join(map(str, sorted(expected))) if expected is not None else None
         rows = await self._fetch(sql, item_id, versions, *args, document=document)
         if rows:
             return rows[0]
@@ -166,8 +166,10 @@ class PlanningRepository:
             raise PreconditionFailed()
         raise NotFound()
 
-    # `$3` is NULL (any version) or the versions If-Match allows, as one array parameter.
-    _IF_MATCH = "($3::int[] IS NULL OR version = ANY($3::int[]))"
+    # `$3` is NULL (any version) or the versions If-Match allows, as one comma-joined text parameter:
+    # one parameter however many versions, and no array type for asyncpg to introspect (a round trip
+    # and a session-level SET on every new connection, which a transaction-mode pooler would leak).
+    _IF_MATCH = "($3::text IS NULL OR version = ANY(string_to_array($3::text, ',')::int[]))"
 
     async def _delete(self, table: str, item_id: uuid.UUID, expected: Collection[int] | None) -> None:
         sql = f"DELETE FROM {table} WHERE user_id = $1 AND id = $2 AND {self._IF_MATCH} RETURNING id"
