@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from service.auth.jwks import KeysUnavailable
+from service.auth.keys import KeysUnavailable
 from service.auth.profile import OrgContext, ProviderProfile
 
 logger = logging.getLogger("routebook.auth")

@@ -15,7 +15,7 @@ import httpx
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from service.auth.jwks import KeySource, StaticKeys
+from service.auth.keys import KeySource, StaticKeys
 from service.auth.profile import ClaimCheck, ProviderProfile
 from service.providers import fields
 from service.providers.api import PAGE_SIZE, PagingGuard, api_key, fetch_one, get_json, users_from

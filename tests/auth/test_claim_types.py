@@ -12,7 +12,7 @@ import respx
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from service.auth.jwks import KeysUnavailable
+from service.auth.keys import KeysUnavailable
 from service.auth.tokens import Claims, InvalidToken
 from tests.auth.conftest import VerifierFactory
 from tests.kit import REMOVE, MockProvider

@@ -17,7 +17,8 @@ import jwt
 import pytest
 import respx
 
-from service.auth.jwks import MAX_JWKS_BYTES, JWKSCache, KeysUnavailable, StaticKeys
+from service.auth.jwks import MAX_JWKS_BYTES, JWKSCache
+from service.auth.keys import KeysUnavailable, StaticKeys
 from service.auth.tokens import InvalidToken, TokenVerifier
 from service.providers import build_verifier
 from tests.auth.conftest import VerifierFactory, background_fetches_done
