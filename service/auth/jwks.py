@@ -1,9 +1,17 @@
 """A provider's remote key set: an async, single-flight JWKS cache (the keys themselves: `keys.py`).
 
-Modelled on `jose`'s remote key set and Go's `keyfunc`: one in-flight fetch however many
-requests need it, a cooldown on unknown-`kid` refetches (so forged kids cannot make us
-hammer the provider), old keys kept serving while the endpoint fails, and keys that
-contradict the token's algorithm never used.
+Modelled on `jose`'s remote key set and Go's `keyfunc`: one in-flight fetch however many requests
+need it, old keys kept serving while the endpoint fails, and a cooldown on unknown-`kid` refetches
+so forged kids cannot make us hammer the provider.
+
+A forged kid and the first token of a genuine rotation look the same until the key set says which
+it is, so whatever bounds the one bounds the other. Hence the cooldown is short (5 s by default):
+under any flood of forged kids at most one unknown-kid fetch per cooldown per provider, and a
+rotation is honoured at the latest with the first fetch the cooldown allows. A token whose kid is
+unknown while the cooldown runs is not refused outright: it waits for that fetch (one fetch shared
+by every waiter), so a rotation's first tokens verify instead of signing their users out. Waiting
+is bounded in time (`MAX_ROTATION_WAIT`) and in number (`MAX_ROTATION_WAITERS`): a flood cannot
+hold an unbounded number of requests open, it can only make its own requests slow.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import jwt
@@ -33,6 +41,12 @@ MIN_REFRESH_SECONDS = 60.0
 # After a failed fetch with no usable keys, retry no sooner than this: requests get a
 # fast 503 instead of each one waiting for a dead endpoint.
 MAX_FAILURE_BACKOFF = 5.0
+# An unknown kid inside the cooldown waits for the fetch at its end only when that fetch is at
+# most this far away (a longer JWKS_REFRESH_COOLDOWN refuses such tokens at once, as before)...
+MAX_ROTATION_WAIT = 5.0
+# ...and only while fewer than this many requests of the provider already wait; later ones are
+# refused at once (a real rotation among them verifies on its retry, after that fetch).
+MAX_ROTATION_WAITERS = 256
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
 
@@ -50,7 +64,11 @@ def cache_control_max_age(value: str | None) -> float | None:
 
 
 class JWKSCache:
-    """One provider's remote key set: single-flight fetches, cooldown, stale-while-failing."""
+    """One provider's remote key set: single-flight fetches, cooldown, stale-while-failing.
+
+    `clock` and `sleep` are injectable together so tests can drive time; `sleep` is only used to
+    wait out the remaining cooldown for an unknown kid.
+    """
 
     def __init__(
         self,
@@ -63,6 +81,7 @@ class JWKSCache:
         max_stale: float,
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.name = name
         self.url = url
@@ -72,13 +91,19 @@ class JWKSCache:
         self._max_stale = max_stale
         self._timeout = timeout
         self._clock = clock
+        self._sleep = sleep
         self._keys = KeySet(())
         self._generation = 0
         self._last_success: float | None = None
         self._last_attempt: float | None = None
+        # Fetches started so far: tells a waiter whether one began after it started waiting.
+        self._attempts = 0
         self._last_failed = False
         self._refresh_at = 0.0
         self._inflight: asyncio.Task[bool] | None = None
+        # The one fetch scheduled for the end of the cooldown, shared by every unknown kid waiting.
+        self._after_cooldown: asyncio.Task[None] | None = None
+        self._waiters = 0
 
     @property
     def generation(self) -> int:
@@ -110,12 +135,13 @@ class JWKSCache:
             self._start_if_allowed(now)
 
     async def aclose(self) -> None:
-        """Cancel a fetch in flight (shutdown): the HTTP client is about to close."""
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Cancel fetches in flight or scheduled (shutdown): the HTTP client is about to close."""
+        for task in (self._after_cooldown, self._inflight):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._after_cooldown = self._inflight = None
 
     async def get_key(self, kid: str | None, alg: str) -> jwt.PyJWK | None:
         now = self._clock()
@@ -128,10 +154,46 @@ class JWKSCache:
         if key is not None or (kid is not None and self._keys.knows(kid)):
             # A known kid with an incompatible algorithm is a forgery, not a rotation.
             return key
-        if self._last_attempt is not None and now - self._last_attempt < self._cooldown:
+        return await self._get_unknown_key(kid, alg)
+
+    async def _get_unknown_key(self, kid: str | None, alg: str) -> jwt.PyJWK | None:
+        """A kid we do not hold: a rotation or a forgery, told apart only by a fresh key set."""
+        if self._inflight is not None:
+            # Joining a fetch already under way costs nothing, and it may bring the new key.
+            await self.refresh()
+            key = self._keys.find(kid, alg)
+            if key is not None:
+                return key
+        left = self._cooldown_left(self._clock())
+        if left <= 0:
+            await self.refresh()
+            return self._keys.find(kid, alg)
+        if left > MAX_ROTATION_WAIT or self._waiters >= MAX_ROTATION_WAITERS:
             return None
-        await self.refresh()
+        self._waiters += 1
+        try:
+            # shield: a waiter whose client went away must not cancel the others' fetch.
+            await asyncio.shield(self._fetch_after_cooldown())
+        finally:
+            self._waiters -= 1
         return self._keys.find(kid, alg)
+
+    def _fetch_after_cooldown(self) -> asyncio.Task[None]:
+        if self._after_cooldown is None:
+            self._after_cooldown = asyncio.get_running_loop().create_task(
+                self._when_cooled(self._attempts), name=f"jwks-{self.name}-after-cooldown"
+            )
+        return self._after_cooldown
+
+    async def _when_cooled(self, attempts: int) -> None:
+        try:
+            # Any fetch started meanwhile (a max-age refresh, say) already serves the waiters.
+            while self._attempts == attempts and (left := self._cooldown_left(self._clock())) > 0:
+                await self._sleep(left)
+            if self._inflight is not None or self._attempts == attempts:
+                await self.refresh()
+        finally:
+            self._after_cooldown = None
 
     async def _get_key_cold(self, kid: str | None, alg: str, now: float) -> jwt.PyJWK | None:
         if self._inflight is not None or self._may_retry(now):
@@ -148,6 +210,9 @@ class JWKSCache:
         return await asyncio.shield(task)
 
     def _start(self) -> asyncio.Task[bool]:
+        # Recorded here, not when the task first runs: the cooldown starts with the decision.
+        self._last_attempt = self._clock()
+        self._attempts += 1
         task = asyncio.get_running_loop().create_task(self._fetch_and_store(), name=f"jwks-{self.name}")
         self._inflight = task
         return task
@@ -155,6 +220,11 @@ class JWKSCache:
     def _start_if_allowed(self, now: float) -> None:
         if self._inflight is None and self._may_retry(now):
             self._start()
+
+    def _cooldown_left(self, now: float) -> float:
+        if self._last_attempt is None:
+            return 0.0
+        return self._last_attempt + self._cooldown - now
 
     def _usable(self, now: float) -> bool:
         if self._last_success is None or not self._keys:
@@ -167,7 +237,6 @@ class JWKSCache:
         return now - self._last_attempt >= min(self._cooldown, MAX_FAILURE_BACKOFF)
 
     async def _fetch_and_store(self) -> bool:
-        self._last_attempt = self._clock()
         try:
             keys, max_age = await self._fetch()
         except Exception as exc:  # every failure mode ends the same way: keep old keys
