@@ -59,3 +59,24 @@ async def test_the_longest_storable_subject_and_email_are_accepted(
     assert response.status_code == 200, response.text
     assert (response.json()["subject"], response.json()["email"]) == (subject, email)
     assert await user_count(clean_db) == 1
+
+
+UNREPRESENTABLE: dict[str, dict[str, Any]] = {
+    "global-role": {"metadata": {"role": f"admin{LONE_SURROGATE}"}},
+    "org-id": {"o": {"id": f"org_{LONE_SURROGATE}", "rol": "admin"}},
+    "org-role": {"o": {"id": "org_1", "rol": f"admin{LONE_SURROGATE}"}},
+    "org-permission": {"o": {"id": "org_1", "rol": "admin", "per": f"read,{LONE_SURROGATE}"}},
+}
+
+
+@pytest.mark.parametrize("claims", UNREPRESENTABLE.values(), ids=UNREPRESENTABLE.keys())
+async def test_a_role_or_org_claim_that_is_not_unicode_text_is_the_generic_401(
+    provider_app: ProviderAppFactory, clean_db: SqlAdmin, claims: dict[str, Any]
+) -> None:
+    # /users/me answers with these claims: a lone surrogate cannot be encoded as UTF-8 JSON.
+    clerk = MockProvider.clerk()
+    async with provider_app(clerk) as env:
+        response = await env.me(clerk.token("user_s", claims=claims))
+    assert response.status_code == 401, response.text
+    assert response.json()["detail"] == GENERIC
+    assert await user_count(clean_db) == 0
