@@ -7,9 +7,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from tests.identity.conftest import ProviderAppFactory
-from tests.kit import MockProvider, Org
+from tests.kit import MockProvider, Org, make_settings
 
 ADMIN_USERS = "/api/v1/admin/users"
 
@@ -111,3 +112,26 @@ async def test_users_me_shows_global_roles_and_the_org_side_by_side(provider_app
     assert status == 200  # the global role, whatever the organisation says
     assert me["roles"] == ["admin"]
     assert me["org"] == {"id": "org_9", "role": "billing", "permissions": ["pay"]}
+
+
+@pytest.mark.parametrize("paths", ["o.rol", "metadata.role,org_role", "o", "org_permissions"])
+def test_clerk_roles_claims_naming_an_organisation_claim_is_refused_at_startup(paths: str) -> None:
+    with pytest.raises(ValidationError, match="CLERK_ROLES_CLAIMS"):
+        make_settings(MockProvider.clerk(), clerk_roles_claims=paths)
+
+
+@pytest.mark.parametrize("paths", ["user_metadata.role", "app_metadata.role,user_metadata"])
+def test_supabase_roles_claims_naming_user_metadata_is_refused_at_startup(paths: str) -> None:
+    with pytest.raises(ValidationError, match="SUPABASE_ROLES_CLAIMS"):
+        make_settings(MockProvider.supabase(), supabase_roles_claims=paths)
+
+
+async def test_clerk_roles_claims_may_name_another_public_metadata_claim(
+    provider_app: ProviderAppFactory,
+) -> None:
+    clerk = MockProvider.clerk()
+    async with provider_app(clerk, clerk_roles_claims="metadata.routebook_roles") as env:
+        token = clerk.token("user_r", metadata={"routebook_roles": ["admin"]}, org=Org(role="admin"))
+        status, me = await admin_and_me(env.client, token)
+    assert status == 200
+    assert me["roles"] == ["admin"]
