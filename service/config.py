@@ -61,7 +61,8 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     admin_role: str = "admin"
 
     jwks_cache_max_age: float = Field(600, gt=0)
-    jwks_refresh_cooldown: float = Field(30, ge=0)
+    # Short on purpose: it is also how long a key rotation can be refused under forged-kid traffic.
+    jwks_refresh_cooldown: float = Field(5, ge=0)
     jwks_max_stale: float = Field(86400, ge=0)
     jwks_http_timeout: float = Field(5, gt=0)
     jwt_leeway_seconds: int = Field(5, ge=0, le=300)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.auth.jwks import KeySource
+from service.auth.keys import KeySource
 
 # A check returns the reason a verified token is still refused, or None.
 ClaimCheck = Callable[[Mapping[str, Any]], str | None]

@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from service.auth.jwks import KeysUnavailable
+from service.auth.keys import KeysUnavailable
 from service.auth.profile import OrgContext, ProviderProfile
 
 logger = logging.getLogger("routebook.auth")
@@ -257,15 +257,18 @@ def _check_types(payload: Mapping[str, Any]) -> None:
             raise InvalidToken(f"{name} not a timestamp")
 
 
-def _storable(value: str, limit: int) -> bool:
-    """No NUL (PostgreSQL text cannot hold it), no lone surrogate (not UTF-8), within `limit`."""
-    if len(value) > limit or "\x00" in value:
-        return False
+def _is_text(value: str) -> bool:
+    """Encodable as UTF-8: JSON text allows a lone surrogate (`"\\ud800"`), UTF-8 does not."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _storable(value: str, limit: int) -> bool:
+    """No NUL (PostgreSQL text cannot hold it), no lone surrogate (not UTF-8), within `limit`."""
+    return len(value) <= limit and "\x00" not in value and _is_text(value)
 
 
 def _check_storable(claims: Claims) -> None:
@@ -275,6 +278,14 @@ def _check_storable(claims: Claims) -> None:
         raise InvalidToken("session id is not storable (length, NUL or surrogate)")
     if claims.email is not None and not _storable(claims.email, MAX_EMAIL_LENGTH):
         raise InvalidToken("email is not storable (length, NUL or surrogate)")
+    # Not stored, but answered in /users/me: a string UTF-8 cannot encode would fail the response
+    # (a 500) after the user row was written. Only what we read is checked; other claims may hold anything.
+    shown = [*claims.roles, *claims.permissions]
+    if claims.org is not None:
+        shown += [value for value in (claims.org.id, claims.org.role) if value is not None]
+        shown += claims.org.permissions
+    if not all(map(_is_text, shown)):
+        raise InvalidToken("a role, permission or organisation claim is not UTF-8 text")
 
 
 def _is_timestamp(value: Any) -> bool:

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from service.auth.jwks import JWKSCache, KeySource
+from service.auth.jwks import JWKSCache
+from service.auth.keys import KeySource
 from service.auth.profile import ProviderProfile
 from service.auth.tokens import TokenVerifier
 from service.providers import clerk, dev, supabase, workos

@@ -16,7 +16,7 @@ import httpx
 from pydantic import BeforeValidator, SecretStr
 from pydantic_settings import NoDecode
 
-from service.auth.jwks import KeySource
+from service.auth.keys import KeySource
 from service.auth.profile import ProviderProfile
 from service.providers.api import UserDirectory
 from service.providers.events import UserEvent

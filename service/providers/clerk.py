@@ -15,7 +15,7 @@ import httpx
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from service.auth.jwks import KeySource, StaticKeys
+from service.auth.keys import KeySource, StaticKeys
 from service.auth.profile import ClaimCheck, ProviderProfile
 from service.providers import fields
 from service.providers.api import PAGE_SIZE, PagingGuard, api_key, fetch_one, get_json, users_from
@@ -27,6 +27,8 @@ NAME = "clerk"
 UPSERT = frozenset({"user.created", "user.updated"})
 SESSION_END = frozenset({"session.revoked", "session.ended", "session.removed"})
 DEFAULT_ROLES_CLAIMS = ("metadata.role", "metadata.roles")
+# The organisation claims (v2 `o`, v1 `org_*`): any user can create an organisation and be its admin.
+_ORG_CLAIMS = frozenset({"o", "org_id", "org_slug", "org_role", "org_permissions"})
 
 
 class ClerkSettings(BaseSettings):
@@ -163,6 +165,12 @@ class Clerk(Provider[ClerkSettings]):
     def check_settings(self, settings: ClerkSettings) -> None:
         if not settings.clerk_issuer:
             raise ValueError("CLERK_ISSUER is required when AUTH_PROVIDERS includes clerk")
+        override = settings.clerk_roles_claims or ()
+        if any(path in _ORG_CLAIMS or path.startswith("o.") for path in override):
+            raise ValueError(
+                "CLERK_ROLES_CLAIMS: o.* and org_* are organisation claims any user can hold; "
+                "they cannot grant global roles"
+            )
 
     def jwks_url(self, settings: ClerkSettings) -> str | None:
         if settings.clerk_jwt_key or not settings.clerk_issuer:

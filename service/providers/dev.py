@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from pydantic_settings import BaseSettings
 
-from service.auth.jwks import StaticKeys
+from service.auth.keys import StaticKeys
 from service.auth.profile import ProviderProfile
 from service.providers.base import CommaList, KeyContext, Provider
 

@@ -16,7 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.auth.jwks import KeysUnavailable
+from service.auth.keys import KeysUnavailable
 from service.auth.profile import OrgContext
 from service.auth.tokens import InvalidToken, TokenVerifier
 from service.errors import Forbidden, ServiceUnavailable, Unauthorized

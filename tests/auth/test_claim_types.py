@@ -12,7 +12,7 @@ import respx
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from service.auth.jwks import KeysUnavailable
+from service.auth.keys import KeysUnavailable
 from service.auth.tokens import Claims, InvalidToken
 from tests.auth.conftest import VerifierFactory
 from tests.kit import REMOVE, MockProvider
@@ -37,6 +37,8 @@ scalars = (
     | st.floats(min_value=0, max_value=4e9)
     | st.text(max_size=20)
     | st.sampled_from(["", "admin", "org:admin", "anon", "service_role", "pending", "a, b", "9999999999"])
+    # JSON may carry what UTF-8 cannot (a lone surrogate) and what PostgreSQL text cannot (NUL).
+    | st.sampled_from(["\ud800", "admin\udfff", "a\x00b"])
 )
 json_values = st.recursive(
     scalars,
@@ -49,6 +51,15 @@ json_values = st.recursive(
     max_leaves=8,
 )
 claim_changes = st.dictionaries(st.sampled_from(CLAIM_NAMES), json_values | st.just(REMOVE), max_size=4)
+
+
+def encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 PROVIDERS: dict[str, Callable[[], MockProvider]] = {
     "clerk": MockProvider.clerk,
@@ -96,6 +107,10 @@ async def test_any_claim_value_is_accepted_or_refused(
     @example(changes={"exp": math.nan})
     @example(changes={"iat": 10**400})
     @example(changes={"iat": math.inf})
+    @example(changes={"metadata": {"roles": ["admin", "\ud800"]}})
+    @example(changes={"app_metadata": {"role": "\ud800"}})
+    @example(changes={"role": "\ud800", "org_id": "org_\udfff"})
+    @example(changes={"o": {"id": "org_1", "per": "read,\ud800"}})
     def check(changes: dict[str, Any]) -> None:
         result = outcome(changes)
         seen.add(type(result).__name__)
@@ -103,6 +118,11 @@ async def test_any_claim_value_is_accepted_or_refused(
         if isinstance(result, Claims):
             assert isinstance(result.subject, str)
             assert math.isfinite(result.expires_at)
+            # Everything /users/me answers with encodes: the response cannot fail after the fact.
+            org = result.org
+            shown = [result.subject, result.email or "", *result.roles, *result.permissions]
+            shown += [] if org is None else [org.id or "", org.role or "", *org.permissions]
+            assert all(encodes(value) for value in shown), (changes, result)
             assert result.issued_at is None or math.isfinite(result.issued_at)
 
     await asyncio.to_thread(check)

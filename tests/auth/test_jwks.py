@@ -17,53 +17,16 @@ import jwt
 import pytest
 import respx
 
-from service.auth.jwks import MAX_JWKS_BYTES, JWKSCache, KeysUnavailable, StaticKeys
+from service.auth.jwks import MAX_JWKS_BYTES, JWKSCache
+from service.auth.keys import KeysUnavailable, StaticKeys
 from service.auth.tokens import InvalidToken, TokenVerifier
 from service.providers import build_verifier
-from tests.auth.conftest import VerifierFactory, background_fetches_done
+from tests.auth.conftest import VerifierFactory, background_fetches_done, cache_for, verifier_over
 from tests.kit import MockProvider, SigningKey, make_settings
+from tests.kit.clock import FakeClock
 from tests.kit.forge import reheader
 
 LOGGER = "routebook.auth.jwks"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def cache_for(
-    provider: MockProvider,
-    http: httpx.AsyncClient,
-    clock: FakeClock | None = None,
-    *,
-    max_age: float = 600,
-    cooldown: float = 30,
-    max_stale: float = 86400,
-    timeout: float = 5,
-) -> JWKSCache:
-    return JWKSCache(
-        provider.kind,
-        provider.jwks_url,
-        http=http,
-        max_age=max_age,
-        cooldown=cooldown,
-        max_stale=max_stale,
-        timeout=timeout,
-        clock=clock or FakeClock(),
-    )
-
-
-def verifier_over(provider: MockProvider, cache: JWKSCache, http: httpx.AsyncClient) -> TokenVerifier:
-    """The provider's real profile, with its keys served by `cache` (fake clock and all)."""
-    (profile,) = build_verifier(make_settings(provider), http).profiles
-    return TokenVerifier([dataclasses.replace(profile, keys=cache)], leeway=5)
 
 
 def respond_with(status: int = 200, **kwargs: Any) -> Any:
@@ -102,7 +65,9 @@ async def test_1000_unknown_kids_inside_the_cooldown_make_at_most_one_extra_fetc
 ) -> None:
     clerk = MockProvider.clerk()
     route = clerk.mock(router)
-    verifier = make_verifier(clerk)
+    # A cooldown longer than MAX_ROTATION_WAIT refuses unknown kids at once; the default one (they
+    # wait for its end) is test_rotation.py's.
+    verifier = make_verifier(clerk, jwks_refresh_cooldown=30)
     valid = clerk.token("user_1")
     await verifier.verify(valid)
     forged = [reheader(valid, kid=uuid.uuid4().hex) for _ in range(1000)]

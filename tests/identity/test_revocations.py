@@ -9,6 +9,7 @@ from service.users import identity as identity_module
 from service.users.identity import MAX_SESSION_TOKEN_LIFETIME, IdentityService
 from tests.identity.conftest import ProviderAppFactory
 from tests.kit import REMOVE, MockProvider
+from tests.kit.forge import split
 
 
 async def test_expired_revocations_are_swept(monkeypatch: pytest.MonkeyPatch, service_db: Database) -> None:
@@ -40,3 +41,28 @@ async def test_a_session_token_outliving_revocation_retention_is_refused(
     assert too_long.status_code == 401
     assert ordinary.status_code == 200
     assert sessionless.status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["supabase", "workos"])
+async def test_a_long_lived_session_token_of_a_provider_without_revocations_is_accepted(
+    provider_app: ProviderAppFactory, kind: str
+) -> None:
+    # No revocation can ever arrive for these sessions, so no retention can be outlived: a project
+    # configured for week-long access tokens must keep working.
+    provider = MockProvider.supabase() if kind == "supabase" else MockProvider.workos()
+    week = 7 * 24 * 3600
+    async with provider_app(provider) as env:
+        token = provider.token(expires_in=week)
+        response = await env.me(token)
+    _, payload, _ = split(token)
+    assert payload["session_id" if kind == "supabase" else "sid"]  # it does name a session
+    assert payload["exp"] - payload["iat"] == week
+    assert response.status_code == 200, response.text
+
+
+async def test_a_clerk_session_token_living_a_week_is_refused(provider_app: ProviderAppFactory) -> None:
+    clerk = MockProvider.clerk()
+    async with provider_app(clerk) as env:
+        response = await env.me(clerk.token("user_week", expires_in=7 * 24 * 3600))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'

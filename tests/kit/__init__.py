@@ -25,6 +25,9 @@ is deleted. `roles=` lands where each provider puts roles (Clerk `metadata.roles
 served key; `provider.api_key("anon")` is a Supabase API-key JWT. `settings_overrides()` /
 `merge_overrides(...)` give Settings keyword arguments for app fixtures.
 
+`tests.kit.clock.FakeClock` is a clock with its `sleep` for `JWKSCache(clock=..., sleep=...)`;
+`tests.kit.waiting.eventually` waits on a condition.
+
 `tests.kit.forge` builds what PyJWT will not: `assemble(header, payload, sig)` (alg none,
 empty signatures), `hmac_signed(header, payload, key_bytes)` (HS256 with a public key),
 `reheader(token, jku=...)`, `replace_signature(token, sig)`, `split(token)`.
