@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -203,3 +204,18 @@ async def test_ready_is_503_not_500_for_a_url_the_driver_rejects(app_factory: Ap
         async with client_for(app) as client:
             response = await client.get("/ready")
     assert_problem(response, 503)
+
+
+async def test_405_allows_every_method_the_path_serves(client: httpx.AsyncClient) -> None:
+    # Starlette alone names only the first matching route's methods (`Allow: POST` here).
+    expected = {
+        "/api/v1/sessions": "GET, POST",
+        f"/api/v1/sessions/{uuid.uuid4()}": "DELETE, GET, PATCH",
+        f"/api/v1/scenarios/{uuid.uuid4()}/solutions": "GET, POST",
+        "/api/v1/users/me": "GET",
+    }
+    for path, allow in expected.items():
+        response = await client.request("OPTIONS", path)
+        assert response.status_code == 405, path
+        assert response.headers["allow"] == allow, path
+        assert response.headers["content-type"] == PROBLEM
