@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
+from service.errors import ServiceUnavailable
 from tests.conftest import AppFactory, client_for
 
 PROBLEM = "application/problem+json"
@@ -204,6 +205,11 @@ async def test_ready_is_503_not_500_for_a_url_the_driver_rejects(app_factory: Ap
         async with client_for(app) as client:
             response = await client.get("/ready")
     assert_problem(response, 503)
+
+
+def test_every_503_says_when_to_retry() -> None:
+    assert ServiceUnavailable().response().headers["retry-after"] == "5"
+    assert ServiceUnavailable(headers={"Retry-After": "60"}).response().headers["retry-after"] == "60"
 
 
 async def test_405_allows_every_method_the_path_serves(client: httpx.AsyncClient) -> None:
