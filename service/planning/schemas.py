@@ -9,12 +9,12 @@ stores it. `*Summary` is a list item, never carrying a document; `*Read` adds th
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from service.pagination import Page
+from service.timestamps import Timestamp
 
 # No NUL: PostgreSQL's text cannot hold it, and it is never a meaningful part of a name.
 Name = Annotated[
@@ -55,8 +55,8 @@ class SessionUpdate(_Patch):
 class SessionRead(_Read):
     id: uuid.UUID
     name: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ScenarioFields(_Body):
@@ -79,8 +79,8 @@ class ScenarioSummary(_Read):
     id: uuid.UUID
     session_id: uuid.UUID
     name: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ScenarioRead(ScenarioSummary):
@@ -107,8 +107,8 @@ class SolutionSummary(_Read):
     id: uuid.UUID
     scenario_id: uuid.UUID
     status: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class SolutionRead(SolutionSummary):
