@@ -84,8 +84,23 @@ class ValidationFailed(AppError):
 
 
 class ServiceUnavailable(AppError):
+    """Always with `Retry-After` (the OpenAPI document promises it on every 503): the given one, else a
+    default."""
+
     status = 503
     detail = "A service this request depends on is unavailable; try again shortly."
+    retry_after_seconds = 5
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            detail, headers={"Retry-After": str(self.retry_after_seconds), **(headers or {})}, extra=extra
+        )
 
 
 def problem_response(

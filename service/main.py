@@ -16,6 +16,7 @@ from service import providers
 from service.config import Settings, get_settings
 from service.db import Database
 from service.dev.routes import router as dev_router
+from service.docs import install_docs
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.notify import Listener, Subscription
 from service.observability import configure_logging
@@ -104,7 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        # /docs is served by install_docs, from local assets rather than FastAPI's CDN ones.
+        docs_url=None,
         redoc_url=None,
         # Starlette's slash redirect builds an absolute URL from the client's Host header (cache
         # poisoning behind a proxy): a slashed path is a plain 404 instead.
@@ -139,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if "dev" in settings.auth_providers:
         app.include_router(dev_router)
     install_openapi(app)
+    install_docs(app)
     return app
 
 

@@ -5,6 +5,12 @@
 - Every error is `application/problem+json` (RFC 9457): routes list the statuses they can answer with
   `problem_responses(...)`, and 422 is documented as the problem the handlers render, not FastAPI's
   `HTTPValidationError`.
+- The statuses that come from the shared layers rather than from a route are added here, once, for
+  every operation they can reach: the gate's 401 (`WWW-Authenticate`), 403 (a cookie request from an
+  origin not allowed, on unsafe methods) and 503 (keys or database unavailable); the body limits' 413
+  and, under /api, 415. Every 503 carries `Retry-After`, every response `X-Request-ID`.
+
+tests/foundation/test_api_conformance.py holds the service to this document with schemathesis.
 """
 
 from __future__ import annotations
@@ -19,7 +25,30 @@ from pydantic import BaseModel, Field
 from service.errors import PROBLEM_JSON
 
 BEARER = "BearerAuth"
+API_PREFIX = "/api/"
 UNPROTECTED_PREFIXES = ("/api/v1/webhooks/",)
+# Methods whose body the body-limit middleware reads (413; 415 under API_PREFIX), and those a
+# cookie-authenticated caller must send from an allowed Origin (403).
+BODY_METHODS = frozenset({"post", "put", "patch"})
+UNSAFE_METHODS = frozenset({"post", "put", "patch", "delete"})
+
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "description": "This request's id: the client's own when it sent a sane one, else a new one.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "WWW-Authenticate": {
+        "description": '`Bearer`, or `Bearer error="invalid_token"` when a token was sent.',
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    },
+}
 
 DESCRIPTIONS: dict[int, str] = {
     400: "The request could not be understood",
@@ -92,6 +121,43 @@ def _describe_problems(document: dict[str, Any]) -> None:
                 response.setdefault("description", DESCRIPTIONS.get(int(status), ""))
 
 
+def _header_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+def _add_status(operation: dict[str, Any], status: int) -> dict[str, Any]:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    response: dict[str, Any] = responses.setdefault(str(status), problem_responses(status)[status])
+    return response
+
+
+def _describe_shared_statuses(path: str, method: str, operation: dict[str, Any]) -> None:
+    """The statuses the gate and the middleware answer with, on every operation they guard."""
+    if path.startswith(API_PREFIX) and not path.startswith(UNPROTECTED_PREFIXES):
+        operation.setdefault("security", [{BEARER: []}])
+        _add_status(operation, 401).setdefault("headers", {})["WWW-Authenticate"] = _header_ref(
+            "WWW-Authenticate"
+        )
+        _add_status(operation, 503)
+        if method in UNSAFE_METHODS:
+            _add_status(operation, 403)
+    if method in BODY_METHODS:
+        _add_status(operation, 413)
+        if path.startswith(API_PREFIX):
+            _add_status(operation, 415)
+
+
+def _describe_headers(document: dict[str, Any]) -> None:
+    document.setdefault("components", {})["headers"] = HEADERS
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                headers = response.setdefault("headers", {})
+                headers["X-Request-ID"] = _header_ref("X-Request-ID")
+                if status in ("429", "503"):
+                    headers["Retry-After"] = _header_ref("Retry-After")
+
+
 def install_openapi(app: FastAPI) -> None:
     def schema() -> dict[str, Any]:
         if app.openapi_schema:
@@ -106,12 +172,10 @@ def install_openapi(app: FastAPI) -> None:
             "description": "An access token from the identity provider (or the dev issuer's /dev/token).",
         }
         for path, operations in document.get("paths", {}).items():
-            if not path.startswith("/api/") or path.startswith(UNPROTECTED_PREFIXES):
-                continue
-            for operation in operations.values():
-                operation.setdefault("security", [{BEARER: []}])
-                operation.setdefault("responses", {}).setdefault("401", problem_responses(401)[401])
+            for method, operation in operations.items():
+                _describe_shared_statuses(path, method, operation)
         _describe_problems(document)
+        _describe_headers(document)
         app.openapi_schema = document
         return document
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from service.db import classify
 from service.errors import AppError, problem_response
@@ -30,14 +31,41 @@ async def _app_error(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
+# The methods a 405's Allow may list (OPTIONS is never routed: CORS preflights end in the middleware).
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method some route serves at this path. Starlette's own 405 names only the methods of
+    the first route whose path matched, so `OPTIONS /api/v1/sessions` said `Allow: POST` though GET is
+    served there too (RFC 9110 §10.2.1: Allow lists the methods the resource supports). Asked of the
+    routes by method, through `matches`, since FastAPI nests included routers' routes."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+    if not allowed or len(allowed) == len(_METHODS):
+        # Nothing routed here, or a mount (static files) that takes every method to its own app,
+        # which then names its own: leave that Allow as it is.
+        return None
+    return ", ".join(allowed)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
+    headers = dict(exc.headers or {})
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No resource exists at this path."
     if exc.status_code == 405:
         detail = f"{request.method} is not allowed on this path."
-    return problem_response(exc.status_code, detail or "The request failed.", headers=exc.headers)
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers = {name: value for name, value in headers.items() if name.lower() != "allow"}
+            headers["Allow"] = allowed
+    return problem_response(exc.status_code, detail or "The request failed.", headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -125,13 +125,17 @@ async def service_db(migrated_url: str) -> AsyncIterator[Database]:
     await db.close()
 
 
-@pytest.fixture
-async def clean_db(admin_db: SqlAdmin) -> SqlAdmin:
-    """Every database test starts from empty tables, so tests pass in any order."""
+async def truncate_all(admin_db: SqlAdmin) -> None:
     # The queue's own tables too: a job left by one test must not reach the next one's worker.
     tables = ", ".join([*(table.name for table in metadata.sorted_tables), "pgqueuer", "pgqueuer_log"])
     async with admin_db.transaction() as session:
         await session.execute(text(f"TRUNCATE {tables} CASCADE"))
+
+
+@pytest.fixture
+async def clean_db(admin_db: SqlAdmin) -> SqlAdmin:
+    """Every database test starts from empty tables, so tests pass in any order."""
+    await truncate_all(admin_db)
     return admin_db
 
 

@@ -58,7 +58,8 @@ async def jwks(request: Request) -> dict[str, Any]:
     "/token",
     response_model=DevTokenRead,
     summary="Mint a dev access token (from this machine only)",
-    responses=problem_responses(403, 422),
+    # 400: FastAPI's own answer to a body it cannot decode at all (not UTF-8); 422 for bad JSON.
+    responses=problem_responses(400, 403, 422),
 )
 async def token(request: Request, body: DevTokenCreate) -> DevTokenRead:
     # Defence in depth: a development server started on 0.0.0.0 must not hand any visitor an

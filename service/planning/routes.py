@@ -79,6 +79,14 @@ SolutionPatch = Annotated[
 _ETAG_HEADER = {
     "ETag": {
         "description": 'The version to send back in `If-Match`, e.g. `"3"`.',
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+_LOCATION_HEADER = {
+    "Location": {
+        "description": "The new resource's path, e.g. `/api/v1/sessions/{id}`.",
+        "required": True,
         "schema": {"type": "string"},
     }
 }
@@ -101,7 +109,7 @@ def _tagged(response: Response, version: int, location: str | None = None) -> No
 
 
 def _created(description: str) -> dict[int | str, dict[str, Any]]:
-    return {201: {"description": description, "headers": _ETAG_HEADER}}
+    return {201: {"description": description, "headers": {**_ETAG_HEADER, **_LOCATION_HEADER}}}
 
 
 def _ok(description: str) -> dict[int | str, dict[str, Any]]:

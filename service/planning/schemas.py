@@ -9,24 +9,54 @@ stores it. `*Summary` is a list item, never carrying a document; `*Read` adds th
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from service.pagination import Page
+from service.timestamps import Timestamp
 
-# No NUL: PostgreSQL's text cannot hold it, and it is never a meaningful part of a name.
+# No NUL: PostgreSQL's text cannot hold it, and it is never a meaningful part of a name. Surrounding
+# whitespace is stripped, so a name needs one other character (said by the pattern, which is what the
+# OpenAPI document shows; min_length alone would document "   " as valid).
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$"
+    ),
 ]
 JsonObject = dict[str, Any]
+# What PostgreSQL's JSONB refuses, and so the routes answer with 422 (documents.py, the repository).
+Document = Annotated[
+    JsonObject,
+    Field(
+        description=(
+            "Any JSON object, stored as JSONB: no `\\u0000` and no unpaired surrogate in a string or key, "
+            "at most 1,024 levels deep. Numbers come back in JSONB's notation (`1e3` → `1000`)."
+        )
+    ),
+]
 # What a client may record; the solver also writes `cancelled`.
 SolutionStatus = Literal["pending", "running", "succeeded", "failed"]
 
 
+def _members_are_never_null(schema: dict[str, Any]) -> None:
+    """Document what the routes enforce: an optional member may be left out, but never sent as null
+    (a patch's null would otherwise read as "clear it", a document's null as "no document")."""
+    for member in schema.get("properties", {}).values():
+        alternatives = member.get("anyOf")
+        if alternatives and {"type": "null"} in alternatives:
+            rest = [alternative for alternative in member.pop("anyOf") if alternative != {"type": "null"}]
+            if len(rest) == 1:
+                member.update(rest[0])
+            else:
+                member["anyOf"] = rest
+        if "default" in member and member["default"] is None:
+            del member["default"]
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_members_are_never_null)
 
 
 class _Patch(_Body):
@@ -55,8 +85,8 @@ class SessionUpdate(_Patch):
 class SessionRead(_Read):
     id: uuid.UUID
     name: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ScenarioFields(_Body):
@@ -64,7 +94,7 @@ class ScenarioFields(_Body):
 
 
 class ScenarioCreate(ScenarioFields):
-    request: JsonObject
+    request: Document
 
 
 class ScenarioPatchFields(_Patch):
@@ -72,15 +102,15 @@ class ScenarioPatchFields(_Patch):
 
 
 class ScenarioUpdate(ScenarioPatchFields):
-    request: JsonObject | None = None
+    request: Document | None = None
 
 
 class ScenarioSummary(_Read):
     id: uuid.UUID
     session_id: uuid.UUID
     name: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ScenarioRead(ScenarioSummary):
@@ -92,7 +122,7 @@ class SolutionFields(_Body):
 
 
 class SolutionCreate(SolutionFields):
-    payload: JsonObject | None = None
+    payload: Document | None = None
 
 
 class SolutionPatchFields(_Patch):
@@ -100,15 +130,15 @@ class SolutionPatchFields(_Patch):
 
 
 class SolutionUpdate(SolutionPatchFields):
-    payload: JsonObject | None = None
+    payload: Document | None = None
 
 
 class SolutionSummary(_Read):
     id: uuid.UUID
     scenario_id: uuid.UUID
     status: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class SolveProgress(BaseModel):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from service.pagination import Page
+from service.timestamps import Timestamp
 
 
 class OrgRead(BaseModel):
@@ -30,7 +30,7 @@ class UserRead(BaseModel):
     email: str | None
     roles: list[str]
     org: OrgRead | None
-    created_at: datetime
+    created_at: Timestamp
 
     @field_validator("roles", mode="before")
     @classmethod
@@ -47,7 +47,7 @@ class UserAdminRead(BaseModel):
     subject: str
     email: str | None
     display_name: str | None
-    created_at: datetime
+    created_at: Timestamp
     deleted: bool
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
+from service.errors import ServiceUnavailable
 from tests.conftest import AppFactory, client_for
 
 PROBLEM = "application/problem+json"
@@ -203,3 +205,23 @@ async def test_ready_is_503_not_500_for_a_url_the_driver_rejects(app_factory: Ap
         async with client_for(app) as client:
             response = await client.get("/ready")
     assert_problem(response, 503)
+
+
+def test_every_503_says_when_to_retry() -> None:
+    assert ServiceUnavailable().response().headers["retry-after"] == "5"
+    assert ServiceUnavailable(headers={"Retry-After": "60"}).response().headers["retry-after"] == "60"
+
+
+async def test_405_allows_every_method_the_path_serves(client: httpx.AsyncClient) -> None:
+    # Starlette alone names only the first matching route's methods (`Allow: POST` here).
+    expected = {
+        "/api/v1/sessions": "GET, POST",
+        f"/api/v1/sessions/{uuid.uuid4()}": "DELETE, GET, PATCH",
+        f"/api/v1/scenarios/{uuid.uuid4()}/solutions": "GET, POST",
+        "/api/v1/users/me": "GET",
+    }
+    for path, allow in expected.items():
+        response = await client.request("OPTIONS", path)
+        assert response.status_code == 405, path
+        assert response.headers["allow"] == allow, path
+        assert response.headers["content-type"] == PROBLEM

@@ -1,0 +1,180 @@
+"""What the OpenAPI document promises, read from the document itself; test_api_conformance.py then
+holds the service to it. Here: the shapes every operation shares, and the timestamps' one format."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from service.timestamps import PATTERN, format_timestamp
+from tests.planning.conftest import Caller, sign_in
+
+PROBLEM = "application/problem+json"
+API = "/api/v1"
+PROTECTED = re.compile(r"^/api/(?!v1/webhooks/)")
+
+
+@pytest.fixture
+async def document(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(method, path, op) for path, ops in document["paths"].items() for method, op in ops.items()]
+
+
+def test_every_error_is_a_problem_and_422_carries_errors(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    assert "errors" in schemas["ValidationProblem"]["required"]
+    seen_422 = 0
+    for method, path, operation in operations(document):
+        for status, response in operation["responses"].items():
+            if int(status) < 400:
+                continue
+            assert list(response["content"]) == [PROBLEM], (method, path, status)
+            expected = "ValidationProblem" if status == "422" else "Problem"
+            assert response["content"][PROBLEM]["schema"] == {"$ref": f"#/components/schemas/{expected}"}
+            seen_422 += status == "422"
+    assert seen_422 > 10
+
+
+def test_the_gate_and_the_body_limits_are_documented_where_they_answer(document: dict[str, Any]) -> None:
+    for method, path, operation in operations(document):
+        responses = operation["responses"]
+        where = (method, path)
+        if PROTECTED.match(path):
+            assert operation["security"] == [{"BearerAuth": []}], where
+            assert "WWW-Authenticate" in responses["401"]["headers"], where
+            assert "503" in responses, where
+            if method in ("post", "put", "patch", "delete"):
+                # A Clerk `__session` cookie on an unsafe request needs an allowed Origin.
+                assert "403" in responses, where
+        else:
+            assert "security" not in operation, where
+        if method in ("post", "put", "patch"):
+            assert "413" in responses, where
+            if path.startswith("/api/"):
+                assert "415" in responses, where
+    webhook = document["paths"][f"{API}/webhooks/{{provider}}"]["post"]["responses"]
+    assert {"204", "400", "401", "404", "413", "415", "503"} <= set(webhook)
+
+
+def test_response_headers_are_documented_where_they_are_sent(document: dict[str, Any]) -> None:
+    headers = document["components"]["headers"]
+    assert headers["Retry-After"]["required"] and headers["X-Request-ID"]["required"]
+    for method, path, operation in operations(document):
+        for status, response in operation["responses"].items():
+            where = (method, path, status)
+            assert response["headers"]["X-Request-ID"] == {"$ref": "#/components/headers/X-Request-ID"}, where
+            if status in ("429", "503"):
+                assert response["headers"]["Retry-After"] == {"$ref": "#/components/headers/Retry-After"}
+            if status == "201":
+                assert {"ETag", "Location"} <= set(response["headers"]), where
+                assert response["headers"]["Location"]["required"], where
+    scenario = document["paths"][f"{API}/scenarios/{{scenario_id}}"]
+    assert scenario["get"]["responses"]["200"]["headers"]["ETag"]["required"]
+    assert scenario["patch"]["responses"]["200"]["headers"]["ETag"]["required"]
+
+
+def test_each_operation_is_listed_once_under_one_tag(document: dict[str, Any]) -> None:
+    ids = [operation["operationId"] for _, _, operation in operations(document)]
+    assert len(ids) == len(set(ids))
+    for method, path, operation in operations(document):
+        assert len(operation.get("tags", [])) == 1, (method, path, operation.get("tags"))
+    admin = [(m, p) for m, p, _ in operations(document) if p == f"{API}/admin/users"]
+    assert admin == [("get", f"{API}/admin/users")]
+    assert document["paths"][f"{API}/admin/users"]["get"]["tags"] == ["admin"]
+
+
+def test_request_bodies_never_document_null_where_the_routes_refuse_it(document: dict[str, Any]) -> None:
+    bodies = {
+        (method, path): operation["requestBody"]["content"]["application/json"]["schema"]
+        for method, path, operation in operations(document)
+        if path.startswith(API) and "requestBody" in operation
+    }
+    assert len(bodies) == 6
+    for where, schema in bodies.items():
+        for member, definition in schema["properties"].items():
+            assert "anyOf" not in definition and definition.get("type") != "null", (where, member)
+            assert "default" not in definition, (where, member)
+    # A name is never only whitespace (it is stripped first).
+    name = bodies[("post", f"{API}/sessions")]["properties"]["name"]
+    assert re.search(name["pattern"], "   ") is None and re.search(name["pattern"], " a ")
+
+
+def test_every_timestamp_is_documented_with_its_one_format(document: dict[str, Any]) -> None:
+    stamps = [
+        (name, member, definition)
+        for name, schema in document["components"]["schemas"].items()
+        for member, definition in schema.get("properties", {}).items()
+        if definition.get("format") == "date-time"
+    ]
+    assert {member for _, member, _ in stamps} == {"created_at", "updated_at"}
+    for name, member, definition in stamps:
+        assert definition["pattern"] == PATTERN, (name, member)
+
+
+def test_format_timestamp_is_utc_with_microseconds_always() -> None:
+    assert format_timestamp(datetime(2026, 12, 2, 9, 30, tzinfo=UTC)) == "2026-12-02T09:30:00.000000Z"
+    berlin = timezone(timedelta(hours=1))
+    assert (
+        format_timestamp(datetime(2026, 12, 2, 10, 30, 0, 5, tzinfo=berlin)) == "2026-12-02T09:30:00.000005Z"
+    )
+    assert format_timestamp(datetime(2026, 12, 2, 9, 30)) == "2026-12-02T09:30:00.000000Z"
+
+
+async def test_every_resource_sends_timestamps_in_the_one_format(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    token = app.state.dev_issuer.mint(subject="stamps", email="stamps@example.com", roles=["admin"])
+    caller = Caller("stamps", uuid.uuid4(), client, {"Authorization": f"Bearer {token}"})
+    await sign_in(app, client, "other")
+    bodies: list[Any] = [(await caller.call("GET", "/users/me")).json()]
+    session = (await caller.call("POST", "/sessions", {"name": "s"})).json()
+    scenario = (
+        await caller.call("POST", f"/sessions/{session['id']}/scenarios", {"name": "c", "request": {}})
+    ).json()
+    solution = (
+        await caller.call("POST", f"/scenarios/{scenario['id']}/solutions", {"status": "pending"})
+    ).json()
+    bodies += [session, scenario, solution]
+    for path in (
+        f"/sessions/{session['id']}",
+        "/sessions",
+        f"/scenarios/{scenario['id']}",
+        f"/sessions/{session['id']}/scenarios",
+        f"/solutions/{solution['id']}",
+        f"/scenarios/{scenario['id']}/solutions",
+        "/admin/users",
+    ):
+        response = await caller.call("GET", path)
+        assert response.status_code == 200, (path, response.text)
+        bodies.append(response.json())
+    bodies.append((await caller.call("PATCH", f"/sessions/{session['id']}", {"name": "t"})).json())
+
+    stamps = list(_timestamps(bodies))
+    assert len(stamps) > 20
+    for stamp in stamps:
+        assert re.fullmatch(PATTERN, stamp), stamp
+
+
+def _timestamps(value: Any) -> Any:
+    if isinstance(value, dict):
+        for key, member in value.items():
+            if key in ("created_at", "updated_at"):
+                yield member
+            else:
+                yield from _timestamps(member)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _timestamps(item)
