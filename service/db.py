@@ -49,14 +49,18 @@ Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProx
 QueryLogger = Callable[[Any], None]
 Proxy: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
-# SQLSTATEs of a server that cannot serve us right now: 57P01 admin shutdown, 57P02 crash
-# shutdown, 57P03 cannot connect now (starting up, shutting down, recovery); class 08 is the
-# connection-exception class.
-_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03"})
+# SQLSTATEs of a server that cannot serve us right now: 57P01 admin shutdown (also a terminated
+# backend), 57P02 crash shutdown, 57P03 cannot connect now (starting up, shutting down, recovery),
+# 57P05 a session closed by idle_session_timeout; class 08 is the connection-exception class.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
 _BUSY_STATES = frozenset({"53300"})  # too_many_connections
 # asyncpg reports a connection that is gone, or left mid-operation by a cancelled request, as an
 # InterfaceError with one of these messages; other InterfaceErrors are programming errors.
-_LOST_CONNECTION_MESSAGES = ("connection is closed", "another operation is in progress")
+_LOST_CONNECTION_MESSAGES = (
+    "connection is closed",
+    "another operation is in progress",
+    "another operation is cancelling",
+)
 
 
 def new_id() -> uuid.UUID:
@@ -131,6 +135,16 @@ def asyncpg_connect_args(url: str) -> dict[str, Any]:
     if isinstance(ssl, str):
         args["ssl"] = ssl  # asyncpg takes libpq's mode names: require, verify-full, ...
     return args
+
+
+def _attached(conn: Proxy) -> bool:
+    """False once asyncpg has taken a connection back from us. When a pooled connection is lost
+    (the server shut down, the backend was terminated), asyncpg returns its slot to the pool at
+    once and detaches our proxy, whose every method then raises InterfaceError."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 async def _reset(conn: Connection) -> None:
@@ -227,6 +241,12 @@ class Database:
             await conn.execute("COMMIT")
         except Exception as exc:
             unavailable = classify(exc)
+            if unavailable is None and isinstance(exc, asyncpg.InterfaceError) and not _attached(conn):
+                # The connection was lost between two statements: asyncpg detached our proxy, and
+                # the next statement failed with "released back to the pool" rather than a
+                # connection error. Only here is that message known to mean a lost connection;
+                # anywhere else it is a statement sent after its transaction ended (a bug).
+                unavailable = DatabaseUnavailable
             if unavailable is None:
                 raise
             log.warning("database unavailable: %s", type(exc).__name__)
@@ -272,8 +292,8 @@ class Database:
         return pool, conn
 
     async def _rollback(self, conn: Proxy) -> None:
-        if conn.is_closed() or not conn.is_in_transaction():
-            return
+        if not _attached(conn) or not conn.is_in_transaction():
+            return  # lost (nothing to roll back: the server ended the transaction) or already over
         try:
             await conn.execute("ROLLBACK")
         except Exception as exc:
@@ -281,10 +301,15 @@ class Database:
             log.debug("rollback failed: %s", type(exc).__name__)
 
     async def _release(self, pool: asyncpg.Pool, conn: Proxy, *, discard: bool = False) -> None:
-        for logger in self._query_loggers:
-            conn.remove_query_logger(logger)
-        if discard or conn.is_closed() or conn.is_in_transaction():
-            conn.terminate()
+        try:
+            for logger in self._query_loggers:
+                conn.remove_query_logger(logger)
+            # A closed connection may still hold its pool slot (a protocol abort skips asyncpg's
+            # cleanup): terminate() runs that cleanup, which gives the slot back.
+            if discard or conn.is_closed() or conn.is_in_transaction():
+                conn.terminate()
+        except asyncpg.InterfaceError:
+            return  # detached: asyncpg already gave the lost connection's slot back to the pool
         try:
             await pool.release(conn)
         except Exception as exc:

@@ -1,0 +1,144 @@
+"""Database failures seen from one process: connections lost under a transaction (terminated
+backends, on the shared test database — only this module's own backends die), and a pool with no
+connection to spare. Each must leave `Database` as a 503 problem (`DatabaseUnavailable`,
+`DatabaseBusy`), never as a driver error, and never cost the pool a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+
+from service.db import (
+    Connection,
+    Database,
+    DatabaseUnavailable,
+    asyncpg_connect_args,
+)
+from tests.kit.waiting import eventually
+
+
+@pytest.fixture
+def own_name() -> str:
+    """The application_name of `own_db`'s connections, so a test terminates only those."""
+    return f"routebook-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def own_db(migrated_url: str, own_name: str) -> AsyncIterator[Database]:
+    # Two slots and a short wait: a slot a lost connection failed to give back shows up as DatabaseBusy.
+    db = Database(migrated_url, max_size=2, acquire_timeout=2.0, application_name=own_name)
+    yield db
+    await db.close()
+
+
+def lost(conn: Connection) -> bool:
+    """asyncpg has noticed: a lost pooled connection's proxy is detached and refuses every call."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
+async def terminate(url: str, pid: int) -> None:
+    admin = await asyncpg.connect(**asyncpg_connect_args(url))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+
+async def test_a_connection_lost_between_statements_is_database_unavailable(
+    own_db: Database, migrated_url: str
+) -> None:
+    for _ in range(3):  # more losses than the pool has slots: each one gives its slot back
+        with pytest.raises(DatabaseUnavailable):
+            async with own_db.transaction() as conn:
+                await terminate(migrated_url, await conn.fetchval("SELECT pg_backend_pid()"))
+                await eventually(lambda: _async(lost(conn)))
+                await conn.fetchval("SELECT 1")
+    async with own_db.transaction() as conn:  # the pool replaced it
+        assert await conn.fetchval("SELECT 1") == 1
+
+
+async def test_a_connection_lost_before_commit_is_database_unavailable(
+    own_db: Database, migrated_url: str
+) -> None:
+    with pytest.raises(DatabaseUnavailable):
+        async with own_db.as_user(uuid.uuid4()) as conn:
+            await terminate(migrated_url, await conn.fetchval("SELECT pg_backend_pid()"))
+            await eventually(lambda: _async(lost(conn)))
+    async with own_db.transaction() as conn:
+        assert await conn.fetchval("SELECT 1") == 1
+
+
+async def test_a_connection_lost_mid_query_is_database_unavailable(
+    own_db: Database, migrated_url: str
+) -> None:
+    with pytest.raises(DatabaseUnavailable):
+        async with own_db.transaction() as conn:
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+            query = asyncio.ensure_future(conn.fetchval("SELECT pg_sleep(30)"))
+            admin = await asyncpg.connect(**asyncpg_connect_args(migrated_url))
+            try:
+                running = "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND query LIKE '%pg_sleep%'"
+                await eventually(lambda: _truthy(admin.fetchval(running, pid)))
+                await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+            finally:
+                await admin.close()
+            await query
+
+
+async def test_connections_lost_under_concurrent_transactions_give_their_slots_back(
+    own_db: Database, own_name: str, migrated_url: str
+) -> None:
+    outcomes: Counter[str] = Counter()
+    stop = asyncio.Event()
+
+    async def worker() -> None:
+        while not stop.is_set():
+            try:
+                async with own_db.transaction() as conn:
+                    await conn.fetchval("SELECT pg_sleep(0.002)")
+                    await conn.fetchval("SELECT 1")
+                outcomes["ok"] += 1
+            except DatabaseUnavailable:
+                outcomes["unavailable"] += 1
+
+    workers = [asyncio.create_task(worker()) for _ in range(6)]  # three per slot: they queue
+    admin = await asyncpg.connect(**asyncpg_connect_args(migrated_url))
+    try:
+        for _ in range(20):
+            await eventually(beyond(outcomes.total, outcomes.total() + 2))  # between losses, progress
+            await admin.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                own_name,
+            )
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)  # a leaked slot: a worker's DatabaseBusy fails the test here
+        await admin.close()
+    assert outcomes["unavailable"] > 0
+    # Every slot is free: as many transactions at once as the pool has connections.
+    async with own_db.transaction() as first, own_db.transaction() as second:
+        assert await first.fetchval("SELECT 1") == await second.fetchval("SELECT 1") == 1
+
+
+async def _truthy(value: Awaitable[object]) -> bool:
+    return bool(await value)
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+def beyond(count: Callable[[], int], floor: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return count() > floor
+
+    return check
