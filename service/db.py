@@ -80,6 +80,10 @@ def timestamp_column(*, nullable: bool = False, server_default: bool = True) -> 
     )
 
 
+class TransactionRolledBack(RuntimeError):
+    """COMMIT found the transaction already failed: a statement's error was swallowed in the block."""
+
+
 class DatabaseUnavailable(ServiceUnavailable):
     detail = "The database is unavailable; try again shortly."
 
@@ -238,7 +242,11 @@ class Database:
             except BaseException:
                 await self._rollback(conn)
                 raise
-            await conn.execute("COMMIT")
+            if await conn.execute("COMMIT") != "COMMIT":
+                # PostgreSQL answers COMMIT of a failed transaction with ROLLBACK and no error: a
+                # statement failed (or was cancelled) and its error was swallowed inside the block.
+                # Nothing was written, so the request must not be acknowledged; a bug of ours.
+                raise TransactionRolledBack("the transaction was rolled back at COMMIT")
         except Exception as exc:
             unavailable = classify(exc)
             if unavailable is None and isinstance(exc, asyncpg.InterfaceError) and not _attached(conn):

@@ -7,6 +7,7 @@ connection to spare. Each must leave `Database` as a 503 problem (`DatabaseUnava
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,7 @@ from service.db import (
     Connection,
     Database,
     DatabaseUnavailable,
+    TransactionRolledBack,
     asyncpg_connect_args,
 )
 from tests.kit.waiting import eventually
@@ -127,6 +129,16 @@ async def test_connections_lost_under_concurrent_transactions_give_their_slots_b
     # Every slot is free: as many transactions at once as the pool has connections.
     async with own_db.transaction() as first, own_db.transaction() as second:
         assert await first.fetchval("SELECT 1") == await second.fetchval("SELECT 1") == 1
+
+
+async def test_a_swallowed_statement_error_is_never_acknowledged_as_committed(own_db: Database) -> None:
+    # PostgreSQL answers COMMIT of a failed transaction with ROLLBACK, not an error.
+    with pytest.raises(TransactionRolledBack):
+        async with own_db.transaction() as conn:
+            with contextlib.suppress(asyncpg.DivisionByZeroError):
+                await conn.fetchval("SELECT 1 / 0")
+    async with own_db.transaction() as conn:  # the connection went back to the pool clean
+        assert await conn.fetchval("SELECT 1") == 1
 
 
 async def _truthy(value: Awaitable[object]) -> bool:
