@@ -286,7 +286,7 @@ class Database:
             conn = await pool.acquire(timeout=self._acquire_timeout)
         except TimeoutError as exc:
             # Every connection is in use for longer than DB_POOL_TIMEOUT: we are busy, not down.
-            if self._pool is not None and self._pool.get_size() >= self._max_size:
+            if self._exhausted():
                 raise DatabaseBusy() from exc
             raise DatabaseUnavailable() from exc
         except Exception as exc:
@@ -323,15 +323,26 @@ class Database:
         except Exception as exc:
             log.debug("release failed: %s", type(exc).__name__)
 
-    async def ping(self, timeout: float = 2.0) -> bool:
+    async def check(self, timeout: float = 2.0) -> type[ServiceUnavailable] | None:
+        """None when the database answers within `timeout`; else the problem a request would get
+        (busy when every pooled connection is in use, unavailable otherwise)."""
         try:
             async with asyncio.timeout(timeout), self.transaction() as conn:
                 await conn.execute("SELECT 1")
-            return True
+            return None
+        except TimeoutError:
+            # Waiting longer than `timeout` for a connection the pool did not have to spare, or for
+            # a server that does not answer.
+            return DatabaseBusy if self._exhausted() else DatabaseUnavailable
+        except DatabaseBusy:
+            return DatabaseBusy
         except Exception as exc:
-            # Whatever the cause (refused, timed out, a bad URL option), the answer is "not ready".
-            log.warning("database ping failed: %s", type(exc.__cause__ or exc).__name__)
-            return False
+            # Whatever the cause (refused, shutting down, a bad URL option), the answer is "not ready".
+            log.warning("database check failed: %s", type(exc.__cause__ or exc).__name__)
+            return DatabaseUnavailable
+
+    def _exhausted(self) -> bool:
+        return self._pool is not None and self._pool.get_size() >= self._max_size
 
     @asynccontextmanager
     async def observe(self, logger: QueryLogger) -> AsyncIterator[None]:

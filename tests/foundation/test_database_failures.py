@@ -22,7 +22,12 @@ from service.db import (
     TransactionRolledBack,
     asyncpg_connect_args,
 )
+from tests.conftest import AppFactory, client_for
 from tests.kit.waiting import eventually
+from tests.webhooks.conftest import CLERK, CLERK_SECRET, clerk_signed, clerk_user_event
+
+API = "/api/v1"
+PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
@@ -143,6 +148,38 @@ async def test_a_swallowed_statement_error_is_never_acknowledged_as_committed(ow
 
 async def _truthy(value: Awaitable[object]) -> bool:
     return bool(await value)
+
+
+# --- no connection to spare ---------------------------------------------------------------------
+
+
+async def test_an_exhausted_pool_is_503_busy_with_retry_after(app_factory: AppFactory) -> None:
+    # Two connections, a short checkout wait: the test holds both in open transactions.
+    settings = {"db_pool_size": 1, "db_max_overflow": 1, "db_pool_timeout": 0.2}
+    async with app_factory(**settings, clerk_webhook_secret=CLERK_SECRET) as app:
+        async with client_for(app) as client:
+            # The listener has loaded (its own query done), so a known caller is served from the cache.
+            await eventually(lambda: _async(app.state.identity.live))
+            alice = {"Authorization": f"Bearer {app.state.dev_issuer.mint(subject='busy', email=None)}"}
+            assert (await client.get(f"{API}/users/me", headers=alice)).status_code == 200
+            newcomer = {"Authorization": f"Bearer {app.state.dev_issuer.mint(subject='late', email=None)}"}
+            body, hook_headers = clerk_signed(clerk_user_event("user_busy", kind="user.created"))
+            db = app.state.db
+            async with db.transaction(), db.transaction():
+                answers = {
+                    "planning": await client.get(f"{API}/sessions", headers=alice),
+                    "new user": await client.get(f"{API}/users/me", headers=newcomer),
+                    "webhook": await client.post(CLERK, content=body, headers=hook_headers),
+                    "ready": await client.get("/ready"),
+                }
+            after = await client.get(f"{API}/sessions", headers=alice)
+    for path, response in answers.items():
+        assert response.status_code == 503, (path, response.text)
+        assert response.headers["content-type"] == PROBLEM
+        assert int(response.headers["retry-after"]) >= 1
+        detail = response.json()["detail"]
+        assert "busy" in detail and "unavailable" not in detail, (path, detail)
+    assert after.status_code == 200
 
 
 async def _async(value: bool) -> bool:
