@@ -100,11 +100,6 @@ class DatabaseBusy(ServiceUnavailable):
 
 def classify(exc: BaseException) -> type[ServiceUnavailable] | None:
     """DatabaseUnavailable or DatabaseBusy when `exc` says the database cannot serve us; else None."""
-    orig = getattr(exc, "orig", None)  # a SQLAlchemy DBAPIError wraps the driver's error
-    if orig is not None and orig is not exc:
-        if getattr(exc, "connection_invalidated", False):
-            return DatabaseUnavailable
-        return classify(orig)
     if isinstance(exc, DatabaseUnavailable | DatabaseBusy):
         return type(exc)
     if isinstance(exc, asyncpg.PostgresError):

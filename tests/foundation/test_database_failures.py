@@ -18,16 +18,50 @@ import pytest
 from service.db import (
     Connection,
     Database,
+    DatabaseBusy,
     DatabaseUnavailable,
     TransactionRolledBack,
     asyncpg_connect_args,
+    classify,
 )
+from service.errors import ServiceUnavailable
 from tests.conftest import AppFactory, client_for
 from tests.kit.waiting import eventually
 from tests.webhooks.conftest import CLERK, CLERK_SECRET, clerk_signed, clerk_user_event
 
 API = "/api/v1"
 PROBLEM = "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"), DatabaseUnavailable),
+        (asyncpg.exceptions.ConnectionFailureError("lost"), DatabaseUnavailable),
+        (asyncpg.exceptions.AdminShutdownError("terminating connection"), DatabaseUnavailable),
+        (asyncpg.exceptions.CannotConnectNowError("the database system is starting up"), DatabaseUnavailable),
+        (asyncpg.exceptions.IdleSessionTimeoutError("idle-session timeout"), DatabaseUnavailable),
+        (asyncpg.exceptions.TooManyConnectionsError("too many clients"), DatabaseBusy),
+        (
+            asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+            DatabaseUnavailable,
+        ),
+        (
+            asyncpg.InterfaceError("cannot perform operation: another operation is cancelling"),
+            DatabaseUnavailable,
+        ),
+        (ConnectionResetError(104, "Connection reset by peer"), DatabaseUnavailable),
+        (ConnectionRefusedError(111, "Connection refused"), DatabaseUnavailable),
+        (TimeoutError(), DatabaseUnavailable),
+        # Our own mistakes or the client's, never "try again later":
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), None),
+        (asyncpg.exceptions.DivisionByZeroError("division by zero"), None),
+        (asyncpg.InterfaceError("cannot call Connection.fetch(): connection has been released"), None),
+        (ValueError("not a database error"), None),
+    ],
+)
+def test_classify(error: BaseException, expected: type[ServiceUnavailable] | None) -> None:
+    assert classify(error) is expected
 
 
 @pytest.fixture
