@@ -265,8 +265,12 @@ class Database:
             try:
                 await conn.execute(begin)
                 return pool, conn
-            except Exception as exc:
+            except BaseException as exc:
+                # Also on cancellation (a client that disconnected): without this the connection
+                # was never given back, and enough disconnects left the pool with none to lend.
                 await self._release(pool, conn, discard=True)
+                if not isinstance(exc, Exception):
+                    raise
                 unavailable = classify(exc)
                 if unavailable is None:
                     raise

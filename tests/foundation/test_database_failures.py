@@ -225,3 +225,26 @@ def beyond(count: Callable[[], int], floor: int) -> Callable[[], Awaitable[bool]
         return count() > floor
 
     return check
+
+
+async def test_a_request_cancelled_at_any_moment_gives_its_connection_back(own_db: Database) -> None:
+    """A client that disconnects cancels its request wherever it is: in checkout, in BEGIN, in a
+    statement, in COMMIT. Each of those moments must give the connection back to the pool."""
+
+    async def transaction() -> None:
+        async with own_db.transaction() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async with own_db.transaction():  # the pool's connections exist: checkout is not a connect
+        async with own_db.transaction():
+            pass
+    for ticks in range(40):  # event-loop turns before the cancel: every await point gets its turn
+        task = asyncio.create_task(transaction())
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    # Every slot is free: as many transactions at once as the pool has connections.
+    async with own_db.transaction() as first, own_db.transaction() as second:
+        assert await first.fetchval("SELECT 1") == await second.fetchval("SELECT 1") == 1
