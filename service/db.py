@@ -49,14 +49,18 @@ Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProx
 QueryLogger = Callable[[Any], None]
 Proxy: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
-# SQLSTATEs of a server that cannot serve us right now: 57P01 admin shutdown, 57P02 crash
-# shutdown, 57P03 cannot connect now (starting up, shutting down, recovery); class 08 is the
-# connection-exception class.
-_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03"})
+# SQLSTATEs of a server that cannot serve us right now: 57P01 admin shutdown (also a terminated
+# backend), 57P02 crash shutdown, 57P03 cannot connect now (starting up, shutting down, recovery),
+# 57P05 a session closed by idle_session_timeout; class 08 is the connection-exception class.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
 _BUSY_STATES = frozenset({"53300"})  # too_many_connections
 # asyncpg reports a connection that is gone, or left mid-operation by a cancelled request, as an
 # InterfaceError with one of these messages; other InterfaceErrors are programming errors.
-_LOST_CONNECTION_MESSAGES = ("connection is closed", "another operation is in progress")
+_LOST_CONNECTION_MESSAGES = (
+    "connection is closed",
+    "another operation is in progress",
+    "another operation is cancelling",
+)
 
 
 def new_id() -> uuid.UUID:
@@ -76,6 +80,10 @@ def timestamp_column(*, nullable: bool = False, server_default: bool = True) -> 
     )
 
 
+class TransactionRolledBack(RuntimeError):
+    """COMMIT found the transaction already failed: a statement's error was swallowed in the block."""
+
+
 class DatabaseUnavailable(ServiceUnavailable):
     detail = "The database is unavailable; try again shortly."
 
@@ -92,11 +100,6 @@ class DatabaseBusy(ServiceUnavailable):
 
 def classify(exc: BaseException) -> type[ServiceUnavailable] | None:
     """DatabaseUnavailable or DatabaseBusy when `exc` says the database cannot serve us; else None."""
-    orig = getattr(exc, "orig", None)  # a SQLAlchemy DBAPIError wraps the driver's error
-    if orig is not None and orig is not exc:
-        if getattr(exc, "connection_invalidated", False):
-            return DatabaseUnavailable
-        return classify(orig)
     if isinstance(exc, DatabaseUnavailable | DatabaseBusy):
         return type(exc)
     if isinstance(exc, asyncpg.PostgresError):
@@ -131,6 +134,16 @@ def asyncpg_connect_args(url: str) -> dict[str, Any]:
     if isinstance(ssl, str):
         args["ssl"] = ssl  # asyncpg takes libpq's mode names: require, verify-full, ...
     return args
+
+
+def _attached(conn: Proxy) -> bool:
+    """False once asyncpg has taken a connection back from us. When a pooled connection is lost
+    (the server shut down, the backend was terminated), asyncpg returns its slot to the pool at
+    once and detaches our proxy, whose every method then raises InterfaceError."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 async def _reset(conn: Connection) -> None:
@@ -224,9 +237,19 @@ class Database:
             except BaseException:
                 await self._rollback(conn)
                 raise
-            await conn.execute("COMMIT")
+            if await conn.execute("COMMIT") != "COMMIT":
+                # PostgreSQL answers COMMIT of a failed transaction with ROLLBACK and no error: a
+                # statement failed (or was cancelled) and its error was swallowed inside the block.
+                # Nothing was written, so the request must not be acknowledged; a bug of ours.
+                raise TransactionRolledBack("the transaction was rolled back at COMMIT")
         except Exception as exc:
             unavailable = classify(exc)
+            if unavailable is None and isinstance(exc, asyncpg.InterfaceError) and not _attached(conn):
+                # The connection was lost between two statements: asyncpg detached our proxy, and
+                # the next statement failed with "released back to the pool" rather than a
+                # connection error. Only here is that message known to mean a lost connection;
+                # anywhere else it is a statement sent after its transaction ended (a bug).
+                unavailable = DatabaseUnavailable
             if unavailable is None:
                 raise
             log.warning("database unavailable: %s", type(exc).__name__)
@@ -242,8 +265,12 @@ class Database:
             try:
                 await conn.execute(begin)
                 return pool, conn
-            except Exception as exc:
+            except BaseException as exc:
+                # Also on cancellation (a client that disconnected): without this the connection
+                # was never given back, and enough disconnects left the pool with none to lend.
                 await self._release(pool, conn, discard=True)
+                if not isinstance(exc, Exception):
+                    raise
                 unavailable = classify(exc)
                 if unavailable is None:
                     raise
@@ -258,7 +285,7 @@ class Database:
             conn = await pool.acquire(timeout=self._acquire_timeout)
         except TimeoutError as exc:
             # Every connection is in use for longer than DB_POOL_TIMEOUT: we are busy, not down.
-            if self._pool is not None and self._pool.get_size() >= self._max_size:
+            if self._exhausted():
                 raise DatabaseBusy() from exc
             raise DatabaseUnavailable() from exc
         except Exception as exc:
@@ -272,8 +299,8 @@ class Database:
         return pool, conn
 
     async def _rollback(self, conn: Proxy) -> None:
-        if conn.is_closed() or not conn.is_in_transaction():
-            return
+        if not _attached(conn) or not conn.is_in_transaction():
+            return  # lost (nothing to roll back: the server ended the transaction) or already over
         try:
             await conn.execute("ROLLBACK")
         except Exception as exc:
@@ -281,24 +308,40 @@ class Database:
             log.debug("rollback failed: %s", type(exc).__name__)
 
     async def _release(self, pool: asyncpg.Pool, conn: Proxy, *, discard: bool = False) -> None:
-        for logger in self._query_loggers:
-            conn.remove_query_logger(logger)
-        if discard or conn.is_closed() or conn.is_in_transaction():
-            conn.terminate()
+        try:
+            for logger in self._query_loggers:
+                conn.remove_query_logger(logger)
+            # A closed connection may still hold its pool slot (a protocol abort skips asyncpg's
+            # cleanup): terminate() runs that cleanup, which gives the slot back.
+            if discard or conn.is_closed() or conn.is_in_transaction():
+                conn.terminate()
+        except asyncpg.InterfaceError:
+            return  # detached: asyncpg already gave the lost connection's slot back to the pool
         try:
             await pool.release(conn)
         except Exception as exc:
             log.debug("release failed: %s", type(exc).__name__)
 
-    async def ping(self, timeout: float = 2.0) -> bool:
+    async def check(self, timeout: float = 2.0) -> type[ServiceUnavailable] | None:
+        """None when the database answers within `timeout`; else the problem a request would get
+        (busy when every pooled connection is in use, unavailable otherwise)."""
         try:
             async with asyncio.timeout(timeout), self.transaction() as conn:
                 await conn.execute("SELECT 1")
-            return True
+            return None
+        except TimeoutError:
+            # Waiting longer than `timeout` for a connection the pool did not have to spare, or for
+            # a server that does not answer.
+            return DatabaseBusy if self._exhausted() else DatabaseUnavailable
+        except DatabaseBusy:
+            return DatabaseBusy
         except Exception as exc:
-            # Whatever the cause (refused, timed out, a bad URL option), the answer is "not ready".
-            log.warning("database ping failed: %s", type(exc.__cause__ or exc).__name__)
-            return False
+            # Whatever the cause (refused, shutting down, a bad URL option), the answer is "not ready".
+            log.warning("database check failed: %s", type(exc.__cause__ or exc).__name__)
+            return DatabaseUnavailable
+
+    def _exhausted(self) -> bool:
+        return self._pool is not None and self._pool.get_size() >= self._max_size
 
     @asynccontextmanager
     async def observe(self, logger: QueryLogger) -> AsyncIterator[None]:

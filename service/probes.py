@@ -23,8 +23,10 @@ async def health() -> dict[str, str]:
 )
 async def ready(request: Request) -> dict[str, str]:
     db: Database = request.app.state.db
-    if not await db.ping(timeout=2.0):
-        raise ServiceUnavailable("The database is not answering.", headers={"Retry-After": "2"})
+    # The same problem (and Retry-After) a request would get now: unavailable, or busy.
+    unavailable = await db.check(timeout=2.0)
+    if unavailable is not None:
+        raise unavailable()
     if not request.app.state.verifier.ready:
         raise ServiceUnavailable(
             "Signing keys of an identity provider are not available yet.", headers={"Retry-After": "5"}
