@@ -151,7 +151,7 @@ async def cancel(solution_id: uuid.UUID, principal: CurrentUser, request: Reques
 
 @router.post(
     "/solutions/{solution_id}/events/ticket",
-    status_code=201,
+    status_code=200,
     response_model=TicketRead,
     responses=problem_responses(401, 404, 503),
     summary="A single-use ticket (60 s) to open the event stream from a browser's EventSource",

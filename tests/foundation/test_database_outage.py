@@ -27,8 +27,8 @@ import httpx
 import pytest
 
 from service.migrations import upgrade
+from service.notify import LISTENER_APPLICATION_NAME
 from service.providers.dev import DevIssuer
-from service.users.listener import LISTENER_APPLICATION_NAME
 from tests.kit.postgres import RestartablePostgres
 from tests.kit.served import ServedApp, served_app
 from tests.kit.waiting import eventually

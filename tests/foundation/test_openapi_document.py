@@ -102,11 +102,12 @@ def test_request_bodies_never_document_null_where_the_routes_refuse_it(document:
         for method, path, operation in operations(document)
         if path.startswith(API) and "requestBody" in operation
     }
-    assert len(bodies) == 6
+    assert len(bodies) == 7
     for where, schema in bodies.items():
         for member, definition in schema["properties"].items():
             assert "anyOf" not in definition and definition.get("type") != "null", (where, member)
-            assert "default" not in definition, (where, member)
+            if not where[1].endswith("/solve"):  # solve options are optional with real defaults
+                assert "default" not in definition, (where, member)
     # A name is never only whitespace (it is stripped first).
     name = bodies[("post", f"{API}/sessions")]["properties"]["name"]
     assert re.search(name["pattern"], "   ") is None and re.search(name["pattern"], " a ")
