@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCKS := requirements/runtime.txt requirements/dev.txt
 
-.PHONY: run worker test migrate revision bench lint format lock clean
+.PHONY: run worker demo test migrate revision bench lint format lock clean
 
 # The virtualenv is rebuilt only when a lock file changes; installs are hash-checked.
 $(STAMP): $(LOCKS)
@@ -20,6 +20,10 @@ run: $(STAMP)
 # A solve worker (more of them, on any host that reaches DATABASE_URL, scale solving out).
 worker: $(STAMP)
 	$(BIN)/python -m scripts.worker
+
+# A demo user with example scenarios and a solved plan; prints the playground URL and a token.
+demo: $(STAMP)
+	$(BIN)/python -m scripts.demo
 
 # TEST_DATABASE_URL names a server to test against; unset, the suite starts an embedded one.
 test: $(STAMP)

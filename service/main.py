@@ -10,11 +10,12 @@ from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from service import providers
 from service.config import Settings, get_settings
+from service.cors import LoggedCORSMiddleware
 from service.db import Database
+from service.dev.routes import mount_playground
 from service.dev.routes import router as dev_router
 from service.docs import install_docs
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -123,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limits={"/api/v1/webhooks/": settings.webhook_max_body_bytes},
     )
     app.add_middleware(
-        CORSMiddleware,
+        LoggedCORSMiddleware,
         allow_origins=settings.cors_origins or [],
         allow_credentials=True,
         allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
     if "dev" in settings.auth_providers:
         app.include_router(dev_router)
+        mount_playground(app)
     install_openapi(app)
     install_docs(app)
     return app

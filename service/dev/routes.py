@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.config import is_loopback_host
@@ -67,3 +70,18 @@ async def token(request: Request, body: DevTokenCreate) -> DevTokenRead:
     if request.client is None or not is_loopback_host(request.client.host):
         raise Forbidden("Dev tokens are minted only for clients on this machine.")
     return mint_dev_token(request.app.state.dev_issuer, body)
+
+
+PLAYGROUND = Path(__file__).parent / "static" / "playground"
+
+
+@router.get("/playground", include_in_schema=False)
+async def playground_root() -> RedirectResponse:
+    # A relative Location (never built from the client's Host): the page's own assets are relative
+    # to the directory, so it must be served with its trailing slash.
+    return RedirectResponse("/dev/playground/", status_code=308)
+
+
+def mount_playground(app: Any) -> None:
+    """The playground: plain static files, served only where the dev issuer is (never in production)."""
+    app.mount("/dev/playground", StaticFiles(directory=PLAYGROUND, html=True), name="playground")

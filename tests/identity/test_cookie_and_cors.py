@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -108,3 +111,20 @@ async def test_another_providers_token_in_the_clerk_cookie_is_refused(
         as_bearer = await env.me(workos.token("user_w"))
     assert in_cookie.status_code == 401
     assert as_bearer.status_code == 200
+
+
+async def test_a_refused_preflight_is_logged_with_its_origin(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="routebook.cors"):
+        refused = await client.options(
+            "/api/v1/sessions",
+            headers={"Origin": "http://127.0.0.1:5173", "Access-Control-Request-Method": "POST"},
+        )
+        allowed = await client.options(
+            "/api/v1/sessions",
+            headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"},
+        )
+    assert refused.status_code == 400 and allowed.status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "routebook.cors"]
+    assert len(lines) == 1 and "http://127.0.0.1:5173" in lines[0] and "origin" in lines[0]

@@ -267,3 +267,14 @@ def test_the_example_request_is_valid_and_documented() -> None:
     assert schema["additionalProperties"] is False
     matrix_schema = schema["$defs"]["MatrixInput"]["properties"]["distances"]
     assert matrix_schema["items"]["items"]["type"] == "integer"
+
+
+@pytest.mark.parametrize("name", ["berlin.json", "e-n22-k4.json"])
+def test_the_playground_examples_are_solvable(name: str) -> None:
+    from pathlib import Path
+
+    import orjson
+
+    path = Path(__file__).resolve().parents[2] / "service" / "dev" / "static" / "playground" / "examples" / name
+    request = parse_solve_request(orjson.loads(path.read_bytes()), max_stops=2000)
+    assert request.stops
