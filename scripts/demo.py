@@ -80,7 +80,9 @@ def main() -> int:
         print(f"Invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     if settings.is_production or "dev" not in settings.auth_providers:
-        print("make demo needs the dev issuer (AUTH_PROVIDERS including dev, not production).", file=sys.stderr)
+        print(
+            "make demo needs the dev issuer (AUTH_PROVIDERS including dev, not production).", file=sys.stderr
+        )
         return 2
     url, _embedded = database_url(settings)
     upgrade(url)

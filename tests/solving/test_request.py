@@ -275,6 +275,8 @@ def test_the_playground_examples_are_solvable(name: str) -> None:
 
     import orjson
 
-    path = Path(__file__).resolve().parents[2] / "service" / "dev" / "static" / "playground" / "examples" / name
+    path = (
+        Path(__file__).resolve().parents[2] / "service" / "dev" / "static" / "playground" / "examples" / name
+    )
     request = parse_solve_request(orjson.loads(path.read_bytes()), max_stops=2000)
     assert request.stops
