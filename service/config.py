@@ -83,6 +83,20 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
+    # The server (`python -m service`, service/server.py): every wait and every count is bounded.
+    web_concurrency: int = Field(1, ge=1)  # worker processes, each with its own pools
+    timeout_keep_alive: int = Field(5, ge=1)  # an idle keep-alive connection is closed after this
+    # From a connection's opening (or a request's first byte) to its headers' end; then it is closed.
+    timeout_request_headers: int = Field(10, ge=1)
+    # SIGTERM: requests still running after this many seconds are cancelled and the process exits.
+    timeout_graceful_shutdown: int = Field(10, ge=1)
+    # Open connections (and running requests) per process; beyond it a request is answered 503.
+    limit_concurrency: int = Field(500, ge=1)
+    backlog: int = Field(2048, ge=1)
+    # X-Forwarded-For/-Proto are believed only when enabled, and only from these peers.
+    proxy_headers: bool = False
+    forwarded_allow_ips: CommaList = Field(default_factory=lambda: ["127.0.0.1"])
+
     @field_validator("auth_providers")
     @classmethod
     def _known_providers(cls, value: list[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -12,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import AppError, BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import AppError, BadRequest, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType
 from service.observability import request_id_var
 
 access_log = logging.getLogger("routebook.access")
@@ -47,11 +48,12 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        responded = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [
                     *(h for h in message["headers"] if h[0].lower() != b"x-request-id"),
@@ -61,6 +63,12 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when TIMEOUT_GRACEFUL_SHUTDOWN is over:
+            # the client is told to retry (elsewhere), rather than uvicorn's bare text/plain 500.
+            if not responded:
+                await ShuttingDown().response()(scope, _no_receive, send_with_id)
+            raise
         finally:
             # Path only: no query string, no header, no body reaches the log.
             access_log.info(
@@ -70,6 +78,13 @@ class RequestContextMiddleware:
                 extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
             )
             request_id_var.reset(token)
+
+
+class ShuttingDown(ServiceUnavailable):
+    detail = "The server is shutting down; retry the request."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1", "Connection": "close"})
 
 
 class BodyTooLarge(HTTPException):
