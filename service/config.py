@@ -71,6 +71,11 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     # Webhook bodies are small (Supabase caps hook payloads at 20 KB); an unsigned flood of big ones
     # is refused before it is buffered.
     webhook_max_body_bytes: int = Field(1 * MIB, gt=0)
+    # Request bodies up to this size are parsed on the event loop; larger ones (scenario requests,
+    # solution payloads of megabytes) in JSON_PARSE_WORKERS worker processes, so that one big body
+    # never stalls the other requests (service/planning/documents.py).
+    json_inline_max_bytes: int = Field(1 * MIB, ge=0)
+    json_parse_workers: int = Field(1, ge=1)
 
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)

@@ -18,6 +18,7 @@ from service.db import Database
 from service.dev.routes import router as dev_router
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.observability import configure_logging
+from service.offload import Offload
 from service.openapi import install_openapi
 from service.planning.repository import erase_owner
 from service.planning.routes import router as planning_router
@@ -65,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.db, app.state.http, app.state.verifier = db, http, verifier
     app.state.identity, app.state.identity_listener = identity, listener
     app.state.webhook_janitor = LedgerJanitor()
+    app.state.offload = Offload(settings.json_parse_workers)  # its processes start on first use
     if "dev" in settings.auth_providers:
         app.state.dev_issuer = DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
 
@@ -79,6 +81,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await listener.stop()
         await verifier.aclose()  # before the client it fetches with
         await http.aclose()
+        await app.state.offload.close()
         await db.close()
 
 

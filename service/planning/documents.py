@@ -3,7 +3,8 @@
 In: `json_model(Model)` is the dependency for an ordinary body. `document_body(Model, member)` is
 for a body that carries a document (a scenario's `request`, a solution's `payload`): the small
 members are validated by `Model` (which does not contain the document), the document is only
-checked to be a JSON object, and the raw body bytes go to PostgreSQL, which extracts the member
+checked to be a JSON object — on the event loop for a small body, in a worker process above
+JSON_INLINE_MAX_BYTES — and the raw body bytes go to PostgreSQL, which extracts the member
 (`CAST(body AS jsonb) -> 'request'`) and stores it. Nothing is re-serialized, so numbers PostgreSQL
 can hold exactly (integers past 64 bits) are kept exactly.
 
@@ -25,8 +26,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service.errors import ValidationFailed
+from service.offload import Offload
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +71,43 @@ def validate(model: type[M], members: Mapping[str, Any]) -> M:
         ) from None
 
 
+# The checks below are functions of the raw bytes only, run on the event loop for a small body and
+# in a worker process (service/offload.py) for a large one: the same code either way, so the same
+# answers. Across the process boundary go the bytes, and back only the validated small members (or
+# the ValidationFailed): the parsed tree of the document never leaves the worker.
+
+
+def check_object(raw: bytes, model: type[M]) -> M:
+    return validate(model, parse_object(raw))
+
+
+def check_document(raw: bytes, model: type[M], member: str, required: bool) -> tuple[M, bool]:
+    """(the small members validated as `model`, whether `member` was sent)."""
+    members = parse_object(raw)
+    present = member in members
+    document = members.pop(member, None)
+    if present and not isinstance(document, dict):
+        raise _invalid([member], "Must be a JSON object.", "dict_type")
+    if required and not present:
+        raise _invalid([member], "Field required", "missing")
+    del document  # only its type mattered; PostgreSQL parses and stores it from `raw`
+    return validate(model, members), present
+
+
+async def _checked(request: Request, raw: bytes, check: Callable[..., T], *args: Any) -> T:
+    """`check(raw, *args)`, inline up to JSON_INLINE_MAX_BYTES, else in the offload pool: parsing
+    megabytes on the loop would stall every other request meanwhile (orjson holds the GIL)."""
+    if len(raw) <= request.app.state.settings.json_inline_max_bytes:
+        return check(raw, *args)
+    offload: Offload = request.app.state.offload
+    return await offload.run(check, raw, *args)
+
+
 def json_model(model: type[M]) -> Callable[[Request], Awaitable[M]]:
     """A dependency: the body validated as `model`, before any database work."""
 
     async def read(request: Request) -> M:
-        return validate(model, parse_object(await request.body()))
+        return await _checked(request, await request.body(), check_object, model)
 
     return read
 
@@ -84,15 +119,8 @@ def document_body(
 
     async def read(request: Request) -> DocumentBody[M]:
         raw = await request.body()
-        members = parse_object(raw)
-        present = member in members
-        document = members.pop(member, None)
-        if present and not isinstance(document, dict):
-            raise _invalid([member], "Must be a JSON object.", "dict_type")
-        if required and not present:
-            raise _invalid([member], "Field required", "missing")
-        del document  # only its type mattered; PostgreSQL parses and stores it from `raw`
-        return DocumentBody(fields=validate(model, members), raw=raw, has_document=present)
+        fields, present = await _checked(request, raw, check_document, model, member, required)
+        return DocumentBody(fields=fields, raw=raw, has_document=present)
 
     return read
 
