@@ -76,6 +76,10 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     # never stalls the other requests (service/planning/documents.py).
     json_inline_max_bytes: int = Field(1 * MIB, ge=0)
     json_parse_workers: int = Field(1, ge=1)
+    # Writes of such bodies at once per process; the others wait their turn, at most
+    # JSON_LARGE_WRITES_TIMEOUT seconds (then 503 with Retry-After).
+    json_large_writes: int = Field(2, ge=1)
+    json_large_writes_timeout: float = Field(30, gt=0)
 
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)

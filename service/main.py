@@ -67,6 +67,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.identity, app.state.identity_listener = identity, listener
     app.state.webhook_janitor = LedgerJanitor()
     app.state.offload = Offload(settings.json_parse_workers)  # its processes start on first use
+    app.state.large_writes = asyncio.Semaphore(settings.json_large_writes)
     if "dev" in settings.auth_providers:
         app.state.dev_issuer = DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
 

@@ -1,4 +1,4 @@
-"""Bodies above JSON_INLINE_MAX_BYTES are checked in a worker process: the same answers as inline.
+"""Bodies above JSON_INLINE_MAX_BYTES: checked in a worker process, written JSON_LARGE_WRITES at once.
 
 Two apps on one database — one checks every body on the event loop, the other every body in its
 offload pool (threshold 0) — get the same requests from the same user; their answers (status and
@@ -117,3 +117,37 @@ async def test_small_members_are_validated_in_the_worker_too(pair: Pair) -> None
         "POST", f"/scenarios/{scenario.json()['id']}/solutions", {"status": "succeeded", "payload": {"r": []}}
     )
     assert solution.status_code == 201 and solution.json()["status"] == "succeeded"
+
+
+async def test_large_writes_take_turns_and_a_wait_is_bounded(
+    app_factory: AppFactory, clean_db: SqlAdmin
+) -> None:
+    async with (
+        app_factory(json_inline_max_bytes=1_000, json_large_writes=1, json_large_writes_timeout=0.5) as app,
+        client_for(app) as http,
+    ):
+        alice = await sign_in(app, http, "alice")
+        session = (await alice.call("POST", "/sessions", {"name": "turns"})).json()["id"]
+        large = {"name": "large", "request": {"blob": "x" * 2_000}}
+        path = f"/sessions/{session}/scenarios"
+
+        # A failed write gives its slot back: a missing session, then a document PostgreSQL refuses.
+        missing = await alice.call("POST", "/sessions/01a20887-9aef-715a-bba9-7a10b66ea2d6/scenarios", large)
+        assert missing.status_code == 404
+        refused = await alice.call("POST", path, {"name": "nul", "request": {"blob": "x" * 2_000 + "\u0000"}})
+        assert refused.status_code == 422
+
+        slots = app.state.large_writes
+        await slots.acquire()  # another large write in progress
+        try:
+            busy = await alice.call("POST", path, large)
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            assert busy.headers["content-type"] == "application/problem+json"
+            small = await alice.call("POST", path, {"name": "small", "request": {"a": 1}})
+            assert small.status_code == 201  # small bodies never wait for a slot
+        finally:
+            slots.release()
+        written = await alice.call("POST", path, large)
+        assert written.status_code == 201, written.text
+        names = {item["name"] for item in (await alice.call("GET", path)).json()["items"]}
+        assert names == {"small", "large"}
