@@ -78,7 +78,7 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     json_parse_workers: int = Field(1, ge=1)
     # Writes of such bodies at once per process; the others wait their turn, at most
     # JSON_LARGE_WRITES_TIMEOUT seconds (then 503 with Retry-After).
-    json_large_writes: int = Field(2, ge=1)
+    json_large_writes: int = Field(4, ge=1)
     json_large_writes_timeout: float = Field(30, gt=0)
 
     db_pool_size: int = Field(10, ge=1)
