@@ -1,15 +1,16 @@
-"""`make run`: database (embedded unless DATABASE_URL is set), migrations, then the server."""
+"""`make run`: database (embedded unless DATABASE_URL is set), migrations, then the server of `python -m service`."""
 
 from __future__ import annotations
 
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 
 from scripts.devenv import database_url
 from service.config import get_settings
 from service.migrations import upgrade
+from service.observability import configure_logging
+from service.server import serve
 
 
 def main() -> None:
@@ -34,14 +35,9 @@ def main() -> None:
             '              (then: curl -H "Authorization: Bearer $TOKEN" ' + base + "/api/v1/users/me)\n",
             flush=True,
         )
-    uvicorn.run(
-        "service.main:app",
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-    )
+    # The production server (python -m service), its timeouts and limits included.
+    configure_logging(settings.log_level, settings.log_format or "json")
+    serve(settings)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,15 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     # Webhook bodies are small (Supabase caps hook payloads at 20 KB); an unsigned flood of big ones
     # is refused before it is buffered.
     webhook_max_body_bytes: int = Field(1 * MIB, gt=0)
+    # Request bodies up to this size are parsed on the event loop; larger ones (scenario requests,
+    # solution payloads of megabytes) in JSON_PARSE_WORKERS worker processes, so that one big body
+    # never stalls the other requests (service/planning/documents.py).
+    json_inline_max_bytes: int = Field(1 * MIB, ge=0)
+    json_parse_workers: int = Field(1, ge=1)
+    # Writes of such bodies at once per process; the others wait their turn, at most
+    # JSON_LARGE_WRITES_TIMEOUT seconds (then 503 with Retry-After).
+    json_large_writes: int = Field(4, ge=1)
+    json_large_writes_timeout: float = Field(30, gt=0)
 
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
@@ -97,6 +106,20 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+
+    # The server (`python -m service`, service/server.py): every wait and every count is bounded.
+    web_concurrency: int = Field(1, ge=1)  # worker processes, each with its own pools
+    timeout_keep_alive: int = Field(5, ge=1)  # an idle keep-alive connection is closed after this
+    # From a connection's opening (or a request's first byte) to its headers' end; then it is closed.
+    timeout_request_headers: int = Field(10, ge=1)
+    # SIGTERM: requests still running after this many seconds are cancelled and the process exits.
+    timeout_graceful_shutdown: int = Field(10, ge=1)
+    # Open connections (and running requests) per process; beyond it a request is answered 503.
+    limit_concurrency: int = Field(500, ge=1)
+    backlog: int = Field(2048, ge=1)
+    # X-Forwarded-For/-Proto are believed only when enabled, and only from these peers.
+    proxy_headers: bool = False
+    forwarded_allow_ips: CommaList = Field(default_factory=lambda: ["127.0.0.1"])
 
     @field_validator("auth_providers")
     @classmethod

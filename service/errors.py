@@ -82,6 +82,11 @@ class ValidationFailed(AppError):
     def __init__(self, errors: Sequence[Mapping[str, Any]], detail: str | None = None) -> None:
         super().__init__(detail, extra={"errors": [dict(e) for e in errors]})
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in an offload worker process (service/offload.py) and re-raised here: pickled by
+        # its own arguments, not by Exception's (which would pass the detail as the errors).
+        return (type(self), (self.extra["errors"], self.detail))
+
 
 class ServiceUnavailable(AppError):
     """Always with `Retry-After` (the OpenAPI document promises it on every 503): the given one, else a

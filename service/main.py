@@ -21,6 +21,7 @@ from service.docs import install_docs
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.notify import Listener, Subscription
 from service.observability import configure_logging
+from service.offload import Offload
 from service.openapi import install_openapi
 from service.planning.repository import erase_owner
 from service.planning.routes import router as planning_router
@@ -80,6 +81,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.db, app.state.http, app.state.verifier = db, http, verifier
     app.state.identity, app.state.listener = identity, listener
     app.state.webhook_janitor = LedgerJanitor()
+    app.state.offload = Offload(settings.json_parse_workers)  # its processes start on first use
+    app.state.large_writes = asyncio.Semaphore(settings.json_large_writes)
     if "dev" in settings.auth_providers:
         app.state.dev_issuer = DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
 
@@ -94,6 +97,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await listener.stop()
         await verifier.aclose()  # before the client it fetches with
         await http.aclose()
+        await app.state.offload.close()
         await db.close()
 
 

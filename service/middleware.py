@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -10,12 +11,18 @@ from collections.abc import Mapping
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import AppError, BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import AppError, BadRequest, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType
 from service.observability import request_id_var
 
 access_log = logging.getLogger("routebook.access")
+log = logging.getLogger("routebook.http")
+
+# The access-log status of a request whose client went away before sending all of it (nginx's
+# 499 "client closed request"): never sent, and never counted as a server error.
+CLIENT_CLOSED_REQUEST = 499
 
 # A client's own id is echoed only when it is a plain token: visible ASCII, at most 128 characters.
 _SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
@@ -30,7 +37,11 @@ def _is_json(content_type: str) -> bool:
 
 
 class RequestContextMiddleware:
-    """Gives every response an X-Request-ID and writes one access-log line per request."""
+    """Gives every response an X-Request-ID and writes one access-log line per request.
+
+    A client that closes the connection mid-request is one INFO line and status 499 in the access
+    log: no 500, no traceback (anyone can do it, e.g. to the unauthenticated webhook receivers).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -47,11 +58,23 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        body_complete = False
+        aborted = False
+        responded = False
+
+        async def watch_receive() -> Message:
+            nonlocal body_complete, aborted
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_complete = True
+            elif message["type"] == "http.disconnect" and not body_complete:
+                aborted = True
+            return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [
                     *(h for h in message["headers"] if h[0].lower() != b"x-request-id"),
@@ -60,8 +83,24 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, watch_receive, send_with_id)
+        except ClientDisconnect:
+            # The client closed the connection before its request was complete (Starlette raises
+            # this from request.body()). Nobody is left to answer, nothing was applied: not ours to
+            # report as a 500 with a traceback.
+            aborted = True
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when TIMEOUT_GRACEFUL_SHUTDOWN is over:
+            # the client is told to retry (elsewhere), rather than uvicorn's bare text/plain 500.
+            if not responded:
+                await ShuttingDown().response()(scope, _no_receive, send_with_id)
+            raise
         finally:
+            if aborted:
+                # Whatever the app made of the truncated body (FastAPI's own body parsing turns it
+                # into a 400), no response was delivered.
+                status = CLIENT_CLOSED_REQUEST
+                log.info("client closed the connection before its request was complete")
             # Path only: no query string, no header, no body reaches the log.
             access_log.info(
                 "%s %s",
@@ -70,6 +109,13 @@ class RequestContextMiddleware:
                 extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
             )
             request_id_var.reset(token)
+
+
+class ShuttingDown(ServiceUnavailable):
+    detail = "The server is shutting down; retry the request."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1", "Connection": "close"})
 
 
 class BodyTooLarge(HTTPException):

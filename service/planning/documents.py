@@ -3,7 +3,9 @@
 In: `json_model(Model)` is the dependency for an ordinary body. `document_body(Model, member)` is
 for a body that carries a document (a scenario's `request`, a solution's `payload`): the small
 members are validated by `Model` (which does not contain the document), the document is only
-checked to be a JSON object, and the raw body bytes go to PostgreSQL, which extracts the member
+checked to be a JSON object — on the event loop for a small body, in a worker process above
+JSON_INLINE_MAX_BYTES, whose writes then take turns (JSON_LARGE_WRITES at once) — and the raw body
+bytes go to PostgreSQL, which extracts the member
 (`CAST(body AS jsonb) -> 'request'`) and stores it. Nothing is re-serialized, so numbers PostgreSQL
 can hold exactly (integers past 64 bits) are kept exactly.
 
@@ -14,7 +16,9 @@ objects. These are the one documented exception to responses built from their de
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -24,9 +28,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.errors import ValidationFailed
+from service.errors import ServiceUnavailable, ValidationFailed
+from service.offload import Offload
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,31 +74,89 @@ def validate(model: type[M], members: Mapping[str, Any]) -> M:
         ) from None
 
 
+# The checks below are functions of the raw bytes only, run on the event loop for a small body and
+# in a worker process (service/offload.py) for a large one: the same code either way, so the same
+# answers. Across the process boundary go the bytes, and back only the validated small members (or
+# the ValidationFailed): the parsed tree of the document never leaves the worker.
+
+
+def check_object(raw: bytes, model: type[M]) -> M:
+    return validate(model, parse_object(raw))
+
+
+def check_document(raw: bytes, model: type[M], member: str, required: bool) -> tuple[M, bool]:
+    """(the small members validated as `model`, whether `member` was sent)."""
+    members = parse_object(raw)
+    present = member in members
+    document = members.pop(member, None)
+    if present and not isinstance(document, dict):
+        raise _invalid([member], "Must be a JSON object.", "dict_type")
+    if required and not present:
+        raise _invalid([member], "Field required", "missing")
+    del document  # only its type mattered; PostgreSQL parses and stores it from `raw`
+    return validate(model, members), present
+
+
+async def _checked(request: Request, raw: bytes, check: Callable[..., T], *args: Any) -> T:
+    """`check(raw, *args)`, inline up to JSON_INLINE_MAX_BYTES, else in the offload pool: parsing
+    megabytes on the loop would stall every other request meanwhile (orjson holds the GIL)."""
+    if len(raw) <= request.app.state.settings.json_inline_max_bytes:
+        return check(raw, *args)
+    offload: Offload = request.app.state.offload
+    return await offload.run(check, raw, *args)
+
+
 def json_model(model: type[M]) -> Callable[[Request], Awaitable[M]]:
     """A dependency: the body validated as `model`, before any database work."""
 
     async def read(request: Request) -> M:
-        return validate(model, parse_object(await request.body()))
+        return await _checked(request, await request.body(), check_object, model)
 
     return read
 
 
+@asynccontextmanager
+async def _write_slot(request: Request, raw: bytes) -> AsyncIterator[None]:
+    """For a large body, one of JSON_LARGE_WRITES slots, held until the write has committed.
+
+    PostgreSQL parses and compresses each document in its own backend: ten 5 MB writes at once
+    took both cores, and the app's event loop waited for a turn (GET /health p99 ~60 ms, p50 x5).
+    Four at a time (2 cores) kept the loop's p50 near idle and the writes' throughput (two cost a
+    quarter of it: cores idle while PostgreSQL writes). The wait is bounded: a queue that does not
+    move is a 503, not a hang.
+    """
+    settings = request.app.state.settings
+    if len(raw) <= settings.json_inline_max_bytes:
+        yield
+        return
+    slots: asyncio.Semaphore = request.app.state.large_writes
+    try:
+        await asyncio.wait_for(slots.acquire(), settings.json_large_writes_timeout)
+    except TimeoutError:
+        raise ServiceUnavailable(
+            "Too many large documents are being written; try again shortly.", headers={"Retry-After": "1"}
+        ) from None
+    try:
+        yield
+    finally:
+        slots.release()
+
+
 def document_body(
     model: type[M], member: str, *, required: bool
-) -> Callable[[Request], Awaitable[DocumentBody[M]]]:
-    """A dependency for a body carrying a document as `member` (a JSON object, never null)."""
+) -> Callable[[Request], AsyncIterator[DocumentBody[M]]]:
+    """A dependency for a body carrying a document as `member` (a JSON object, never null).
 
-    async def read(request: Request) -> DocumentBody[M]:
+    Use it with scope="function" and before the repository among the route's parameters: its write
+    slot is then taken before a database connection, and given back once the transaction has
+    committed (dependencies exit in reverse order).
+    """
+
+    async def read(request: Request) -> AsyncIterator[DocumentBody[M]]:
         raw = await request.body()
-        members = parse_object(raw)
-        present = member in members
-        document = members.pop(member, None)
-        if present and not isinstance(document, dict):
-            raise _invalid([member], "Must be a JSON object.", "dict_type")
-        if required and not present:
-            raise _invalid([member], "Field required", "missing")
-        del document  # only its type mattered; PostgreSQL parses and stores it from `raw`
-        return DocumentBody(fields=validate(model, members), raw=raw, has_document=present)
+        fields, present = await _checked(request, raw, check_document, model, member, required)
+        async with _write_slot(request, raw):
+            yield DocumentBody(fields=fields, raw=raw, has_document=present)
 
     return read
 

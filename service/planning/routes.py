@@ -63,17 +63,23 @@ Paging = Annotated[PageRequest, Depends(page_request)]
 
 SessionBody = Annotated[SessionCreate, Depends(json_model(SessionCreate))]
 SessionPatch = Annotated[SessionUpdate, Depends(json_model(SessionUpdate))]
+# Each before the repository among a route's parameters: a large body's write slot is taken before
+# a database connection, and released after the commit (document_body).
 ScenarioBody = Annotated[
-    DocumentBody[ScenarioFields], Depends(document_body(ScenarioFields, "request", required=True))
+    DocumentBody[ScenarioFields],
+    Depends(document_body(ScenarioFields, "request", required=True), scope="function"),
 ]
 ScenarioPatch = Annotated[
-    DocumentBody[ScenarioPatchFields], Depends(document_body(ScenarioPatchFields, "request", required=False))
+    DocumentBody[ScenarioPatchFields],
+    Depends(document_body(ScenarioPatchFields, "request", required=False), scope="function"),
 ]
 SolutionBody = Annotated[
-    DocumentBody[SolutionFields], Depends(document_body(SolutionFields, "payload", required=False))
+    DocumentBody[SolutionFields],
+    Depends(document_body(SolutionFields, "payload", required=False), scope="function"),
 ]
 SolutionPatch = Annotated[
-    DocumentBody[SolutionPatchFields], Depends(document_body(SolutionPatchFields, "payload", required=False))
+    DocumentBody[SolutionPatchFields],
+    Depends(document_body(SolutionPatchFields, "payload", required=False), scope="function"),
 ]
 
 _ETAG_HEADER = {

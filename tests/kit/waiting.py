@@ -16,3 +16,12 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(every)
+
+
+def until(check: Callable[[], bool], *, timeout: float = 10.0, every: float = 0.05) -> None:
+    """`eventually` for code outside an event loop (starting and stopping processes)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(every)

@@ -1,0 +1,35 @@
+"""`python -m service`: the production entrypoint — uvicorn with the timeouts and limits from settings.
+
+`--workers N` overrides WEB_CONCURRENCY for this run. Everything else comes from the environment
+(service/config.py), so the command is the same on every host: `HOST=0.0.0.0 PORT=$PORT python -m service`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydantic import ValidationError
+
+from service.config import get_settings
+from service.observability import configure_logging
+from service.server import serve
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument("--workers", type=int, help="worker processes (default: WEB_CONCURRENCY, 1)")
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        sys.exit(f"Invalid configuration:\n{exc}")
+    # Before uvicorn starts: its supervisor's own lines (workers > 1) go through our handler too.
+    configure_logging(settings.log_level, settings.log_format or "json")
+    serve(settings, workers=args.workers)
+
+
+if __name__ == "__main__":
+    main()
