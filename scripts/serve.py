@@ -1,7 +1,11 @@
-"""`make run`: database (embedded unless DATABASE_URL is set), migrations, then the server of `python -m service`."""
+"""`make run`: database (embedded unless DATABASE_URL is set), migrations, one solve worker, then the
+server of `python -m service` — everything on a fresh machine, in one command."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 
 from pydantic import ValidationError
@@ -31,13 +35,26 @@ def main() -> None:
     )
     if "dev" in settings.auth_providers:
         print(
-            "  Dev token:  .venv/bin/python -m scripts.dev_token --email you@example.com\n"
-            '              (then: curl -H "Authorization: Bearer $TOKEN" ' + base + "/api/v1/users/me)\n",
+            f"  Playground: {base}/dev/playground/   (make demo seeds a demo user with a solved plan)\n"
+            "  Dev token:  TOKEN=$(.venv/bin/python -m scripts.dev_token --email you@example.com)\n"
+            f'              curl -H "Authorization: Bearer $TOKEN" {base}/api/v1/users/me\n',
             flush=True,
         )
-    # The production server (python -m service), its timeouts and limits included.
-    configure_logging(settings.log_level, settings.log_format or "json")
-    serve(settings)
+    # One solve worker beside the server (more: `make worker`, anywhere that reaches the database).
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "scripts.worker"], env={**os.environ, "DATABASE_URL": url}
+    )
+    try:
+        # The production server (python -m service), its timeouts and limits included.
+        configure_logging(settings.log_level, settings.log_format or "json")
+        serve(settings)
+    finally:
+        # SIGTERM: the worker hands running solves back to the queue and exits.
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ and another user's scenario or solution answers exactly as a missing one (404).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ from sse_starlette import EventSourceResponse
 
 from service.db import Database
 from service.errors import AppError, Unauthorized, ValidationFailed
+from service.offload import Offload
 from service.openapi import problem_responses
 from service.planning.documents import json_model
 from service.planning.repository import SolutionRecord
@@ -26,7 +26,7 @@ from service.solving.events import EventHub, last_event_id, stream
 from service.solving.outcome import MAX_SEED
 from service.solving.queue import SolveJob, enqueue
 from service.solving.repository import SolveRepository
-from service.solving.request import SolveRequestInvalid, parse_solve_request
+from service.solving.request import SolveRequestInvalid, ValidationIssue, parse_solve_request
 from service.users.gate import CurrentUser, current_user
 
 PREFIX = "/api/v1"
@@ -61,7 +61,7 @@ async def _options(request: Request) -> SolveOptions:
     return options
 
 
-def _unsolvable(exc: SolveRequestInvalid) -> ValidationFailed:
+def _unsolvable(errors: list[ValidationIssue]) -> ValidationFailed:
     return ValidationFailed(
         [
             {
@@ -70,14 +70,20 @@ def _unsolvable(exc: SolveRequestInvalid) -> ValidationFailed:
                 "msg": error["msg"],
                 "type": error["type"],
             }
-            for error in exc.errors
+            for error in errors
         ],
         detail="The scenario's request cannot be solved (`errors` point into it).",
     )
 
 
-def _validate(document: bytes, max_stops: int) -> None:
-    parse_solve_request(orjson.loads(document), max_stops=max_stops)
+def solve_errors(document: bytes, max_stops: int) -> list[ValidationIssue] | None:
+    """Why the request is not solvable, or None. Runs in the offload pool: validating 2,000 stops with
+    their matrix takes a fraction of a second of CPU that must not hold the event loop."""
+    try:
+        parse_solve_request(orjson.loads(document), max_stops=max_stops)
+    except SolveRequestInvalid as exc:
+        return exc.errors
+    return None
 
 
 def _db(request: Request) -> Database:
@@ -118,15 +124,10 @@ async def solve(
         version, document = await repo.scenario_to_solve(scenario_id)
         if await repo.active_solves() >= settings.solve_max_active_per_user:
             raise TooManySolves(headers={"Retry-After": "5"})
-        try:
-            # Off the event loop: a 2,000-stop request with its matrix takes a fraction of a second.
-            await asyncio.to_thread(_validate, document, settings.solve_max_stops)
-        except SolveRequestInvalid as exc:
-            raise _unsolvable(exc) from None
-        except orjson.JSONDecodeError:  # pragma: no cover (PostgreSQL wrote it as JSON)
-            raise ValidationFailed(
-                [{"loc": ["scenario", "request"], "msg": "Not JSON.", "type": "json"}]
-            ) from None
+        offload: Offload = request.app.state.offload
+        errors = await offload.run(solve_errors, document, settings.solve_max_stops)
+        if errors is not None:
+            raise _unsolvable(errors)
         del document
         record = await repo.queue(scenario_id, version, time_limit_s=options.time_limit_s, seed=options.seed)
         await enqueue(conn, SolveJob(solution_id=record.id, user_id=principal.user_id))
