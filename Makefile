@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m scripts.bench_payload
 	$(BIN)/python -m scripts.bench_planning
 	$(BIN)/python -m scripts.bench_loop
+	$(BIN)/python -m scripts.bench_scale $(SCALE_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

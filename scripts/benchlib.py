@@ -66,6 +66,42 @@ def bench_database() -> Iterator[str]:
         embedded.stop()
 
 
+@contextlib.contextmanager
+def bench_databases(*labels: str) -> Iterator[list[str]]:
+    """Like bench_database, several databases side by side on one server (one URL per label)."""
+    names = [f"routebook_bench_{label}_{os.getpid()}" for label in labels]
+    base = os.environ.get("DATABASE_URL")
+    if base:
+        from sqlalchemy.engine import make_url
+
+        from service.config import Settings
+        from service.devdb import drop_database
+
+        normalized = Settings(_env_file=None, environment="test", database_url=base).database_url
+        urls = [
+            make_url(str(normalized)).set(database=name).render_as_string(hide_password=False)
+            for name in names
+        ]
+        try:
+            for url in urls:
+                asyncio.run(ensure_database(url))
+                upgrade(url)
+            yield urls
+        finally:
+            for url in urls:
+                asyncio.run(drop_database(url))
+        return
+    embedded = start_embedded(Path(tempfile.mkdtemp(prefix="routebook-bench-")) / "pgdata", persistent=False)
+    urls = [embedded.url(name) for name in names]
+    try:
+        for url in urls:
+            asyncio.run(ensure_database(url))
+            upgrade(url)
+        yield urls
+    finally:
+        embedded.stop()
+
+
 DEV_ISSUER = "urn:routebook:dev"
 
 
@@ -96,12 +132,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def uvicorn_server(app: str, env: dict[str, str], *, factory: bool = False) -> Iterator[tuple[int, int]]:
-    """(port, pid) of `uvicorn app` — one worker, uvloop, httptools — until the block ends."""
+def uvicorn_server(
+    app: str, env: dict[str, str], *, factory: bool = False, workers: int = 1
+) -> Iterator[tuple[int, int]]:
+    """(port, pid) of `uvicorn app` — `workers` processes (pid: the first; with several, their
+    supervisor), uvloop, httptools — until the block ends."""
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools", "--workers", "1", "--no-access-log", "--log-level", "warning",
+        "--loop", "uvloop", "--http", "httptools", "--workers", str(workers), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     if factory:
         command.append("--factory")

@@ -1,16 +1,25 @@
 """Shared fixtures: a real PostgreSQL (TEST_DATABASE_URL's server, else an embedded one), migrated
 once per run into a fresh database, truncated before every test that touches it; the app built by
 its factory with its lifespan running; an httpx client speaking ASGI to it.
+
+TEST_PGBOUNCER=1 puts the app behind a real PgBouncer in transaction mode: the apps' DATABASE_URL
+(and `service_db`) reach the test database through PgBouncer with DB_STATEMENT_CACHE_SIZE=0, while
+DATABASE_DIRECT_URL (the LISTEN connection), migrations and `admin_db` go to the server directly.
+A wire-protocol guard sits between the app and PgBouncer, and every test fails that sent something
+transaction pooling breaks (tests/kit/wire.py). Without a pgbouncer binary those tests are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +36,24 @@ from service.db import Database, metadata
 from service.devdb import EmbeddedPostgres, drop_database, ensure_database, start_embedded
 from service.main import create_app
 from service.migrations import upgrade
+from tests.kit.pgbouncer import PgBouncer, pgbouncer_binary, running_pgbouncer
 from tests.kit.sql import SqlAdmin
+from tests.kit.wire import TransactionGuard, running_guard
 
 AppFactory = Callable[..., AbstractAsyncContextManager[FastAPI]]
+
+# TEST_PGBOUNCER=1: through PgBouncer, skipped without a pgbouncer binary; =require: failed instead.
+_PGBOUNCER_MODE = os.environ.get("TEST_PGBOUNCER", "").strip().lower()
+PGBOUNCER = _PGBOUNCER_MODE not in {"", "0", "false", "no"}
+# This run's PgBouncer and its guard, once started: every test's traffic through them is checked.
+_poolers: list[Pooler] = []
+
+
+def pytest_report_header() -> str:
+    where = "TEST_DATABASE_URL" if os.environ.get("TEST_DATABASE_URL") else "embedded PostgreSQL"
+    if PGBOUNCER:
+        return f"database: {where}; the app through PgBouncer (transaction mode, TEST_PGBOUNCER=1)"
+    return f"database: {where}, the app connected directly"
 
 
 def _test_database_url() -> str | None:
@@ -50,7 +74,7 @@ def _stop_on_sigterm(embedded: EmbeddedPostgres) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url() -> Iterator[str]:
     """A database of its own for this run: concurrent runs on one server never collide."""
     server_url = _test_database_url()
     name = f"routebook_test_{uuid.uuid4().hex[:10]}"
@@ -62,7 +86,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         finally:
             asyncio.run(drop_database(url))
     else:
-        embedded = start_embedded(tmp_path_factory.mktemp("postgres") / "pgdata", persistent=False)
+        # Not under pytest's temporary tree: each new pytest run on this machine makes that tree
+        # private to root again, and PgBouncer, running as the server's user, would lose its way to
+        # the server's socket mid-run.
+        parent = Path(tempfile.mkdtemp(prefix="routebook-test-postgres-"))
+        embedded = start_embedded(parent / "pgdata", persistent=False)
         _stop_on_sigterm(embedded)
         url = embedded.url(name)
         asyncio.run(ensure_database(url))
@@ -70,12 +98,65 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield url
         finally:
             embedded.stop()
+            shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def migrated_url(database_url: str) -> str:
     upgrade(database_url)
     return database_url
+
+
+@dataclass(frozen=True)
+class Pooler:
+    pgbouncer: PgBouncer
+    guard: TransactionGuard
+    url: str  # the test database, through the guard and PgBouncer
+
+
+@pytest.fixture(scope="session")
+def pooler(migrated_url: str) -> Iterator[Pooler]:
+    """PgBouncer (transaction mode) in front of the test server, the wire guard in front of it."""
+    if pgbouncer_binary() is None:
+        if _PGBOUNCER_MODE == "require":
+            pytest.fail("TEST_PGBOUNCER=require but pgbouncer is not installed (apt-get install pgbouncer)")
+        pytest.skip(
+            "TEST_PGBOUNCER=1 but pgbouncer is not installed (apt-get install pgbouncer): "
+            "the PgBouncer run is skipped"
+        )
+    with running_pgbouncer(migrated_url) as pgbouncer:
+        with running_guard(pgbouncer.host, pgbouncer.port) as guard:
+            pooled = Pooler(pgbouncer, guard, guard.url(pgbouncer.url(migrated_url)))
+            _poolers.append(pooled)
+            try:
+                yield pooled
+            finally:
+                _poolers.remove(pooled)
+                assert not guard.errors, f"the wire guard failed: {guard.errors}"
+
+
+@pytest.fixture(scope="session")
+def app_database_url(request: pytest.FixtureRequest, migrated_url: str) -> str:
+    """What the app's DATABASE_URL names: the test database, or the same through PgBouncer."""
+    if not PGBOUNCER:
+        return migrated_url
+    pooled: Pooler = request.getfixturevalue("pooler")
+    return pooled.url
+
+
+@pytest.fixture(autouse=True)
+def _transaction_pooling_safe() -> Iterator[None]:
+    """In the PgBouncer run: nothing this test made the app send breaks transaction pooling, and
+    PgBouncer is still up (one that died would fail every later test with a 503, not say why)."""
+    for pooled in _poolers:
+        pooled.guard.take_violations()
+    yield
+    for pooled in _poolers:
+        pooled.pgbouncer.check_alive()
+        violations = pooled.guard.take_violations()
+        assert not violations, "sent through PgBouncer in transaction mode, unsafe:\n" + "\n".join(
+            map(str, violations)
+        )
 
 
 @pytest.fixture(scope="session")
@@ -85,19 +166,22 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings_for(migrated_url: str, data_dir: Path) -> Callable[..., Settings]:
+def settings_for(migrated_url: str, app_database_url: str, data_dir: Path) -> Callable[..., Settings]:
     """Settings for a test app: the test database, the dev issuer, overridable per test."""
 
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "environment": "test",
-            "database_url": migrated_url,
+            "database_url": app_database_url,
             "data_dir": data_dir,
             "auth_providers": ["dev"],
             "log_level": "WARNING",
             "db_pool_size": 5,
             "db_max_overflow": 20,
         }
+        if PGBOUNCER:
+            # LISTEN needs a session of its own: the listener goes to the server directly.
+            values.update(database_direct_url=migrated_url, db_statement_cache_size=0)
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -118,9 +202,9 @@ async def admin_db(migrated_url: str) -> AsyncIterator[SqlAdmin]:
 
 
 @pytest.fixture(scope="session")
-async def service_db(migrated_url: str) -> AsyncIterator[Database]:
+async def service_db(app_database_url: str) -> AsyncIterator[Database]:
     """The app's own database access (asyncpg), for calling services and repositories directly."""
-    db = Database(migrated_url, max_size=10)
+    db = Database(app_database_url, max_size=10, statement_cache_size=0 if PGBOUNCER else 100)
     yield db
     await db.close()
 
