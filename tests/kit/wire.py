@@ -38,7 +38,7 @@ _CHUNK = 1 << 16
 
 # Statements that outlive their transaction on the server connection. SET LOCAL and SET TRANSACTION
 # do not; a session-level SET does, even inside BEGIN ... COMMIT. One exception: asyncpg turns `jit`
-# off around its type introspection (the first time a connection meets a type such as int4[]) and
+# off around its type introspection (the first time a connection meets a type such as an array: pgqueuer's enqueue) and
 # sets it back right after, inside the caller's transaction; the extended-protocol rule already
 # catches it outside one, where the two halves could land on different server connections.
 _SESSION_STATE = re.compile(

@@ -1,5 +1,5 @@
 """The keyset lists' plans, on data shaped like production (many owners, many parents): an index scan
-in index order that stops after limit + 1 rows, no Sort — which needs migration 0007's statistics
+in index order that stops after limit + 1 rows, no Sort — which needs migration 0008's statistics
 (the parent determines the owner; without them the planner expects almost no rows and sorts)."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """extended statistics: a child's parent determines its owner
 
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-02 05:00:00
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-02 06:00:00
 
 Every list of a parent's children filters on both `user_id` (the owner filter) and the parent
 (`session_id`, `scenario_id`), and the parent determines the owner. Without statistics saying so the
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
