@@ -19,6 +19,7 @@ from sqlalchemy import text
 from service.solving.example import EXAMPLE_REQUEST
 from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin
+from tests.kit.waiting import eventually
 from tests.kit.worker import WorkerProcess, solve_worker
 from tests.planning.conftest import Caller, sign_in
 from tests.solving.checker import check_solution
@@ -193,14 +194,7 @@ async def test_cancel_mid_solve_keeps_a_feasible_best_so_far(alice: Caller, work
     running = await until_status(alice, solution_id, "running")
     assert running["status"] == "running"
 
-    async def feasible() -> dict[str, Any]:
-        while True:
-            body = await solution(alice, solution_id)
-            if body["progress"] and body["progress"]["feasible"]:
-                return body
-            await asyncio.sleep(0.1)
-
-    await asyncio.wait_for(feasible(), 60)
+    await eventually(lambda: _has_feasible(alice, solution_id), timeout=60)
     asked = time.monotonic()
     assert (await alice.call("POST", f"/solutions/{solution_id}/cancel")).status_code == 202
     done = await until_status(alice, solution_id, "cancelled", "succeeded", "failed", timeout=30)
@@ -244,11 +238,18 @@ async def test_a_worker_stopped_with_sigterm_hands_its_solve_back(
         status = (await session.execute(text("SELECT status::text FROM pgqueuer"))).scalar_one()
     assert status == "queued"
     async with solve_worker(migrated_url, tmp_path / "b"):
-        # The next worker takes it at once (no lease to wait out); cancel to keep the test short.
+        # The next worker takes it at once (no lease to wait out); once it has a solution, cancel to
+        # keep the test short.
         await until_status(alice, solution_id, "running", timeout=30)
+        await eventually(lambda: _has_feasible(alice, solution_id), timeout=30)
         await alice.call("POST", f"/solutions/{solution_id}/cancel")
         done = await until_status(alice, solution_id, "cancelled", "failed", timeout=30)
     assert done["status"] == "cancelled"
+
+
+async def _has_feasible(caller: Caller, solution_id: str) -> bool:
+    progress = (await solution(caller, solution_id))["progress"]
+    return bool(progress and progress["feasible"])
 
 
 async def test_events_stream_from_another_instance_and_resume(
