@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python -m scripts.bench_payload
 	$(BIN)/python -m scripts.bench_planning
 	$(BIN)/python -m scripts.bench_loop
+	$(BIN)/python -m scripts.bench_solve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
