@@ -18,7 +18,7 @@ Within a round the sides take turns (the order rotates), so the drift of a share
 all of them alike. PyVRP is deterministic for a seed and a number of iterations, so on a loaded
 machine the distance depends on the iterations a side managed within the limit, i.e. on the CPU it
 got: each side's iterations and solver CPU seconds are printed (for (b), the worker's solver
-process, sampled from /proc every 20 ms), and each API solve is replayed in the direct process as
+process, sampled from /proc every 50 ms), and each API solve is replayed in the direct process as
 plain PyVRP for exactly its iteration count: the same distance means the API ran the same search.
 
 Printed, per instance, then one summary line per target:
@@ -40,9 +40,12 @@ Printed, per instance, then one summary line per target:
 - /health p50/p99/max from a separate process (benchlib.health_under_load), idle and while two
   lanes keep one 1,000-stop solve each running (target p99 <= 100 ms).
 
---gc-freeze serves the same app with `gc.freeze()` after its start-up (a what-if for the service:
-see gc_frozen_app). Not a test: nothing here asserts a timing. A solve that does not succeed, or
-an unexpected HTTP status, ends the run with exit 1.
+Two what-ifs for the service, off by default: --gc-freeze serves the same app with `gc.freeze()`
+after its start-up (see gc_frozen_app); --solver-nice N lowers the solver processes' priority
+while /health is measured under load (see renice_solvers).
+
+Not a test: nothing here asserts a timing. A solve that does not succeed, or an unexpected HTTP
+status, ends the run with exit 1.
 """
 
 from __future__ import annotations
@@ -213,37 +216,32 @@ def solve_worker(env: dict[str, str], *, slots: int) -> Iterator[tuple[int, Path
             process.wait(10)
 
 
-def descendants(pid: int) -> set[int]:
-    """Every process below `pid` (from /proc/<pid>/task/*/children)."""
+def children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (from /proc/<pid>/task/*/children); empty once it is gone."""
     found: set[int] = set()
-    pending = [pid]
-    while pending:
-        parent = pending.pop()
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{parent}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    for child in map(int, (task / "children").read_text().split()):
-                        if child not in found:
-                            found.add(child)
-                            pending.append(child)
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found.update(map(int, (task / "children").read_text().split()))
     return found
 
 
 class SolverCpu:
-    """CPU seconds of the solver processes the worker starts while this block runs (children of its
-    fork server), sampled from /proc every SAMPLE_S: a process's last sample falls at most that long
-    before it exits, so a 5 s solve is under-counted by at most ~0.4 %."""
+    """CPU seconds of the solver processes the worker starts while this block runs (the children of
+    its fork server), sampled from /proc every SAMPLE_S: a process's last sample falls at most that
+    long before it exits, so a 5 s solve is under-counted by at most ~1 %. A sample reads two or
+    three small files, so the sampling itself costs well under 1 % of a core."""
 
-    SAMPLE_S = 0.02
+    SAMPLE_S = 0.05
 
     def __init__(self, worker_pid: int) -> None:
         self._worker = worker_pid
-        self._known: set[int] = set()
+        self._servers: set[int] = set()
         self._seen: dict[int, float] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> SolverCpu:
-        self._known = descendants(self._worker)  # the fork server, already there
+        self._servers = children(self._worker)  # the fork server, started at the worker's warm-up
         self._task = asyncio.create_task(self._sample())
         return self
 
@@ -255,9 +253,10 @@ class SolverCpu:
 
     async def _sample(self) -> None:
         while True:
-            for pid in descendants(self._worker) - self._known:
-                with contextlib.suppress(OSError, IndexError, ValueError):
-                    self._seen[pid] = max(self._seen.get(pid, 0.0), cpu_seconds(pid))
+            for server in self._servers:
+                for pid in children(server):
+                    with contextlib.suppress(OSError, IndexError, ValueError):
+                        self._seen[pid] = max(self._seen.get(pid, 0.0), cpu_seconds(pid))
             await asyncio.sleep(self.SAMPLE_S)
 
     @property
@@ -403,6 +402,19 @@ class SolveTally:
     seconds: float = 0.0  # the load's whole duration
 
 
+async def renice_solvers(worker_pid: int, nice: int) -> None:
+    """`--solver-nice`, a what-if for the service: each new solver process of the worker gets `nice`
+    within ~20 ms of its start (as `os.nice()` in the solver process itself would do), until cancelled."""
+    servers, done = children(worker_pid), set[int]()
+    while True:
+        for server in servers:
+            for pid in children(server) - done:
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, pid, nice)
+                    done.add(pid)
+        await asyncio.sleep(0.02)
+
+
 def two_solves(api: Api, scenario_id: str, time_limit_s: int, seed: int) -> BackgroundLoad[SolveTally]:
     """Two lanes, each queueing a solve as soon as its previous one ended, until stopped (in-flight
     solves are then cancelled, so the load ends within a second or so)."""
@@ -505,12 +517,19 @@ async def measure(
             port, idle_load, seconds=args.health_seconds, warmup=0.0, interval=HEALTH_INTERVAL_S
         )
         load_id = documents[f"{SYNTHETIC_STOPS} lat/lon"][0]
-        loaded, tally = await health_under_load(
-            port,
-            two_solves(api, load_id, args.time_limit, args.seed),
-            seconds=args.health_seconds,
-            interval=HEALTH_INTERVAL_S,
+        renice = (
+            asyncio.create_task(renice_solvers(worker_pid, args.solver_nice)) if args.solver_nice else None
         )
+        try:
+            loaded, tally = await health_under_load(
+                port,
+                two_solves(api, load_id, args.time_limit, args.seed),
+                seconds=args.health_seconds,
+                interval=HEALTH_INTERVAL_S,
+            )
+        finally:
+            if renice is not None:
+                renice.cancel()
         return Results(args.time_limit, results, pickups, baseline, loaded, tally)
     finally:
         await api.client.aclose()
@@ -621,7 +640,11 @@ def report(results: Results, matrix_s: float) -> list[str]:
         f"  pickup, started_at - created_at from the database, {len(api_runs)} solves queued to an idle worker: "
         f"p50 {ms(p50(pickups))} ms, max {ms(max(pickups))} ms"
     )
-    print(f"    ms: {', '.join(ms(p) for p in pickups)}")
+    slowest = max(api_runs, key=lambda r: r.pickup_s)
+    print(
+        f"    ms: {', '.join(ms(p) for p in pickups)}   (the slowest one's POST solve answered in "
+        f"{ms(slowest.post_s)} ms: its commit is inside the pickup)"
+    )
     print(f"    POST sent -> started_at: p50 {ms(p50(client))} ms, max {ms(max(client))} ms")
     print(f"  matrix build, {MATRIX_STOPS} lat/lon stops: {matrix_s:.3f} s (median of 5)")
     for label, probe in (("idle", results.baseline), ("2 solves", results.loaded)):
@@ -665,6 +688,12 @@ def main() -> int:
     parser.add_argument(
         "--gc-freeze", action="store_true", help="what-if: the API with gc.freeze() after start-up"
     )
+    parser.add_argument(
+        "--solver-nice",
+        type=int,
+        default=0,
+        help="what-if: the solver processes at this nice value under the /health load",
+    )
     args = parser.parse_args()
     if args.rounds < 1 or args.time_limit < 1:
         parser.error("--rounds and --time-limit must be at least 1")
@@ -679,8 +708,9 @@ def main() -> int:
             uvicorn_server(app, env, factory=args.gc_freeze) as (port, pid),
             solve_worker(env, slots=2) as (worker, _log),
         ):
+            nice = f", solvers at nice {args.solver_nice} under the /health load" if args.solver_nice else ""
             print(
-                f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots; seed {args.seed}, time limit "
+                f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots{nice}; seed {args.seed}, time limit "
                 f"{args.time_limit} s, {args.rounds} rounds; /health every {HEALTH_INTERVAL_S * 1000:.0f} ms for "
                 f"{args.health_seconds:g} s)",
                 flush=True,
