@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m scripts.bench_planning
 	$(BIN)/python -m scripts.bench_loop
 	$(BIN)/python -m scripts.bench_scale $(SCALE_ARGS)
+	$(BIN)/python -m scripts.bench_solve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

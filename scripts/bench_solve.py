@@ -1,0 +1,739 @@
+"""`make bench`: solving through the API (uvicorn + one worker process) against PyVRP called directly.
+
+Two instances, the same seed and the same time limit (--time-limit, default 5 s) on every side:
+RC208 (Solomon VRPTW, 100 stops, explicit matrix, `request_from_vrplib(..., round_func="dimacs")`)
+and `synthetic_request(1000)` (1,000 lat/lon stops, great-circle matrix built by the solver).
+
+  (a)  direct  `service.solving.solver.solve()` in a separate, warmed-up process (a spawned
+               ProcessPoolExecutor): the service's own clock (it starts before the matrices and
+               PyVRP's set-up), without queue, database, HTTP or progress reporting;
+  (a') pyvrp   plain `pyvrp.solve(data, MaxRuntime(T), seed)` in that process: PyVRP's own clock,
+               which starts at the first iteration, after its initial construction;
+  (b)  API     a real uvicorn server (service.main:app) and one real worker process
+               (`python -m scripts.worker`, SOLVE_WORKERS=2) on one database: the scenario is POSTed
+               once; each round POSTs /scenarios/{id}/solve and follows GET /solutions/{id}/events
+               (SSE) until its `status` event, then GETs the solution for its payload.
+
+Within a round the sides take turns (the order rotates), so the drift of a shared machine falls on
+all of them alike. PyVRP is deterministic for a seed and a number of iterations, so on a loaded
+machine the distance depends on the iterations a side managed within the limit, i.e. on the CPU it
+got: each side's iterations and solver CPU seconds are printed (for (b), the worker's solver
+process, sampled from /proc every 50 ms), and each API solve is replayed in the direct process as
+plain PyVRP for exactly its iteration count: the same distance means the API ran the same search.
+
+Printed, per instance, then one summary line per target:
+
+- distance ratio (b)/(a), the median of per-round ratios (target <= 1.01), and (b)/(a');
+- overhead: wall time from sending POST solve to reading the `status` event, minus the time limit,
+  p50 (target <= 0.5 s). The stream is pushed (the worker's NOTIFY), so waiting on it adds one
+  event's delivery, milliseconds; polling GET /solutions/{id} every P s would add ~P/2. Split by
+  the solution's timestamps (PostgreSQL `now()` of each transaction, this host's clock): POST to
+  created_at, pickup, the worker's work around the search (started_at->finished_at minus the
+  payload's runtime_s), PyVRP past the limit (runtime_s minus the limit: its last iteration, or
+  the exhaustive search of a new best, cannot be interrupted) and finished_at to the event;
+- pickup latency: `started_at - created_at` read from the database (created_at: the POST's
+  transaction start; started_at: the worker's `running` transaction start), p50 over every API
+  solve plus --pickups short solves of the small example request, each queued to the idle worker
+  after a random pause (target <= 200 ms); beside it, POST sent -> started_at (same host clock);
+  the event stream cannot show it: it sends nothing for `running` until the first progress write;
+- matrix build for 2,000 lat/lon stops: `measure_matrix_build(2000)`, median of 5 (target <= 1 s);
+- /health p50/p99/max from a separate process (benchlib.health_under_load), idle and while two
+  lanes keep one 1,000-stop solve each running (target p99 <= 100 ms).
+
+Two what-ifs for the service, off by default: --gc-freeze serves the same app with `gc.freeze()`
+after its start-up (see gc_frozen_app); --solver-nice N lowers the solver processes' priority
+while /health is measured under load (see renice_solvers).
+
+Not a test: nothing here asserts a timing. A solve that does not succeed, or an unexpected HTTP
+status, ends the run with exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+
+from scripts.benchlib import (
+    ROOT,
+    BackgroundLoad,
+    ProbeResult,
+    app_environment,
+    bench_database,
+    cpu_seconds,
+    health_under_load,
+    idle_load,
+    percentile,
+    uvicorn_server,
+)
+from service.db import asyncpg_connect_args
+
+ROUNDS = 3
+TIME_LIMIT_S = 5
+SEED = 1
+PICKUPS = 10
+HEALTH_SECONDS = 15.0
+HEALTH_INTERVAL_S = 0.02
+MATRIX_STOPS = 2000
+SYNTHETIC_STOPS = 1000
+RC208 = ROOT / "tests" / "solving" / "data" / "RC208.vrp"
+API = "/api/v1"
+
+TARGET_RATIO = 1.01
+TARGET_OVERHEAD_S = 0.5
+TARGET_PICKUP_MS = 200.0
+TARGET_MATRIX_S = 1.0
+TARGET_HEALTH_P99_MS = 100.0
+
+
+class BenchFailed(Exception):
+    """A solve or a request did not do what the benchmark needs: the run stops with exit 1."""
+
+
+# -- (a) PyVRP called directly, in a separate process ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class DirectRun:
+    distance: int
+    feasible: bool
+    iterations: int
+    runtime_s: float  # the solver's own figure
+    wall_s: float  # the whole call in the child: parse, matrices, set-up, search, payload
+    cpu_s: float  # the child's CPU time over the same span
+
+
+def _warm() -> None:
+    """Run once in the direct process: the imports fall before the first measurement."""
+    import pyvrp  # noqa: F401
+
+    import service.solving.solver  # noqa: F401
+
+
+def direct_solve(
+    document: bytes, time_limit_s: float, seed: int, mode: str, iterations: int = 0
+) -> DirectRun:
+    """One solve in this (pool) process: `solve` is the service's solve(), `pyvrp` plain PyVRP with
+    MaxRuntime, `replay` plain PyVRP for exactly `iterations` iterations (no clock at all)."""
+    import pyvrp
+    from pyvrp.stop import MaxIterations, MaxRuntime
+
+    from service.solving.matrix import build_matrices
+    from service.solving.problem import build_problem
+    from service.solving.request import parse_solve_request
+    from service.solving.solver import solve
+
+    started, cpu = time.perf_counter(), time.process_time()
+    request = parse_solve_request(orjson.loads(document), max_stops=1_000_000)
+    if mode == "solve":
+        outcome = solve(
+            request,
+            time_limit_s=time_limit_s,
+            seed=seed,
+            on_progress=lambda _: None,
+            should_stop=lambda: False,
+        )
+        if outcome.payload is None:
+            raise BenchFailed(f"direct solve {outcome.status}: {outcome.reason}")
+        solver = outcome.payload["solver"]
+        return DirectRun(
+            distance=outcome.payload["distance"],
+            feasible=outcome.payload["feasible"],
+            iterations=solver["iterations"],
+            runtime_s=solver["runtime_s"],
+            wall_s=time.perf_counter() - started,
+            cpu_s=time.process_time() - cpu,
+        )
+    problem = build_problem(request, *build_matrices(request))
+    stop = MaxIterations(iterations) if mode == "replay" else MaxRuntime(time_limit_s)
+    result = pyvrp.solve(problem.data, stop=stop, seed=seed, collect_stats=False)
+    return DirectRun(
+        distance=result.best.distance(),
+        feasible=result.best.is_feasible(),
+        iterations=result.num_iterations,
+        runtime_s=result.runtime,
+        wall_s=time.perf_counter() - started,
+        cpu_s=time.process_time() - cpu,
+    )
+
+
+# -- (b) through the API and a worker --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def solve_worker(env: dict[str, str], *, slots: int) -> Iterator[tuple[int, Path]]:
+    """(pid, log path) of `python -m scripts.worker` with `slots` solves at once, until the block ends.
+
+    Ready once it logs so, which it does after warming its fork server up (PyVRP imported)."""
+    log_path = Path(tempfile.mkdtemp(prefix="routebook-bench-worker-")) / "worker.log"
+    environment = {
+        **os.environ,
+        **env,
+        "SOLVE_WORKERS": str(slots),
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.worker"],
+            cwd=ROOT,
+            env=environment,
+            stdout=log_file,
+            stderr=log_file,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while "ready (" not in log_path.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the worker did not start:\n{log_path.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.05)
+        yield process.pid, log_path
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (from /proc/<pid>/task/*/children); empty once it is gone."""
+    found: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found.update(map(int, (task / "children").read_text().split()))
+    return found
+
+
+class SolverCpu:
+    """CPU seconds of the solver processes the worker starts while this block runs (the children of
+    its fork server), sampled from /proc every SAMPLE_S: a process's last sample falls at most that
+    long before it exits, so a 5 s solve is under-counted by at most ~1 %. A sample reads two or
+    three small files, so the sampling itself costs well under 1 % of a core."""
+
+    SAMPLE_S = 0.05
+
+    def __init__(self, worker_pid: int) -> None:
+        self._worker = worker_pid
+        self._servers: set[int] = set()
+        self._seen: dict[int, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> SolverCpu:
+        self._servers = children(self._worker)  # the fork server, started at the worker's warm-up
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _sample(self) -> None:
+        while True:
+            for server in self._servers:
+                for pid in children(server):
+                    with contextlib.suppress(OSError, IndexError, ValueError):
+                        self._seen[pid] = max(self._seen.get(pid, 0.0), cpu_seconds(pid))
+            await asyncio.sleep(self.SAMPLE_S)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self._seen.values())
+
+
+@dataclass(frozen=True)
+class ApiRun:
+    distance: int
+    feasible: bool
+    iterations: int
+    runtime_s: float
+    wall_s: float  # POST solve sent -> final status event read
+    post_s: float  # POST solve sent -> its 202 read
+    # From the solution's row (epoch seconds on this host's clock), and the client's send time.
+    sent_at: float
+    created_at: float
+    started_at: float
+    finished_at: float
+    final_at: float
+    cpu_s: float  # of the worker's solver process, sampled
+
+    @property
+    def pickup_s(self) -> float:
+        return self.started_at - self.created_at
+
+    @property
+    def client_pickup_s(self) -> float:
+        return self.started_at - self.sent_at
+
+
+_TIMES = (
+    "SELECT extract(epoch FROM created_at)::float8 AS created_at, extract(epoch FROM started_at)::float8 "
+    "AS started_at, extract(epoch FROM finished_at)::float8 AS finished_at FROM solutions "
+    "WHERE user_id = $1 AND id = $2"
+)
+
+
+class Api:
+    """One user's calls to the API server, and reads of its solutions' timestamps."""
+
+    def __init__(self, port: int, auth: dict[str, str], db: asyncpg.Connection, worker_pid: int) -> None:
+        self.worker_pid = worker_pid
+        self.base = f"http://127.0.0.1:{port}"
+        self.client = httpx.AsyncClient(base_url=self.base, headers=auth, timeout=120)
+        self.db = db
+        self.user_id: uuid.UUID | None = None
+        self.session_id = ""
+
+    async def call(self, method: str, path: str, expect: int, body: Any = None) -> Any:
+        response = await self.client.request(method, API + path, json=body)
+        if response.status_code != expect:
+            raise BenchFailed(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    async def start(self) -> None:
+        self.user_id = uuid.UUID((await self.call("GET", "/users/me", 200))["id"])
+        self.session_id = (await self.call("POST", "/sessions", 201, {"name": "bench-solve"}))["id"]
+
+    async def scenario(self, name: str, document: dict[str, Any]) -> tuple[str, bytes]:
+        """(id, the request as the API stores and returns it) of a new scenario."""
+        created = await self.call(
+            "POST", f"/sessions/{self.session_id}/scenarios", 201, {"name": name, "request": document}
+        )
+        stored = (await self.call("GET", f"/scenarios/{created['id']}", 200))["request"]
+        if stored != document:
+            print(f"  note: {name}: the stored request differs from the one sent", file=sys.stderr)
+        return created["id"], orjson.dumps(stored)
+
+    async def queue(self, scenario_id: str, time_limit_s: int, seed: int) -> str:
+        body = {"time_limit_s": time_limit_s, "seed": seed}
+        return str((await self.call("POST", f"/scenarios/{scenario_id}/solve", 202, body))["id"])
+
+    async def final_status(self, solution_id: str, stop: asyncio.Event | None = None) -> str:
+        """Follow the event stream until its `status` event; if `stop` is set first, cancel the solve."""
+        follow = asyncio.create_task(self._follow(solution_id))
+        if stop is None:
+            return await follow
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({follow, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not follow.done():
+            with contextlib.suppress(BenchFailed):  # 409: it finished meanwhile
+                await self.call("POST", f"/solutions/{solution_id}/cancel", 202)
+        return await follow
+
+    async def _follow(self, solution_id: str) -> str:
+        event = ""
+        async with self.client.stream("GET", f"{API}/solutions/{solution_id}/events") as response:
+            if response.status_code != 200:
+                raise BenchFailed(f"the event stream answered {response.status_code}")
+            async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    event = line.partition(":")[2].strip()
+                elif line.startswith("data:") and event == "status":
+                    return str(orjson.loads(line.partition(":")[2])["status"])
+        raise BenchFailed(f"the event stream of {solution_id} ended without a status")
+
+    async def times(self, solution_id: str) -> asyncpg.Record:
+        # As the owner under row-level security, whether or not this login bypasses it.
+        async with self.db.transaction():
+            await self.db.execute("SELECT set_config('app.user_id', $1, true)", str(self.user_id))
+            row = await self.db.fetchrow(_TIMES, self.user_id, uuid.UUID(solution_id))
+        if row is None:
+            raise BenchFailed(f"solution {solution_id} is not in the database")
+        return row
+
+    async def solve(self, scenario_id: str, time_limit_s: int, seed: int) -> ApiRun:
+        async with SolverCpu(self.worker_pid) as cpu:
+            sent_at, started = time.time(), time.perf_counter()
+            solution_id = await self.queue(scenario_id, time_limit_s, seed)
+            post_s = time.perf_counter() - started
+            status = await self.final_status(solution_id)
+            wall_s, final_at = time.perf_counter() - started, time.time()
+        if status != "succeeded":
+            raise BenchFailed(f"solve {solution_id} ended {status}")
+        payload = (await self.call("GET", f"/solutions/{solution_id}", 200))["payload"]
+        row = await self.times(solution_id)
+        return ApiRun(
+            distance=payload["distance"],
+            feasible=payload["feasible"],
+            iterations=payload["solver"]["iterations"],
+            runtime_s=payload["solver"]["runtime_s"],
+            wall_s=wall_s,
+            post_s=post_s,
+            sent_at=sent_at,
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            final_at=final_at,
+            cpu_s=cpu.seconds,
+        )
+
+
+# -- the background load for /health: two solves running at once ------------------------------------
+
+
+@dataclass
+class SolveTally:
+    statuses: Counter[str] = field(default_factory=Counter)
+    busy_s: list[float] = field(default_factory=list)  # per lane: seconds with a solve in flight
+    seconds: float = 0.0  # the load's whole duration
+
+
+async def renice_solvers(worker_pid: int, nice: int) -> None:
+    """`--solver-nice`, a what-if for the service: each new solver process of the worker gets `nice`
+    within ~20 ms of its start (as `os.nice()` in the solver process itself would do), until cancelled."""
+    servers, done = children(worker_pid), set[int]()
+    while True:
+        for server in servers:
+            for pid in children(server) - done:
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, pid, nice)
+                    done.add(pid)
+        await asyncio.sleep(0.02)
+
+
+def two_solves(api: Api, scenario_id: str, time_limit_s: int, seed: int) -> BackgroundLoad[SolveTally]:
+    """Two lanes, each queueing a solve as soon as its previous one ended, until stopped (in-flight
+    solves are then cancelled, so the load ends within a second or so)."""
+
+    async def lane(stop: asyncio.Event, tally: SolveTally) -> None:
+        busy = 0.0
+        while not stop.is_set():
+            started = time.perf_counter()
+            solution_id = await api.queue(scenario_id, time_limit_s, seed)
+            tally.statuses[await api.final_status(solution_id, stop)] += 1
+            busy += time.perf_counter() - started
+        tally.busy_s.append(busy)
+
+    async def run(stop: asyncio.Event) -> SolveTally:
+        tally, started = SolveTally(), time.perf_counter()
+        await asyncio.gather(lane(stop, tally), lane(stop, tally))
+        tally.seconds = time.perf_counter() - started
+        return tally
+
+    return run
+
+
+# -- the measurement -----------------------------------------------------------------------------
+
+
+@dataclass
+class InstanceResult:
+    name: str
+    direct: list[DirectRun] = field(default_factory=list)
+    pyvrp: list[DirectRun] = field(default_factory=list)
+    api: list[ApiRun] = field(default_factory=list)
+    # Plain PyVRP for exactly the iterations each API solve did: equal distances mean the API ran
+    # the same search, and a different distance comes from the iterations done in the time limit.
+    replays: list[DirectRun] = field(default_factory=list)
+
+
+@dataclass
+class Results:
+    time_limit_s: int
+    instances: list[InstanceResult]
+    pickups: list[ApiRun]
+    baseline: ProbeResult
+    loaded: ProbeResult
+    tally: SolveTally
+
+
+def instances() -> dict[str, dict[str, Any]]:
+    from service.solving.measure import synthetic_request
+    from service.solving.vrplib_io import request_from_vrplib
+
+    return {
+        "RC208": request_from_vrplib(RC208, round_func="dimacs"),
+        f"{SYNTHETIC_STOPS} lat/lon": synthetic_request(SYNTHETIC_STOPS),
+    }
+
+
+async def measure(
+    args: argparse.Namespace, port: int, auth: dict[str, str], url: str, worker_pid: int
+) -> Results:
+    from service.solving.example import EXAMPLE_REQUEST
+
+    loop = asyncio.get_running_loop()
+    db = await asyncpg.connect(**asyncpg_connect_args(url))
+    api = Api(port, auth, db, worker_pid)
+    try:
+        await api.start()
+        documents = {name: await api.scenario(name, document) for name, document in instances().items()}
+        results = [InstanceResult(name) for name in documents]
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            await loop.run_in_executor(pool, _warm)
+            for round_ in range(args.rounds):
+                for result, (scenario_id, document) in zip(results, documents.values(), strict=True):
+                    sides = ["direct", "pyvrp", "api"]
+                    shift = round_ % len(sides)
+                    for side in sides[shift:] + sides[:shift]:
+                        if side == "api":
+                            solved = await api.solve(scenario_id, args.time_limit, args.seed)
+                            result.api.append(solved)
+                            result.replays.append(
+                                await loop.run_in_executor(
+                                    pool, direct_solve, document, 0.0, args.seed, "replay", solved.iterations
+                                )
+                            )
+                        else:
+                            run = await loop.run_in_executor(
+                                pool, direct_solve, document, float(args.time_limit), args.seed,
+                                "solve" if side == "direct" else side,
+                            )  # fmt: skip
+                            (result.direct if side == "direct" else result.pyvrp).append(run)
+                        await asyncio.sleep(0.5)  # the worker idle again before the next queueing
+                print(f"  round {round_ + 1}/{args.rounds} done", flush=True)
+        # Pickup on an idle worker: short solves of the small example, each after a random pause so
+        # that queueing falls anywhere within the worker's 1 s idle poll.
+        example_id, _ = await api.scenario("example", EXAMPLE_REQUEST)
+        pickups = []
+        for _ in range(args.pickups):
+            await asyncio.sleep(random.uniform(0.3, 1.3))
+            pickups.append(await api.solve(example_id, 1, args.seed))
+        baseline, _ = await health_under_load(
+            port, idle_load, seconds=args.health_seconds, warmup=0.0, interval=HEALTH_INTERVAL_S
+        )
+        load_id = documents[f"{SYNTHETIC_STOPS} lat/lon"][0]
+        renice = (
+            asyncio.create_task(renice_solvers(worker_pid, args.solver_nice)) if args.solver_nice else None
+        )
+        try:
+            loaded, tally = await health_under_load(
+                port,
+                two_solves(api, load_id, args.time_limit, args.seed),
+                seconds=args.health_seconds,
+                interval=HEALTH_INTERVAL_S,
+            )
+        finally:
+            if renice is not None:
+                renice.cancel()
+        return Results(args.time_limit, results, pickups, baseline, loaded, tally)
+    finally:
+        await api.client.aclose()
+        await db.close()
+
+
+# -- a what-if for the service: the API with its start-up heap frozen out of the collector -------
+
+
+def gc_frozen_app() -> Any:
+    """`--gc-freeze`: service.main's app, calling gc.freeze() once its lifespan has started.
+
+    A full (generation 2) collection walks every tracked object, the ~130,000 of FastAPI, pydantic
+    and SQLAlchemy that start-up leaves too; it runs in whichever thread allocates at the time (the
+    thread validating a POSTed solve request, say) and holds the GIL throughout, so the event loop
+    stops for as long. Frozen objects are skipped by every later collection."""
+    import gc
+
+    from service.main import create_app
+
+    app = create_app()
+    started = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        async with started(app) as state:
+            gc.collect()
+            gc.freeze()
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+# -- reporting -------------------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}"
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def side_line(label: str, runs: list[DirectRun] | list[ApiRun]) -> str:
+    return (
+        f"    {label:<19} distance {'/'.join(str(r.distance) for r in runs)}   iterations "
+        f"{'/'.join(str(r.iterations) for r in runs)}   CPU {'/'.join(f'{r.cpu_s:.1f}' for r in runs)} s   "
+        f"runtime {'/'.join(f'{r.runtime_s:.2f}' for r in runs)} s   wall {'/'.join(f'{r.wall_s:.2f}' for r in runs)} s"
+    )
+
+
+def report(results: Results, matrix_s: float) -> list[str]:
+    """Prints the details; returns the summary lines (one per target)."""
+    limit = results.time_limit_s
+    ratios: dict[str, float] = {}
+    notes: list[str] = []
+    overheads: dict[str, float] = {}
+    for item in results.instances:
+        pairs = list(zip(item.direct, item.api, strict=True))
+        ratio = p50([b.distance / a.distance for a, b in pairs])
+        ratios[item.name] = ratio
+        print(f"  {item.name} (rounds separated by /)")
+        print(side_line("(a)  direct solve()", item.direct))
+        print(side_line("(a') plain pyvrp", item.pyvrp))
+        print(side_line("(b)  API + worker", item.api))
+        if not all(r.feasible for r in item.direct + item.pyvrp) or not all(r.feasible for r in item.api):
+            print("    note: some solutions are infeasible")
+        raw = p50([b.distance / a.distance for a, b in zip(item.pyvrp, item.api, strict=True)])
+        iterations = p50([b.iterations / a.iterations for a, b in pairs])
+        cpu = p50([b.cpu_s / a.cpu_s for a, b in pairs if a.cpu_s])
+        same = sum(r.distance == b.distance for r, b in zip(item.replays, item.api, strict=True))
+        notes.append(
+            f"{item.name}: iterations x{iterations:.2f}, CPU x{cpu:.2f}, replays equal {same}/{len(item.api)}"
+        )
+        print(
+            f"    distance ratio (b)/(a) {ratio:.4f}   (b)/(a') {raw:.4f}   iterations (b)/(a) {iterations:.2f}   "
+            f"solver CPU (b)/(a) {cpu:.2f}   (medians of per-round ratios)"
+        )
+        print(
+            f"    replay: plain PyVRP for (b)'s iteration count gave (b)'s distance in {same} of {len(item.api)} "
+            f"rounds ({'/'.join(str(r.distance) for r in item.replays)})"
+        )
+        overhead = [r.wall_s - limit for r in item.api]
+        overheads[item.name] = p50(overhead)
+        service = [r.wall_s - r.runtime_s for r in item.api]
+        print(
+            f"    overhead (POST solve -> status event) - {limit} s: p50 {p50(overhead):.3f} s   "
+            f"({'/'.join(f'{o:.3f}' for o in overhead)}); without PyVRP's overrun: p50 {p50(service):.3f} s"
+        )
+        print(
+            "    split, p50 ms: POST->created_at "
+            f"{ms(p50([r.created_at - r.sent_at for r in item.api]))} | pickup {ms(p50([r.pickup_s for r in item.api]))}"
+            f" | worker around the search {ms(p50([r.finished_at - r.started_at - r.runtime_s for r in item.api]))}"
+            f" | PyVRP past the limit {ms(p50([r.runtime_s - limit for r in item.api]))}"
+            f" | finished_at->event {ms(p50([r.final_at - r.finished_at for r in item.api]))}"
+            f"   (POST solve answered in {ms(p50([r.post_s for r in item.api]))})"
+        )
+    api_runs = [run for item in results.instances for run in item.api] + results.pickups
+    pickups = [r.pickup_s for r in api_runs]
+    client = [r.client_pickup_s for r in api_runs]
+    print(
+        f"  pickup, started_at - created_at from the database, {len(api_runs)} solves queued to an idle worker: "
+        f"p50 {ms(p50(pickups))} ms, max {ms(max(pickups))} ms"
+    )
+    slowest = max(api_runs, key=lambda r: r.pickup_s)
+    print(
+        f"    ms: {', '.join(ms(p) for p in pickups)}   (the slowest one's POST solve answered in "
+        f"{ms(slowest.post_s)} ms: its commit is inside the pickup)"
+    )
+    print(f"    POST sent -> started_at: p50 {ms(p50(client))} ms, max {ms(max(client))} ms")
+    print(f"  matrix build, {MATRIX_STOPS} lat/lon stops: {matrix_s:.3f} s (median of 5)")
+    for label, probe in (("idle", results.baseline), ("2 solves", results.loaded)):
+        values = [s * 1000 for s in probe.seconds]
+        print(
+            f"  /health {label:<9} p50 {percentile(values, 50):6.1f} ms   p99 {percentile(values, 99):6.1f} ms   "
+            f"max {max(values):7.1f} ms   ({len(values)} requests)"
+        )
+    tally = results.tally
+    print(
+        f"    load: two lanes of {SYNTHETIC_STOPS}-stop solves ({limit} s), in flight "
+        f"{' and '.join(f'{b:.1f}' for b in tally.busy_s)} s of {tally.seconds:.1f} s; ended {dict(tally.statuses)} "
+        "(the last ones cancelled: failed if before a first solution)"
+    )
+    health_p99 = percentile(results.loaded.seconds, 99) * 1000
+    return [
+        f"distance ratio (b)/(a)   {', '.join(f'{n} {r:.4f}' for n, r in ratios.items())}   "
+        f"target <= {TARGET_RATIO}: {verdict(max(ratios.values()) <= TARGET_RATIO)}   ({'; '.join(notes)})",
+        f"overhead p50             {', '.join(f'{n} {o:.3f} s' for n, o in overheads.items())}   "
+        f"target <= {TARGET_OVERHEAD_S} s: {verdict(max(overheads.values()) <= TARGET_OVERHEAD_S)}",
+        f"pickup latency p50       {ms(p50(pickups))} ms (max {ms(max(pickups))})   target <= {TARGET_PICKUP_MS:.0f} ms: "
+        f"{verdict(p50(pickups) * 1000 <= TARGET_PICKUP_MS)}",
+        f"matrix build {MATRIX_STOPS} stops  {matrix_s:.3f} s   target <= {TARGET_MATRIX_S:.0f} s: "
+        f"{verdict(matrix_s <= TARGET_MATRIX_S)}",
+        f"/health p99, 2 solves    {health_p99:.1f} ms   target <= {TARGET_HEALTH_P99_MS:.0f} ms: "
+        f"{verdict(health_p99 <= TARGET_HEALTH_P99_MS)}",
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--time-limit", type=int, default=TIME_LIMIT_S, help="seconds, of every solve")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="per instance and side")
+    parser.add_argument(
+        "--pickups", type=int, default=PICKUPS, help="extra short solves for the pickup latency"
+    )
+    parser.add_argument("--health-seconds", type=float, default=HEALTH_SECONDS)
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="what-if: the API with gc.freeze() after start-up"
+    )
+    parser.add_argument(
+        "--solver-nice",
+        type=int,
+        default=0,
+        help="what-if: the solver processes at this nice value under the /health load",
+    )
+    args = parser.parse_args()
+    if args.rounds < 1 or args.time_limit < 1:
+        parser.error("--rounds and --time-limit must be at least 1")
+
+    from service.solving.measure import measure_matrix_build
+
+    matrix_s = measure_matrix_build(MATRIX_STOPS)
+    app = "scripts.bench_solve:gc_frozen_app" if args.gc_freeze else "service.main:app"
+    with bench_database() as url:
+        env, auth = app_environment(url, "bench-solve")
+        with (
+            uvicorn_server(app, env, factory=args.gc_freeze) as (port, pid),
+            solve_worker(env, slots=2) as (worker, _log),
+        ):
+            nice = f", solvers at nice {args.solver_nice} under the /health load" if args.solver_nice else ""
+            print(
+                f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots{nice}; seed {args.seed}, time limit "
+                f"{args.time_limit} s, {args.rounds} rounds; /health every {HEALTH_INTERVAL_S * 1000:.0f} ms for "
+                f"{args.health_seconds:g} s)",
+                flush=True,
+            )
+            try:
+                results = asyncio.run(measure(args, port, auth, url, worker))
+            except BenchFailed as exc:
+                print(f"bench_solve: {exc}", file=sys.stderr)
+                return 1
+    summary = report(results, matrix_s)
+    print("  summary")
+    for line in summary:
+        print(f"    {line}")
+    wrong = [
+        f"/health answered {dict(probe.statuses)}"
+        for probe in (results.baseline, results.loaded)
+        if set(probe.statuses) != {200}
+    ]
+    if wrong:
+        print(f"bench_solve: {'; '.join(wrong)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
