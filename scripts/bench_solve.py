@@ -40,10 +40,6 @@ Printed, per instance, then one summary line per target:
 - /health p50/p99/max from a separate process (benchlib.health_under_load), idle and while two
   lanes keep one 1,000-stop solve each running (target p99 <= 100 ms).
 
-Two what-ifs for the service, off by default: --gc-freeze serves the same app with `gc.freeze()`
-after its start-up (see gc_frozen_app); --solver-nice N lowers the solver processes' priority
-while /health is measured under load (see renice_solvers).
-
 Not a test: nothing here asserts a timing. A solve that does not succeed, or an unexpected HTTP
 status, ends the run with exit 1.
 """
@@ -402,19 +398,6 @@ class SolveTally:
     seconds: float = 0.0  # the load's whole duration
 
 
-async def renice_solvers(worker_pid: int, nice: int) -> None:
-    """`--solver-nice`, a what-if for the service: each new solver process of the worker gets `nice`
-    within ~20 ms of its start (as `os.nice()` in the solver process itself would do), until cancelled."""
-    servers, done = children(worker_pid), set[int]()
-    while True:
-        for server in servers:
-            for pid in children(server) - done:
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, pid, nice)
-                    done.add(pid)
-        await asyncio.sleep(0.02)
-
-
 def two_solves(api: Api, scenario_id: str, time_limit_s: int, seed: int) -> BackgroundLoad[SolveTally]:
     """Two lanes, each queueing a solve as soon as its previous one ended, until stopped (in-flight
     solves are then cancelled, so the load ends within a second or so)."""
@@ -517,51 +500,16 @@ async def measure(
             port, idle_load, seconds=args.health_seconds, warmup=0.0, interval=HEALTH_INTERVAL_S
         )
         load_id = documents[f"{SYNTHETIC_STOPS} lat/lon"][0]
-        renice = (
-            asyncio.create_task(renice_solvers(worker_pid, args.solver_nice)) if args.solver_nice else None
+        loaded, tally = await health_under_load(
+            port,
+            two_solves(api, load_id, args.time_limit, args.seed),
+            seconds=args.health_seconds,
+            interval=HEALTH_INTERVAL_S,
         )
-        try:
-            loaded, tally = await health_under_load(
-                port,
-                two_solves(api, load_id, args.time_limit, args.seed),
-                seconds=args.health_seconds,
-                interval=HEALTH_INTERVAL_S,
-            )
-        finally:
-            if renice is not None:
-                renice.cancel()
         return Results(args.time_limit, results, pickups, baseline, loaded, tally)
     finally:
         await api.client.aclose()
         await db.close()
-
-
-# -- a what-if for the service: the API with its start-up heap frozen out of the collector -------
-
-
-def gc_frozen_app() -> Any:
-    """`--gc-freeze`: service.main's app, calling gc.freeze() once its lifespan has started.
-
-    A full (generation 2) collection walks every tracked object, the ~130,000 of FastAPI, pydantic
-    and SQLAlchemy that start-up leaves too; it runs in whichever thread allocates at the time (the
-    thread validating a POSTed solve request, say) and holds the GIL throughout, so the event loop
-    stops for as long. Frozen objects are skipped by every later collection."""
-    import gc
-
-    from service.main import create_app
-
-    app = create_app()
-    started = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Any) -> Any:
-        async with started(app) as state:
-            gc.collect()
-            gc.freeze()
-            yield state
-
-    app.router.lifespan_context = lifespan
-    return app
 
 
 # -- reporting -------------------------------------------------------------------------------------
@@ -685,15 +633,6 @@ def main() -> int:
         "--pickups", type=int, default=PICKUPS, help="extra short solves for the pickup latency"
     )
     parser.add_argument("--health-seconds", type=float, default=HEALTH_SECONDS)
-    parser.add_argument(
-        "--gc-freeze", action="store_true", help="what-if: the API with gc.freeze() after start-up"
-    )
-    parser.add_argument(
-        "--solver-nice",
-        type=int,
-        default=0,
-        help="what-if: the solver processes at this nice value under the /health load",
-    )
     args = parser.parse_args()
     if args.rounds < 1 or args.time_limit < 1:
         parser.error("--rounds and --time-limit must be at least 1")
@@ -701,16 +640,15 @@ def main() -> int:
     from service.solving.measure import measure_matrix_build
 
     matrix_s = measure_matrix_build(MATRIX_STOPS)
-    app = "scripts.bench_solve:gc_frozen_app" if args.gc_freeze else "service.main:app"
+    app = "service.main:app"
     with bench_database() as url:
         env, auth = app_environment(url, "bench-solve")
         with (
-            uvicorn_server(app, env, factory=args.gc_freeze) as (port, pid),
+            uvicorn_server(app, env) as (port, pid),
             solve_worker(env, slots=2) as (worker, _log),
         ):
-            nice = f", solvers at nice {args.solver_nice} under the /health load" if args.solver_nice else ""
             print(
-                f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots{nice}; seed {args.seed}, time limit "
+                f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots; seed {args.seed}, time limit "
                 f"{args.time_limit} s, {args.rounds} rounds; /health every {HEALTH_INTERVAL_S * 1000:.0f} ms for "
                 f"{args.health_seconds:g} s)",
                 flush=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -87,6 +88,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.dev_issuer = DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
 
     listener.start()
+    # The ~130,000 objects of start-up never die; without this, each full collection walks them all
+    # (measured 140–420 ms, the event loop stopped meanwhile). Frozen, collections skip them.
+    gc.collect()
+    gc.freeze()
     # Keys are fetched in the background: a provider down at startup must not stop the app;
     # /ready says 503 until every provider has keys.
     prefetch = asyncio.create_task(verifier.start(), name="jwks-prefetch")

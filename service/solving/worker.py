@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -81,6 +82,8 @@ class SolveWorker:
     async def run(self) -> None:
         """Serve until stop(): reconnects the queue connection as often as the database needs."""
         await warm_up()
+        gc.collect()
+        gc.freeze()  # as the web process does: full collections need not walk start-up's objects
         failures = 0
         while not self._stopping.is_set():
             try:
