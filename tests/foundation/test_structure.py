@@ -49,3 +49,34 @@ def test_no_package_imports_one_that_imports_it_back() -> None:
 
 def test_auth_imports_nothing_of_users_or_providers() -> None:
     assert not _package_imports()["auth"] & {"users", "providers", "planning", "webhooks", "solving"}
+
+
+async def test_mounted_routers_keep_their_prefix_and_dependencies() -> None:
+    from fastapi import APIRouter, Depends, FastAPI, HTTPException
+    from httpx import ASGITransport, AsyncClient
+
+    from service.main import mount
+
+    async def gate() -> None:
+        raise HTTPException(status_code=401)
+
+    router = APIRouter(prefix="/api/x", dependencies=[Depends(gate)])
+
+    @router.get("/thing")
+    async def thing() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    open_router = APIRouter(prefix="/open")
+
+    @open_router.get("/thing")
+    async def open_thing() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    app = FastAPI()
+    mount(app, router)
+    mount(app, open_router)
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.get("/api/x/thing")).status_code == 401  # the router's dependency ran
+        assert (await client.get("/open/thing")).json() == {"ok": "yes"}
+        assert (await client.get("/thing")).status_code == 404  # the prefix is kept
+    assert {"/api/x/thing", "/open/thing"} <= set(app.openapi()["paths"])
