@@ -180,7 +180,8 @@ async def page(context: BrowserContext) -> Page:
 
 
 @pytest.fixture
-def problems(page: Page) -> PageProblems:
+async def problems(page: Page) -> PageProblems:
+    # Async: Playwright subscribes to the events on the running loop (there is none in a sync fixture).
     return PageProblems().watch(page)
 
 
