@@ -19,6 +19,7 @@ from sqlalchemy import text
 from service.solving.example import EXAMPLE_REQUEST
 from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin
+from tests.kit.waiting import eventually
 from tests.kit.worker import WorkerProcess, solve_worker
 from tests.planning.conftest import Caller, sign_in
 from tests.solving.checker import check_solution
@@ -244,8 +245,15 @@ async def test_a_worker_stopped_with_sigterm_hands_its_solve_back(
         status = (await session.execute(text("SELECT status::text FROM pgqueuer"))).scalar_one()
     assert status == "queued"
     async with solve_worker(migrated_url, tmp_path / "b"):
-        # The next worker takes it at once (no lease to wait out); cancel to keep the test short.
+        # The next worker takes it at once (no lease to wait out); cancel to keep the test short,
+        # once it has a solution: a cancel before the first one ends it `failed` (contract §7).
         await until_status(alice, solution_id, "running", timeout=30)
+
+        async def found_one() -> bool:
+            progress = (await solution(alice, solution_id))["progress"]
+            return bool(progress and progress["best_distance"] is not None)
+
+        await eventually(found_one, timeout=30, every=0.1)
         await alice.call("POST", f"/solutions/{solution_id}/cancel")
         done = await until_status(alice, solution_id, "cancelled", "failed", timeout=30)
     assert done["status"] == "cancelled"
