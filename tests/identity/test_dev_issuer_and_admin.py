@@ -37,6 +37,26 @@ async def test_dev_token_route_mints_a_token_that_works(client: httpx.AsyncClien
     assert me.json()["roles"] == ["admin"]
 
 
+@pytest.mark.parametrize(
+    ("inside", "status"),
+    [
+        ("\x85", 422),  # NEL: whitespace to Rust's regex, not to ECMA-262's \s — once refused here only
+        ("\ufeff", 422),  # BOM: whitespace to ECMA-262's \s, not to Rust's — once accepted here only
+        ("\xa0", 422),
+        ("\x1c", 200),  # whitespace to Python's str.isspace, to neither regex dialect
+        ("\xe9", 200),
+    ],
+)
+async def test_dev_token_email_whitespace_is_what_the_document_says(
+    client: httpx.AsyncClient, inside: str, status: int
+) -> None:
+    """The OpenAPI pattern (read by clients as ECMA-262) and the server agree on every character."""
+    document = (await client.get("/openapi.json")).json()
+    pattern = document["components"]["schemas"]["DevTokenCreate"]["properties"]["email"]["pattern"]
+    assert "\\s" not in pattern  # its set differs between the two dialects
+    assert (await client.post("/dev/token", json={"email": f"a{inside}b@example.com"})).status_code == status
+
+
 async def test_dev_jwks_serves_the_public_key_only(client: httpx.AsyncClient) -> None:
     keys = (await client.get("/dev/.well-known/jwks.json")).json()["keys"]
     assert len(keys) == 1 and keys[0]["kty"] == "RSA" and keys[0]["alg"] == "RS256"
