@@ -116,9 +116,21 @@ def _describe_problems(document: dict[str, Any]) -> None:
             for status, response in operation.get("responses", {}).items():
                 if not str(status).isdigit() or int(status) < 400:
                     continue
-                name = "ValidationProblem" if int(status) == 422 else "Problem"
-                response["content"] = {PROBLEM_JSON: {"schema": _schema_ref(name)}}
-                response.setdefault("description", DESCRIPTIONS.get(int(status), ""))
+                code = int(status)
+                name = "ValidationProblem" if code == 422 else "Problem"
+                # The example of the status itself (the schema's own examples are a 404's).
+                example: dict[str, Any] = {
+                    "type": "about:blank",
+                    "title": HTTPStatus(code).phrase,
+                    "status": code,
+                    "detail": DESCRIPTIONS.get(code, HTTPStatus(code).phrase),
+                }
+                if code == 422:
+                    example["errors"] = [
+                        {"loc": ["body", "name"], "msg": "Field required", "type": "missing"}
+                    ]
+                response["content"] = {PROBLEM_JSON: {"schema": _schema_ref(name), "example": example}}
+                response.setdefault("description", DESCRIPTIONS.get(code, ""))
 
 
 def _header_ref(name: str) -> dict[str, str]:

@@ -13,14 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.config import is_loopback_host
 from service.errors import Forbidden
 from service.openapi import problem_responses
+from service.patterns import WHITESPACE
 from service.providers.dev import DevIssuer
 
 MAX_DEV_TTL = 7 * 24 * 3600
-# "Not @ and not whitespace", with the whitespace spelled out: `\s` means different sets in the
-# OpenAPI document's dialect (ECMA-262: U+FEFF but not U+0085) and in pydantic's Rust engine
-# (U+0085 but not U+FEFF), so an address the document allowed was refused with 422. These escapes
-# mean the same in ECMA-262, Rust's regex and Python's re: Unicode's White_Space, plus U+FEFF.
-_ADDRESS_PART = r"[^@\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+"
+# "Not @ and not whitespace" (an address the document allowed was refused with 422 while `\s` was
+# used: service/patterns.py).
+_ADDRESS_PART = rf"[^@{WHITESPACE}]+"
 EMAIL_PATTERN = rf"^{_ADDRESS_PART}@{_ADDRESS_PART}$"
 
 

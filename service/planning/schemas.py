@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from service.pagination import Page
+from service.patterns import WHITESPACE
 from service.timestamps import Timestamp
 
 # No NUL: PostgreSQL's text cannot hold it, and it is never a meaningful part of a name. Surrounding
@@ -22,7 +23,10 @@ from service.timestamps import Timestamp
 Name = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$"
+        strip_whitespace=True,
+        min_length=1,
+        max_length=200,
+        pattern=rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$",
     ),
 ]
 JsonObject = dict[str, Any]

@@ -43,7 +43,7 @@ async def test_dev_token_route_mints_a_token_that_works(client: httpx.AsyncClien
         ("\x85", 422),  # NEL: whitespace to Rust's regex, not to ECMA-262's \s — once refused here only
         ("\ufeff", 422),  # BOM: whitespace to ECMA-262's \s, not to Rust's — once accepted here only
         ("\xa0", 422),
-        ("\x1c", 200),  # whitespace to Python's str.isspace, to neither regex dialect
+        ("\x1c", 422),  # whitespace to Python's str.strip (names are stripped): spelled out in both
         ("\xe9", 200),
     ],
 )
