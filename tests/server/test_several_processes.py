@@ -4,6 +4,7 @@ a cancel sent to any of them."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -121,8 +122,11 @@ async def test_solves_queued_on_one_server_run_on_either_worker_and_stream_from_
             )
             assert queued.status_code == 202, queued.text
             solutions.append(queued.json()["id"])
-        for solution_id in solutions:
-            stream = await http.get(b.url(f"{API}/solutions/{solution_id}/events"), headers=auth)
+        # Both streams open at once, while both solves run (2 s each), so each shows live progress.
+        streams = await asyncio.gather(
+            *(http.get(b.url(f"{API}/solutions/{s}/events"), headers=auth) for s in solutions)
+        )
+        for stream in streams:
             events = parse_events(stream.text)
             assert events[-1].data == {"status": "succeeded"}, events[-3:]
             assert any(event.event == "progress" for event in events)
