@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel
 
-from service.timestamps import PATTERN, format_timestamp
+from service.timestamps import PATTERN, Timestamp
 from tests.planning.conftest import Caller, sign_in
 
 PROBLEM = "application/problem+json"
@@ -125,13 +127,19 @@ def test_every_timestamp_is_documented_with_its_one_format(document: dict[str, A
         assert definition["pattern"] == PATTERN, (name, member)
 
 
-def test_format_timestamp_is_utc_with_microseconds_always() -> None:
-    assert format_timestamp(datetime(2026, 12, 2, 9, 30, tzinfo=UTC)) == "2026-12-02T09:30:00.000000Z"
+def test_timestamps_are_written_in_utc_with_z() -> None:
+    class Stamped(BaseModel):
+        at: Timestamp
+
+    def wire(value: datetime) -> str:
+        written: str = orjson.loads(Stamped(at=value).model_dump_json())["at"]
+        assert re.fullmatch(PATTERN, written), written
+        return written
+
     berlin = timezone(timedelta(hours=1))
-    assert (
-        format_timestamp(datetime(2026, 12, 2, 10, 30, 0, 5, tzinfo=berlin)) == "2026-12-02T09:30:00.000005Z"
-    )
-    assert format_timestamp(datetime(2026, 12, 2, 9, 30)) == "2026-12-02T09:30:00.000000Z"
+    assert wire(datetime(2026, 12, 2, 10, 30, 0, 5, tzinfo=berlin)) == "2026-12-02T09:30:00.000005Z"
+    assert wire(datetime(2026, 12, 2, 9, 30, 0, 120000, tzinfo=UTC)) == "2026-12-02T09:30:00.120000Z"
+    assert wire(datetime(2026, 12, 2, 9, 30)) == "2026-12-02T09:30:00Z"  # naive is UTC; no zero fraction
 
 
 async def test_every_resource_sends_timestamps_in_the_one_format(
