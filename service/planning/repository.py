@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +44,7 @@ _CURRENT_REQUEST = "COALESCE(request, original_request)"
 _AS_BYTES = "convert_to(({document})::text, 'UTF8')"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionRecord:
     id: uuid.UUID
     name: str
@@ -53,7 +53,7 @@ class SessionRecord:
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScenarioRecord:
     id: uuid.UUID
     session_id: uuid.UUID
@@ -63,7 +63,7 @@ class ScenarioRecord:
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SolutionRecord:
     id: uuid.UUID
     scenario_id: uuid.UUID
@@ -73,7 +73,7 @@ class SolutionRecord:
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SolutionHeadRecord(SolutionRecord):
     """A solution with its solve's latest progress and, when it failed, why (None when recorded)."""
 
@@ -81,9 +81,15 @@ class SolutionHeadRecord(SolutionRecord):
     reason: str | None
 
 
-_SESSION = "id, name, version, created_at, updated_at"
-_SCENARIO = "id, session_id, name, version, created_at, updated_at"
-_SOLUTION = "id, scenario_id, status, version, created_at, updated_at"
+def columns(record: type) -> str:
+    """A record's columns, in the order of its fields: a row selected with them builds the record
+    positionally (`Record(*row)`), a seventh of the cost of `Record(**row)` per row."""
+    return ", ".join(field.name for field in fields(record))
+
+
+_SESSION = columns(SessionRecord)
+_SCENARIO = columns(ScenarioRecord)
+_SOLUTION = columns(SolutionRecord)
 _NEWEST_FIRST = "ORDER BY created_at DESC, id DESC"
 
 
@@ -183,15 +189,15 @@ class PlanningRepository:
             new_id(),
             name,
         )
-        return SessionRecord(**row)
+        return SessionRecord(*row)
 
     async def list_sessions(self, limit: int, cursor: Cursor | None) -> list[SessionRecord]:
         sql, args = _page(f"SELECT {_SESSION} FROM sessions WHERE user_id = $1", cursor, 2)
-        return [SessionRecord(**row) for row in await self._fetch(sql, *args, limit + 1)]
+        return [SessionRecord(*row) for row in await self._fetch(sql, *args, limit + 1)]
 
     async def get_session(self, session_id: uuid.UUID) -> SessionRecord:
         sql = f"SELECT {_SESSION} FROM sessions WHERE user_id = $1 AND id = $2"
-        return SessionRecord(**await self._fetchrow(sql, session_id))
+        return SessionRecord(*await self._fetchrow(sql, session_id))
 
     async def rename_session(
         self, session_id: uuid.UUID, name: str | None, expected: Collection[int] | None
@@ -201,7 +207,7 @@ class PlanningRepository:
             WHERE user_id = $1 AND id = $2 AND {self._IF_MATCH} RETURNING {_SESSION}
         """
         return SessionRecord(
-            **await self._versioned("sessions", sql, session_id, expected, name, document=False)
+            *await self._versioned("sessions", sql, session_id, expected, name, document=False)
         )
 
     async def delete_session(self, session_id: uuid.UUID, expected: Collection[int] | None) -> None:
@@ -218,9 +224,7 @@ class PlanningRepository:
             FROM sessions s WHERE s.user_id = $1 AND s.id = $2
             RETURNING {_SCENARIO}
         """
-        return ScenarioRecord(
-            **await self._fetchrow(sql, session_id, new_id(), name, raw_body, document=True)
-        )
+        return ScenarioRecord(*await self._fetchrow(sql, session_id, new_id(), name, raw_body, document=True))
 
     async def list_scenarios(
         self, session_id: uuid.UUID, limit: int, cursor: Cursor | None
@@ -228,7 +232,7 @@ class PlanningRepository:
         sql, args = _page(
             f"SELECT {_SCENARIO} FROM scenarios WHERE user_id = $1 AND session_id = $2", cursor, 3
         )
-        rows = [ScenarioRecord(**row) for row in await self._fetch(sql, session_id, *args, limit + 1)]
+        rows = [ScenarioRecord(*row) for row in await self._fetch(sql, session_id, *args, limit + 1)]
         if not rows and not await self._exists("sessions", session_id):
             raise NotFound()
         return rows
@@ -237,9 +241,9 @@ class PlanningRepository:
         """The scenario and its current request as JSON text."""
         document = _AS_BYTES.format(document=_CURRENT_REQUEST)
         sql = f"SELECT {_SCENARIO}, {document} AS document FROM scenarios WHERE user_id = $1 AND id = $2"
-        fields = dict(await self._fetchrow(sql, scenario_id))
-        text: bytes = fields.pop("document")
-        return ScenarioRecord(**fields), text
+        values = dict(await self._fetchrow(sql, scenario_id))
+        text: bytes = values.pop("document")
+        return ScenarioRecord(**values), text
 
     async def get_original_request(self, scenario_id: uuid.UUID) -> bytes:
         document = _AS_BYTES.format(document="original_request")
@@ -266,7 +270,7 @@ class PlanningRepository:
         row = await self._versioned(
             "scenarios", sql, scenario_id, expected, name, raw_body, document=raw_body is not None
         )
-        return ScenarioRecord(**row)
+        return ScenarioRecord(*row)
 
     async def reset_scenario(
         self, scenario_id: uuid.UUID, expected: Collection[int] | None
@@ -276,9 +280,7 @@ class PlanningRepository:
             UPDATE scenarios SET request = NULL, version = version + 1, updated_at = now()
             WHERE user_id = $1 AND id = $2 AND {self._IF_MATCH} RETURNING {_SCENARIO}
         """
-        return ScenarioRecord(
-            **await self._versioned("scenarios", sql, scenario_id, expected, document=False)
-        )
+        return ScenarioRecord(*await self._versioned("scenarios", sql, scenario_id, expected, document=False))
 
     async def delete_scenario(self, scenario_id: uuid.UUID, expected: Collection[int] | None) -> None:
         """Its solutions go with it (ON DELETE CASCADE)."""
@@ -300,7 +302,7 @@ class PlanningRepository:
         row = await self._fetchrow(
             sql, scenario_id, new_id(), status, raw_body, document=raw_body is not None
         )
-        return SolutionRecord(**row)
+        return SolutionRecord(*row)
 
     async def list_solutions(
         self, scenario_id: uuid.UUID, limit: int, cursor: Cursor | None
@@ -308,7 +310,7 @@ class PlanningRepository:
         sql, args = _page(
             f"SELECT {_SOLUTION} FROM solutions WHERE user_id = $1 AND scenario_id = $2", cursor, 3
         )
-        rows = [SolutionRecord(**row) for row in await self._fetch(sql, scenario_id, *args, limit + 1)]
+        rows = [SolutionRecord(*row) for row in await self._fetch(sql, scenario_id, *args, limit + 1)]
         if not rows and not await self._exists("scenarios", scenario_id):
             raise NotFound()
         return rows
@@ -320,10 +322,10 @@ class PlanningRepository:
             f"SELECT {_SOLUTION}, progress::text AS progress, reason, {document} AS document "
             "FROM solutions WHERE user_id = $1 AND id = $2"
         )
-        fields = dict(await self._fetchrow(sql, solution_id))
-        text: bytes | None = fields.pop("document")
-        progress = fields.pop("progress")
-        return SolutionHeadRecord(**fields, progress=orjson.loads(progress) if progress else None), text
+        values = dict(await self._fetchrow(sql, solution_id))
+        text: bytes | None = values.pop("document")
+        progress = values.pop("progress")
+        return SolutionHeadRecord(**values, progress=orjson.loads(progress) if progress else None), text
 
     async def update_solution(
         self,
@@ -343,7 +345,7 @@ class PlanningRepository:
         row = await self._versioned(
             "solutions", sql, solution_id, expected, status, raw_body, document=raw_body is not None
         )
-        return SolutionRecord(**row)
+        return SolutionRecord(*row)
 
     async def delete_solution(self, solution_id: uuid.UUID, expected: Collection[int] | None) -> None:
         await self._delete("solutions", solution_id, expected)

@@ -17,7 +17,7 @@ import orjson
 
 from service.db import Connection, new_id
 from service.errors import Conflict, NotFound
-from service.planning.repository import SolutionRecord
+from service.planning.repository import SolutionRecord, columns
 from service.solving.outcome import CANCELLED_EARLY
 
 # Progress and final states of solutions, for event streams (payload: `Announcement`, as JSON).
@@ -26,7 +26,7 @@ SOLUTIONS_CHANNEL = "routebook_solutions"
 CANCEL_CHANNEL = "routebook_solve_cancel"
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
-_SOLUTION = "id, scenario_id, status, version, created_at, updated_at"
+_SOLUTION = columns(SolutionRecord)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +150,7 @@ class SolveRepository:
         )
         if row is None:
             raise NotFound()  # the scenario went away (it was locked, so it did not change)
-        return SolutionRecord(**row)
+        return SolutionRecord(*row)
 
     async def cancel(self, solution_id: uuid.UUID) -> SolutionRecord:
         """Ask the solve to stop: a pending one ends at once (nothing found: failed), a running one is
