@@ -106,23 +106,54 @@ async def test_a_cancel_returns_the_best_so_far_within_a_second(rc208: dict[str,
     _check(rc208, outcome)
 
 
-async def test_a_cancel_the_child_cannot_answer_in_time_still_ends_the_solve() -> None:
-    # 0.6 s in, the child is inside PyVRP's construction of a first solution for 2,000 stops
-    # (over a second of uninterruptible work), so it cannot see the cancel: it is killed.
+async def test_a_cancel_the_child_cannot_answer_before_any_solution_fails_the_solve() -> None:
+    # A frozen child (SIGSTOP) stands for one inside PyVRP's uninterruptible construction: it
+    # cannot see the cancel, so it is killed, and with no best-so-far there is nothing to keep.
     document = synthetic_request(2000, seed=5)
     cancel = asyncio.Event()
+    solving = asyncio.create_task(_run(document, Recorder(), cancel=cancel))
+    os.kill(await _solver_child_pid(), signal.SIGSTOP)
+    cancelled_at = time.perf_counter()
+    cancel.set()
+    outcome = await solving
+    waited = time.perf_counter() - cancelled_at
+    assert waited <= 1.5, f"the cancel took {waited:.2f} s"
+    assert outcome == SolveOutcome.failed(CANCELLED_EARLY)
+    assert not _solver_children()
+
+
+async def test_a_cancel_the_child_cannot_answer_keeps_its_last_best(rc208: dict[str, Any]) -> None:
+    cancel = asyncio.Event()
     cancelled_at: list[float] = []
+    feasible_reports = 0
 
-    def cancel_now() -> None:
-        cancelled_at.append(time.perf_counter())
-        cancel.set()
+    async def freeze_then_cancel(progress: Progress) -> None:
+        nonlocal feasible_reports
+        feasible_reports += progress.feasible
+        # The child sends its best right after the feasible report that announced it, so by
+        # the next report the parent holds a best-so-far payload.
+        if feasible_reports == 2 and not cancel.is_set():
+            (child,) = _solver_children()
+            os.kill(child.pid, signal.SIGSTOP)  # type: ignore[arg-type]
+            cancelled_at.append(time.perf_counter())
+            cancel.set()
 
-    asyncio.get_running_loop().call_later(0.6, cancel_now)
-    outcome = await _run(document, Recorder(), cancel=cancel)
+    outcome = await _run(rc208, freeze_then_cancel, time_limit_s=30, cancel=cancel)
     waited = time.perf_counter() - cancelled_at[0]
     assert waited <= 1.5, f"the cancel took {waited:.2f} s"
-    assert outcome.status == "failed" and outcome.reason == CANCELLED_EARLY
+    assert outcome.status == "cancelled"
+    _check(rc208, outcome)
     assert not _solver_children()
+
+
+async def _solver_child_pid() -> int:
+    """The running solve's child, as soon as it has been started."""
+    async with asyncio.timeout(10):
+        while True:
+            children = _solver_children()
+            if children and children[0].pid is not None:
+                return children[0].pid
+            await asyncio.sleep(0.005)
 
 
 async def test_a_solve_cancelled_before_it_starts_starts_no_process(rc208: dict[str, Any]) -> None:
