@@ -42,6 +42,35 @@ class DocumentBody(Generic[M]):
     fields: M
     raw: bytes
     has_document: bool
+    # A large body's writes take turns (JSON_LARGE_WRITES at once): its slots; None for a small body.
+    large_writes: asyncio.Semaphore | None = None
+    wait_s: float = 0.0
+
+    @asynccontextmanager
+    async def write_slot(self) -> AsyncIterator[None]:
+        """Around the body's transaction (`async with body.write_slot(), planning.transaction()`):
+        for a large body, one of JSON_LARGE_WRITES slots, taken before a database connection and
+        given back after the commit.
+
+        PostgreSQL parses and compresses each document in its own backend: ten 5 MB writes at once
+        took both cores, and the app's event loop waited for a turn (GET /health p99 ~60 ms, p50 x5).
+        Four at a time (2 cores) kept the loop's p50 near idle and the writes' throughput (two cost a
+        quarter of it: cores idle while PostgreSQL writes). The wait is bounded: a queue that does not
+        move is a 503, not a hang.
+        """
+        if self.large_writes is None:
+            yield
+            return
+        try:
+            await asyncio.wait_for(self.large_writes.acquire(), self.wait_s)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                "Too many large documents are being written; try again shortly.", headers={"Retry-After": "1"}
+            ) from None
+        try:
+            yield
+        finally:
+            self.large_writes.release()
 
 
 def _invalid(loc: Sequence[str | int], msg: str, kind: str) -> ValidationFailed:
@@ -115,50 +144,29 @@ def json_model(model: type[M]) -> Callable[[Request], Awaitable[M]]:
     return read
 
 
-@asynccontextmanager
-async def _write_slot(request: Request, raw: bytes) -> AsyncIterator[None]:
-    """For a large body, one of JSON_LARGE_WRITES slots, held until the write has committed.
-
-    PostgreSQL parses and compresses each document in its own backend: ten 5 MB writes at once
-    took both cores, and the app's event loop waited for a turn (GET /health p99 ~60 ms, p50 x5).
-    Four at a time (2 cores) kept the loop's p50 near idle and the writes' throughput (two cost a
-    quarter of it: cores idle while PostgreSQL writes). The wait is bounded: a queue that does not
-    move is a 503, not a hang.
-    """
-    settings = request.app.state.settings
-    if len(raw) <= settings.json_inline_max_bytes:
-        yield
-        return
-    slots: asyncio.Semaphore = request.app.state.large_writes
-    try:
-        await asyncio.wait_for(slots.acquire(), settings.json_large_writes_timeout)
-    except TimeoutError:
-        raise ServiceUnavailable(
-            "Too many large documents are being written; try again shortly.", headers={"Retry-After": "1"}
-        ) from None
-    try:
-        yield
-    finally:
-        slots.release()
-
-
 def document_body(
     model: type[M], member: str, *, required: bool
-) -> Callable[[Request], AsyncIterator[DocumentBody[M]]]:
-    """A dependency for a body carrying a document as `member` (a JSON object, never null).
+) -> Callable[[Request], Awaitable[DocumentBody[M]]]:
+    """A dependency for a body carrying a document as `member` (a JSON object, never null); the
+    route writes it inside `body.write_slot()`."""
 
-    Use it with scope="function" and before the repository among the route's parameters: its write
-    slot is then taken before a database connection, and given back once the transaction has
-    committed (dependencies exit in reverse order).
-    """
-
-    async def read(request: Request) -> AsyncIterator[DocumentBody[M]]:
+    async def read(request: Request) -> DocumentBody[M]:
         raw = await request.body()
         fields, present = await _checked(request, raw, check_document, model, member, required)
-        async with _write_slot(request, raw):
-            yield DocumentBody(fields=fields, raw=raw, has_document=present)
+        settings = request.app.state.settings
+        large = len(raw) > settings.json_inline_max_bytes
+        return DocumentBody(
+            fields=fields,
+            raw=raw,
+            has_document=present,
+            large_writes=request.app.state.large_writes if large else None,
+            wait_s=settings.json_large_writes_timeout,
+        )
 
     return read
+
+
+_JOIN_BELOW_BYTES = 64 * 1024
 
 
 class SplicedJSONResponse(Response):
@@ -184,7 +192,10 @@ class SplicedJSONResponse(Response):
         head = fields.model_dump_json().encode()
         if head == b"{}":
             raise ValueError("a spliced response needs at least one field")
-        self.parts = (head[:-1] + b"," + orjson.dumps(member) + b":", document or b"null", b"}")
+        parts = (head[:-1] + b"," + orjson.dumps(member) + b":", document or b"null", b"}")
+        # A small document is copied into one body: each part is one more message through every
+        # middleware's send (~10 µs each), more than a copy of a few kilobytes costs.
+        self.parts = (b"".join(parts),) if len(parts[1]) <= _JOIN_BELOW_BYTES else parts
         length = str(sum(len(part) for part in self.parts))
         super().__init__(None, status_code=status_code, headers={**(headers or {}), "content-length": length})
 

@@ -4,7 +4,7 @@ transaction sees and writes only the caller's rows, and it runs as the non-super
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any, cast
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import APP_ROLE, Database, new_id
 from service.planning.repository import PlanningRepository
-from service.planning.routes import planning_repository
+from service.planning.routes import caller_planning
 from service.planning.routes import router as planning_router
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.planning.conftest import Caller, insert_scenarios, owners, row_snapshot
@@ -108,19 +108,16 @@ async def test_the_scope_ends_with_the_transaction(clean_db: SqlAdmin) -> None:
 
 
 async def test_the_request_path_opens_the_users_transaction(app: FastAPI, clean_db: SqlAdmin) -> None:
-    """What every planning route depends on: the app role, and the caller's id, before any query."""
+    """What every planning route works in: the app role, and the caller's id, before any query."""
     user_id = new_id()
     principal = cast(Any, SimpleNamespace(user_id=user_id))
     request = cast(Any, SimpleNamespace(app=app))
-    dependency = cast(AsyncGenerator[PlanningRepository, None], planning_repository(request, principal))
-    repository = await anext(dependency)
-    try:
+    planning = await caller_planning(request, principal)
+    async with planning.transaction() as repository:
         assert repository.owner == user_id
         conn = repository._conn  # the test looks inside: what does this transaction run as?
         row = await conn.fetchrow("SELECT current_user, current_setting('app.user_id', true)")
         assert row is not None and tuple(row) == (APP_ROLE, str(user_id))
-    finally:
-        await dependency.aclose()
     assert planning_router.dependencies  # authentication comes before any planning route body
 
 
