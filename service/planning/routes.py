@@ -1,10 +1,10 @@
 """/api/v1 sessions, scenarios and solutions (contract §3).
 
-Each request runs in one transaction as the caller under row-level security
-(`planning.transaction()`, opened by the route), committed before the response is sent. Another user's resource answers exactly as a missing one:
-the repository raises the same NotFound for both. Responses are validated by their declared models
-(records are read by attribute); the documents (a scenario's request, a solution's payload) are
-spliced in as PostgreSQL's own JSON text (documents.py).
+Each request runs in one transaction as the caller under row-level security, opened by the route
+(`planning.transaction()`) and committed before the response is sent. Another user's resource
+answers exactly as a missing one: the repository raises the same NotFound for both. Responses are
+validated by their declared models (records are read by attribute); the documents (a scenario's
+request, a solution's payload) are spliced in as PostgreSQL's own JSON text (documents.py).
 """
 
 from __future__ import annotations
