@@ -67,6 +67,20 @@ def identity_for(db: Database, settings: Settings) -> IdentityService:
     )
 
 
+_startup_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """The ~130,000 objects of start-up never die; without this, each full collection walks them all
+    (the event loop stopped meanwhile). Frozen, collections skip them. Once per process: a process
+    that starts several apps (the tests) would otherwise freeze each one's garbage for good."""
+    global _startup_frozen
+    if not _startup_frozen:
+        _startup_frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -95,10 +109,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.dev_issuer = DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
 
     listener.start()
-    # The ~130,000 objects of start-up never die; without this, each full collection walks them all
-    # (measured 140–420 ms, the event loop stopped meanwhile). Frozen, collections skip them.
-    gc.collect()
-    gc.freeze()
+    _freeze_startup_objects()
     # Keys are fetched in the background: a provider down at startup must not stop the app;
     # /ready says 503 until every provider has keys.
     prefetch = asyncio.create_task(verifier.start(), name="jwks-prefetch")
