@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import pickle
 import select
@@ -35,11 +36,10 @@ from typing import Any, Literal
 import orjson
 
 from service.solving.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolveOutcome
-from service.solving.request import SolveRequestInvalid, parse_solve_request
-from service.solving.solver import solve
 
-# The fork server imports this module, and through it the solver, PyVRP, numpy and pydantic.
-PRELOAD = ["service.solving.process"]
+# What a child needs, imported once by the fork server: the solver, PyVRP, numpy and pydantic. The
+# parent (the worker) never imports them itself: it only starts children and reads their answers.
+PRELOAD = ["service.solving.process", "service.solving.request", "service.solving.solver"]
 # After a cancel the child normally answers within STOP_CHECK_INTERVAL_S; one that has not
 # answered by now is in PyVRP's uninterruptible work. Half the caller's 1 s promise, so a loaded
 # machine still has room for the kill and for delivering the answer.
@@ -79,6 +79,13 @@ def _main_module() -> list[str]:
     if not isinstance(name, str) or name == "__main__" or name.endswith(".__main__"):
         return []  # `python -m pytest` and the like: multiprocessing re-runs nothing
     return [name]
+
+
+def start_fork_server() -> None:
+    """Launch the fork server now without waiting for it: it imports PRELOAD on another core while
+    the caller goes on (the worker, with its own imports and connections). `warm_up()` waits."""
+    _context()
+    multiprocessing.forkserver.ensure_running()
 
 
 async def warm_up() -> None:
@@ -300,6 +307,10 @@ def _child_main(sock: socket.socket, time_limit_s: float, seed: int, max_stops: 
 def _solve_document(
     sock: socket.socket, document: object, time_limit_s: float, seed: int, max_stops: int
 ) -> SolveOutcome:
+    # Loaded already in a child of the fork server (PRELOAD): these imports cost a dict lookup.
+    from service.solving.request import SolveRequestInvalid, parse_solve_request
+    from service.solving.solver import solve
+
     if isinstance(document, bytes):
         try:
             document = orjson.loads(document)
