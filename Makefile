@@ -26,8 +26,10 @@ demo: $(STAMP)
 	$(BIN)/python -m scripts.demo
 
 # TEST_DATABASE_URL names a server to test against; unset, the suite starts an embedded one.
+# One test process per core (pytest-xdist); ARGS come last, so `ARGS="-n 0 tests/x.py"` overrides.
+PYTEST_PARALLEL ?= -n auto --dist loadgroup
 test: $(STAMP)
-	env -u DATABASE_URL $(BIN)/python -m pytest $(ARGS)
+	env -u DATABASE_URL $(BIN)/python -m pytest $(PYTEST_PARALLEL) -rfE $(ARGS)
 
 migrate: $(STAMP)
 	$(BIN)/python -m scripts.migrate upgrade head

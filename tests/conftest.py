@@ -1,6 +1,12 @@
-"""Shared fixtures: a real PostgreSQL (TEST_DATABASE_URL's server, else an embedded one), migrated
-once per run into a fresh database, truncated before every test that touches it; the app built by
-its factory with its lifespan running; an httpx client speaking ASGI to it.
+"""Shared fixtures: a real PostgreSQL (TEST_DATABASE_URL's server, else an embedded one) started once
+per run, a database of each test process's own cloned from one migrated template (tests/kit/
+databases.py), truncated before every test that touches it; the app built by its factory with its
+lifespan running; an httpx client speaking ASGI to it.
+
+`make test` runs the tests in parallel (pytest-xdist, one process per core, `--dist loadgroup`);
+tests marked `serial` share one group and never run beside each other. The order is shuffled
+(pytest-randomly: the header shows the seed, `--randomly-seed=N` replays an order, `-p no:randomly`
+keeps file order).
 
 TEST_PGBOUNCER=1 puts the app behind a real PgBouncer in transaction mode: the apps' DATABASE_URL
 (and `service_db`) reach the test database through PgBouncer with DB_STATEMENT_CACHE_SIZE=0, while
@@ -11,12 +17,8 @@ transaction pooling breaks (tests/kit/wire.py). Without a pgbouncer binary those
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
-import signal
-import tempfile
-import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -28,17 +30,16 @@ import pytest
 import respx
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 import service.tables  # noqa: F401  (every table on the metadata, for the truncation below)
 from service.config import Settings
 from service.db import Database, metadata
-from service.devdb import EmbeddedPostgres, drop_database, ensure_database, start_embedded
 from service.main import create_app
-from service.migrations import upgrade
+from tests.kit.databases import TestServer
 from tests.kit.pgbouncer import PgBouncer, pgbouncer_binary, running_pgbouncer
 from tests.kit.sql import SqlAdmin
 from tests.kit.wire import TransactionGuard, running_guard
+from tests.kit.worker import SharedWorker, WorkerProcess
 
 AppFactory = Callable[..., AbstractAsyncContextManager[FastAPI]]
 
@@ -63,48 +64,87 @@ def _test_database_url() -> str | None:
     return Settings(environment="test", database_url=url).database_url
 
 
-def _stop_on_sigterm(embedded: EmbeddedPostgres) -> None:
-    """A CI timeout sends SIGTERM, which skips atexit: stop the embedded server first."""
+# -- the run's server: started once by the process that controls the run ---------------------------
+# Under xdist the controller starts it and gives each worker a database cloned from one migrated
+# template (pytest_configure_node); run without xdist, the one process does both.
+_WORKER_DATABASE = "routebook_database_url"
+_server_key = pytest.StashKey[TestServer]()
 
-    def handler(signum: int, _frame: object) -> None:
-        embedded.stop()
-        os._exit(128 + signum)
 
-    signal.signal(signal.SIGTERM, handler)
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "serial: shares machine-wide state; runs in xdist group 'serial'")
+    if _is_xdist_worker(config) or config.option.collectonly:
+        return
+    config.stash[_server_key] = TestServer.start(_test_database_url())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = config.stash.get(_server_key, None)
+    if server is not None:
+        server.stop()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, in the controller, before a worker starts: the worker's own database."""
+    server: TestServer = node.config.stash[_server_key]
+    node.workerinput[_WORKER_DATABASE] = server.clone(node.workerinput["workerid"])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # schemathesis names one item per operation (`test…[GET /health]`), but pytest 9 builds a node
+    # id from the function's original name and a callspec, which its items lack: all 28 share one
+    # id, and xdist, which schedules by id, would run one operation of 28. Each gets its name's id
+    # (pytest's own fallback for an item without a callspec).
+    ids = Counter(item.nodeid for item in items)
+    for item in items:
+        if ids[item.nodeid] > 1 and item.parent is not None:
+            item._id = item.parent.id.child(item.name)  # type: ignore[attr-defined]
+    # Tests marked serial share one xdist group, so under --dist loadgroup they run one after
+    # another on one worker, never beside each other.
+    for item in items:
+        if item.get_closest_marker("serial") and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("serial"))
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A database of its own for this run: concurrent runs on one server never collide."""
-    server_url = _test_database_url()
-    name = f"routebook_test_{uuid.uuid4().hex[:10]}"
-    if server_url:
-        url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        asyncio.run(ensure_database(url))
-        try:
-            yield url
-        finally:
-            asyncio.run(drop_database(url))
-    else:
-        # Not under pytest's temporary tree: each new pytest run on this machine makes that tree
-        # private to root again, and PgBouncer, running as the server's user, would lose its way to
-        # the server's socket mid-run.
-        parent = Path(tempfile.mkdtemp(prefix="routebook-test-postgres-"))
-        embedded = start_embedded(parent / "pgdata", persistent=False)
-        _stop_on_sigterm(embedded)
-        url = embedded.url(name)
-        asyncio.run(ensure_database(url))
-        try:
-            yield url
-        finally:
-            embedded.stop()
-            shutil.rmtree(parent, ignore_errors=True)
+def migrated_url(request: pytest.FixtureRequest) -> str:
+    """This process's own database, migrated (a clone of the run's template)."""
+    config = request.config
+    if _is_xdist_worker(config):
+        url: str = config.workerinput[_WORKER_DATABASE]  # type: ignore[attr-defined]
+        return url
+    return config.stash[_server_key].clone("main")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that used a solve worker says where its log is (and how it ends)."""
+    report = yield
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, WorkerProcess):
+                tail = "\n".join(value.log().splitlines()[-40:])
+                report.sections.append(("solve worker", f"log: {value.log_path}\n…\n{tail}"))
+    return report
 
 
 @pytest.fixture(scope="session")
-def migrated_url(database_url: str) -> str:
-    upgrade(database_url)
-    return database_url
+async def shared_worker(
+    migrated_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[SharedWorker]:
+    """This test process's solve worker, started when a test first needs one (tests/kit/worker.py)."""
+    shared = SharedWorker(
+        migrated_url, tmp_path_factory.mktemp("solve-worker"), slots=2, heartbeat_timeout_s=3
+    )
+    try:
+        yield shared
+    finally:
+        await shared.close()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from tests.kit.browser import (
     static_site,
 )
 from tests.kit.sql import SqlAdmin
-from tests.kit.worker import WorkerProcess, solve_worker
+from tests.kit.worker import SharedWorker, WorkerProcess
 
 PLAYGROUND = Path(__file__).resolve().parents[2] / "service" / "dev" / "static" / "playground"
 
@@ -147,11 +147,9 @@ async def served(
 
 
 @pytest.fixture(scope="package")
-async def worker(
-    served: TcpServedApp, migrated_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[WorkerProcess]:
-    async with solve_worker(migrated_url, tmp_path_factory.mktemp("browser-worker"), slots=2) as process:
-        yield process
+async def worker(served: TcpServedApp, shared_worker: SharedWorker) -> AsyncIterator[WorkerProcess]:
+    yield await shared_worker.acquire()
+    await shared_worker.settle()
 
 
 @pytest.fixture(scope="package")

@@ -34,6 +34,9 @@ from tests.kit.served import ServedApp, served_app
 from tests.kit.waiting import eventually
 from tests.webhooks.conftest import CLERK, CLERK_SECRET, clerk_signed, clerk_user_event
 
+# A PostgreSQL of its own, stopped and restarted: the serial group runs one test at a time.
+pytestmark = pytest.mark.serial
+
 API = "/api/v1"
 PROBLEM = "application/problem+json"
 DEV_ISSUER = "urn:routebook:dev"

@@ -20,6 +20,9 @@ from tests.kit.pgbouncer import PgBouncer, pgbouncer_binary, running_pgbouncer
 from tests.kit.sql import SqlAdmin
 from tests.kit.wire import TransactionGuard, running_guard
 
+# A PgBouncer of its own in front of the run's server: the serial group runs one test at a time.
+pytestmark = pytest.mark.serial
+
 API = "/api/v1"
 
 needs_pgbouncer = pytest.mark.skipif(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db import new_id
 from service.migrations import alembic_config, downgrade, upgrade
 from tests.kit.sql import SqlAdmin, scope_rls_to
+from tests.kit.worker import SharedWorker
 
 
 async def insert_user(db: SqlAdmin, subject: str | None = None) -> uuid.UUID:
@@ -73,7 +74,12 @@ async def count(db: SqlAdmin, table: str, owner: uuid.UUID, **where: Any) -> int
         )
 
 
-async def test_migrations_round_trip_on_a_database_with_rows(clean_db: SqlAdmin, migrated_url: str) -> None:
+async def test_migrations_round_trip_on_a_database_with_rows(
+    clean_db: SqlAdmin, migrated_url: str, shared_worker: SharedWorker
+) -> None:
+    # The tables are dropped and made anew: a worker kept across tests would hold statements
+    # prepared on the old ones, so this process's shared worker is stopped (the next test's starts).
+    await shared_worker.close()
     owner = await insert_user(clean_db)
     tree = await insert_tree(clean_db, owner)
     async with as_owner(clean_db, owner) as session:

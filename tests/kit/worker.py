@@ -1,5 +1,9 @@
 """A real solve worker (`python -m scripts.worker`) as a subprocess, for tests that run solves end
-to end: started against a test database, ready once it has logged so, stopped (or killed) at the end."""
+to end: started against a test database, ready once it has logged so, stopped (or killed) at the end.
+
+`SharedWorker` is one such process per test process, lent to every test that only needs *a* worker
+(and settled between them); tests that kill, stop or count workers start their own.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from service.db import asyncpg_connect_args
+from service.solving.queue import SolveJob
+from service.solving.repository import CANCEL_CHANNEL
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "ready ("
@@ -91,3 +102,71 @@ async def solve_worker(
             except AssertionError:
                 process.kill()
                 process.wait(10)
+
+
+class SharedWorker:
+    """One worker for many tests: started on first use (again, should it have died), and settled
+    after each test — its queued jobs dropped, its running solves cancelled as a client would, and
+    nothing returned until it is idle — so no test's solve reaches the next test. Between the tests
+    that use it, it is frozen (SIGSTOP): a test without a worker sees its pending solves stay pending.
+    """
+
+    SETTLE_TIMEOUT_S = 30.0
+
+    def __init__(self, database_url: str, log_dir: Path, **options: Any) -> None:
+        self._url = database_url
+        self._log_dir = log_dir
+        self._options = options
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._process: WorkerProcess | None = None
+
+    async def acquire(self) -> WorkerProcess:
+        if self._process is not None and self._process.process.poll() is not None:
+            await self.close()  # it died (or a test stopped it): start another
+        if self._process is None:
+            self._stack = contextlib.AsyncExitStack()
+            self._process = await self._stack.enter_async_context(
+                solve_worker(self._url, self._log_dir, **self._options)
+            )
+        else:
+            self._process.signal(signal.SIGCONT)
+        return self._process
+
+    async def settle(self) -> None:
+        """Back to idle; a worker that cannot get there in SETTLE_TIMEOUT_S is stopped instead."""
+        if self._process is None:
+            return
+        conn = await asyncpg.connect(**asyncpg_connect_args(self._url), timeout=10)
+        try:
+            await conn.execute("DELETE FROM pgqueuer WHERE status = 'queued'")
+            for row in await conn.fetch("SELECT payload FROM pgqueuer WHERE status = 'picked'"):
+                await _cancel(conn, SolveJob.decode(row["payload"]))
+            deadline = time.monotonic() + self.SETTLE_TIMEOUT_S
+            while await conn.fetchval("SELECT count(*) FROM pgqueuer"):
+                if time.monotonic() > deadline:
+                    await self.close()
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            await conn.close()
+        if self._process.process.poll() is None:
+            self._process.signal(signal.SIGSTOP)
+
+    async def close(self) -> None:
+        process, stack, self._stack, self._process = self._process, self._stack, None, None
+        if process is not None and process.process.poll() is None:
+            process.signal(signal.SIGCONT)  # a frozen process would not act on the SIGTERM that follows
+        if stack is not None:
+            await stack.aclose()
+
+
+async def _cancel(conn: asyncpg.Connection, job: SolveJob) -> None:
+    """What POST …/cancel does to a running solve, as the login role under the owner's RLS scope."""
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('app.user_id', $1, true)", str(job.user_id))
+        await conn.execute(
+            "UPDATE solutions SET cancel_requested = true WHERE user_id = $1 AND id = $2",
+            job.user_id,
+            job.solution_id,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", CANCEL_CHANNEL, str(job.solution_id))

@@ -20,7 +20,7 @@ from service.solving.solver import solve
 from service.solving.vrplib_io import request_from_vrplib
 from tests.conftest import client_for
 from tests.kit.waiting import eventually
-from tests.kit.worker import WorkerProcess, solve_worker
+from tests.kit.worker import SharedWorker, WorkerProcess
 from tests.planning.conftest import Caller, sign_in
 from tests.solving.checker import check_solution
 
@@ -103,9 +103,11 @@ async def bob(app: FastAPI, http: httpx.AsyncClient) -> Caller:
 
 
 @pytest.fixture
-async def worker(migrated_url: str, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
-    async with solve_worker(migrated_url, tmp_path / "logs", slots=2, heartbeat_timeout_s=3) as process:
-        yield process
+async def worker(shared_worker: SharedWorker) -> AsyncIterator[WorkerProcess]:
+    """A running solve worker (2 slots, 3 s lease), this test process's shared one: idle when the
+    test starts, and settled again when it ends. Tests that stop or kill workers start their own."""
+    yield await shared_worker.acquire()
+    await shared_worker.settle()
 
 
 async def new_scenario(caller: Caller, request: dict[str, Any], name: str = "plan") -> str:
