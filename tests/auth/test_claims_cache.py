@@ -52,8 +52,8 @@ Build = Callable[..., TokenVerifier]
 
 @pytest.fixture
 def build(http: httpx.AsyncClient, clerk: MockProvider) -> Build:
-    def make(*, clock: Clock | None = None, cache_size: int = 10_000) -> TokenVerifier:
-        profiles = build_verifier(make_settings(clerk), http).profiles
+    def make(*, clock: Clock | None = None, cache_size: int = 10_000, **settings: Any) -> TokenVerifier:
+        profiles = build_verifier(make_settings(clerk, **settings), http).profiles
         return TokenVerifier(profiles, leeway=5, cache_size=cache_size, clock=clock or time.time)
 
     return make
@@ -121,8 +121,9 @@ async def test_a_key_set_change_evicts_entries(
 async def test_a_refreshed_key_set_without_the_key_stops_cached_tokens_at_once(
     clerk: MockProvider, build: Build
 ) -> None:
-    # The refresh is forced here; test_jwks shows a cache hit past max age starting it.
-    verifier = build()
+    # The refresh is forced here; test_jwks shows a cache hit past max age starting it. No cooldown:
+    # the unknown kid's refetch happens at once instead of after JWKS_REFRESH_COOLDOWN.
+    verifier = build(jwks_refresh_cooldown=0)
     token = clerk.token("user_1")
     await verifier.verify(token)
     (profile,) = verifier.profiles

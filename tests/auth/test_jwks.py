@@ -7,7 +7,6 @@ import dataclasses
 import inspect
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +24,7 @@ from tests.auth.conftest import VerifierFactory, background_fetches_done, cache_
 from tests.kit import MockProvider, SigningKey, make_settings
 from tests.kit.clock import FakeClock
 from tests.kit.forge import reheader
+from tests.kit.providers import HangingEndpoint
 
 LOGGER = "routebook.auth.jwks"
 
@@ -34,8 +34,7 @@ def respond_with(status: int = 200, **kwargs: Any) -> Any:
 
 
 async def never_answers(request: httpx.Request) -> httpx.Response:
-    await asyncio.sleep(60)
-    raise AssertionError("unreachable")
+    return await HangingEndpoint()(request)
 
 
 # Single flight and cooldown ------------------------------------------------------------
@@ -45,13 +44,28 @@ async def test_200_concurrent_verifications_on_a_cold_cache_make_one_fetch(
     router: respx.MockRouter, make_verifier: VerifierFactory
 ) -> None:
     clerk = MockProvider.clerk()
+    verifier = make_verifier(clerk)
+    (cache,) = [profile.keys for profile in verifier.profiles]
+    # The fetch is held in flight until every caller has asked the cache for a key, so all 200
+    # really are waiting on it at once (the last ones do not find the keys already stored).
+    everyone_asked = asyncio.Event()
+    asked = 0
+    get_key = cache.get_key
 
-    async def slow_jwks(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(0.05)  # keep the fetch in flight while all callers arrive
+    async def counted_get_key(kid: str | None, alg: str) -> Any:
+        nonlocal asked
+        asked += 1
+        if asked == 200:
+            everyone_asked.set()
+        return await get_key(kid, alg)
+
+    cache.get_key = counted_get_key  # type: ignore[method-assign]
+
+    async def held_jwks(request: httpx.Request) -> httpx.Response:
+        await everyone_asked.wait()
         return httpx.Response(200, json=clerk.jwks())
 
-    route = router.get(clerk.jwks_url).mock(side_effect=slow_jwks)
-    verifier = make_verifier(clerk)
+    route = router.get(clerk.jwks_url).mock(side_effect=held_jwks)
     tokens = [clerk.token(f"user_{i}") for i in range(200)]
 
     results = await asyncio.gather(*(verifier.verify(t) for t in tokens))
@@ -200,32 +214,32 @@ async def test_cached_keys_stop_serving_after_max_stale(
     assert not cache.ready
 
 
-@pytest.mark.parametrize("failure", [never_answers, httpx.ConnectError("refused"), respond_with(502)])
+@pytest.mark.parametrize(
+    "failure", [HangingEndpoint, lambda: httpx.ConnectError("refused"), lambda: respond_with(502)]
+)
 async def test_no_cached_keys_and_endpoint_down_is_keys_unavailable_within_the_timeout(
     failure: Any, router: respx.MockRouter, make_verifier: VerifierFactory
 ) -> None:
     clerk = MockProvider.clerk()
-    router.get(clerk.jwks_url).mock(side_effect=failure)
+    endpoint = failure()
+    router.get(clerk.jwks_url).mock(side_effect=endpoint)
     verifier = make_verifier(clerk, jwks_http_timeout=0.5)
 
-    started = time.monotonic()
-    with pytest.raises(KeysUnavailable):
-        await verifier.verify(clerk.token("user_1"))
+    # A guard against a hang, not a measurement: only a request that waited on the dead endpoint
+    # forever comes near it.
+    async with asyncio.timeout(30):
+        with pytest.raises(KeysUnavailable):
+            await verifier.verify(clerk.token("user_1"))
 
-    assert time.monotonic() - started < 0.5 + 1.0
+    if isinstance(endpoint, HangingEndpoint):
+        assert endpoint.calls == endpoint.abandoned == 1  # given up by JWKS_HTTP_TIMEOUT
 
 
 async def test_concurrent_requests_against_a_dead_endpoint_share_one_fetch(
     router: respx.MockRouter, make_verifier: VerifierFactory
 ) -> None:
     clerk = MockProvider.clerk()
-    attempts = 0
-
-    async def hang(request: httpx.Request) -> httpx.Response:
-        nonlocal attempts  # respx does not count calls cancelled by our timeout
-        attempts += 1
-        return await never_answers(request)
-
+    hang = HangingEndpoint()  # respx does not count calls cancelled by our timeout
     router.get(clerk.jwks_url).mock(side_effect=hang)
     verifier = make_verifier(clerk, jwks_http_timeout=0.3)
     token = clerk.token("user_1")
@@ -233,7 +247,7 @@ async def test_concurrent_requests_against_a_dead_endpoint_share_one_fetch(
     outcomes = await asyncio.gather(*(verifier.verify(token) for _ in range(50)), return_exceptions=True)
 
     assert all(isinstance(o, KeysUnavailable) for o in outcomes)
-    assert attempts == 1
+    assert hang.calls == hang.abandoned == 1
 
 
 async def test_after_a_failed_cold_fetch_the_next_request_fails_fast_then_recovers(

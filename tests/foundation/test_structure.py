@@ -80,3 +80,75 @@ async def test_mounted_routers_keep_their_prefix_and_dependencies() -> None:
         assert (await client.get("/open/thing")).json() == {"ok": "yes"}
         assert (await client.get("/thing")).status_code == 404  # the prefix is kept
     assert {"/api/x/thing", "/open/thing"} <= set(app.openapi()["paths"])
+
+
+# -- tests assert order and outcome, never elapsed time ----------------------------------------------
+TESTS = SERVICE.parent / "tests"
+_CLOCKS = {"monotonic", "perf_counter", "time", "monotonic_ns", "perf_counter_ns", "time_ns"}
+# Assertions that compare a duration with a bound on purpose, and why each is not a guess about speed.
+ALLOWED_DURATION_ASSERTIONS: dict[str, str] = {}
+
+
+def _reads_a_clock(node: ast.AST) -> bool:
+    """`time.monotonic()`, `perf_counter()`, `loop.time()`…: a wall-clock reading."""
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call):
+            func = call.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in _CLOCKS:
+                return True
+    return False
+
+
+def _is_duration(node: ast.AST, durations: set[str]) -> bool:
+    """A difference with a clock reading in it, or a name bound to one."""
+    for part in ast.walk(node):
+        if isinstance(part, ast.BinOp) and isinstance(part.op, ast.Sub) and _reads_a_clock(part):
+            return True
+        if isinstance(part, ast.Name) and part.id in durations:
+            return True
+    return False
+
+
+def _duration_assertions(tree: ast.AST) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        durations: set[str] = set()
+        for node in ast.walk(function):
+            if isinstance(node, ast.Assign) and _is_duration(node.value, durations):
+                durations.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        for node in ast.walk(function):
+            if isinstance(node, ast.Assert):
+                compares = [c for c in ast.walk(node.test) if isinstance(c, ast.Compare)]
+                if any(_is_duration(c, durations) for c in compares):
+                    found.append((function.name, node.lineno))
+    return found
+
+
+def test_no_test_asserts_elapsed_time() -> None:
+    """A bound on how long something took fails on a slower machine, or hides a defect on a faster
+    one: tests assert order and outcome (freeze a process, hold a fetch with an event, count calls)."""
+    offenders = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for function, line in _duration_assertions(ast.parse(path.read_text())):
+            where = f"{path.relative_to(TESTS.parent)}:{line} ({function})"
+            if f"{path.relative_to(TESTS.parent)}::{function}" not in ALLOWED_DURATION_ASSERTIONS:
+                offenders.append(where)
+    assert not offenders, "elapsed-time assertions:\n" + "\n".join(offenders)
+
+
+def test_the_elapsed_time_check_recognises_the_usual_spellings() -> None:
+    sample = ast.parse(
+        "def t():\n"
+        "    started = time.monotonic()\n"
+        "    assert time.monotonic() - started < 1\n"
+        "    elapsed = time.perf_counter() - started\n"
+        "    assert elapsed <= 2\n"
+        "    waited = loop.time() - started\n"
+        "    assert ok and waited < 3\n"
+        "    first, second = time.monotonic(), time.monotonic()\n"
+        "    assert first <= second\n"  # an order of two readings: allowed
+    )
+    assert [line for _, line in _duration_assertions(sample)] == [3, 5, 7]

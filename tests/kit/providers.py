@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -289,6 +290,24 @@ class MockProvider:
         if self.jwt_secret is not None:
             return jwt.encode(payload, self.jwt_secret, algorithm="HS256")
         return jwt.encode(payload, self.key.private, algorithm=self.key.alg, headers={"kid": self.key.kid})
+
+
+class HangingEndpoint:
+    """A respx side effect for an endpoint that never answers: only the caller's own timeout ends a
+    request to it, and `abandoned` counts the requests ended that way (cancelled while waiting)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.abandoned = 0
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        try:
+            await asyncio.Event().wait()  # nothing sets it
+        except asyncio.CancelledError:
+            self.abandoned += 1
+            raise
+        raise AssertionError("unreachable")
 
 
 def _apply(target: dict[str, Any], changes: Mapping[str, Any]) -> None:

@@ -229,10 +229,9 @@ async def test_a_worker_stopped_with_sigterm_hands_its_solve_back(
     async with solve_worker(migrated_url, tmp_path / "a") as first:
         solution_id = await queue(alice, scenario_id, time_limit_s=30)
         await until_status(alice, solution_id, "running")
-        started = time.monotonic()
         first.signal(signal.SIGTERM)
         assert await first.wait_exit() == 0
-        assert time.monotonic() - started < 25  # it did not sit out the 30 s solve
+    # It did not sit out the 30 s solve: the solve is back in the queue, unfinished.
     assert (await solution(alice, solution_id))["status"] == "pending"
     async with clean_db.transaction() as session:
         status = (await session.execute(text("SELECT status::text FROM pgqueuer"))).scalar_one()

@@ -1,4 +1,5 @@
-"""run_solve(): real child processes, real PyVRP; timing is measured, never slept on."""
+"""run_solve(): real child processes, real PyVRP. Which clock ended a solve is told by its outcome
+(a child frozen with SIGSTOP cannot answer, whatever the machine's speed), never by a stopwatch."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import copy
 import multiprocessing
 import os
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -95,15 +95,17 @@ async def test_progress_arrives_repeatedly_and_the_result_checks_out(rc208: dict
     assert not _solver_children()
 
 
-async def test_a_cancel_returns_the_best_so_far_within_a_second(rc208: dict[str, Any]) -> None:
+async def test_a_cancel_is_answered_by_the_child_with_its_best_so_far(rc208: dict[str, Any]) -> None:
     cancel = asyncio.Event()
-    cancelled_at: list[float] = []
-    recorder = Recorder(then=lambda progress: (cancelled_at.append(time.perf_counter()), cancel.set()))
+    recorder = Recorder(then=lambda progress: cancel.set())
     outcome = await _run(rc208, recorder, time_limit_s=30, cancel=cancel)
-    waited = time.perf_counter() - cancelled_at[0]
-    assert waited <= 1.5, f"the cancel took {waited:.2f} s"
     assert outcome.status == "cancelled"
     _check(rc208, outcome)
+    # The child answered the cancel itself (a killed one sends no final report): its last report
+    # is its final one, and it stopped long before its time limit.
+    assert outcome.payload is not None
+    assert recorder.reports[-1].iterations == outcome.payload["solver"]["iterations"]
+    assert outcome.payload["solver"]["runtime_s"] < 30
 
 
 async def test_a_cancel_the_child_cannot_answer_before_any_solution_fails_the_solve(
@@ -111,21 +113,19 @@ async def test_a_cancel_the_child_cannot_answer_before_any_solution_fails_the_so
 ) -> None:
     # A child frozen (SIGSTOP) as it starts stands for one inside PyVRP's uninterruptible
     # construction: it cannot see the cancel, so it is killed, and there is no best-so-far to keep.
+    # The watchdog is set to end it 3 s after the start: only a kill at the cancel's grace, which
+    # comes first, gives this outcome (the watchdog's would be TIME_LIMIT_EXCEEDED).
     cancel = asyncio.Event()
-    solving = asyncio.create_task(_run(rc208, Recorder(), cancel=cancel))
+    solving = asyncio.create_task(_run(rc208, Recorder(), time_limit_s=3, grace_s=0, cancel=cancel))
     os.kill(await _solver_child_pid(), signal.SIGSTOP)
-    cancelled_at = time.perf_counter()
     cancel.set()
     outcome = await solving
-    waited = time.perf_counter() - cancelled_at
-    assert waited <= 1.5, f"the cancel took {waited:.2f} s"
     assert outcome == SolveOutcome.failed(CANCELLED_EARLY)
     assert not _solver_children()
 
 
 async def test_a_cancel_the_child_cannot_answer_keeps_its_last_best(rc208: dict[str, Any]) -> None:
     cancel = asyncio.Event()
-    cancelled_at: list[float] = []
     feasible_reports = 0
 
     async def freeze_then_cancel(progress: Progress) -> None:
@@ -136,12 +136,11 @@ async def test_a_cancel_the_child_cannot_answer_keeps_its_last_best(rc208: dict[
         if feasible_reports == 2 and not cancel.is_set():
             (child,) = _solver_children()
             os.kill(child.pid, signal.SIGSTOP)  # type: ignore[arg-type]
-            cancelled_at.append(time.perf_counter())
             cancel.set()
 
+    # Frozen, the child cannot answer: `cancelled` with a payload can only be the parent's kill at
+    # the cancel's grace keeping the last best (the watchdog's outcome is a `failed`).
     outcome = await _run(rc208, freeze_then_cancel, time_limit_s=30, cancel=cancel)
-    waited = time.perf_counter() - cancelled_at[0]
-    assert waited <= 1.5, f"the cancel took {waited:.2f} s"
     assert outcome.status == "cancelled"
     _check(rc208, outcome)
     assert not _solver_children()
@@ -166,14 +165,11 @@ async def test_a_solve_cancelled_before_it_starts_starts_no_process(rc208: dict[
 
 async def test_the_watchdog_kills_a_child_that_overruns(rc208: dict[str, Any]) -> None:
     # A frozen child (SIGSTOP) overruns whatever the machine's speed, as one inside PyVRP's
-    # uninterruptible work does: only the watchdog, at 0.15 s, can end it.
-    started = time.perf_counter()
+    # uninterruptible work does: only the watchdog, at 0.15 s, can end it (and it is collected).
     solving = asyncio.create_task(_run(rc208, Recorder(), time_limit_s=0.1, grace_s=0.05))
     os.kill(await _solver_child_pid(), signal.SIGSTOP)
     outcome = await solving
-    elapsed = time.perf_counter() - started
     assert outcome == SolveOutcome.failed(TIME_LIMIT_EXCEEDED)
-    assert elapsed <= 1.0, f"the watchdog took {elapsed:.2f} s"
     assert not _solver_children()
 
 
@@ -225,17 +221,33 @@ async def test_an_invalid_document_fails_with_its_first_error() -> None:
 
 async def test_a_slow_progress_consumer_gets_the_newest_reports_and_never_stalls_the_solve() -> None:
     received: list[Progress] = []
+    release = asyncio.Event()
 
-    async def slow(progress: Progress) -> None:
+    async def stuck(progress: Progress) -> None:
+        # A database write that does not return until the test says so.
         received.append(progress)
-        await asyncio.sleep(0.6)  # stands in for a slow database write, not for synchronisation
+        await release.wait()
 
-    started = time.perf_counter()
-    outcome = await _run(copy.deepcopy(EXAMPLE_REQUEST), slow, time_limit_s=1.0)
+    solving = asyncio.create_task(_run(copy.deepcopy(EXAMPLE_REQUEST), stuck, time_limit_s=1.0))
+    pid = await _solver_child_pid()
+    (child,) = [c for c in _solver_children() if c.pid == pid]
+    # The child solves to its end and exits while the first report is still being written: nothing
+    # it sends waits on the consumer.
+    await _exited(child)
+    assert len(received) == 1 and not solving.done()
+    release.set()
+    outcome = await solving
     assert outcome.status == "succeeded" and outcome.payload is not None
-    assert time.perf_counter() - started <= 1.0 + 0.6 * 2 + 0.5
-    assert 2 <= len(received) <= 3  # a report every 0.25 s, but one delivery per 0.6 s
+    # The reports sent meanwhile replaced each other: one more call, with the newest (the final one).
+    assert len(received) == 2
     assert received[-1].iterations == outcome.payload["solver"]["iterations"]
+
+
+async def _exited(child: multiprocessing.process.BaseProcess) -> None:
+    async with asyncio.timeout(60):
+        while child.exitcode is None:
+            child.join(timeout=0)
+            await asyncio.sleep(0.01)
 
 
 async def test_a_large_document_with_an_explicit_matrix_solves(large: dict[str, Any]) -> None:
