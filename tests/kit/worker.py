@@ -147,10 +147,30 @@ class SharedWorker:
                     await self.close()
                     return
                 await asyncio.sleep(0.05)
+            if not await self._freeze_between_transactions(conn):
+                await self.close()
         finally:
             await conn.close()
-        if self._process.process.poll() is None:
+
+    async def _freeze_between_transactions(self, conn: asyncpg.Connection) -> bool:
+        """SIGSTOP the worker at a moment none of its statements is under way: one frozen inside a
+        transaction (its idle poll's dequeue, say) would hold its locks until the end of the run,
+        and the next test's TRUNCATE would wait for them forever. False if no such moment came."""
+        assert self._process is not None
+        for _ in range(200):
+            if self._process.process.poll() is not None:
+                return False
             self._process.signal(signal.SIGSTOP)
+            await _stopped(self._process.pid)
+            in_transaction = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+            )
+            if not in_transaction:
+                return True
+            self._process.signal(signal.SIGCONT)
+            await asyncio.sleep(0.01)
+        return False
 
     async def close(self) -> None:
         process, stack, self._stack, self._process = self._process, self._stack, None, None
@@ -158,6 +178,15 @@ class SharedWorker:
             process.signal(signal.SIGCONT)  # a frozen process would not act on the SIGTERM that follows
         if stack is not None:
             await stack.aclose()
+
+
+async def _stopped(pid: int) -> None:
+    """Until the kernel has stopped `pid` (state T): a SIGSTOP is delivered, not applied, by kill()."""
+    stat = Path(f"/proc/{pid}/stat")
+    async with asyncio.timeout(10):
+        # The state follows the command name, which is in parentheses and may hold spaces.
+        while stat.read_text().rpartition(")")[2].split()[0] not in {"T", "t", "Z"}:  # noqa: ASYNC110, ASYNC240
+            await asyncio.sleep(0.001)
 
 
 async def _cancel(conn: asyncpg.Connection, job: SolveJob) -> None:
