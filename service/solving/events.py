@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -29,6 +30,9 @@ log = logging.getLogger("routebook.solving")
 # listener reconnecting).
 RESYNC_INTERVAL_S = 2.0
 _INBOX_SIZE = 64
+# An event id is a solution's progress sequence, an int4 column.
+MAX_EVENT_ID = 2**31 - 1
+_EVENT_ID = re.compile(r"[0-9]{1,10}")
 
 
 class EventHub:
@@ -99,7 +103,17 @@ async def stream(
 
 
 def last_event_id(header: str | None) -> int | None:
-    """The `Last-Event-ID` a reconnecting EventSource sends; anything unusable means from the start."""
-    if header is None or not header.strip().isdigit() or len(header.strip()) > 12:
+    """The `Last-Event-ID` a reconnecting EventSource sends, read before the response starts.
+
+    Only ASCII decimal digits up to MAX_EVENT_ID name an event: `str.isdigit()` also accepts "²",
+    which `int()` refuses. Anything else is treated as absent (the stream starts from the beginning):
+    an EventSource sends back whatever id it last saw, and a stream that repeats one progress event
+    serves a client better than one that refuses to start.
+    """
+    if header is None:
         return None
-    return int(header.strip())
+    value = header.strip(" \t")
+    if not _EVENT_ID.fullmatch(value):
+        return None
+    number = int(value)
+    return number if number <= MAX_EVENT_ID else None

@@ -196,10 +196,21 @@ async def events(
     solution_id: uuid.UUID,
     request: Request,
     owner: Annotated[uuid.UUID, Depends(_stream_owner)],
-    last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description=(
+                "The `id` of the last event received, to resume after it (an EventSource sends it when "
+                "it reconnects). Only ASCII decimal digits up to 2147483647 name an event; any other "
+                "value is treated as absent, and the stream starts from the beginning."
+            ),
+        ),
+    ] = None,
 ) -> EventSourceResponse:
     db = _db(request)
     hub: EventHub = request.app.state.event_hub
+    resume_after = last_event_id(last_event)  # read now: nothing may fail once the response started
 
     async def reread() -> Any:
         async with db.as_user(owner) as conn:
@@ -215,7 +226,7 @@ async def events(
 
     async def events_then_unsubscribe() -> Any:
         try:
-            async for event in stream(first, inbox, reread, last_event_id(last_event)):
+            async for event in stream(first, inbox, reread, resume_after):
                 yield event
         finally:
             hub.close(solution_id, inbox)
