@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from service.db import Database
@@ -23,25 +22,13 @@ from service.planning.repository import SolutionRecord
 from service.planning.schemas import SolutionSummary
 from service.solving import tickets
 from service.solving.events import EventHub, last_event_id, stream
-from service.solving.outcome import MAX_SEED
 from service.solving.queue import SolveJob, enqueue
 from service.solving.repository import SolveRepository
 from service.solving.request import SolveRequestInvalid, ValidationIssue, parse_solve_request
+from service.solving.schemas import SolveOptions, TicketRead
 from service.users.gate import CurrentUser, current_user
 
 PREFIX = "/api/v1"
-
-
-class SolveOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    time_limit_s: int = Field(10, ge=1, description="Solver time, seconds (1 – SOLVE_MAX_TIME_LIMIT_S)")
-    seed: int = Field(1, ge=0, le=MAX_SEED, description="The solver's random seed (same seed, same result)")
-
-
-class TicketRead(BaseModel):
-    ticket: str
-    expires_in: int
 
 
 class TooManySolves(AppError):

@@ -1,0 +1,27 @@
+"""What the solving API accepts and returns, beside the planning schemas it extends."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from service.solving.outcome import MAX_SEED
+
+
+class SolveOptions(BaseModel):
+    """Strict like the request document: a JSON integer, never a string, a boolean or 10.0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time_limit_s: Annotated[
+        StrictInt, Field(ge=1, description="Solver time, seconds (1 – SOLVE_MAX_TIME_LIMIT_S)")
+    ] = 10
+    seed: Annotated[
+        StrictInt, Field(ge=0, le=MAX_SEED, description="The solver's random seed (same seed, same result)")
+    ] = 1
+
+
+class TicketRead(BaseModel):
+    ticket: str
+    expires_in: int
