@@ -8,7 +8,8 @@ a while, it re-reads the row, so a missed announcement delays an event but never
 
 Events: `progress` (id = the solution's progress sequence, data = elapsed_s, iterations,
 best_distance, feasible, status) and one final `status` (data = status and, for failed, reason),
-after which the stream ends. A reconnect with `Last-Event-ID` skips what the client has seen.
+after which the stream ends; its status is `deleted` when the solution was deleted meanwhile. A
+reconnect with `Last-Event-ID` skips what the client has seen.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from service.solving.repository import StreamState
+from service.solving.repository import DELETED, StreamState
 
 log = logging.getLogger("routebook.solving")
 
@@ -54,6 +55,10 @@ class EventHub:
             if not inboxes:
                 del self._inboxes[solution_id]
 
+    def streams(self, solution_id: uuid.UUID) -> int:
+        """How many streams of the solution this process has open."""
+        return len(self._inboxes.get(solution_id, ()))
+
     def announced(self, payload: str) -> None:
         """An announcement from any worker (the listener's callback)."""
         data = orjson.loads(payload)
@@ -83,10 +88,14 @@ def _status_event(state: StreamState) -> dict[str, Any]:
 async def stream(
     first: StreamState,
     inbox: asyncio.Queue[StreamState],
-    reread: Callable[[], Awaitable[StreamState]],
+    reread: Callable[[], Awaitable[StreamState | None]],
     last_event_id: int | None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """The events of one solution, from `first` (read after subscribing, so nothing falls between)."""
+    """The events of one solution, from `first` (read after subscribing, so nothing falls between).
+
+    `reread` returns None once the solution is gone: the deletion's own announcement was missed,
+    and the stream ends with a `deleted` status all the same.
+    """
     seen = last_event_id if last_event_id is not None else -1
     state = first
     while True:
@@ -99,7 +108,7 @@ async def stream(
         try:
             state = await asyncio.wait_for(inbox.get(), RESYNC_INTERVAL_S)
         except TimeoutError:
-            state = await reread()
+            state = await reread() or StreamState(DELETED, state.seq + 1, None, None)
 
 
 def last_event_id(header: str | None) -> int | None:

@@ -25,6 +25,9 @@ SOLUTIONS_CHANNEL = "routebook_solutions"
 # Cancellation requests, for the worker running the solve (payload: the solution id).
 CANCEL_CHANNEL = "routebook_solve_cancel"
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+# An event stream's last status when its solution was deleted: not a solution status (the row is
+# gone), announced by the deletion itself (migration 0009) or found by a stream's re-read.
+DELETED = "deleted"
 
 _SOLUTION = columns(SolutionRecord)
 
@@ -40,7 +43,7 @@ class StreamState:
 
     @property
     def final(self) -> bool:
-        return self.status in FINAL_STATUSES
+        return self.status in FINAL_STATUSES or self.status == DELETED
 
     def announcement(self, solution_id: uuid.UUID) -> str:
         return orjson.dumps(

@@ -7,6 +7,7 @@ and another user's scenario or solution answers exactly as a missing one (404).
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
 from service.db import Database
-from service.errors import AppError, Unauthorized, ValidationFailed
+from service.errors import AppError, NotFound, Unauthorized, ValidationFailed
 from service.offload import Offload
 from service.openapi import problem_responses
 from service.planning.documents import json_model
@@ -23,9 +24,10 @@ from service.planning.schemas import SolutionSummary
 from service.solving import tickets
 from service.solving.events import EventHub, last_event_id, stream
 from service.solving.queue import SolveJob, enqueue
-from service.solving.repository import SolveRepository
+from service.solving.repository import SolveRepository, StreamState
 from service.solving.request import SolveRequestInvalid, ValidationIssue, parse_solve_request
 from service.solving.schemas import SolveOptions, TicketRead
+from service.streaming import event_stream
 from service.users.gate import CurrentUser, current_user
 
 PREFIX = "/api/v1"
@@ -172,7 +174,11 @@ async def _stream_owner(
     response_class=EventSourceResponse,
     responses={
         200: {
-            "description": "`progress` events (id = sequence) while it runs, then one `status` event",
+            "description": (
+                "`progress` events (id = sequence) while it runs, then one `status` event: the final "
+                "status (`succeeded`, `failed` with its `reason`, `cancelled`), or `deleted` when the "
+                "solution was deleted meanwhile (with its scenario, session or user, or alone)"
+            ),
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
         **problem_responses(401, 404, 503),
@@ -199,24 +205,29 @@ async def events(
     hub: EventHub = request.app.state.event_hub
     resume_after = last_event_id(last_event)  # read now: nothing may fail once the response started
 
-    async def reread() -> Any:
+    async def read() -> StreamState:
         async with db.as_user(owner) as conn:
             return await SolveRepository(conn, owner=owner).stream_state(solution_id)
+
+    async def reread() -> StreamState | None:
+        try:
+            return await read()
+        except NotFound:
+            return None  # deleted since the stream started
 
     # Subscribe first, then read: an announcement committed in between is in the inbox.
     inbox = hub.open(solution_id)
     try:
-        first = await reread()  # 404 before any byte of the stream
+        first = await read()  # 404 before any byte of the stream
     except BaseException:
         hub.close(solution_id, inbox)
         raise
 
-    async def events_then_unsubscribe() -> Any:
+    async def events_then_unsubscribe() -> AsyncIterator[dict[str, Any]]:
         try:
             async for event in stream(first, inbox, reread, resume_after):
                 yield event
         finally:
             hub.close(solution_id, inbox)
 
-    # ping: a comment every 15 s keeps proxies from closing an idle stream.
-    return EventSourceResponse(events_then_unsubscribe(), ping=15, headers={"Cache-Control": "no-store"})
+    return event_stream(events_then_unsubscribe(), f"event stream of solution {solution_id}")
