@@ -25,7 +25,9 @@ from tests.solving.conftest import new_scenario
         ({"seed": 1.0}, "seed"),
     ],
 )
-async def test_options_of_another_json_type_are_422(alice: Caller, options: dict[str, Any], member: str) -> None:
+async def test_options_of_another_json_type_are_422(
+    alice: Caller, options: dict[str, Any], member: str
+) -> None:
     scenario_id = await new_scenario(alice, copy.deepcopy(EXAMPLE_REQUEST))
     response = await alice.call("POST", f"/scenarios/{scenario_id}/solve", options)
     assert response.status_code == 422, response.text
