@@ -100,6 +100,12 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     solve_heartbeat_timeout_s: float = Field(15, gt=0)
     # Runs of one solve that may be interrupted (crashes, shutdowns) before it is marked failed.
     solve_max_attempts: int = Field(3, ge=1)
+    # A solve request's document up to this size is checked on the event loop (about a millisecond
+    # at 64 KiB); a larger one in SOLVE_CHECK_WORKERS processes of its own, one check per user at a
+    # time; one that cannot start within SOLVE_CHECK_WAIT_S seconds is a 503 (solving/checks.py).
+    solve_inline_check_bytes: int = Field(64 * 1024, ge=0)
+    solve_check_workers: int = Field(1, ge=1)
+    solve_check_wait_s: float = Field(30, gt=0)
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None

@@ -29,6 +29,7 @@ from service.planning.routes import router as planning_router
 from service.probes import router as probes_router
 from service.problems import install_problem_handlers
 from service.providers.dev import DevIssuer
+from service.solving.checks import SolveChecks
 from service.solving.events import EventHub
 from service.solving.repository import SOLUTIONS_CHANNEL, cancel_owner_solves
 from service.solving.routes import router as solving_router
@@ -90,6 +91,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.identity, app.state.listener = identity, listener
     app.state.webhook_janitor = LedgerJanitor()
     app.state.offload = Offload(settings.json_parse_workers)  # its processes start on first use
+    app.state.solve_checks = SolveChecks(
+        inline_max_bytes=settings.solve_inline_check_bytes,
+        workers=settings.solve_check_workers,
+        wait_s=settings.solve_check_wait_s,
+    )
     app.state.large_writes = asyncio.Semaphore(settings.json_large_writes)
     if "dev" in settings.auth_providers:
         app.state.dev_issuer = DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
@@ -110,6 +116,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await verifier.aclose()  # before the client it fetches with
         await http.aclose()
         await app.state.offload.close()
+        await app.state.solve_checks.close()
         await db.close()
 
 

@@ -202,10 +202,11 @@ class SolveRepository:
         return int(row["n"]) if row else 0
 
     async def scenario_to_solve(self, scenario_id: uuid.UUID) -> tuple[int, bytes]:
-        """(version, request JSON) of the scenario, locked against a concurrent edit until commit."""
+        """(version, request JSON) of the scenario. Nothing is locked: `queue()` takes the snapshot only
+        if the version is still this one."""
         row = await self._fetchrow(
             "SELECT version, convert_to(COALESCE(request, original_request)::text, 'UTF8') AS document "
-            "FROM scenarios WHERE user_id = $1 AND id = $2 FOR SHARE",
+            "FROM scenarios WHERE user_id = $1 AND id = $2",
             scenario_id,
         )
         if row is None:
@@ -214,8 +215,9 @@ class SolveRepository:
 
     async def queue(
         self, scenario_id: uuid.UUID, version: int, *, time_limit_s: int, seed: int
-    ) -> SolutionRecord:
-        """A pending solution holding a snapshot of the scenario's request at `version`."""
+    ) -> SolutionRecord | None:
+        """A pending solution holding a snapshot of the scenario's request at `version`; None when the
+        scenario has been edited since (NotFound when it is gone)."""
         row = await self._fetchrow(
             f"""
             INSERT INTO solutions (id, user_id, scenario_id, status, request, scenario_version, time_limit_s, seed)
@@ -230,7 +232,9 @@ class SolveRepository:
             version,
         )
         if row is None:
-            raise NotFound()  # the scenario went away (it was locked, so it did not change)
+            if await self._fetchrow("SELECT 1 FROM scenarios WHERE user_id = $1 AND id = $2", scenario_id):
+                return None
+            raise NotFound()
         return SolutionRecord(*row)
 
     async def cancel(self, solution_id: uuid.UUID) -> SolutionRecord:

@@ -10,22 +10,21 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
 from service.db import Database
-from service.errors import AppError, NotFound, Unauthorized, ValidationFailed
-from service.offload import Offload
+from service.errors import AppError, Conflict, NotFound, Unauthorized, ValidationFailed
 from service.openapi import problem_responses
 from service.planning.documents import json_model
 from service.planning.repository import SolutionRecord
 from service.planning.schemas import SolutionSummary
 from service.solving import tickets
+from service.solving.checks import SolveChecks
 from service.solving.events import EventHub, last_event_id, stream
 from service.solving.queue import SolveJob, enqueue
 from service.solving.repository import SolveRepository, StreamState
-from service.solving.request import SolveRequestInvalid, ValidationIssue, parse_solve_request
+from service.solving.request import ValidationIssue
 from service.solving.schemas import SolveOptions, TicketRead
 from service.streaming import event_stream
 from service.users.gate import CurrentUser, current_user
@@ -65,22 +64,16 @@ def _unsolvable(errors: list[ValidationIssue]) -> ValidationFailed:
     )
 
 
-def solve_errors(document: bytes, max_stops: int) -> list[ValidationIssue] | None:
-    """Why the request is not solvable, or None. Runs in the offload pool: validating 2,000 stops with
-    their matrix takes a fraction of a second of CPU that must not hold the event loop."""
-    try:
-        parse_solve_request(orjson.loads(document), max_stops=max_stops)
-    except SolveRequestInvalid as exc:
-        return exc.errors
-    return None
-
-
 def _db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
 router = APIRouter(prefix=PREFIX, tags=["solving"])
+
+# A scenario edited while its request was being checked is read and checked again, at most this
+# many times in all; then 409.
+_CHECK_ROUNDS = 3
 
 
 @router.post(
@@ -89,7 +82,7 @@ router = APIRouter(prefix=PREFIX, tags=["solving"])
     response_model=SolutionSummary,
     responses={
         202: {"description": "Queued; follow `Location` (GET) or its `/events`"},
-        **problem_responses(401, 404, 413, 415, 422, 429, 503),
+        **problem_responses(401, 404, 409, 413, 415, 422, 429, 503),
     },
     summary="Solve the scenario's current request (a pending solution, run by a worker)",
     openapi_extra={
@@ -106,22 +99,37 @@ async def solve(
     request: Request,
     response: Response,
 ) -> SolutionRecord:
+    """Read, check, queue: the check (CPU) runs with no connection or lock held, between a short
+    transaction that reads the request and one that queues it if the scenario is still at the
+    version that was checked (else it is read and checked again)."""
     settings = request.app.state.settings
-    async with _db(request).as_user(principal.user_id) as conn:
-        repo = SolveRepository(conn, owner=principal.user_id)
-        await repo.serialize_queueing()
-        version, document = await repo.scenario_to_solve(scenario_id)
-        if await repo.active_solves() >= settings.solve_max_active_per_user:
-            raise TooManySolves(headers={"Retry-After": "5"})
-        offload: Offload = request.app.state.offload
-        errors = await offload.run(solve_errors, document, settings.solve_max_stops)
+    db = _db(request)
+    checks: SolveChecks = request.app.state.solve_checks
+    owner = principal.user_id
+    for _ in range(_CHECK_ROUNDS):
+        async with db.as_user(owner) as conn:
+            repo = SolveRepository(conn, owner=owner)
+            version, document = await repo.scenario_to_solve(scenario_id)
+            # Also before the check: a caller at the limit spends no CPU.
+            if await repo.active_solves() >= settings.solve_max_active_per_user:
+                raise TooManySolves(headers={"Retry-After": "5"})
+        errors = await checks.errors(owner, document, settings.solve_max_stops)
         if errors is not None:
             raise _unsolvable(errors)
         del document
-        record = await repo.queue(scenario_id, version, time_limit_s=options.time_limit_s, seed=options.seed)
-        await enqueue(conn, SolveJob(solution_id=record.id, user_id=principal.user_id))
-    response.headers["Location"] = f"{PREFIX}/solutions/{record.id}"
-    return record
+        async with db.as_user(owner) as conn:
+            repo = SolveRepository(conn, owner=owner)
+            await repo.serialize_queueing()
+            if await repo.active_solves() >= settings.solve_max_active_per_user:
+                raise TooManySolves(headers={"Retry-After": "5"})
+            record = await repo.queue(
+                scenario_id, version, time_limit_s=options.time_limit_s, seed=options.seed
+            )
+            if record is not None:
+                await enqueue(conn, SolveJob(solution_id=record.id, user_id=owner))
+                response.headers["Location"] = f"{PREFIX}/solutions/{record.id}"
+                return record
+    raise Conflict("The scenario changed while its request was being checked; try again.")
 
 
 @router.post(
