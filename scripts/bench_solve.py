@@ -690,7 +690,8 @@ def report_checks(results: CheckResults) -> list[str]:
             f"{name} x{local:.2f} in process, x{api:.2f} POST" for name, (local, api) in ratios.items()
         )
         + f"   target <= {TARGET_REFUSAL_RATIO:.0f}: {verdict(worst <= TARGET_REFUSAL_RATIO)}",
-        f"B's solve during A's     p50 {ms(loaded)} ms (max {ms(max(results.loaded_b))}), idle {ms(idle)} ms: x{loaded / idle:.1f}",
+        f"B's solve during A's     max {ms(max(results.loaded_b))} ms, p90 {ms(percentile(results.loaded_b, 90))} ms "
+        f"(idle p50 {ms(idle)} ms): the longest B waited for another user's check",
     ]
 
 
