@@ -32,6 +32,7 @@ from service.providers.dev import DevIssuer
 from service.solving.checks import SolveChecks
 from service.solving.events import EventHub
 from service.solving.repository import SOLUTIONS_CHANNEL, cancel_owner_solves
+from service.solving.request import SolveRequest
 from service.solving.routes import router as solving_router
 from service.users.identity import IdentityService
 from service.users.routes import router as users_router
@@ -165,7 +166,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if "dev" in settings.auth_providers:
         mount(app, dev_router)
         mount_playground(app)
-    install_openapi(app)
+    # The solvable request is no operation's body (it is a scenario's `request`), but is named.
+    install_openapi(app, schemas=[SolveRequest])
     install_docs(app)
     return app
 

@@ -234,10 +234,10 @@ class Location(_Strict):
         json_schema_extra={"oneOf": [{"required": ["lat", "lon"]}, {"required": ["x", "y"]}]}
     )
 
-    lat: Latitude | None = None
-    lon: Longitude | None = None
-    x: Coordinate | None = None
-    y: Coordinate | None = None
+    lat: Latitude | None = Field(default=None, description="WGS84 degrees.")
+    lon: Longitude | None = Field(default=None, description="WGS84 degrees.")
+    x: Coordinate | None = Field(default=None, description="Planar, in metres (benchmark instances).")
+    y: Coordinate | None = Field(default=None, description="Planar, in metres.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
@@ -252,42 +252,59 @@ class Location(_Strict):
         return "latlon" if self.lat is not None else "xy"
 
 
+_WINDOW = "`[earliest, latest]`, seconds from the start of the planning day, earliest <= latest"
+_ID = "Unique across depots, stops and vehicle types."
+
+
 class Depot(_Strict):
-    id: Id
+    id: Id = Field(description=_ID)
     location: Location
-    time_window: TimeWindow | None = None
+    time_window: TimeWindow | None = Field(default=None, description=f"When it is open: {_WINDOW}.")
 
 
 class Stop(_Strict):
-    id: Id
+    id: Id = Field(description=_ID)
     location: Location
-    demand: Load
-    service_duration: Amount = 0
-    time_window: TimeWindow | None = None
-    required: Annotated[bool, Strict()] = True
+    demand: Load = Field(
+        description="What is delivered: an integer, or a list of integers for several load dimensions "
+        "(as many as every vehicle type's `capacity`)."
+    )
+    service_duration: Amount = Field(default=0, description="Seconds spent at the stop.")
+    time_window: TimeWindow | None = Field(default=None, description=f"When service may begin: {_WINDOW}.")
+    required: Annotated[bool, Strict()] = Field(
+        default=True, description="An optional stop (false) is served only when worth its detour."
+    )
     prize: Amount = Field(default=0, description="Collected when an optional stop is served.")
 
 
 class VehicleType(_Strict):
-    id: Id
-    count: Annotated[int, Strict(), Field(ge=1, le=MAX_INT)]
-    capacity: Load
-    depot: Id
+    id: Id = Field(description=_ID)
+    count: Annotated[int, Strict(), Field(ge=1, le=MAX_INT)] = Field(description="Vehicles of this type.")
+    capacity: Load = Field(description="What one vehicle carries: like `demand`, per load dimension.")
+    depot: Id = Field(description="The id of the depot its routes start at.")
     end_depot: Id | None = Field(default=None, description="Where routes end; default `depot`.")
-    shift: TimeWindow | None = None
+    shift: TimeWindow | None = Field(default=None, description=f"When it may be on the road: {_WINDOW}.")
 
 
 class MatrixInput(_Strict):
-    distances: Matrix
-    durations: Matrix | None = Field(default=None, description="Default: the distances.")
+    """Travel between every pair of places, rows and columns in request order: depots, then stops."""
+
+    distances: Matrix = Field(description="Metres.")
+    durations: Matrix | None = Field(default=None, description="Seconds; default: the distances.")
 
 
-class Options(_Strict):
-    speed_kmh: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 40.0
+class RequestOptions(_Strict):
+    speed_kmh: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = Field(
+        default=40.0, description="Without a matrix, lat/lon durations are great-circle metres at this speed."
+    )
 
 
 class SolveRequest(_Strict):
-    """A routing problem PyVRP can solve (contract §7)."""
+    """A routing problem the solver takes: depots, stops to visit, vehicle types, and optionally the
+    travel matrix. Distances are metres; times and durations seconds from the start of the planning
+    day; all integers >= 0. Without a matrix, lat/lon places are great-circle metres apart (durations
+    at `options.speed_kmh`) and x/y places Euclidean (rounded; duration = distance). Objective: the
+    least total distance, every required stop visited once unless it cannot be feasibly served."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REQUEST]})
 
@@ -295,7 +312,7 @@ class SolveRequest(_Strict):
     stops: Annotated[list[Stop], Field(min_length=1), WrapValidator(_items_until_max_errors)]
     vehicle_types: Annotated[list[VehicleType], Field(min_length=1), WrapValidator(_items_until_max_errors)]
     matrix: MatrixInput | None = None
-    options: Options = Options()
+    options: RequestOptions = RequestOptions()
 
     @model_validator(mode="wrap")
     @classmethod

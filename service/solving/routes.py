@@ -1,4 +1,4 @@
-"""/api/v1 solving (contract §7): queue a solve, cancel it, follow it as server-sent events.
+"""/api/v1 solving: queue a solve, cancel it, follow it as server-sent events.
 
 Like every planning route, each request is one transaction as the caller under row-level security,
 and another user's scenario or solution answers exactly as a missing one (404).
@@ -85,6 +85,17 @@ _CHECK_ROUNDS = 3
         **problem_responses(401, 404, 409, 413, 415, 422, 429, 503),
     },
     summary="Solve the scenario's current request (a pending solution, run by a worker)",
+    description=(
+        "Queues a solve of the scenario's current `request`, which must be a "
+        "[SolveRequest](#/components/schemas/SolveRequest) (else 422, with a JSON pointer into the request "
+        "per error, at most 50; nothing is queued). The new solution is `pending`; a worker runs it "
+        "(`running`, with `progress`) and ends it `succeeded`, `failed` (with a `reason`) or `cancelled`. "
+        "Its payload is then a [SolutionPayload](#/components/schemas/SolutionPayload): routes with "
+        "distances in metres and times in seconds from the start of the planning day. Follow it with a "
+        "GET of `Location` or its `/events`. 429 (with `Retry-After`) when the caller already has "
+        "SOLVE_MAX_ACTIVE_PER_USER solves pending or running; 409 when the scenario kept changing while "
+        "its request was being checked."
+    ),
     openapi_extra={
         "requestBody": {
             "required": False,
