@@ -1,4 +1,4 @@
-"""Settings: every variable of the contract (§2), validated once at startup.
+"""Settings: every environment variable (README, .env.example), validated once at startup.
 
 Each identity provider declares the variables it reads in its own module (`service.providers.*`);
 `Settings` inherits those fragments and adds the process-wide ones.
@@ -47,7 +47,7 @@ def is_loopback_host(host: str | None) -> bool:
 
 
 class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
-    """Process configuration. Names are the contract's environment variables, lower-cased."""
+    """Process configuration. Names are the environment variables, lower-cased."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 

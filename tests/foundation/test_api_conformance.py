@@ -114,7 +114,7 @@ MUST_SUCCEED = {
     "POST /dev/token",
 }
 
-# A solvable request (contract §7), so that an operation added for solving meets a real one.
+# A solvable request, so that an operation added for solving meets a real one.
 REQUEST = {
     "depots": [{"id": "d1", "location": {"lat": 52.52, "lon": 13.40}}],
     "stops": [
