@@ -8,6 +8,7 @@ from how long something takes.
 
 from __future__ import annotations
 
+import copy
 import signal
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import pytest
 from sqlalchemy import text
 
 from service.db import Database
+from service.solving.example import EXAMPLE_REQUEST
 from service.solving.outcome import CANCELLED_EARLY
 from service.solving.repository import LOST, end_stranded, stranded_solves
 from tests.kit.sql import SqlAdmin, scope_rls_to
@@ -296,3 +298,28 @@ async def test_a_worker_whose_lease_was_lost_stops_its_run_and_writes_nothing(
 
 async def _says(worker: WorkerProcess, *phrases: str) -> bool:
     return any(phrase in worker.log() for phrase in phrases)
+
+
+async def test_a_job_whose_result_was_written_is_closed_as_what_it_was(
+    alice: Caller, workers: Workers, clean_db: SqlAdmin
+) -> None:
+    """An earlier run wrote its result, then its job could not be closed (its connection died).
+    The next pick finds the solve finished: the job is closed as successful, not as cancelled, and
+    the result is left as it was."""
+    scenario_id = await new_scenario(alice, copy.deepcopy(EXAMPLE_REQUEST))
+    solution_id = await _queue(alice, scenario_id, time_limit_s=1)
+    async with clean_db.transaction() as session:
+        await scope_rls_to(session, alice.user_id)
+        await session.execute(
+            text(
+                "UPDATE solutions SET status = 'succeeded', attempts = 1, payload = '{\"distance\": 7}' "
+                "WHERE id = :id"
+            ),
+            {"id": solution_id},
+        )
+    async with workers("a") as worker:
+        await eventually(lambda: _queue_is_empty(clean_db), timeout=30)
+    assert await _job_log(clean_db) == ["queued", "picked", "successful"]
+    done = await solution(alice, solution_id)
+    assert (done["status"], done["payload"]) == ("succeeded", {"distance": 7})
+    assert f"solving {solution_id}" not in worker.log()

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from service.db import asyncpg_connect_args
 from service.solving.events import last_event_id
 from service.solving.example import EXAMPLE_REQUEST
 from service.solving.repository import CANCEL_CHANNEL, SOLUTIONS_CHANNEL
+from service.streaming import guarded
 from tests.kit.server import RunningServer
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.waiting import eventually
@@ -234,3 +237,19 @@ async def test_the_deletion_itself_announces_deleted_and_cancels_a_running_solve
         "reason": None,
     }
     assert announced[CANCEL_CHANNEL] == solution_id
+
+
+async def test_the_stream_guard_ends_a_failing_body_cleanly_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def body() -> AsyncIterator[dict[str, str]]:
+        yield {"event": "progress", "data": "{}"}
+        raise LookupError("the row went away")
+
+    with caplog.at_level(logging.WARNING, logger="routebook.streaming"):
+        items = [item async for item in guarded(body(), "the test's stream")]
+    assert items == [{"event": "progress", "data": "{}"}]
+    records = [r for r in caplog.records if r.name == "routebook.streaming"]
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in records] == [
+        ("WARNING", "the test's stream ended early: LookupError", None)
+    ]
