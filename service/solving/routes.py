@@ -1,7 +1,8 @@
 """/api/v1 solving: queue a solve, cancel it, follow it as server-sent events.
 
-Like every planning route, each request is one transaction as the caller under row-level security,
-and another user's scenario or solution answers exactly as a missing one (404).
+Like every planning route, each request's work runs in transactions as the caller under row-level
+security, and another user's scenario or solution answers exactly as a missing one (404). Queueing
+a solve is the one route with two: the request's check (CPU) runs between them, with nothing held.
 """
 
 from __future__ import annotations
