@@ -40,6 +40,18 @@ Printed, per instance, then one summary line per target:
 - /health p50/p99/max from a separate process (benchlib.health_under_load), idle and while two
   lanes keep one 1,000-stop solve each running (target p99 <= 100 ms).
 
+Then the solve request's check, before any worker runs (`--sections checks` runs only this part):
+
+- refusal against acceptance: checking a 2,000-stop request with a 2,001 x 2,001 distance matrix
+  (valid) beside the same request holding floats, and holding negative integers, in the matrix
+  (each cell an error): seconds and peak memory growth (parse included) of `parse_solve_request`
+  in a fresh process, and the wall time of `POST /solve` (202 against 422) through the server,
+  side by side in each round (target: refusing costs no more than accepting, per MiB, ratio <= 1);
+- another user's latency during a large check: user B's `POST /solve` of a 5-stop request, alone,
+  and sent again and again (one at a time) for as long as user A has CHECK_LOAD large invalid
+  solves of 2,000 stops in flight: one whose check costs what a valid one does (an unknown depot),
+  and the float matrix (p50 / p90 / max over the rounds; the max is the figure to watch).
+
 Not a test: nothing here asserts a timing. A solve that does not succeed, or an unexpected HTTP
 status, ends the run with exit 1.
 """
@@ -70,6 +82,7 @@ import httpx
 import orjson
 
 from scripts.benchlib import (
+    DEV_ISSUER,
     ROOT,
     BackgroundLoad,
     ProbeResult,
@@ -78,6 +91,7 @@ from scripts.benchlib import (
     cpu_seconds,
     health_under_load,
     idle_load,
+    peak_rss_bytes,
     percentile,
     uvicorn_server,
 )
@@ -91,6 +105,9 @@ HEALTH_SECONDS = 15.0
 HEALTH_INTERVAL_S = 0.02
 MATRIX_STOPS = 2000
 SYNTHETIC_STOPS = 1000
+CHECK_STOPS = 2000
+CHECK_LOAD = 4  # A's large solves in flight while B's small one is timed
+SMALL_STOPS = 5
 RC208 = ROOT / "tests" / "solving" / "data" / "RC208.vrp"
 API = "/api/v1"
 
@@ -99,6 +116,7 @@ TARGET_OVERHEAD_S = 0.5
 TARGET_PICKUP_MS = 200.0
 TARGET_MATRIX_S = 1.0
 TARGET_HEALTH_P99_MS = 100.0
+TARGET_REFUSAL_RATIO = 1.0
 
 
 class BenchFailed(Exception):
@@ -512,6 +530,180 @@ async def measure(
         await db.close()
 
 
+# -- the solve request's check: what a refusal costs, and who waits for it -----------------------
+
+
+def check_documents() -> dict[str, bytes]:
+    """A valid 2,000-stop request with its distance matrix, and two of the same size that are not:
+    every matrix cell a float, every cell negative; and A's invalid one (an unknown depot, found
+    only once everything else was checked)."""
+    from service.solving.measure import synthetic_request
+
+    valid = synthetic_request(CHECK_STOPS, explicit_matrix=True)
+    distances = valid["matrix"]["distances"]
+    valid["matrix"] = {"distances": distances}
+    floats = {**valid, "matrix": {"distances": [[cell + 0.5 for cell in row] for row in distances]}}
+    negative = {**valid, "matrix": {"distances": [[-cell - 1 for cell in row] for row in distances]}}
+    unknown = {**valid, "vehicle_types": [{**valid["vehicle_types"][0], "depot": "nowhere"}]}
+    return {
+        "valid": orjson.dumps(valid),
+        "floats": orjson.dumps(floats),
+        "negative": orjson.dumps(negative),
+        "unknown depot": orjson.dumps(unknown),
+    }
+
+
+def check_in_process(document: bytes) -> tuple[float, int, int]:
+    """(seconds, peak RSS growth in bytes, errors) of checking `document` as a solve request; run in
+    a fresh process each time, so the peak is this check's own."""
+    from service.solving.request import SolveRequestInvalid, parse_solve_request
+
+    # VmHWM, not getrusage's ru_maxrss: Linux carries the parent's peak across the spawn's exec.
+    before = peak_rss_bytes(os.getpid())
+    started = time.perf_counter()
+    try:
+        parse_solve_request(orjson.loads(document), max_stops=CHECK_STOPS)
+        errors = 0
+    except SolveRequestInvalid as exc:
+        errors = len(exc.errors)
+    seconds = time.perf_counter() - started
+    return seconds, peak_rss_bytes(os.getpid()) - before, errors
+
+
+@dataclass
+class CheckResults:
+    sizes: dict[str, int]
+    # Per case: in-process (seconds, peak bytes) per round; API POST /solve seconds per round.
+    local: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    api: dict[str, list[float]] = field(default_factory=dict)
+    idle_b: list[float] = field(default_factory=list)
+    # B's latencies while A's solves of each kind of document are in flight.
+    loaded_b: dict[str, list[float]] = field(default_factory=dict)
+    a_statuses: Counter[int] = field(default_factory=Counter)
+
+
+async def _solve_status(api: Api, scenario_id: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    response = await api.client.post(f"{API}/scenarios/{scenario_id}/solve", json={"time_limit_s": 1})
+    elapsed = time.perf_counter() - started
+    if response.status_code == 202:
+        # No worker runs yet: cancelling a pending solve ends it at once, and frees its slot.
+        await api.call("POST", f"/solutions/{response.json()['id']}/cancel", 202)
+    return response.status_code, elapsed
+
+
+async def measure_checks(
+    args: argparse.Namespace, port: int, auth: dict[str, str], other: dict[str, str]
+) -> CheckResults:
+    loop = asyncio.get_running_loop()
+    documents = check_documents()
+    results = CheckResults(sizes={name: len(body) for name, body in documents.items()})
+    a = Api(port, auth, None, 0)  # type: ignore[arg-type]  # no database reads in this part
+    b = Api(port, other, None, 0)  # type: ignore[arg-type]
+    try:
+        await a.start()
+        await b.start()
+        scenarios = {}
+        for name, body in documents.items():
+            created = await a.client.post(
+                f"{API}/sessions/{a.session_id}/scenarios",
+                content=b'{"name": "' + name.encode() + b'", "request": ' + body + b"}",
+                headers={"content-type": "application/json"},
+            )
+            if created.status_code != 201:
+                raise BenchFailed(f"scenario {name} answered {created.status_code}: {created.text[:300]}")
+            scenarios[name] = created.json()["id"]
+        from service.solving.measure import synthetic_request
+
+        small = (
+            await b.call(
+                "POST",
+                f"/sessions/{b.session_id}/scenarios",
+                201,
+                {"name": "small", "request": synthetic_request(SMALL_STOPS)},
+            )
+        )["id"]
+        expected = {"valid": 202, "floats": 422, "negative": 422, "unknown depot": 422}
+        cases = ["valid", "floats", "negative"]
+        for round_ in range(args.rounds):
+            shift = round_ % len(cases)
+            for name in cases[shift:] + cases[:shift]:
+                with ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1
+                ) as pool:
+                    seconds, peak, _ = await loop.run_in_executor(pool, check_in_process, documents[name])
+                results.local.setdefault(name, []).append((seconds, peak))
+                status, elapsed = await _solve_status(a, scenarios[name])
+                if status != expected[name]:
+                    raise BenchFailed(f"POST solve of {name} answered {status}")
+                results.api.setdefault(name, []).append(elapsed)
+            # B alone, then B while A's large invalid solves are being checked.
+            for _ in range(3):
+                status, elapsed = await _solve_status(b, small)
+                if status != 202:
+                    raise BenchFailed(f"B's solve answered {status}")
+                results.idle_b.append(elapsed)
+            for heavy in ("unknown depot", "floats"):
+                load = [asyncio.create_task(_solve_status(a, scenarios[heavy])) for _ in range(CHECK_LOAD)]
+                # B solves again and again, one at a time, for as long as any of A's is in flight.
+                while not all(task.done() for task in load):
+                    status, elapsed = await _solve_status(b, small)
+                    if status != 202:
+                        raise BenchFailed(f"B's solve during A's checks answered {status}")
+                    results.loaded_b.setdefault(heavy, []).append(elapsed)
+                for finished in await asyncio.gather(*load):
+                    results.a_statuses[finished[0]] += 1
+            print(f"  checks: round {round_ + 1}/{args.rounds} done", flush=True)
+        return results
+    finally:
+        await a.client.aclose()
+        await b.client.aclose()
+
+
+def report_checks(results: CheckResults) -> list[str]:
+    mib = 1024 * 1024
+    print(
+        f"  the solve request's check ({CHECK_STOPS} stops, a {CHECK_STOPS + 1}² distance matrix; rounds separated by /)"
+    )
+    for name, runs in results.local.items():
+        print(
+            f"    {name:<9} {results.sizes[name] / mib:5.1f} MiB   in process {'/'.join(f'{s:.2f}' for s, _ in runs)} s, "
+            f"peak +{'/'.join(f'{p / mib:.0f}' for _, p in runs)} MiB   POST /solve {'/'.join(f'{s:.2f}' for s in results.api[name])} s"
+        )
+    # Per MiB: the invalid documents are larger than the valid one (floats and minus signs), and the
+    # target compares documents of the same size.
+    size = results.sizes
+    valid_local = p50([s for s, _ in results.local["valid"]]) / size["valid"]
+    valid_api = p50(results.api["valid"]) / size["valid"]
+    ratios = {
+        name: (
+            p50([s for s, _ in runs]) / size[name] / valid_local,
+            p50(results.api[name]) / size[name] / valid_api,
+        )
+        for name, runs in results.local.items()
+        if name != "valid"
+    }
+    worst = max(max(pair) for pair in ratios.values())
+    idle = p50(results.idle_b)
+    print(f"    B's 5-stop POST /solve alone: p50 {ms(idle)} ms")
+    for heavy, latencies in results.loaded_b.items():
+        print(
+            f"    ... while A has {CHECK_LOAD} solves of '{heavy}' in flight: p50 {ms(p50(latencies))} ms, "
+            f"p90 {ms(percentile(latencies, 90))} ms, max {ms(max(latencies))} ms ({len(latencies)} solves)"
+        )
+    print(f"    A's answers {dict(results.a_statuses)}")
+    return [
+        "refusal / acceptance     "
+        + ", ".join(
+            f"{name} x{local:.2f} in process, x{api:.2f} POST" for name, (local, api) in ratios.items()
+        )
+        + f" (per MiB)   target <= {TARGET_REFUSAL_RATIO:.0f}: {verdict(worst <= TARGET_REFUSAL_RATIO)}",
+        "B's solve during A's     "
+        + ", ".join(f"'{heavy}' max {ms(max(latencies))} ms" for heavy, latencies in results.loaded_b.items())
+        + f" (alone p50 {ms(idle)} ms): the longest B waited for another user's check",
+    ]
+
+
 # -- reporting -------------------------------------------------------------------------------------
 
 
@@ -633,40 +825,62 @@ def main() -> int:
         "--pickups", type=int, default=PICKUPS, help="extra short solves for the pickup latency"
     )
     parser.add_argument("--health-seconds", type=float, default=HEALTH_SECONDS)
+    parser.add_argument(
+        "--sections",
+        default="checks,solve",
+        help="comma list: checks (the solve request's check), solve (solving through the API)",
+    )
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     if args.rounds < 1 or args.time_limit < 1:
         parser.error("--rounds and --time-limit must be at least 1")
+    if not sections or sections - {"checks", "solve"}:
+        parser.error("--sections: checks and/or solve")
 
+    from service.providers.dev import DevIssuer
     from service.solving.measure import measure_matrix_build
 
-    matrix_s = measure_matrix_build(MATRIX_STOPS)
+    matrix_s = measure_matrix_build(MATRIX_STOPS) if "solve" in sections else 0.0
     app = "service.main:app"
+    summary: list[str] = []
+    results: Results | None = None
     with bench_database() as url:
         env, auth = app_environment(url, "bench-solve")
-        with (
-            uvicorn_server(app, env) as (port, pid),
-            solve_worker(env, slots=2) as (worker, _log),
-        ):
-            print(
-                f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots; seed {args.seed}, time limit "
-                f"{args.time_limit} s, {args.rounds} rounds; /health every {HEALTH_INTERVAL_S * 1000:.0f} ms for "
-                f"{args.health_seconds:g} s)",
-                flush=True,
-            )
-            try:
-                results = asyncio.run(measure(args, port, auth, url, worker))
-            except BenchFailed as exc:
-                print(f"bench_solve: {exc}", file=sys.stderr)
-                return 1
-    summary = report(results, matrix_s)
+        token = DevIssuer.load_or_create(Path(env["DATA_DIR"]) / "dev-issuer.pem", DEV_ISSUER).mint(
+            subject="bench-solve-b", email="bench-solve-b@example.com", ttl_seconds=3600
+        )
+        with uvicorn_server(app, env) as (port, pid):
+            if "checks" in sections:
+                # Before any worker starts: the checks are the request path's alone.
+                print(f"bench_solve checks ({app}, pid {pid}; {args.rounds} rounds)", flush=True)
+                try:
+                    checks = asyncio.run(
+                        measure_checks(args, port, auth, {"Authorization": f"Bearer {token}"})
+                    )
+                except BenchFailed as exc:
+                    print(f"bench_solve: {exc}", file=sys.stderr)
+                    return 1
+                summary += report_checks(checks)
+            if "solve" in sections:
+                with solve_worker(env, slots=2) as (worker, _log):
+                    print(
+                        f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots; seed {args.seed}, time limit "
+                        f"{args.time_limit} s, {args.rounds} rounds; /health every {HEALTH_INTERVAL_S * 1000:.0f} ms for "
+                        f"{args.health_seconds:g} s)",
+                        flush=True,
+                    )
+                    try:
+                        results = asyncio.run(measure(args, port, auth, url, worker))
+                    except BenchFailed as exc:
+                        print(f"bench_solve: {exc}", file=sys.stderr)
+                        return 1
+    if results is not None:
+        summary = report(results, matrix_s) + summary
     print("  summary")
     for line in summary:
         print(f"    {line}")
-    wrong = [
-        f"/health answered {dict(probe.statuses)}"
-        for probe in (results.baseline, results.loaded)
-        if set(probe.statuses) != {200}
-    ]
+    probes = (results.baseline, results.loaded) if results is not None else ()
+    wrong = [f"/health answered {dict(probe.statuses)}" for probe in probes if set(probe.statuses) != {200}]
     if wrong:
         print(f"bench_solve: {'; '.join(wrong)}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""Settings: every variable of the contract (§2), validated once at startup.
+"""Settings: every environment variable (README, .env.example), validated once at startup.
 
 Each identity provider declares the variables it reads in its own module (`service.providers.*`);
 `Settings` inherits those fragments and adds the process-wide ones.
@@ -47,7 +47,7 @@ def is_loopback_host(host: str | None) -> bool:
 
 
 class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
-    """Process configuration. Names are the contract's environment variables, lower-cased."""
+    """Process configuration. Names are the environment variables, lower-cased."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -100,6 +100,12 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     solve_heartbeat_timeout_s: float = Field(15, gt=0)
     # Runs of one solve that may be interrupted (crashes, shutdowns) before it is marked failed.
     solve_max_attempts: int = Field(3, ge=1)
+    # A solve request's document up to this size is checked on the event loop (about a millisecond
+    # at 64 KiB); a larger one in SOLVE_CHECK_WORKERS processes of its own, one check per user at a
+    # time; one that cannot start within SOLVE_CHECK_WAIT_S seconds is a 503 (solving/checks.py).
+    solve_inline_check_bytes: int = Field(64 * 1024, ge=0)
+    solve_check_workers: int = Field(1, ge=1)
+    solve_check_wait_s: float = Field(30, gt=0)
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None

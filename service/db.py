@@ -43,6 +43,8 @@ metadata = SQLModel.metadata
 # The non-owner role request work runs as, so row-level security binds even when DATABASE_URL
 # logs in as a superuser or as the tables' owner. Created by migration 0002.
 APP_ROLE = "routebook_app"
+# The role that reads every user's active solves, and nothing else (migration 0010).
+SWEEPER_ROLE = "routebook_sweeper"
 
 # A pooled connection (what the transactions yield) or a plain one (tests, the listener).
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -165,8 +167,18 @@ class Database:
         acquire_timeout: float = 10.0,
         statement_cache_size: int = 100,
         application_name: str = "routebook",
+        idle_in_transaction_timeout_s: float | None = None,
     ) -> None:
         self._connect_args = asyncpg_connect_args(url)
+        # Set in every transaction (transaction-local, so safe behind a transaction-mode pooler): a
+        # process frozen inside a transaction (SIGSTOP, a paused VM) then has it ended by the server
+        # after this long, and the row locks it held do not block the others for good.
+        self._begin_settings = (
+            ""
+            if idle_in_transaction_timeout_s is None
+            else "SELECT set_config('idle_in_transaction_session_timeout', "
+            f"'{round(idle_in_transaction_timeout_s * 1000)}', true); "
+        )
         self._max_size = max_size
         self._acquire_timeout = acquire_timeout
         self._statement_cache_size = statement_cache_size
@@ -176,7 +188,9 @@ class Database:
         self._query_loggers: list[QueryLogger] = []
 
     @classmethod
-    def from_settings(cls, settings: Any, url: str | None = None) -> Database:
+    def from_settings(
+        cls, settings: Any, url: str | None = None, *, idle_in_transaction_timeout_s: float | None = None
+    ) -> Database:
         database_url = url or settings.database_url
         if database_url is None:
             raise RuntimeError("DATABASE_URL is not set (make run / make test start an embedded PostgreSQL)")
@@ -185,6 +199,7 @@ class Database:
             max_size=settings.db_pool_size + settings.db_max_overflow,
             acquire_timeout=settings.db_pool_timeout,
             statement_cache_size=settings.db_statement_cache_size,
+            idle_in_transaction_timeout_s=idle_in_transaction_timeout_s,
         )
 
     async def _get_pool(self) -> asyncpg.Pool:
@@ -209,7 +224,9 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Proxy]:
         """Privileged, cross-user work (user sync, admin listing, the queue): the login role, no RLS role."""
-        async with self._transaction("BEGIN") as conn:
+        async with self._transaction(
+            f"BEGIN; {self._begin_settings}" if self._begin_settings else "BEGIN"
+        ) as conn:
             yield conn
 
     @asynccontextmanager
@@ -222,9 +239,17 @@ class Database:
         if not isinstance(user_id, uuid.UUID):
             raise TypeError("as_user needs a user id")
         begin = (
-            f"BEGIN; SELECT set_config('app.user_id', '{user_id}', true), "
+            f"BEGIN; {self._begin_settings}SELECT set_config('app.user_id', '{user_id}', true), "
             f"set_config('role', '{APP_ROLE}', true)"
         )
+        async with self._transaction(begin) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def as_sweeper(self) -> AsyncIterator[Proxy]:
+        """Read-only and across users: every user's pending and running solves, and the queue — all
+        the sweeper role can read. The one way past the per-user scope besides `transaction()`."""
+        begin = f"BEGIN READ ONLY; {self._begin_settings}SELECT set_config('role', '{SWEEPER_ROLE}', true)"
         async with self._transaction(begin) as conn:
             yield conn
 

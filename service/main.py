@@ -29,8 +29,10 @@ from service.planning.routes import router as planning_router
 from service.probes import router as probes_router
 from service.problems import install_problem_handlers
 from service.providers.dev import DevIssuer
+from service.solving.checks import SolveChecks
 from service.solving.events import EventHub
 from service.solving.repository import SOLUTIONS_CHANNEL, cancel_owner_solves
+from service.solving.request import SolveRequest
 from service.solving.routes import router as solving_router
 from service.users.identity import IdentityService
 from service.users.routes import router as users_router
@@ -104,6 +106,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.identity, app.state.listener = identity, listener
     app.state.webhook_janitor = LedgerJanitor()
     app.state.offload = Offload(settings.json_parse_workers)  # its processes start on first use
+    app.state.solve_checks = SolveChecks(
+        inline_max_bytes=settings.solve_inline_check_bytes,
+        workers=settings.solve_check_workers,
+        wait_s=settings.solve_check_wait_s,
+    )
     app.state.large_writes = asyncio.Semaphore(settings.json_large_writes)
     if "dev" in settings.auth_providers:
         app.state.dev_issuer = DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
@@ -121,6 +128,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await verifier.aclose()  # before the client it fetches with
         await http.aclose()
         await app.state.offload.close()
+        await app.state.solve_checks.close()
         await db.close()
 
 
@@ -169,7 +177,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if "dev" in settings.auth_providers:
         mount(app, dev_router)
         mount_playground(app)
-    install_openapi(app)
+    # The solvable request is no operation's body (it is a scenario's `request`), but is named.
+    install_openapi(app, schemas=[SolveRequest])
     install_docs(app)
     return app
 

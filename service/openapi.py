@@ -15,6 +15,7 @@ tests/foundation/test_api_conformance.py holds the service to this document with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -170,7 +171,19 @@ def _describe_headers(document: dict[str, Any]) -> None:
                     headers["Retry-After"] = _header_ref("Retry-After")
 
 
-def install_openapi(app: FastAPI) -> None:
+def _add_schemas(document: dict[str, Any], models: Sequence[type[BaseModel]]) -> None:
+    """Named schemas no operation's body holds, which descriptions link to (`#/components/schemas/X`)."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas[model.__name__] = schema
+
+
+def install_openapi(app: FastAPI, *, schemas: Sequence[type[BaseModel]] = ()) -> None:
+    """`schemas`: models to name in the document beside those the operations use."""
+
     def schema() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -188,6 +201,7 @@ def install_openapi(app: FastAPI) -> None:
                 _describe_shared_statuses(path, method, operation)
         _describe_problems(document)
         _describe_headers(document)
+        _add_schemas(document, schemas)
         app.openapi_schema = document
         return document
 

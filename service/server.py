@@ -37,7 +37,7 @@ from service.middleware import RequestContextMiddleware
 log = logging.getLogger("routebook.server")
 
 BUSY_RETRY_AFTER_SECONDS = 1
-# Request line and headers together. Tokens are at most 16 KiB (contract §4), a browser's cookies a
+# Request line and headers together. Tokens are at most 16 KiB, a browser's cookies a
 # few more; nginx's default is 4 x 8 KiB.
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
 
@@ -177,7 +177,7 @@ class BoundedConfig(Config):
 
 
 def server_options(settings: Settings, *, workers: int | None = None) -> dict[str, Any]:
-    """uvicorn's options, every one from settings (the contract's HOST, PORT and the server limits)."""
+    """uvicorn's options, every one from settings (HOST, PORT and the server limits)."""
     return {
         "host": settings.host,
         "port": settings.port,

@@ -48,7 +48,7 @@ MAX_ROTATION_WAIT = 5.0
 # refused at once (a real rotation among them verifies on its retry, after that fetch).
 MAX_ROTATION_WAITERS = 256
 
-_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?([0-9]{1,12})\"?\s*(?:,|$)", re.IGNORECASE | re.ASCII)
 
 
 class _FetchFailed(Exception):
@@ -291,7 +291,9 @@ class JWKSCache:
 
 async def _read_bounded(response: httpx.Response) -> bytes:
     declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_JWKS_BYTES:
+    # isascii: str.isdigit() also accepts "²", which int() refuses; an unusable length is ignored
+    # (the body is counted as it arrives either way).
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > MAX_JWKS_BYTES:
         raise _FetchFailed("response too large")
     body = bytearray()
     async for chunk in response.aiter_bytes():

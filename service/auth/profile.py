@@ -3,7 +3,7 @@
 Profiles are built by the provider modules (`service.providers.*`); nothing here names a provider.
 A profile says which issuer, algorithms and keys to trust, where the *global* roles live (claims an
 end user cannot set) and where the *organisation* context lives — kept apart, because anyone can
-create an organisation and be its admin (contract §4).
+create an organisation and be its admin.
 """
 
 from __future__ import annotations

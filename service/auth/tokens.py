@@ -1,5 +1,5 @@
 """Access-token verification with PyJWT: route by exact `iss`, pinned algorithms, provider
-keys, every rejection of contract §4, and a bounded cache of verified claims.
+keys, every rejection the README lists, and a bounded cache of verified claims.
 
 This package stops at token → `Claims`; who the claims belong to is the identity service's business.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -24,7 +24,9 @@ from sqlmodel import Field, SQLModel
 
 from service.db import new_id, timestamp_column, utcnow
 
-SOLUTION_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+# A solution's status: the one list the table's check, the schemas and the solve code read.
+SolutionState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+SOLUTION_STATUSES: tuple[str, ...] = get_args(SolutionState)
 ACTIVE_STATUSES = ("pending", "running")
 
 

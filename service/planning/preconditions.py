@@ -10,7 +10,8 @@ from fastapi import Depends, Header
 from service.errors import ValidationFailed
 
 # A strong entity-tag: If-Match compares strongly, so a weak W/"n" never matches (RFC 9110 §8.8.3.2).
-_STRONG_TAG = re.compile(r'\s*"(\d{1,18})"\s*')
+# ASCII digits only: `\d` would also match other scripts' digits, which int() reads as numbers.
+_STRONG_TAG = re.compile(r'[ \t]*"([0-9]{1,18})"[ \t]*')
 # `version` is an int4 counting up from 1: a tag past this can never match a stored row.
 _MAX_VERSION = 2**31 - 1
 # A client holds one current ETag, at most a few it would accept; a long list is a mistake or an attack.

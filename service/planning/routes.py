@@ -1,4 +1,4 @@
-"""/api/v1 sessions, scenarios and solutions (contract §3).
+"""/api/v1 sessions, scenarios and solutions.
 
 Each request runs in one transaction as the caller under row-level security, opened by the route
 (`planning.transaction()`) and committed before the response is sent. Another user's resource

@@ -8,20 +8,22 @@ a while, it re-reads the row, so a missed announcement delays an event but never
 
 Events: `progress` (id = the solution's progress sequence, data = elapsed_s, iterations,
 best_distance, feasible, status) and one final `status` (data = status and, for failed, reason),
-after which the stream ends. A reconnect with `Last-Event-ID` skips what the client has seen.
+after which the stream ends; its status is `deleted` when the solution was deleted meanwhile. A
+reconnect with `Last-Event-ID` skips what the client has seen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 
-from service.solving.repository import StreamState
+from service.solving.repository import DELETED, StreamState
 
 log = logging.getLogger("routebook.solving")
 
@@ -29,6 +31,9 @@ log = logging.getLogger("routebook.solving")
 # listener reconnecting).
 RESYNC_INTERVAL_S = 2.0
 _INBOX_SIZE = 64
+# An event id is a solution's progress sequence, an int4 column.
+MAX_EVENT_ID = 2**31 - 1
+_EVENT_ID = re.compile(r"[0-9]{1,10}")
 
 
 class EventHub:
@@ -49,6 +54,10 @@ class EventHub:
             inboxes.discard(inbox)
             if not inboxes:
                 del self._inboxes[solution_id]
+
+    def streams(self, solution_id: uuid.UUID) -> int:
+        """How many streams of the solution this process has open."""
+        return len(self._inboxes.get(solution_id, ()))
 
     def announced(self, payload: str) -> None:
         """An announcement from any worker (the listener's callback)."""
@@ -79,10 +88,14 @@ def _status_event(state: StreamState) -> dict[str, Any]:
 async def stream(
     first: StreamState,
     inbox: asyncio.Queue[StreamState],
-    reread: Callable[[], Awaitable[StreamState]],
+    reread: Callable[[], Awaitable[StreamState | None]],
     last_event_id: int | None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """The events of one solution, from `first` (read after subscribing, so nothing falls between)."""
+    """The events of one solution, from `first` (read after subscribing, so nothing falls between).
+
+    `reread` returns None once the solution is gone: the deletion's own announcement was missed,
+    and the stream ends with a `deleted` status all the same.
+    """
     seen = last_event_id if last_event_id is not None else -1
     state = first
     while True:
@@ -95,11 +108,21 @@ async def stream(
         try:
             state = await asyncio.wait_for(inbox.get(), RESYNC_INTERVAL_S)
         except TimeoutError:
-            state = await reread()
+            state = await reread() or StreamState(DELETED, state.seq + 1, None, None)
 
 
 def last_event_id(header: str | None) -> int | None:
-    """The `Last-Event-ID` a reconnecting EventSource sends; anything unusable means from the start."""
-    if header is None or not header.strip().isdigit() or len(header.strip()) > 12:
+    """The `Last-Event-ID` a reconnecting EventSource sends, read before the response starts.
+
+    Only ASCII decimal digits up to MAX_EVENT_ID name an event: `str.isdigit()` also accepts "²",
+    which `int()` refuses. Anything else is treated as absent (the stream starts from the beginning):
+    an EventSource sends back whatever id it last saw, and a stream that repeats one progress event
+    serves a client better than one that refuses to start.
+    """
+    if header is None:
         return None
-    return int(header.strip())
+    value = header.strip(" \t")
+    if not _EVENT_ID.fullmatch(value):
+        return None
+    number = int(value)
+    return number if number <= MAX_EVENT_ID else None

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 Status = Literal["succeeded", "cancelled", "failed"]
 
-# The reason of a solve cancelled before any solution existed (contract §7: then it is `failed`).
+# The reason of a solve cancelled before any solution existed (it then ends `failed`).
 CANCELLED_EARLY = "cancelled before a solution was found"
 # 32 bits: PyVRP's random number generator takes a 32-bit seed.
 MAX_SEED = 2**32 - 1
@@ -27,7 +27,7 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class SolveOutcome:
-    """`payload` is contract §7's solution payload without `scenario_version` (the caller adds it);
+    """`payload` is the solution payload (planning.schemas.SolutionPayload) without `scenario_version` (the caller adds it);
     it is present for `succeeded` and `cancelled`. `reason` is short and safe to show a client;
     it is present for `failed`.
     """

@@ -1,4 +1,4 @@
-"""A PyVRP solution as contract §7's solution payload (without `scenario_version`)."""
+"""A PyVRP solution as the solution payload (planning.schemas.SolutionPayload) (without `scenario_version`)."""
 
 from __future__ import annotations
 

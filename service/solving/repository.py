@@ -4,13 +4,21 @@ The request path (queue, cancel, read for the event stream) and the worker (star
 both run these under `Database.as_user(owner)`; like the planning repository, the owner is `$1` in
 every statement. Each state change is announced (NOTIFY) in the transaction that makes it, so event
 streams on any instance see it once it is committed.
+
+A run of a solve is fenced by its attempt number: `start()` counts the run, and the run's progress
+and result are written only while the row still counts that run. A worker that lost its lease (it
+fell silent, and another worker started the solve again) can then no longer write anything.
+
+The cross-user sweep (`stranded_solves`) is the one statement here without an owner: it reads every
+user's active solves as the sweeper role, which sees nothing else (migration 0010).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 
 import asyncpg
 import orjson
@@ -22,9 +30,14 @@ from service.solving.outcome import CANCELLED_EARLY
 
 # Progress and final states of solutions, for event streams (payload: `Announcement`, as JSON).
 SOLUTIONS_CHANNEL = "routebook_solutions"
+# The reason of a solve whose job left the queue before anything finished it (found by the sweeper).
+LOST = "the solve was lost before it finished"
 # Cancellation requests, for the worker running the solve (payload: the solution id).
 CANCEL_CHANNEL = "routebook_solve_cancel"
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+# An event stream's last status when its solution was deleted: not a solution status (the row is
+# gone), announced by the deletion itself (migration 0009) or found by a stream's re-read.
+DELETED = "deleted"
 
 _SOLUTION = columns(SolutionRecord)
 
@@ -40,7 +53,7 @@ class StreamState:
 
     @property
     def final(self) -> bool:
-        return self.status in FINAL_STATUSES
+        return self.status in FINAL_STATUSES or self.status == DELETED
 
     def announcement(self, solution_id: uuid.UUID) -> str:
         return orjson.dumps(
@@ -66,7 +79,40 @@ class StartedSolve:
     scenario_version: int
     time_limit_s: int
     seed: int
-    attempts: int
+    attempts: int  # this run's number: the fence of its writes
+
+
+@dataclass(frozen=True, slots=True)
+class NotStarted:
+    """Why a job found nothing to run: its solution is `gone` (deleted), `cancelled` (a cancel came
+    while no worker ran it: `start()` has just finished it), or `finished` already (its result was
+    written by an earlier run, whose job was not closed)."""
+
+    why: Literal["gone", "cancelled", "finished"]
+    status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StrandedSolve:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    cancel_requested: bool
+
+
+# A pending or running solve whose job is no longer in the queue, or whose cancel no worker will
+# carry out (its job is held by a worker that fell silent, $2 ago): nothing else will ever finish it.
+# $1: how long it must have been so (its last change is older), $2: the lease. As the sweeper role.
+_STRANDED = """
+    SELECT s.id, s.user_id, s.cancel_requested FROM solutions s
+    WHERE s.status IN ('pending', 'running') AND s.updated_at < now() - $1::interval
+      AND NOT EXISTS (
+        SELECT 1 FROM pgqueuer q
+        WHERE q.dedupe_key = s.id::text
+          AND (q.status = 'queued'
+               OR (q.status = 'picked' AND (NOT s.cancel_requested OR q.heartbeat >= now() - $2::interval)))
+      )
+    ORDER BY s.updated_at LIMIT 100
+"""
 
 
 def _json(value: Any) -> str | None:
@@ -75,6 +121,41 @@ def _json(value: Any) -> str | None:
 
 async def announce(conn: Connection, solution_id: uuid.UUID, state: StreamState) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", SOLUTIONS_CHANNEL, state.announcement(solution_id))
+
+
+async def stranded_solves(
+    conn: Connection, *, stranded_for: timedelta, lease: timedelta
+) -> list[StrandedSolve]:
+    """Every user's solves that nothing will finish (see _STRANDED), oldest first; in a transaction
+    of `Database.as_sweeper()`."""
+    rows = await conn.fetch(_STRANDED, stranded_for, lease)
+    return [StrandedSolve(row["id"], row["user_id"], row["cancel_requested"]) for row in rows]
+
+
+async def end_stranded(conn: Connection, solve: StrandedSolve, *, lease: timedelta) -> bool:
+    """End one stranded solve, in a privileged transaction: its job, held by a worker that fell
+    silent, is closed (`canceled` in the queue's log), and the solve is `failed` — as cancelled
+    before a solution was found, or as lost. False when a worker has it again meanwhile."""
+    await conn.execute("SELECT set_config('app.user_id', $1, true)", str(solve.user_id))
+    await conn.execute(
+        """
+        WITH closed AS (
+            DELETE FROM pgqueuer WHERE dedupe_key = $1 AND status = 'picked' AND heartbeat < now() - $2::interval
+            RETURNING id, entrypoint, priority
+        )
+        INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority)
+        SELECT id, 'canceled', entrypoint, priority FROM closed
+        """,
+        str(solve.id),
+        lease,
+    )
+    if await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pgqueuer WHERE dedupe_key = $1 AND status IN ('queued', 'picked'))",
+        str(solve.id),
+    ):
+        return False
+    reason = CANCELLED_EARLY if solve.cancel_requested else LOST
+    return await SolveRepository(conn, owner=solve.user_id).abandon(solve.id, reason)
 
 
 async def cancel_owner_solves(conn: Connection, user_id: uuid.UUID) -> None:
@@ -121,10 +202,11 @@ class SolveRepository:
         return int(row["n"]) if row else 0
 
     async def scenario_to_solve(self, scenario_id: uuid.UUID) -> tuple[int, bytes]:
-        """(version, request JSON) of the scenario, locked against a concurrent edit until commit."""
+        """(version, request JSON) of the scenario. Nothing is locked: `queue()` takes the snapshot only
+        if the version is still this one."""
         row = await self._fetchrow(
             "SELECT version, convert_to(COALESCE(request, original_request)::text, 'UTF8') AS document "
-            "FROM scenarios WHERE user_id = $1 AND id = $2 FOR SHARE",
+            "FROM scenarios WHERE user_id = $1 AND id = $2",
             scenario_id,
         )
         if row is None:
@@ -133,8 +215,9 @@ class SolveRepository:
 
     async def queue(
         self, scenario_id: uuid.UUID, version: int, *, time_limit_s: int, seed: int
-    ) -> SolutionRecord:
-        """A pending solution holding a snapshot of the scenario's request at `version`."""
+    ) -> SolutionRecord | None:
+        """A pending solution holding a snapshot of the scenario's request at `version`; None when the
+        scenario has been edited since (NotFound when it is gone)."""
         row = await self._fetchrow(
             f"""
             INSERT INTO solutions (id, user_id, scenario_id, status, request, scenario_version, time_limit_s, seed)
@@ -149,7 +232,9 @@ class SolveRepository:
             version,
         )
         if row is None:
-            raise NotFound()  # the scenario went away (it was locked, so it did not change)
+            if await self._fetchrow("SELECT 1 FROM scenarios WHERE user_id = $1 AND id = $2", scenario_id):
+                return None
+            raise NotFound()
         return SolutionRecord(*row)
 
     async def cancel(self, solution_id: uuid.UUID) -> SolutionRecord:
@@ -196,9 +281,11 @@ class SolveRepository:
 
     # -- the worker ---------------------------------------------------------------------------
 
-    async def start(self, solution_id: uuid.UUID) -> StartedSolve | None:
-        """Mark the solve running (again, after an interrupted attempt); None when there is nothing to
-        do: the solution was deleted, cancelled, or finished already."""
+    async def start(self, solution_id: uuid.UUID) -> StartedSolve | NotStarted:
+        """Mark the solve running (again, after an interrupted run), or say why there is nothing to
+        run. A solve cancelled while no worker ran it (queued behind busy workers, or its worker
+        died) is finished here: `failed`, as a cancel before any solution is — a run's best so far
+        lives in its worker's memory only, and that worker is gone."""
         row = await self._fetchrow(
             """
             UPDATE solutions SET status = 'running', attempts = attempts + 1, started_at = now(),
@@ -210,7 +297,7 @@ class SolveRepository:
             solution_id,
         )
         if row is None:
-            return None
+            return await self._not_started(solution_id)
         await announce(self._conn, solution_id, StreamState("running", row["progress_seq"], None, None))
         return StartedSolve(
             document=bytes(row["document"]),
@@ -220,13 +307,50 @@ class SolveRepository:
             attempts=row["attempts"],
         )
 
-    async def report(self, solution_id: uuid.UUID, progress: dict[str, Any]) -> bool | None:
-        """Store and announce progress; True when a cancel was requested, None when the solve is no
-        longer running (deleted, or ended elsewhere)."""
+    async def _not_started(self, solution_id: uuid.UUID) -> NotStarted:
+        if await self.abandon(solution_id, CANCELLED_EARLY, cancelled_only=True):
+            return NotStarted("cancelled", "failed")
+        row = await self._fetchrow("SELECT status FROM solutions WHERE user_id = $1 AND id = $2", solution_id)
+        if row is None:
+            return NotStarted("gone")
+        return NotStarted("finished", row["status"])
+
+    async def abandon(self, solution_id: uuid.UUID, reason: str, *, cancelled_only: bool = False) -> bool:
+        """End a pending or running solve that no run will finish: `failed` with `reason`. False when
+        it was not active (or, with `cancelled_only`, not cancelled)."""
         row = await self._fetchrow(
-            "UPDATE solutions SET progress = $3::jsonb, progress_seq = progress_seq + 1 "
-            "WHERE user_id = $1 AND id = $2 AND status = 'running' RETURNING cancel_requested, progress_seq",
+            """
+            UPDATE solutions SET status = 'failed', reason = $3, finished_at = now(),
+                progress_seq = progress_seq + 1, version = version + 1, updated_at = now()
+            WHERE user_id = $1 AND id = $2 AND status IN ('pending', 'running') AND (cancel_requested OR NOT $4)
+            RETURNING progress_seq
+            """,
             solution_id,
+            reason,
+            cancelled_only,
+        )
+        if row is None:
+            return False
+        await announce(self._conn, solution_id, StreamState("failed", row["progress_seq"], None, reason))
+        return True
+
+    async def run_state(self, solution_id: uuid.UUID) -> tuple[str, int] | None:
+        """(status, attempts) of the solve, None when it is gone: what became of a run whose writes
+        were refused."""
+        row = await self._fetchrow(
+            "SELECT status, attempts FROM solutions WHERE user_id = $1 AND id = $2", solution_id
+        )
+        return None if row is None else (row["status"], row["attempts"])
+
+    async def report(self, solution_id: uuid.UUID, attempt: int, progress: dict[str, Any]) -> bool | None:
+        """Store and announce progress of run `attempt`; True when a cancel was requested, None when
+        that run may no longer write (the solve was deleted, ended, or started again elsewhere)."""
+        row = await self._fetchrow(
+            "UPDATE solutions SET progress = $4::jsonb, progress_seq = progress_seq + 1 "
+            "WHERE user_id = $1 AND id = $2 AND status = 'running' AND attempts = $3 "
+            "RETURNING cancel_requested, progress_seq",
+            solution_id,
+            attempt,
             _json(progress),
         )
         if row is None:
@@ -237,22 +361,24 @@ class SolveRepository:
     async def finish(
         self,
         solution_id: uuid.UUID,
+        attempt: int,
         status: str,
         *,
         payload: dict[str, Any] | None,
         reason: str | None,
         progress: dict[str, Any] | None,
     ) -> bool:
-        """The final state; False when the solve was no longer running here (deleted meanwhile)."""
+        """The final state of run `attempt`; False when that run may no longer write (see report)."""
         row = await self._fetchrow(
             """
-            UPDATE solutions SET status = $3, payload = $4::jsonb, reason = $5,
-                progress = COALESCE($6::jsonb, progress), progress_seq = progress_seq + 1,
+            UPDATE solutions SET status = $4, payload = $5::jsonb, reason = $6,
+                progress = COALESCE($7::jsonb, progress), progress_seq = progress_seq + 1,
                 finished_at = now(), version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND status = 'running'
+            WHERE user_id = $1 AND id = $2 AND status = 'running' AND attempts = $3
             RETURNING progress_seq, progress::text AS progress
             """,
             solution_id,
+            attempt,
             status,
             _json(payload),
             reason,
@@ -264,13 +390,17 @@ class SolveRepository:
         await announce(self._conn, solution_id, StreamState(status, row["progress_seq"], final, reason))
         return True
 
-    async def requeue(self, solution_id: uuid.UUID) -> None:
-        """Back to pending (a worker shutting down hands the solve back to the queue)."""
+    async def requeue(self, solution_id: uuid.UUID, attempt: int) -> bool:
+        """Back to pending (a worker shutting down hands run `attempt` back to the queue); False when
+        that run no longer holds the solve."""
         row = await self._fetchrow(
             "UPDATE solutions SET status = 'pending', progress = NULL, progress_seq = progress_seq + 1, "
             "version = version + 1, updated_at = now() "
-            "WHERE user_id = $1 AND id = $2 AND status = 'running' RETURNING progress_seq",
+            "WHERE user_id = $1 AND id = $2 AND status = 'running' AND attempts = $3 RETURNING progress_seq",
             solution_id,
+            attempt,
         )
-        if row is not None:
-            await announce(self._conn, solution_id, StreamState("pending", row["progress_seq"], None, None))
+        if row is None:
+            return False
+        await announce(self._conn, solution_id, StreamState("pending", row["progress_seq"], None, None))
+        return True

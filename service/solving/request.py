@@ -1,14 +1,19 @@
-"""The solvable request of contract §7 and its validation into JSON-pointer errors.
+"""The solvable request and its validation into JSON-pointer errors.
 
 Field-level rules are pydantic constraints; the rules that span fields (unique ids, depot
 references, one location kind, one load dimension count) run once the fields are valid, so a
 client sees the field errors first. No message repeats an input value: documents may be huge.
+
+Refusing must not cost more than accepting: a client reads at most MAX_ERRORS errors, so no check
+finds more. The matrices (4 million cells at 2,000 stops) are checked whole-array first (one pass
+over the cell types, then numpy), and cells are visited one by one only to name the first
+MAX_ERRORS bad ones; the lists of depots and vehicle types are bounded like the stops.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal, Self, TypedDict
 
 import numpy as np
@@ -24,7 +29,9 @@ from pydantic import (
     PlainValidator,
     Strict,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
+    WrapValidator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -37,6 +44,8 @@ MAX_INT = 2**31 - 1
 MAX_COORDINATE = 1e9
 # A broken 2,001² matrix could produce millions of errors; the first ones are what a client needs.
 MAX_ERRORS = 50
+# Load dimensions of a demand or a capacity (PyVRP takes any number; real fleets use a few).
+MAX_LOAD_DIMENSIONS = 64
 
 Amount = Annotated[int, Strict(), Field(ge=0, le=MAX_INT)]
 Latitude = Annotated[float, Strict(), Field(ge=-90, le=90, allow_inf_nan=False)]
@@ -88,54 +97,113 @@ def _one_dimension(value: object) -> object:
 TimeWindow = Annotated[tuple[Amount, Amount], AfterValidator(_ordered_window)]
 Load = Annotated[
     list[Amount],
-    Field(min_length=1),
+    Field(min_length=1, max_length=MAX_LOAD_DIMENSIONS),
     BeforeValidator(_one_dimension, json_schema_input_type=Amount | list[Amount]),
 ]
+
+
+def _first(issues: Iterator[InitErrorDetails]) -> list[InitErrorDetails]:
+    return list(itertools.islice(issues, MAX_ERRORS))
+
+
+_FIRST_CHUNK = 16
+
+
+def _items_until_max_errors(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate a list's items in growing chunks, and stop once MAX_ERRORS errors are found.
+
+    pydantic finds every error of a list before it reports any: 2,000 stops with a few bad members
+    each were tens of thousands of error objects, most of them thrown away. A valid list costs a
+    handful of extra calls (chunks of 16, 32, 64, ... items).
+    """
+    if not isinstance(value, list) or len(value) <= _FIRST_CHUNK:
+        return handler(value)
+    items: list[Any] = []
+    issues: list[InitErrorDetails] = []
+    start, size = 0, _FIRST_CHUNK
+    while start < len(value) and len(issues) < MAX_ERRORS:
+        try:
+            items += handler(value[start : start + size])
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False, include_input=False):
+                index, *rest = error["loc"] or (0,)
+                loc = (index + start if isinstance(index, int) else index, *rest)
+                issues.append(_issue(loc, error["type"], error["msg"]))
+        start, size = start + size, size * 2
+    _raise_issues("list", issues)
+    return items
+
+
+def _out_of_range(cell: int) -> InitErrorDetails | None:
+    if 0 <= cell <= MAX_INT:
+        return None
+    return {
+        "type": PydanticCustomError(
+            "greater_than_equal" if cell < 0 else "less_than_equal", f"must be in 0..{MAX_INT}"
+        ),
+        "loc": (),
+        "input": None,
+    }
 
 
 def _matrix(value: object) -> IntMatrix:
     """A square matrix of bounded non-negative ints with a zero diagonal, as int64.
 
     Checked with numpy rather than per element by pydantic: a 2,001² matrix is 4 million values,
-    and this takes two thirds of the time and none of pydantic's extra Python lists.
+    and this takes two thirds of the time and none of pydantic's extra Python lists. A bad matrix
+    is found by the same whole-matrix passes; only its first MAX_ERRORS bad cells are looked for.
     """
     if not isinstance(value, list):
         raise PydanticCustomError("list_type", "must be a list of rows")
     size = len(value)
-    issues = [
-        _issue((i,), "matrix_size", "must be a list with one entry per depot and stop")
-        for i, row in enumerate(value)
-        if not isinstance(row, list) or len(row) != size
-    ]
-    _raise_issues("Matrix", issues)
-    if set(map(type, itertools.chain.from_iterable(value))) - {int}:
-        issues = [
-            _issue((i, j), "int_type", "must be an integer")
+    _raise_issues(
+        "Matrix",
+        _first(
+            _issue((i,), "matrix_size", "must be a list with one entry per depot and stop")
             for i, row in enumerate(value)
-            for j, cell in enumerate(row)
-            if type(cell) is not int
-        ]
-        _raise_issues("Matrix", issues)
-    try:
-        matrix = np.array(value, dtype=np.int64).reshape(size, size)
-        in_range = matrix.min(initial=0) >= 0 and matrix.max(initial=0) <= MAX_INT
-    except OverflowError:  # beyond int64
-        in_range = False
-    if not in_range:
+            if not isinstance(row, list) or len(row) != size
+        ),
+    )
+    # One pass over every cell's type at C speed; a bool is an int to Python, not to a client.
+    if set(map(type, itertools.chain.from_iterable(value))) - {int}:
         _raise_issues(
             "Matrix",
-            [
-                _issue(
-                    (i, j),
-                    "greater_than_equal" if cell < 0 else "less_than_equal",
-                    f"must be in 0..{MAX_INT}",
-                )
+            _first(
+                _issue((i, j), "int_type", "must be an integer")
                 for i, row in enumerate(value)
                 for j, cell in enumerate(row)
-                if not 0 <= cell <= MAX_INT
-            ],
+                if type(cell) is not int
+            ),
         )
-    diagonal = np.flatnonzero(np.diagonal(matrix)).tolist()
+    try:
+        matrix = np.array(value, dtype=np.int64).reshape(size, size)
+    except OverflowError:  # beyond int64: name the first cells out of range, in order
+        _raise_issues(
+            "Matrix",
+            _first(
+                {**issue, "loc": (i, j)}
+                for i, row in enumerate(value)
+                for j, cell in enumerate(row)
+                if (issue := _out_of_range(cell)) is not None
+            ),
+        )
+        raise AssertionError("unreachable: a cell is out of range") from None
+    if size and (matrix.min() < 0 or matrix.max() > MAX_INT):
+        # Row by row, so that nothing the size of the matrix is made again, and only the first bad
+        # cells' indices ever are.
+        rows = np.flatnonzero((matrix.min(axis=1) < 0) | (matrix.max(axis=1) > MAX_INT))
+        cells = (
+            (int(i), int(j)) for i in rows for j in np.flatnonzero((matrix[i] < 0) | (matrix[i] > MAX_INT))
+        )
+        _raise_issues(
+            "Matrix",
+            _first(
+                {**issue, "loc": (i, j)}
+                for i, j in cells
+                if (issue := _out_of_range(int(matrix[i, j]))) is not None
+            ),
+        )
+    diagonal = np.flatnonzero(np.diagonal(matrix))[:MAX_ERRORS].tolist()
     _raise_issues(
         "Matrix", [_issue((i, i), "matrix_diagonal", "must be 0 (a place to itself)") for i in diagonal]
     )
@@ -166,10 +234,10 @@ class Location(_Strict):
         json_schema_extra={"oneOf": [{"required": ["lat", "lon"]}, {"required": ["x", "y"]}]}
     )
 
-    lat: Latitude | None = None
-    lon: Longitude | None = None
-    x: Coordinate | None = None
-    y: Coordinate | None = None
+    lat: Latitude | None = Field(default=None, description="WGS84 degrees.")
+    lon: Longitude | None = Field(default=None, description="WGS84 degrees.")
+    x: Coordinate | None = Field(default=None, description="Planar, in metres (benchmark instances).")
+    y: Coordinate | None = Field(default=None, description="Planar, in metres.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
@@ -184,50 +252,67 @@ class Location(_Strict):
         return "latlon" if self.lat is not None else "xy"
 
 
+_WINDOW = "`[earliest, latest]`, seconds from the start of the planning day, earliest <= latest"
+_ID = "Unique across depots, stops and vehicle types."
+
+
 class Depot(_Strict):
-    id: Id
+    id: Id = Field(description=_ID)
     location: Location
-    time_window: TimeWindow | None = None
+    time_window: TimeWindow | None = Field(default=None, description=f"When it is open: {_WINDOW}.")
 
 
 class Stop(_Strict):
-    id: Id
+    id: Id = Field(description=_ID)
     location: Location
-    demand: Load
-    service_duration: Amount = 0
-    time_window: TimeWindow | None = None
-    required: Annotated[bool, Strict()] = True
+    demand: Load = Field(
+        description="What is delivered: an integer, or a list of integers for several load dimensions "
+        "(as many as every vehicle type's `capacity`)."
+    )
+    service_duration: Amount = Field(default=0, description="Seconds spent at the stop.")
+    time_window: TimeWindow | None = Field(default=None, description=f"When service may begin: {_WINDOW}.")
+    required: Annotated[bool, Strict()] = Field(
+        default=True, description="An optional stop (false) is served only when worth its detour."
+    )
     prize: Amount = Field(default=0, description="Collected when an optional stop is served.")
 
 
 class VehicleType(_Strict):
-    id: Id
-    count: Annotated[int, Strict(), Field(ge=1, le=MAX_INT)]
-    capacity: Load
-    depot: Id
+    id: Id = Field(description=_ID)
+    count: Annotated[int, Strict(), Field(ge=1, le=MAX_INT)] = Field(description="Vehicles of this type.")
+    capacity: Load = Field(description="What one vehicle carries: like `demand`, per load dimension.")
+    depot: Id = Field(description="The id of the depot its routes start at.")
     end_depot: Id | None = Field(default=None, description="Where routes end; default `depot`.")
-    shift: TimeWindow | None = None
+    shift: TimeWindow | None = Field(default=None, description=f"When it may be on the road: {_WINDOW}.")
 
 
 class MatrixInput(_Strict):
-    distances: Matrix
-    durations: Matrix | None = Field(default=None, description="Default: the distances.")
+    """Travel between every pair of places, rows and columns in request order: depots, then stops."""
+
+    distances: Matrix = Field(description="Metres.")
+    durations: Matrix | None = Field(default=None, description="Seconds; default: the distances.")
 
 
-class Options(_Strict):
-    speed_kmh: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 40.0
+class RequestOptions(_Strict):
+    speed_kmh: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = Field(
+        default=40.0, description="Without a matrix, lat/lon durations are great-circle metres at this speed."
+    )
 
 
 class SolveRequest(_Strict):
-    """A routing problem PyVRP can solve (contract §7)."""
+    """A routing problem the solver takes: depots, stops to visit, vehicle types, and optionally the
+    travel matrix. Distances are metres; times and durations seconds from the start of the planning
+    day; all integers >= 0. Without a matrix, lat/lon places are great-circle metres apart (durations
+    at `options.speed_kmh`) and x/y places Euclidean (rounded; duration = distance). Objective: the
+    least total distance, every required stop visited once unless it cannot be feasibly served."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REQUEST]})
 
-    depots: Annotated[list[Depot], Field(min_length=1)]
-    stops: Annotated[list[Stop], Field(min_length=1)]
-    vehicle_types: Annotated[list[VehicleType], Field(min_length=1)]
+    depots: Annotated[list[Depot], Field(min_length=1), WrapValidator(_items_until_max_errors)]
+    stops: Annotated[list[Stop], Field(min_length=1), WrapValidator(_items_until_max_errors)]
+    vehicle_types: Annotated[list[VehicleType], Field(min_length=1), WrapValidator(_items_until_max_errors)]
     matrix: MatrixInput | None = None
-    options: Options = Options()
+    options: RequestOptions = RequestOptions()
 
     @model_validator(mode="wrap")
     @classmethod
@@ -254,7 +339,7 @@ class SolveRequest(_Strict):
     def _consistent(self) -> Self:
         _raise_issues(
             "SolveRequest",
-            [*self._id_issues(), *self._location_issues(), *self._dimension_issues()],
+            _first(itertools.chain(self._id_issues(), self._location_issues(), self._dimension_issues())),
         )
         return self
 
@@ -333,12 +418,21 @@ def _pointer(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_solve_request(document: object, *, max_stops: int) -> SolveRequest:
-    """Validate `document` as a solvable request, or raise `SolveRequestInvalid` (≤ MAX_ERRORS)."""
-    stops = document.get("stops") if isinstance(document, dict) else None
-    if isinstance(stops, list) and len(stops) > max_stops:
-        # Refused before anything else: validating an oversized request is the expensive part.
-        message = f"at most {max_stops} stops can be solved"
-        raise SolveRequestInvalid([{"pointer": "/stops", "msg": message, "type": "too_many_stops"}])
+    """Validate `document` as a solvable request, or raise `SolveRequestInvalid` (≤ MAX_ERRORS).
+
+    `max_stops` bounds the depots and the vehicle types too: each depot is a row and a column of
+    the matrices, and each list's items are errors waiting to be found.
+    """
+    if isinstance(document, dict):
+        for member in ("stops", "depots", "vehicle_types"):
+            items = document.get(member)
+            if isinstance(items, list) and len(items) > max_stops:
+                # Refused before anything else: validating an oversized request is the expensive part.
+                name = member.replace("_", " ")
+                message = f"at most {max_stops} {name} can be solved"
+                raise SolveRequestInvalid(
+                    [{"pointer": f"/{member}", "msg": message, "type": f"too_many_{member}"}]
+                )
     try:
         return SolveRequest.model_validate(document)
     except ValidationError as exc:

@@ -1,47 +1,36 @@
-"""/api/v1 solving (contract §7): queue a solve, cancel it, follow it as server-sent events.
+"""/api/v1 solving: queue a solve, cancel it, follow it as server-sent events.
 
-Like every planning route, each request is one transaction as the caller under row-level security,
-and another user's scenario or solution answers exactly as a missing one (404).
+Like every planning route, each request's work runs in transactions as the caller under row-level
+security, and another user's scenario or solution answers exactly as a missing one (404). Queueing
+a solve is the one route with two: the request's check (CPU) runs between them, with nothing held.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from service.db import Database
-from service.errors import AppError, Unauthorized, ValidationFailed
-from service.offload import Offload
+from service.errors import AppError, Conflict, NotFound, Unauthorized, ValidationFailed
 from service.openapi import problem_responses
 from service.planning.documents import json_model
 from service.planning.repository import SolutionRecord
 from service.planning.schemas import SolutionSummary
 from service.solving import tickets
+from service.solving.checks import SolveChecks
 from service.solving.events import EventHub, last_event_id, stream
-from service.solving.outcome import MAX_SEED
 from service.solving.queue import SolveJob, enqueue
-from service.solving.repository import SolveRepository
-from service.solving.request import SolveRequestInvalid, ValidationIssue, parse_solve_request
+from service.solving.repository import SolveRepository, StreamState
+from service.solving.request import ValidationIssue
+from service.solving.schemas import SolveOptions, TicketRead
+from service.streaming import event_stream
 from service.users.gate import CurrentUser, current_user
 
 PREFIX = "/api/v1"
-
-
-class SolveOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    time_limit_s: int = Field(10, ge=1, description="Solver time, seconds (1 – SOLVE_MAX_TIME_LIMIT_S)")
-    seed: int = Field(1, ge=0, le=MAX_SEED, description="The solver's random seed (same seed, same result)")
-
-
-class TicketRead(BaseModel):
-    ticket: str
-    expires_in: int
 
 
 class TooManySolves(AppError):
@@ -76,22 +65,16 @@ def _unsolvable(errors: list[ValidationIssue]) -> ValidationFailed:
     )
 
 
-def solve_errors(document: bytes, max_stops: int) -> list[ValidationIssue] | None:
-    """Why the request is not solvable, or None. Runs in the offload pool: validating 2,000 stops with
-    their matrix takes a fraction of a second of CPU that must not hold the event loop."""
-    try:
-        parse_solve_request(orjson.loads(document), max_stops=max_stops)
-    except SolveRequestInvalid as exc:
-        return exc.errors
-    return None
-
-
 def _db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
 router = APIRouter(prefix=PREFIX, tags=["solving"])
+
+# A scenario edited while its request was being checked is read and checked again, at most this
+# many times in all; then 409.
+_CHECK_ROUNDS = 3
 
 
 @router.post(
@@ -100,9 +83,20 @@ router = APIRouter(prefix=PREFIX, tags=["solving"])
     response_model=SolutionSummary,
     responses={
         202: {"description": "Queued; follow `Location` (GET) or its `/events`"},
-        **problem_responses(401, 404, 413, 415, 422, 429, 503),
+        **problem_responses(401, 404, 409, 413, 415, 422, 429, 503),
     },
     summary="Solve the scenario's current request (a pending solution, run by a worker)",
+    description=(
+        "Queues a solve of the scenario's current `request`, which must be a "
+        "[SolveRequest](#/components/schemas/SolveRequest) (else 422, with a JSON pointer into the request "
+        "per error, at most 50; nothing is queued). The new solution is `pending`; a worker runs it "
+        "(`running`, with `progress`) and ends it `succeeded`, `failed` (with a `reason`) or `cancelled`. "
+        "Its payload is then a [SolutionPayload](#/components/schemas/SolutionPayload): routes with "
+        "distances in metres and times in seconds from the start of the planning day. Follow it with a "
+        "GET of `Location` or its `/events`. 429 (with `Retry-After`) when the caller already has "
+        "SOLVE_MAX_ACTIVE_PER_USER solves pending or running; 409 when the scenario kept changing while "
+        "its request was being checked."
+    ),
     openapi_extra={
         "requestBody": {
             "required": False,
@@ -117,22 +111,37 @@ async def solve(
     request: Request,
     response: Response,
 ) -> SolutionRecord:
+    """Read, check, queue: the check (CPU) runs with no connection or lock held, between a short
+    transaction that reads the request and one that queues it if the scenario is still at the
+    version that was checked (else it is read and checked again)."""
     settings = request.app.state.settings
-    async with _db(request).as_user(principal.user_id) as conn:
-        repo = SolveRepository(conn, owner=principal.user_id)
-        await repo.serialize_queueing()
-        version, document = await repo.scenario_to_solve(scenario_id)
-        if await repo.active_solves() >= settings.solve_max_active_per_user:
-            raise TooManySolves(headers={"Retry-After": "5"})
-        offload: Offload = request.app.state.offload
-        errors = await offload.run(solve_errors, document, settings.solve_max_stops)
+    db = _db(request)
+    checks: SolveChecks = request.app.state.solve_checks
+    owner = principal.user_id
+    for _ in range(_CHECK_ROUNDS):
+        async with db.as_user(owner) as conn:
+            repo = SolveRepository(conn, owner=owner)
+            version, document = await repo.scenario_to_solve(scenario_id)
+            # Also before the check: a caller at the limit spends no CPU.
+            if await repo.active_solves() >= settings.solve_max_active_per_user:
+                raise TooManySolves(headers={"Retry-After": "5"})
+        errors = await checks.errors(owner, document, settings.solve_max_stops)
         if errors is not None:
             raise _unsolvable(errors)
         del document
-        record = await repo.queue(scenario_id, version, time_limit_s=options.time_limit_s, seed=options.seed)
-        await enqueue(conn, SolveJob(solution_id=record.id, user_id=principal.user_id))
-    response.headers["Location"] = f"{PREFIX}/solutions/{record.id}"
-    return record
+        async with db.as_user(owner) as conn:
+            repo = SolveRepository(conn, owner=owner)
+            await repo.serialize_queueing()
+            if await repo.active_solves() >= settings.solve_max_active_per_user:
+                raise TooManySolves(headers={"Retry-After": "5"})
+            record = await repo.queue(
+                scenario_id, version, time_limit_s=options.time_limit_s, seed=options.seed
+            )
+            if record is not None:
+                await enqueue(conn, SolveJob(solution_id=record.id, user_id=owner))
+                response.headers["Location"] = f"{PREFIX}/solutions/{record.id}"
+                return record
+    raise Conflict("The scenario changed while its request was being checked; try again.")
 
 
 @router.post(
@@ -185,7 +194,11 @@ async def _stream_owner(
     response_class=EventSourceResponse,
     responses={
         200: {
-            "description": "`progress` events (id = sequence) while it runs, then one `status` event",
+            "description": (
+                "`progress` events (id = sequence) while it runs, then one `status` event: the final "
+                "status (`succeeded`, `failed` with its `reason`, `cancelled`), or `deleted` when the "
+                "solution was deleted meanwhile (with its scenario, session or user, or alone)"
+            ),
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
         **problem_responses(401, 404, 503),
@@ -196,29 +209,45 @@ async def events(
     solution_id: uuid.UUID,
     request: Request,
     owner: Annotated[uuid.UUID, Depends(_stream_owner)],
-    last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description=(
+                "The `id` of the last event received, to resume after it (an EventSource sends it when "
+                "it reconnects). Only ASCII decimal digits up to 2147483647 name an event; any other "
+                "value is treated as absent, and the stream starts from the beginning."
+            ),
+        ),
+    ] = None,
 ) -> EventSourceResponse:
     db = _db(request)
     hub: EventHub = request.app.state.event_hub
+    resume_after = last_event_id(last_event)  # read now: nothing may fail once the response started
 
-    async def reread() -> Any:
+    async def read() -> StreamState:
         async with db.as_user(owner) as conn:
             return await SolveRepository(conn, owner=owner).stream_state(solution_id)
+
+    async def reread() -> StreamState | None:
+        try:
+            return await read()
+        except NotFound:
+            return None  # deleted since the stream started
 
     # Subscribe first, then read: an announcement committed in between is in the inbox.
     inbox = hub.open(solution_id)
     try:
-        first = await reread()  # 404 before any byte of the stream
+        first = await read()  # 404 before any byte of the stream
     except BaseException:
         hub.close(solution_id, inbox)
         raise
 
-    async def events_then_unsubscribe() -> Any:
+    async def events_then_unsubscribe() -> AsyncIterator[dict[str, Any]]:
         try:
-            async for event in stream(first, inbox, reread, last_event_id(last_event)):
+            async for event in stream(first, inbox, reread, resume_after):
                 yield event
         finally:
             hub.close(solution_id, inbox)
 
-    # ping: a comment every 15 s keeps proxies from closing an idle stream.
-    return EventSourceResponse(events_then_unsubscribe(), ping=15, headers={"Cache-Control": "no-store"})
+    return event_stream(events_then_unsubscribe(), f"event stream of solution {solution_id}")

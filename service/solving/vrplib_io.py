@@ -1,4 +1,4 @@
-"""VRPLIB benchmark instances as contract §7 requests with an explicit matrix.
+"""VRPLIB benchmark instances as solvable requests with an explicit matrix.
 
 `pyvrp.read` does the parsing and the scaling, so a request measures exactly what PyVRP's own
 benchmarks measure: "round" (CVRP, e.g. E-n22-k4) rounds Euclidean distances to the nearest

@@ -1,6 +1,6 @@
 """POST /api/v1/webhooks/{provider}: verify the raw bytes, parse, apply once.
 
-Statuses (contract §5): handled, duplicate or ignored → 204; bad, missing or stale signature →
+Statuses: handled, duplicate or ignored → 204; bad, missing or stale signature →
 401; malformed payload under a valid signature → 400; body over WEBHOOK_MAX_BODY_BYTES → 413 (the
 body limit middleware, before the body is buffered); the receiver's secret not configured, or a
 failure on our side → 503, so the provider keeps retrying and nothing is lost once we are fixed.

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from service.db import Database
 from service.solving.example import EXAMPLE_REQUEST
-from service.solving.repository import SolveRepository
+from service.solving.repository import SolveRepository, StartedSolve
 from tests.kit.waiting import eventually
 from tests.planning.conftest import Caller
 
@@ -130,9 +130,13 @@ async def test_every_solve_statement_names_its_owner(
         async with service_db.as_user(alice.user_id) as conn:
             repo = SolveRepository(conn, owner=alice.user_id)
             started = await repo.start(uuid.UUID(solution))
-            assert started is not None
-            await repo.report(uuid.UUID(solution), {"elapsed_s": 0.5, "iterations": 1})
-            await repo.finish(uuid.UUID(solution), "failed", payload=None, reason="test", progress=None)
+            assert isinstance(started, StartedSolve)
+            await repo.report(uuid.UUID(solution), started.attempts, {"elapsed_s": 0.5, "iterations": 1})
+            await repo.finish(
+                uuid.UUID(solution), started.attempts, "failed", payload=None, reason="test", progress=None
+            )
+            await repo.run_state(uuid.UUID(solution))
+            await repo.abandon(uuid.UUID(solution), "test")
         async with service_db.as_user(alice.user_id) as conn:
             await SolveRepository(conn, owner=alice.user_id).stream_state(uuid.UUID(solution))
     _assert_owned(sent)

@@ -1,7 +1,7 @@
 """An independent check of a solution payload against its request document and matrices.
 
 Deliberately shares no code with service.solving: it reads the raw request document (applying
-contract §7's defaults itself) and recomputes every figure from the matrices, so a defect in
+the documented defaults itself) and recomputes every figure from the matrices, so a defect in
 the solver's model of the problem cannot hide behind the same defect here.
 """
 

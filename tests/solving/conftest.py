@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from service.solving.request import parse_solve_request
 from service.solving.solver import solve
 from service.solving.vrplib_io import request_from_vrplib
 from tests.conftest import client_for
+from tests.kit.server import RunningServer, running_server
 from tests.kit.waiting import eventually
 from tests.kit.worker import SharedWorker, WorkerProcess
 from tests.planning.conftest import Caller, sign_in
@@ -140,3 +142,45 @@ async def until_status(
 
     await eventually(reached, timeout=timeout, every=0.1)
     return found
+
+
+# --- the app as production runs it: `python -m service` processes, for tests of streams and logs ---
+
+
+@pytest.fixture(scope="module")
+def two_servers(
+    migrated_url: str, data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningServer, RunningServer]]:
+    """Two `python -m service` processes on the test database (INFO logs as JSON, read by the tests),
+    for a whole module: its tests sign in as users of their own (`live_user`), so they never meet
+    another test's cached identity."""
+    env = {
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": migrated_url,
+        "AUTH_PROVIDERS": "dev",
+        "DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
+        "DB_POOL_SIZE": "2",
+    }
+    logs = tmp_path_factory.mktemp("servers")
+    with running_server(env, logs / "a.log") as a, running_server(env, logs / "b.log") as b:
+        yield a, b
+
+
+async def live_user(server: RunningServer, http: httpx.AsyncClient) -> dict[str, str]:
+    """The Authorization header of a new dev user, minted by `server` (loopback only)."""
+    minted = await http.post(server.url("/dev/token"), json={"email": f"{uuid.uuid4().hex}@example.com"})
+    assert minted.status_code == 200, minted.text
+    return {"Authorization": f"Bearer {minted.json()['access_token']}"}
+
+
+def tracebacks(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The log records that carry a traceback (an `exc` member, or a raw line of one)."""
+    return [
+        record
+        for record in records
+        if "exc" in record
+        or "Traceback" in str(record.get("raw", ""))
+        or "Traceback" in str(record.get("msg", ""))
+    ]

@@ -1,4 +1,4 @@
-// How numbers from a §7 request or payload read on the page. Times are seconds from the start of
+// How numbers from a solvable request or its payload read on the page. Times are seconds from the start of
 // the planning day; distances are metres for lat/lon requests and plain units for x/y benchmarks.
 
 const pad = (n) => String(n).padStart(2, '0');

@@ -1,4 +1,4 @@
-// Draws a §7 request (and, once solved, its payload) into the inline <svg id="plan">.
+// Draws a solvable request (and, once solved, its payload) into the inline <svg id="plan">.
 
 import { formatClock, formatDistance, formatDuration, formatLoad, formatWindow } from './format.js';
 
