@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -72,6 +74,13 @@ def identity_for(db: Database, settings: Settings) -> IdentityService:
 _startup_frozen = False
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default verifying context, built once per process: reading the CA bundle is a fifth
+    of an app's start-up, and every app of the process trusts the same roots."""
+    return httpx.create_ssl_context()
+
+
 def _freeze_startup_objects() -> None:
     """The ~130,000 objects of start-up never die; without this, each full collection walks them all
     (the event loop stopped meanwhile). Frozen, collections skip them. Once per process: a process
@@ -88,7 +97,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     db = Database.from_settings(settings)
     # JWKS fetches: bounded, never following redirects (a redirect is not the provider's key set).
-    http = httpx.AsyncClient(follow_redirects=False, timeout=settings.jwks_http_timeout)
+    http = httpx.AsyncClient(
+        follow_redirects=False, timeout=settings.jwks_http_timeout, verify=_tls_context()
+    )
     verifier = providers.build_verifier(settings, http)
     identity = identity_for(db, settings)
     direct_url = settings.direct_database_url

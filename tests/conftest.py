@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from _pytest.nodeid import NodeId
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -95,20 +96,37 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput[_WORKER_DATABASE] = server.clone(node.workerinput["workerid"])
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # schemathesis names one item per operation (`test…[GET /health]`), but pytest 9 builds a node
-    # id from the function's original name and a callspec, which its items lack: all 28 share one
-    # id, and xdist, which schedules by id, would run one operation of 28. Each gets its name's id
-    # (pytest's own fallback for an item without a callspec).
+    # pytest 9.2 builds a node id from the function's original name and its callspec. schemathesis'
+    # items (`test…[GET /health]`, one per operation) have no callspec, so all 28 got one id, and
+    # xdist, which schedules by id, ran one operation of 28. Each gets its own name's id.
     ids = Counter(item.nodeid for item in items)
     for item in items:
         if ids[item.nodeid] > 1 and item.parent is not None:
             item._id = item.parent.id.child(item.name)  # type: ignore[attr-defined]
-    # Tests marked serial share one xdist group, so under --dist loadgroup they run one after
-    # another on one worker, never beside each other.
+    # Tests marked serial share one xdist group: under --dist loadgroup they run one after another
+    # on one worker, never beside each other.
     for item in items:
         if item.get_closest_marker("serial") and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group("serial"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """xdist's loadgroup, through the attribute pytest 9.2 reads. xdist appends `@<group>` to
+    `item._nodeid` when it collects, but pytest 9.2 no longer builds the id from it, so every group
+    was silently spread over every worker (two browsers, two outage servers). Here, before an xdist
+    worker reports its collection, each grouped item's id carries its group as xdist means it to."""
+    if not _is_xdist_worker(session.config) or not session.config.getvalue("loadgroup"):
+        return
+    for item in session.items:
+        marks = item.iter_markers("xdist_group")
+        groups = sorted(
+            {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default")) for mark in marks}
+        )
+        if groups and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -249,11 +267,43 @@ async def service_db(app_database_url: str) -> AsyncIterator[Database]:
     await db.close()
 
 
+# Empties the tables in one statement. A login role that row-level security does not bind (a
+# superuser: the embedded run and the PostgreSQL 15 run) deletes every row, children first, which
+# costs almost nothing on the few rows a test leaves. One that it binds (the non-superuser owner
+# run: FORCEd policies would hide the rows from DELETE) truncates instead, and only the tables
+# written since their last TRUNCATE: such a table has no page at all (TRUNCATE gives it a new, empty
+# file), which its size shows without reading a row.
+_EMPTY_TABLES = """
+DO $$
+DECLARE
+    tables text[] := string_to_array('{tables}', ',');
+    name text;
+    written text;
+BEGIN
+    IF (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user) THEN
+        FOREACH name IN ARRAY tables LOOP
+            EXECUTE 'DELETE FROM ' || quote_ident(name);
+        END LOOP;
+    ELSE
+        SELECT string_agg(quote_ident(relname), ', ') INTO written
+        FROM pg_class
+        WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'
+          AND relname = ANY(tables) AND pg_relation_size(oid) > 0;
+        IF written IS NOT NULL THEN
+            EXECUTE 'TRUNCATE ' || written || ' CASCADE';
+        END IF;
+    END IF;
+END $$
+"""
+
+
 async def truncate_all(admin_db: SqlAdmin) -> None:
-    # The queue's own tables too: a job left by one test must not reach the next one's worker.
-    tables = ", ".join([*(table.name for table in metadata.sorted_tables), "pgqueuer", "pgqueuer_log"])
+    """Every table empty (children first, for the DELETEs). The queue's own tables too: a job left
+    by one test must not reach the next one's worker."""
+    children_first = [table.name for table in reversed(metadata.sorted_tables)]
+    tables = ",".join([*children_first, "pgqueuer", "pgqueuer_log"])
     async with admin_db.transaction() as session:
-        await session.execute(text(f"TRUNCATE {tables} CASCADE"))
+        await session.execute(text(_EMPTY_TABLES.format(tables=tables)))
 
 
 @pytest.fixture

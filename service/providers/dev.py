@@ -136,14 +136,24 @@ def _create_key_file(path: Path) -> None:
     logger.info("generated the development issuer key at %s", path)
 
 
+# Keys already loaded, by the file's identity: loading checks the RSA key, which is most of an app's
+# start-up, and an app reads the same file twice (the issuer's routes and its token profile).
+_LOADED: dict[tuple[Path, int, int, int], rsa.RSAPrivateKey] = {}
+
+
 def _load_key(path: Path) -> rsa.RSAPrivateKey:
-    if path.stat().st_mode & 0o077:
+    stat = path.stat()
+    if stat.st_mode & 0o077:
         # A key others can read would let them mint tokens; tighten rather than refuse.
         path.chmod(0o600)
         logger.warning("tightened permissions of %s to 0600", path)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < KEY_BITS:
-        raise ValueError(f"{path} does not hold an RSA key of at least {KEY_BITS} bits")
+    identity = (path.resolve(), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    key = _LOADED.get(identity)
+    if key is None:
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, rsa.RSAPrivateKey) or loaded.key_size < KEY_BITS:
+            raise ValueError(f"{path} does not hold an RSA key of at least {KEY_BITS} bits")
+        key = _LOADED[identity] = loaded
     return key
 
 

@@ -30,6 +30,23 @@ REMOVE: Any = _Remove()
 Kind = Literal["clerk", "supabase", "workos"]
 
 
+# RSA keys take ~30 ms of CPU each to generate, and the suite asks for hundreds. They are drawn from
+# a pool generated on first use, in turn: consecutive draws never repeat a key within _RSA_POOL draws,
+# so every key a test asks for differs from the others it holds (a test needs a handful).
+_RSA_POOL = 48
+_rsa_pools: dict[int, list[rsa.RSAPrivateKey]] = {}
+_rsa_draws: dict[int, int] = {}
+
+
+def _rsa_key(bits: int) -> rsa.RSAPrivateKey:
+    pool = _rsa_pools.setdefault(bits, [])
+    draw = _rsa_draws.get(bits, 0)
+    _rsa_draws[bits] = draw + 1
+    if draw < _RSA_POOL:
+        pool.append(rsa.generate_private_key(public_exponent=65537, key_size=bits))
+    return pool[draw % _RSA_POOL]
+
+
 @dataclass(frozen=True)
 class SigningKey:
     """A private key with its kid and algorithm; `public_jwk()` is what the JWKS serves."""
@@ -42,7 +59,7 @@ class SigningKey:
     def generate(cls, alg: str = "RS256", *, kid: str | None = None, bits: int = 2048) -> SigningKey:
         private: Any
         if alg.startswith(("RS", "PS")):
-            private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+            private = _rsa_key(bits)
         elif alg == "ES256":
             private = ec.generate_private_key(ec.SECP256R1())
         elif alg == "ES384":

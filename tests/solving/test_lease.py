@@ -27,7 +27,7 @@ from service.solving.outcome import CANCELLED_EARLY
 from service.solving.repository import LOST, end_stranded, stranded_solves
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.waiting import eventually
-from tests.kit.worker import WorkerProcess, solve_worker
+from tests.kit.worker import SharedWorker, WorkerProcess, solve_worker
 from tests.planning.conftest import Caller
 from tests.solving.conftest import benchmark_request, new_scenario, solution, until_status
 
@@ -71,8 +71,10 @@ Workers = Callable[[str], AbstractAsyncContextManager[WorkerProcess]]
 
 
 @pytest.fixture
-def workers(migrated_url: str, tmp_path: Path) -> Workers:
-    """`async with workers("a") as a:` — a one-slot worker with a 2 s lease, stopped at the block's end."""
+async def workers(migrated_url: str, tmp_path: Path, shared_worker: SharedWorker) -> Workers:
+    """`async with workers("a") as a:` — a one-slot worker with a 2 s lease, stopped at the block's end.
+    These tests count the workers' connections: this process's shared worker is stopped first."""
+    await shared_worker.close()
 
     def start(name: str) -> AbstractAsyncContextManager[WorkerProcess]:
         return solve_worker(migrated_url, tmp_path / name, slots=1, heartbeat_timeout_s=LEASE_S)
