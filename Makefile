@@ -26,8 +26,10 @@ demo: $(STAMP)
 	$(BIN)/python -m scripts.demo
 
 # TEST_DATABASE_URL names a server to test against; unset, the suite starts an embedded one.
-# One test process per core (pytest-xdist); ARGS come last, so `ARGS="-n 0 tests/x.py"` overrides.
-PYTEST_PARALLEL ?= -n auto --dist loadgroup
+# Test processes (pytest-xdist): one per core and one more, as a third of the suite's time is spent
+# waiting on other processes (solves, servers, workers). ARGS come last: `ARGS="-n 0 tests/x.py"`.
+TEST_PROCESSES ?= $(shell echo $$(( $$(nproc) + 1 )))
+PYTEST_PARALLEL ?= -n $(TEST_PROCESSES) --dist loadgroup
 test: $(STAMP)
 	env -u DATABASE_URL $(BIN)/python -m pytest $(PYTEST_PARALLEL) -rfE $(ARGS)
 
