@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import service.tables  # noqa: F401  (registers every table on the metadata)
 from service.config import get_settings
-from service.db import metadata
+from service.core.db import metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -40,7 +40,7 @@ from scripts.benchlib import (
     rss_bytes,
     uvicorn_server,
 )
-from service.db import asyncpg_connect_args
+from service.core.db import asyncpg_connect_args
 
 STOPS = 2_000
 ROUNDS = 5

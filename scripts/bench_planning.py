@@ -55,7 +55,7 @@ from scripts.benchlib import (
     median,
     uvicorn_server,
 )
-from service.db import asyncpg_connect_args
+from service.core.db import asyncpg_connect_args
 
 ROUNDS = 5
 SECONDS = 3.0

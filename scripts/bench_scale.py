@@ -58,8 +58,8 @@ from scripts.benchlib import (
     read_response,
     uvicorn_server,
 )
-from service.db import Connection, Database, asyncpg_connect_args, new_id
-from service.pagination import decode_cursor
+from service.core.db import Connection, Database, asyncpg_connect_args, new_id
+from service.core.pagination import decode_cursor
 from service.planning.repository import PlanningRepository
 
 API = "/api/v1"

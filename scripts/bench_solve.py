@@ -4,7 +4,7 @@ Two instances, the same seed and the same time limit (--time-limit, default 5 s)
 RC208 (Solomon VRPTW, 100 stops, explicit matrix, `request_from_vrplib(..., round_func="dimacs")`)
 and `synthetic_request(1000)` (1,000 lat/lon stops, great-circle matrix built by the solver).
 
-  (a)  direct  `service.solving.solver.solve()` in a separate, warmed-up process (a spawned
+  (a)  direct  `service.solver.solver.solve()` in a separate, warmed-up process (a spawned
                ProcessPoolExecutor): the service's own clock (it starts before the matrices and
                PyVRP's set-up), without queue, database, HTTP or progress reporting;
   (a') pyvrp   plain `pyvrp.solve(data, MaxRuntime(T), seed)` in that process: PyVRP's own clock,
@@ -95,7 +95,7 @@ from scripts.benchlib import (
     percentile,
     uvicorn_server,
 )
-from service.db import asyncpg_connect_args
+from service.core.db import asyncpg_connect_args
 
 ROUNDS = 3
 TIME_LIMIT_S = 5
@@ -140,7 +140,7 @@ def _warm() -> None:
     """Run once in the direct process: the imports fall before the first measurement."""
     import pyvrp  # noqa: F401
 
-    import service.solving.solver  # noqa: F401
+    import service.solver.solver  # noqa: F401
 
 
 def direct_solve(
@@ -151,10 +151,10 @@ def direct_solve(
     import pyvrp
     from pyvrp.stop import MaxIterations, MaxRuntime
 
-    from service.solving.matrix import build_matrices
-    from service.solving.problem import build_problem
-    from service.solving.request import parse_solve_request
-    from service.solving.solver import solve
+    from service.solver.matrix import build_matrices
+    from service.solver.problem import build_problem
+    from service.solver.request import parse_solve_request
+    from service.solver.solver import solve
 
     started, cpu = time.perf_counter(), time.process_time()
     request = parse_solve_request(orjson.loads(document), max_stops=1_000_000)
@@ -463,8 +463,8 @@ class Results:
 
 
 def instances() -> dict[str, dict[str, Any]]:
-    from service.solving.measure import synthetic_request
-    from service.solving.vrplib_io import request_from_vrplib
+    from tests.kit.instances import synthetic_request
+    from tests.kit.vrplib_io import request_from_vrplib
 
     return {
         "RC208": request_from_vrplib(RC208, round_func="dimacs"),
@@ -475,7 +475,7 @@ def instances() -> dict[str, dict[str, Any]]:
 async def measure(
     args: argparse.Namespace, port: int, auth: dict[str, str], url: str, worker_pid: int
 ) -> Results:
-    from service.solving.example import EXAMPLE_REQUEST
+    from service.solver.example import EXAMPLE_REQUEST
 
     loop = asyncio.get_running_loop()
     db = await asyncpg.connect(**asyncpg_connect_args(url))
@@ -537,7 +537,7 @@ def check_documents() -> dict[str, bytes]:
     """A valid 2,000-stop request with its distance matrix, and two of the same size that are not:
     every matrix cell a float, every cell negative; and A's invalid one (an unknown depot, found
     only once everything else was checked)."""
-    from service.solving.measure import synthetic_request
+    from tests.kit.instances import synthetic_request
 
     valid = synthetic_request(CHECK_STOPS, explicit_matrix=True)
     distances = valid["matrix"]["distances"]
@@ -556,7 +556,7 @@ def check_documents() -> dict[str, bytes]:
 def check_in_process(document: bytes) -> tuple[float, int, int]:
     """(seconds, peak RSS growth in bytes, errors) of checking `document` as a solve request; run in
     a fresh process each time, so the peak is this check's own."""
-    from service.solving.request import SolveRequestInvalid, parse_solve_request
+    from service.solver.request import SolveRequestInvalid, parse_solve_request
 
     # VmHWM, not getrusage's ru_maxrss: Linux carries the parent's peak across the spawn's exec.
     before = peak_rss_bytes(os.getpid())
@@ -613,7 +613,7 @@ async def measure_checks(
             if created.status_code != 201:
                 raise BenchFailed(f"scenario {name} answered {created.status_code}: {created.text[:300]}")
             scenarios[name] = created.json()["id"]
-        from service.solving.measure import synthetic_request
+        from tests.kit.instances import synthetic_request
 
         small = (
             await b.call(
@@ -838,7 +838,7 @@ def main() -> int:
         parser.error("--sections: checks and/or solve")
 
     from service.providers.dev import DevIssuer
-    from service.solving.measure import measure_matrix_build
+    from tests.kit.instances import measure_matrix_build
 
     matrix_s = measure_matrix_build(MATRIX_STOPS) if "solve" in sections else 0.0
     app = "service.main:app"

@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 import httpx
 import uvloop
 
-from service.devdb import ensure_database, start_embedded
-from service.migrations import upgrade
+from service.core.migrations import upgrade
+from service.dev.devdb import ensure_database, start_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def bench_database() -> Iterator[str]:
         from sqlalchemy.engine import make_url
 
         from service.config import Settings
-        from service.devdb import drop_database
+        from service.dev.devdb import drop_database
 
         normalized = Settings(_env_file=None, environment="test", database_url=base).database_url
         url = make_url(str(normalized)).set(database=name).render_as_string(hide_password=False)
@@ -75,7 +75,7 @@ def bench_databases(*labels: str) -> Iterator[list[str]]:
         from sqlalchemy.engine import make_url
 
         from service.config import Settings
-        from service.devdb import drop_database
+        from service.dev.devdb import drop_database
 
         normalized = Settings(_env_file=None, environment="test", database_url=base).database_url
         urls = [

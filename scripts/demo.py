@@ -15,14 +15,15 @@ from pydantic import ValidationError
 
 from scripts.devenv import database_url
 from service.config import Settings, get_settings
-from service.db import Database
+from service.core.db import Database
+from service.core.migrations import upgrade
 from service.dev.routes import PLAYGROUND, DevTokenCreate, dev_subject, mint_dev_token
 from service.main import identity_for
-from service.migrations import upgrade
 from service.planning.repository import PlanningRepository
 from service.providers.dev import DevIssuer
-from service.solving.outcome import Progress
-from service.solving.process import run_solve
+from service.solver.outcome import Progress
+from service.solver.process import run_solve
+from service.solving.repository import SolutionRepository
 
 EMAIL = "demo@routebook.dev"
 SESSION = "Demo: deliveries"
@@ -67,7 +68,7 @@ async def seed(settings: Settings, url: str) -> str:
                 raise SystemExit(f"the demo solve failed: {outcome.reason}")
             payload = {**outcome.payload, "scenario_version": "1"}
             body = orjson.dumps({"status": "succeeded", "payload": payload})
-            await repo.create_solution(scenarios[0].id, "succeeded", body)
+            await SolutionRepository(conn, owner=user.id).create(scenarios[0].id, "succeeded", body)
             return str(session.id)
     finally:
         await db.close()

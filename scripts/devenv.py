@@ -6,7 +6,7 @@ import asyncio
 import os
 
 from service.config import Settings
-from service.devdb import EmbeddedPostgres, ensure_database, start_embedded
+from service.dev.devdb import EmbeddedPostgres, ensure_database, start_embedded
 
 DEV_DATABASE = "routebook"
 

@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from scripts.devenv import database_url
 from service.config import get_settings
-from service.migrations import upgrade
-from service.observability import configure_logging
-from service.server import serve
+from service.core.migrations import upgrade
+from service.core.observability import configure_logging
+from service.core.server import serve
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from service.solving.process import start_fork_server
+    from service.solver.process import start_fork_server
 
     start_fork_server()
 
@@ -22,7 +22,7 @@ def main() -> None:
 
     from scripts.devenv import database_url
     from service.config import get_settings
-    from service.observability import configure_logging
+    from service.core.observability import configure_logging
     from service.solving.worker import serve
 
     try:

@@ -12,8 +12,8 @@ import sys
 from pydantic import ValidationError
 
 from service.config import get_settings
-from service.observability import configure_logging
-from service.server import serve
+from service.core.observability import configure_logging
+from service.core.server import serve
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -74,7 +74,7 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     webhook_max_body_bytes: int = Field(1 * MIB, gt=0)
     # Request bodies up to this size are parsed on the event loop; larger ones (scenario requests,
     # solution payloads of megabytes) in JSON_PARSE_WORKERS worker processes, so that one big body
-    # never stalls the other requests (service/planning/documents.py).
+    # never stalls the other requests (service/core/bodies.py).
     json_inline_max_bytes: int = Field(1 * MIB, ge=0)
     json_parse_workers: int = Field(1, ge=1)
     # Writes of such bodies at once per process; the others wait their turn, at most
@@ -113,7 +113,7 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
-    # The server (`python -m service`, service/server.py): every wait and every count is bounded.
+    # The server (`python -m service`, service/core/server.py): every wait and every count is bounded.
     web_concurrency: int = Field(1, ge=1)  # worker processes, each with its own pools
     timeout_keep_alive: int = Field(5, ge=1)  # an idle keep-alive connection is closed after this
     # From a connection's opening (or a request's first byte) to its headers' end; then it is closed.

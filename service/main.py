@@ -16,25 +16,25 @@ from fastapi import APIRouter, FastAPI
 
 from service import providers
 from service.config import Settings, get_settings
-from service.cors import LoggedCORSMiddleware
-from service.db import Database
+from service.core.cors import LoggedCORSMiddleware
+from service.core.db import Database
+from service.core.docs import install_docs
+from service.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.core.notify import Listener, Subscription
+from service.core.observability import configure_logging
+from service.core.offload import Offload
+from service.core.openapi import install_openapi
+from service.core.probes import router as probes_router
+from service.core.problems import install_problem_handlers
 from service.dev.routes import mount_playground
 from service.dev.routes import router as dev_router
-from service.docs import install_docs
-from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from service.notify import Listener, Subscription
-from service.observability import configure_logging
-from service.offload import Offload
-from service.openapi import install_openapi
 from service.planning.repository import erase_owner
 from service.planning.routes import router as planning_router
-from service.probes import router as probes_router
-from service.problems import install_problem_handlers
 from service.providers.dev import DevIssuer
+from service.solver.request import SolveRequest
 from service.solving.checks import SolveChecks
 from service.solving.events import EventHub
 from service.solving.repository import SOLUTIONS_CHANNEL, cancel_owner_solves
-from service.solving.request import SolveRequest
 from service.solving.routes import router as solving_router
 from service.users.identity import IdentityService
 from service.users.routes import router as users_router

@@ -1,7 +1,7 @@
 """Imports every table model, so `metadata` is complete for Alembic and the app."""
 
-from service.planning.models import PlanningSession, Scenario, Solution
-from service.solving.models import StreamTicket
+from service.planning.models import PlanningSession, Scenario
+from service.solving.models import Solution, StreamTicket
 from service.users.models import RevokedSession, User
 from service.webhooks.models import WebhookEvent
 

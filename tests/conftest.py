@@ -34,7 +34,7 @@ from sqlalchemy import text
 
 import service.tables  # noqa: F401  (every table on the metadata, for the truncation below)
 from service.config import Settings
-from service.db import Database, metadata
+from service.core.db import Database, metadata
 from service.main import create_app
 from tests.kit.databases import TestServer
 from tests.kit.pgbouncer import PgBouncer, pgbouncer_binary, running_pgbouncer

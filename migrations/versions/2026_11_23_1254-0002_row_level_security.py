@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-23 12:54:00
 
-The request path runs as `routebook_app` (SET LOCAL ROLE via set_config in service/db.py), a
+The request path runs as `routebook_app` (SET LOCAL ROLE via set_config in service/core/db.py), a
 NOLOGIN role that owns nothing, so the policies bind even when DATABASE_URL logs in as a superuser
 or as the tables' owner. FORCE makes them bind the owner too. The policies are on PUBLIC, so they
 restrict whatever role runs a query; only a superuser or a BYPASSRLS role sees past them.

@@ -11,9 +11,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.config import is_loopback_host
-from service.errors import Forbidden
-from service.openapi import problem_responses
-from service.patterns import WHITESPACE
+from service.core.errors import Forbidden
+from service.core.openapi import problem_responses
+from service.core.patterns import WHITESPACE
 from service.providers.dev import DevIssuer
 
 MAX_DEV_TTL = 7 * 24 * 3600

@@ -1,15 +1,13 @@
-"""Planning tables. Every row carries `user_id`; composite foreign keys keep it equal to the parent's."""
+"""Planning tables (sessions, scenarios). Every row carries `user_id`; composite foreign keys keep it
+equal to the parent's. `solutions` hang off scenarios the same way and belong to solving."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    CheckConstraint,
     Column,
     ForeignKey,
     ForeignKeyConstraint,
@@ -22,12 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from service.db import new_id, timestamp_column, utcnow
-
-# A solution's status: the one list the table's check, the schemas and the solve code read.
-SolutionState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
-SOLUTION_STATUSES: tuple[str, ...] = get_args(SolutionState)
-ACTIVE_STATUSES = ("pending", "running")
+from service.core.db import new_id, timestamp_column, utcnow
 
 
 class PlanningSession(SQLModel, table=True):
@@ -70,46 +63,7 @@ class Scenario(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 
 
-class Solution(SQLModel, table=True):
-    __tablename__ = "solutions"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["scenario_id", "user_id"], ["scenarios.id", "scenarios.user_id"], ondelete="CASCADE"
-        ),
-        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in SOLUTION_STATUSES) + ")", name="status"),
-    )
-
-    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    user_id: uuid.UUID = Field(nullable=False)
-    scenario_id: uuid.UUID = Field(nullable=False)
-    status: str = Field(sa_type=Text, nullable=False)
-    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
-    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default=text("1")))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
-    # -- a solve's state (migration 0007); NULL/defaults for a solution a client recorded --------
-    # The request as it was when the solve was queued: the scenario may change while it waits.
-    request: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
-    scenario_version: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
-    time_limit_s: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
-    seed: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    progress: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
-    # Bumped with every progress write: the id of the server-sent event that carries it.
-    progress_seq: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
-    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    cancel_requested: bool = Field(
-        default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false"))
-    )
-    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
-    started_at: datetime | None = Field(
-        default=None, sa_column=timestamp_column(nullable=True, server_default=False)
-    )
-    finished_at: datetime | None = Field(
-        default=None, sa_column=timestamp_column(nullable=True, server_default=False)
-    )
-
-
-def _newest_first(model: type[SQLModel], parent_column: str) -> Index:
+def newest_first(model: type[SQLModel], parent_column: str) -> Index:
     """Serves "this parent's newest N" and keyset pagination on (created_at, id) descending."""
     table = model.__table__  # type: ignore[attr-defined]
     return Index(
@@ -120,12 +74,5 @@ def _newest_first(model: type[SQLModel], parent_column: str) -> Index:
     )
 
 
-_newest_first(PlanningSession, "user_id")
-_newest_first(Scenario, "session_id")
-_newest_first(Solution, "scenario_id")
-# Counts a user's pending and running solves (the SOLVE_MAX_ACTIVE_PER_USER check).
-Index(
-    "ix_solutions_user_id_active",
-    Solution.__table__.c.user_id,  # type: ignore[attr-defined]
-    postgresql_where=text("status IN ('pending', 'running')"),
-)
+newest_first(PlanningSession, "user_id")
+newest_first(Scenario, "session_id")

@@ -1,4 +1,4 @@
-"""Solving: a solvable request validated, turned into matrices and PyVRP data, solved, in any process.
-
-No database and no HTTP here; the worker and the routes wire it up.
+"""Solving as a service: solve jobs queued with the solution they fill (pgqueuer, in our database),
+the worker that runs them with the engine (`service.solver`), their state on `solutions`, and the
+routes that queue, cancel, read and stream them.
 """

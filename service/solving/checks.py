@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from service.errors import ServiceUnavailable
-from service.offload import Offload
-from service.solving.request import SolveRequestInvalid, ValidationIssue, parse_solve_request
+from service.core.errors import ServiceUnavailable
+from service.core.offload import Offload
+from service.solver.request import SolveRequestInvalid, ValidationIssue, parse_solve_request
 
 
 class ChecksBusy(ServiceUnavailable):

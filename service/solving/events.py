@@ -1,7 +1,7 @@
 """A solution's progress as server-sent events, from whichever instance the client reached.
 
 Workers announce every progress write and the final status on SOLUTIONS_CHANNEL (NOTIFY, in the
-transaction that writes it). Each web process listens once (`service.notify.Listener`) and hands
+transaction that writes it). Each web process listens once (`service.core.notify.Listener`) and hands
 announcements to the streams open for that solution (`EventHub`). A stream starts from the row as
 committed, then follows announcements; while the listener is down, or when nothing has arrived for
 a while, it re-reads the row, so a missed announcement delays an event but never loses the end.

@@ -15,7 +15,7 @@ import orjson
 from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
 from pgqueuer.queries import Queries
 
-from service.db import Connection
+from service.core.db import Connection
 
 ENTRYPOINT = "solve"
 

@@ -1,8 +1,7 @@
-"""Every statement of a solve's life on `solutions`, bound to the solution's owner (RLS underneath).
-
-The request path (queue, cancel, read for the event stream) and the worker (start, progress, finish)
-both run these under `Database.as_user(owner)`; like the planning repository, the owner is `$1` in
-every statement. Each state change is announced (NOTIFY) in the transaction that makes it, so event
+"""Every statement on `solutions`, bound to the solution's owner (RLS underneath): solving owns the
+table. Solutions a client records (create, list, read, change, delete) and a solve's whole life —
+the request path (queue, cancel, read for the event stream) and the worker (start, progress,
+finish) — run under `Database.as_user(owner)`, the owner `$1` of every statement. Each state change is announced (NOTIFY) in the transaction that makes it, so event
 streams on any instance see it once it is committed.
 
 A run of a solve is fenced by its attempt number: `start()` counts the run, and the run's progress
@@ -16,17 +15,18 @@ user's active solves as the sweeper role, which sees nothing else (migration 001
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import asyncpg
 import orjson
 
-from service.db import Connection, new_id
-from service.errors import Conflict, NotFound
-from service.planning.repository import SolutionRecord, columns
-from service.solving.outcome import CANCELLED_EARLY
+from service.core.db import Connection, new_id
+from service.core.errors import Conflict, NotFound
+from service.core.pagination import Cursor
+from service.core.repository import AS_BYTES, MEMBER, OwnedRepository, columns, page
+from service.solver.outcome import CANCELLED_EARLY
 
 # Progress and final states of solutions, for event streams (payload: `Announcement`, as JSON).
 SOLUTIONS_CHANNEL = "routebook_solutions"
@@ -38,6 +38,25 @@ FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 # An event stream's last status when its solution was deleted: not a solution status (the row is
 # gone), announced by the deletion itself (migration 0009) or found by a stream's re-read.
 DELETED = "deleted"
+
+
+@dataclass(slots=True)
+class SolutionRecord:
+    id: uuid.UUID
+    scenario_id: uuid.UUID
+    status: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(slots=True)
+class SolutionHeadRecord(SolutionRecord):
+    """A solution with its solve's latest progress and, when it failed, why (None when recorded)."""
+
+    progress: dict[str, Any] | None
+    reason: str | None
+
 
 _SOLUTION = columns(SolutionRecord)
 
@@ -155,7 +174,7 @@ async def end_stranded(conn: Connection, solve: StrandedSolve, *, lease: timedel
     ):
         return False
     reason = CANCELLED_EARLY if solve.cancel_requested else LOST
-    return await SolveRepository(conn, owner=solve.user_id).abandon(solve.id, reason)
+    return await SolutionRepository(conn, owner=solve.user_id).abandon(solve.id, reason)
 
 
 async def cancel_owner_solves(conn: Connection, user_id: uuid.UUID) -> None:
@@ -177,26 +196,77 @@ async def cancel_owner_solves(conn: Connection, user_id: uuid.UUID) -> None:
         )
 
 
-class SolveRepository:
-    """One user's solves. Cannot be built without its owner."""
+class SolutionRepository(OwnedRepository):
+    """One user's solutions, recorded or solved."""
 
-    def __init__(self, conn: Connection, *, owner: uuid.UUID) -> None:
-        if not isinstance(owner, uuid.UUID):
-            raise TypeError("a SolveRepository is bound to its caller: owner must be a user id")
-        self._conn = conn
-        self._owner = owner
+    # -- recorded solutions (a client's own) ----------------------------------------------------
 
-    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        return await self._conn.fetchrow(sql, self._owner, *args)
+    async def create(self, scenario_id: uuid.UUID, status: str, raw_body: bytes | None) -> SolutionRecord:
+        """`raw_body`, when given, carries the payload as its `payload` member."""
+        payload = MEMBER.format(param="$5", member="payload")  # NULL without a body
+        sql = f"""
+            INSERT INTO solutions (id, user_id, scenario_id, status, payload)
+            SELECT $3, c.user_id, c.id, $4, {payload}
+            FROM scenarios c WHERE c.user_id = $1 AND c.id = $2
+            RETURNING {_SOLUTION}
+        """
+        row = await self._fetchrow(
+            sql, scenario_id, new_id(), status, raw_body, document=raw_body is not None
+        )
+        return SolutionRecord(*row)
+
+    async def list(self, scenario_id: uuid.UUID, limit: int, cursor: Cursor | None) -> list[SolutionRecord]:
+        sql, args = page(
+            f"SELECT {_SOLUTION} FROM solutions WHERE user_id = $1 AND scenario_id = $2", cursor, 3
+        )
+        rows = [SolutionRecord(*row) for row in await self._fetch(sql, scenario_id, *args, limit + 1)]
+        if not rows and not await self._exists("scenarios", scenario_id):
+            raise NotFound()
+        return rows
+
+    async def get(self, solution_id: uuid.UUID) -> tuple[SolutionHeadRecord, bytes | None]:
+        """The solution with its solve state, and its payload as JSON text (None when it has none)."""
+        document = AS_BYTES.format(document="payload")
+        sql = (
+            f"SELECT {_SOLUTION}, progress::text AS progress, reason, {document} AS document "
+            "FROM solutions WHERE user_id = $1 AND id = $2"
+        )
+        values = dict(await self._fetchrow(sql, solution_id))
+        text: bytes | None = values.pop("document")
+        progress = values.pop("progress")
+        return SolutionHeadRecord(**values, progress=orjson.loads(progress) if progress else None), text
+
+    async def update(
+        self,
+        solution_id: uuid.UUID,
+        *,
+        status: str | None,
+        raw_body: bytes | None,
+        expected: Collection[int] | None,
+    ) -> SolutionRecord:
+        """`raw_body`, when given, carries the new payload as its `payload` member."""
+        payload = f"COALESCE({MEMBER.format(param='$5', member='payload')}, payload)"
+        sql = f"""
+            UPDATE solutions
+            SET status = COALESCE($4, status), payload = {payload}, version = version + 1, updated_at = now()
+            WHERE user_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SOLUTION}
+        """
+        row = await self._versioned(
+            "solutions", sql, solution_id, expected, status, raw_body, document=raw_body is not None
+        )
+        return SolutionRecord(*row)
+
+    async def delete(self, solution_id: uuid.UUID, expected: Collection[int] | None) -> None:
+        await self._delete("solutions", solution_id, expected)
 
     # -- the request path -----------------------------------------------------------------------
 
     async def serialize_queueing(self) -> None:
         """Concurrent solve requests of one user take turns, so the active-solve limit holds."""
-        await self._fetchrow("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 7))")
+        await self._fetchrow_or_none("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 7))")
 
     async def active_solves(self) -> int:
-        row = await self._fetchrow(
+        row = await self._fetchrow_or_none(
             "SELECT count(*) AS n FROM solutions WHERE user_id = $1 AND status IN ('pending', 'running')"
         )
         return int(row["n"]) if row else 0
@@ -204,7 +274,7 @@ class SolveRepository:
     async def scenario_to_solve(self, scenario_id: uuid.UUID) -> tuple[int, bytes]:
         """(version, request JSON) of the scenario. Nothing is locked: `queue()` takes the snapshot only
         if the version is still this one."""
-        row = await self._fetchrow(
+        row = await self._fetchrow_or_none(
             "SELECT version, convert_to(COALESCE(request, original_request)::text, 'UTF8') AS document "
             "FROM scenarios WHERE user_id = $1 AND id = $2",
             scenario_id,
@@ -218,7 +288,7 @@ class SolveRepository:
     ) -> SolutionRecord | None:
         """A pending solution holding a snapshot of the scenario's request at `version`; None when the
         scenario has been edited since (NotFound when it is gone)."""
-        row = await self._fetchrow(
+        row = await self._fetchrow_or_none(
             f"""
             INSERT INTO solutions (id, user_id, scenario_id, status, request, scenario_version, time_limit_s, seed)
             SELECT $3, c.user_id, c.id, 'pending', COALESCE(c.request, c.original_request), c.version, $4, $5
@@ -232,7 +302,9 @@ class SolveRepository:
             version,
         )
         if row is None:
-            if await self._fetchrow("SELECT 1 FROM scenarios WHERE user_id = $1 AND id = $2", scenario_id):
+            if await self._fetchrow_or_none(
+                "SELECT 1 FROM scenarios WHERE user_id = $1 AND id = $2", scenario_id
+            ):
                 return None
             raise NotFound()
         return SolutionRecord(*row)
@@ -240,7 +312,7 @@ class SolveRepository:
     async def cancel(self, solution_id: uuid.UUID) -> SolutionRecord:
         """Ask the solve to stop: a pending one ends at once (nothing found: failed), a running one is
         told through CANCEL_CHANNEL and ends with its best so far. 409 once it has finished."""
-        row = await self._fetchrow(
+        row = await self._fetchrow_or_none(
             f"""
             UPDATE solutions SET
                 cancel_requested = true,
@@ -257,7 +329,9 @@ class SolveRepository:
             CANCELLED_EARLY,
         )
         if row is None:
-            if await self._fetchrow("SELECT 1 FROM solutions WHERE user_id = $1 AND id = $2", solution_id):
+            if await self._fetchrow_or_none(
+                "SELECT 1 FROM solutions WHERE user_id = $1 AND id = $2", solution_id
+            ):
                 raise Conflict("The solve has already finished.")
             raise NotFound()
         fields = dict(row)
@@ -269,7 +343,7 @@ class SolveRepository:
         return SolutionRecord(**fields)
 
     async def stream_state(self, solution_id: uuid.UUID) -> StreamState:
-        row = await self._fetchrow(
+        row = await self._fetchrow_or_none(
             "SELECT status, progress_seq, progress::text AS progress, reason FROM solutions "
             "WHERE user_id = $1 AND id = $2",
             solution_id,
@@ -286,7 +360,7 @@ class SolveRepository:
         run. A solve cancelled while no worker ran it (queued behind busy workers, or its worker
         died) is finished here: `failed`, as a cancel before any solution is — a run's best so far
         lives in its worker's memory only, and that worker is gone."""
-        row = await self._fetchrow(
+        row = await self._fetchrow_or_none(
             """
             UPDATE solutions SET status = 'running', attempts = attempts + 1, started_at = now(),
                 progress = NULL, progress_seq = progress_seq + 1, version = version + 1, updated_at = now()
@@ -310,7 +384,9 @@ class SolveRepository:
     async def _not_started(self, solution_id: uuid.UUID) -> NotStarted:
         if await self.abandon(solution_id, CANCELLED_EARLY, cancelled_only=True):
             return NotStarted("cancelled", "failed")
-        row = await self._fetchrow("SELECT status FROM solutions WHERE user_id = $1 AND id = $2", solution_id)
+        row = await self._fetchrow_or_none(
+            "SELECT status FROM solutions WHERE user_id = $1 AND id = $2", solution_id
+        )
         if row is None:
             return NotStarted("gone")
         return NotStarted("finished", row["status"])
@@ -318,7 +394,7 @@ class SolveRepository:
     async def abandon(self, solution_id: uuid.UUID, reason: str, *, cancelled_only: bool = False) -> bool:
         """End a pending or running solve that no run will finish: `failed` with `reason`. False when
         it was not active (or, with `cancelled_only`, not cancelled)."""
-        row = await self._fetchrow(
+        row = await self._fetchrow_or_none(
             """
             UPDATE solutions SET status = 'failed', reason = $3, finished_at = now(),
                 progress_seq = progress_seq + 1, version = version + 1, updated_at = now()
@@ -337,7 +413,7 @@ class SolveRepository:
     async def run_state(self, solution_id: uuid.UUID) -> tuple[str, int] | None:
         """(status, attempts) of the solve, None when it is gone: what became of a run whose writes
         were refused."""
-        row = await self._fetchrow(
+        row = await self._fetchrow_or_none(
             "SELECT status, attempts FROM solutions WHERE user_id = $1 AND id = $2", solution_id
         )
         return None if row is None else (row["status"], row["attempts"])
@@ -345,7 +421,7 @@ class SolveRepository:
     async def report(self, solution_id: uuid.UUID, attempt: int, progress: dict[str, Any]) -> bool | None:
         """Store and announce progress of run `attempt`; True when a cancel was requested, None when
         that run may no longer write (the solve was deleted, ended, or started again elsewhere)."""
-        row = await self._fetchrow(
+        row = await self._fetchrow_or_none(
             "UPDATE solutions SET progress = $4::jsonb, progress_seq = progress_seq + 1 "
             "WHERE user_id = $1 AND id = $2 AND status = 'running' AND attempts = $3 "
             "RETURNING cancel_requested, progress_seq",
@@ -369,7 +445,7 @@ class SolveRepository:
         progress: dict[str, Any] | None,
     ) -> bool:
         """The final state of run `attempt`; False when that run may no longer write (see report)."""
-        row = await self._fetchrow(
+        row = await self._fetchrow_or_none(
             """
             UPDATE solutions SET status = $4, payload = $5::jsonb, reason = $6,
                 progress = COALESCE($7::jsonb, progress), progress_seq = progress_seq + 1,
@@ -393,7 +469,7 @@ class SolveRepository:
     async def requeue(self, solution_id: uuid.UUID, attempt: int) -> bool:
         """Back to pending (a worker shutting down hands run `attempt` back to the queue); False when
         that run no longer holds the solve."""
-        row = await self._fetchrow(
+        row = await self._fetchrow_or_none(
             "UPDATE solutions SET status = 'pending', progress = NULL, progress_seq = progress_seq + 1, "
             "version = version + 1, updated_at = now() "
             "WHERE user_id = $1 AND id = $2 AND status = 'running' AND attempts = $3 RETURNING progress_seq",

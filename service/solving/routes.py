@@ -1,4 +1,5 @@
-"""/api/v1 solving: queue a solve, cancel it, follow it as server-sent events.
+"""/api/v1 solutions: a scenario's solutions (recorded by a client, or filled by a solve), and solving
+itself — queue a solve, cancel it, follow it as server-sent events.
 
 Like every planning route, each request's work runs in transactions as the caller under row-level
 security, and another user's scenario or solution answers exactly as a missing one (404). Queueing
@@ -9,26 +10,47 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
-from service.db import Database
-from service.errors import AppError, Conflict, NotFound, Unauthorized, ValidationFailed
-from service.openapi import problem_responses
-from service.planning.documents import json_model
-from service.planning.repository import SolutionRecord
-from service.planning.schemas import SolutionSummary
+from service.core.bodies import DocumentBody, SplicedJSONResponse, document_body, json_model
+from service.core.db import Database
+from service.core.errors import AppError, Conflict, NotFound, Unauthorized, ValidationFailed
+from service.core.openapi import (
+    READ_PROBLEMS,
+    STALE_PROBLEM,
+    WRITE_PROBLEMS,
+    created,
+    json_body,
+    ok,
+    problem_responses,
+)
+from service.core.pagination import Paged, PageRequest, page_request, paginate
+from service.core.preconditions import ExpectedVersions, etag, tag
+from service.core.streaming import event_stream
+from service.solver.request import ValidationIssue
 from service.solving import tickets
 from service.solving.checks import SolveChecks
 from service.solving.events import EventHub, last_event_id, stream
 from service.solving.queue import SolveJob, enqueue
-from service.solving.repository import SolveRepository, StreamState
-from service.solving.request import ValidationIssue
-from service.solving.schemas import SolveOptions, TicketRead
-from service.streaming import event_stream
-from service.users.gate import CurrentUser, current_user
+from service.solving.repository import SolutionRecord, SolutionRepository, StreamState
+from service.solving.schemas import (
+    SolutionCreate,
+    SolutionFields,
+    SolutionHead,
+    SolutionPage,
+    SolutionPatchFields,
+    SolutionRead,
+    SolutionSummary,
+    SolutionUpdate,
+    SolveOptions,
+    TicketRead,
+)
+from service.users.gate import CurrentUser, Principal, current_user
 
 PREFIX = "/api/v1"
 
@@ -68,6 +90,21 @@ def _unsolvable(errors: list[ValidationIssue]) -> ValidationFailed:
 def _db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+@asynccontextmanager
+async def _solutions(request: Request, principal: Principal) -> AsyncIterator[SolutionRepository]:
+    """The caller's solutions in the request's one transaction (as the app role, RLS scoped to them)."""
+    async with _db(request).as_user(principal.user_id) as conn:
+        yield SolutionRepository(conn, owner=principal.user_id)
+
+
+SolutionBody = Annotated[
+    DocumentBody[SolutionFields], Depends(document_body(SolutionFields, "payload", required=False))
+]
+SolutionPatch = Annotated[
+    DocumentBody[SolutionPatchFields], Depends(document_body(SolutionPatchFields, "payload", required=False))
+]
 
 
 router = APIRouter(prefix=PREFIX, tags=["solving"])
@@ -120,7 +157,7 @@ async def solve(
     owner = principal.user_id
     for _ in range(_CHECK_ROUNDS):
         async with db.as_user(owner) as conn:
-            repo = SolveRepository(conn, owner=owner)
+            repo = SolutionRepository(conn, owner=owner)
             version, document = await repo.scenario_to_solve(scenario_id)
             # Also before the check: a caller at the limit spends no CPU.
             if await repo.active_solves() >= settings.solve_max_active_per_user:
@@ -130,7 +167,7 @@ async def solve(
             raise _unsolvable(errors)
         del document
         async with db.as_user(owner) as conn:
-            repo = SolveRepository(conn, owner=owner)
+            repo = SolutionRepository(conn, owner=owner)
             await repo.serialize_queueing()
             if await repo.active_solves() >= settings.solve_max_active_per_user:
                 raise TooManySolves(headers={"Retry-After": "5"})
@@ -156,7 +193,7 @@ async def solve(
 )
 async def cancel(solution_id: uuid.UUID, principal: CurrentUser, request: Request) -> SolutionRecord:
     async with _db(request).as_user(principal.user_id) as conn:
-        return await SolveRepository(conn, owner=principal.user_id).cancel(solution_id)
+        return await SolutionRepository(conn, owner=principal.user_id).cancel(solution_id)
 
 
 @router.post(
@@ -168,7 +205,7 @@ async def cancel(solution_id: uuid.UUID, principal: CurrentUser, request: Reques
 )
 async def ticket(solution_id: uuid.UUID, principal: CurrentUser, request: Request) -> TicketRead:
     async with _db(request).as_user(principal.user_id) as conn:
-        await SolveRepository(conn, owner=principal.user_id).stream_state(solution_id)  # 404 if not theirs
+        await SolutionRepository(conn, owner=principal.user_id).stream_state(solution_id)  # 404 if not theirs
         value = await tickets.issue(conn, principal.user_id, solution_id)
     return TicketRead(ticket=value, expires_in=int(tickets.TICKET_TTL.total_seconds()))
 
@@ -227,7 +264,7 @@ async def events(
 
     async def read() -> StreamState:
         async with db.as_user(owner) as conn:
-            return await SolveRepository(conn, owner=owner).stream_state(solution_id)
+            return await SolutionRepository(conn, owner=owner).stream_state(solution_id)
 
     async def reread() -> StreamState | None:
         try:
@@ -251,3 +288,93 @@ async def events(
             hub.close(solution_id, inbox)
 
     return event_stream(events_then_unsubscribe(), f"event stream of solution {solution_id}")
+
+
+# -- solutions --------------------------------------------------------------------------------
+
+
+@router.post(
+    "/scenarios/{scenario_id}/solutions",
+    status_code=201,
+    response_model=SolutionSummary,
+    responses={**WRITE_PROBLEMS, **created("Created; GET `Location` for the payload")},
+    summary="Record a solution of a scenario",
+    openapi_extra=json_body(SolutionCreate),
+)
+async def create_solution(
+    scenario_id: uuid.UUID, body: SolutionBody, principal: CurrentUser, request: Request, response: Response
+) -> SolutionRecord:
+    async with body.write_slot(), _solutions(request, principal) as repo:
+        record = await repo.create(scenario_id, body.fields.status, body.raw if body.has_document else None)
+    tag(response, record.version, f"{PREFIX}/solutions/{record.id}")
+    return record
+
+
+@router.get(
+    "/scenarios/{scenario_id}/solutions",
+    response_model=SolutionPage,
+    responses=READ_PROBLEMS,
+    summary="A scenario's solutions, newest first, without their payloads",
+)
+async def list_solutions(
+    scenario_id: uuid.UUID,
+    principal: CurrentUser,
+    request: Request,
+    page: Annotated[PageRequest, Depends(page_request)],
+) -> Paged[SolutionRecord]:
+    async with _solutions(request, principal) as repo:
+        return await paginate(f"solutions:{scenario_id}", page, partial(repo.list, scenario_id))
+
+
+@router.get(
+    "/solutions/{solution_id}",
+    response_model=SolutionRead,
+    responses={**READ_PROBLEMS, **ok("The solution with its payload")},
+    summary="A solution with its payload",
+)
+async def get_solution(solution_id: uuid.UUID, principal: CurrentUser, request: Request) -> Response:
+    async with _solutions(request, principal) as repo:
+        record, document = await repo.get(solution_id)
+    head = SolutionHead.model_validate(record, from_attributes=True)
+    return SplicedJSONResponse(head, "payload", document, headers={"ETag": etag(record.version)})
+
+
+@router.patch(
+    "/solutions/{solution_id}",
+    response_model=SolutionSummary,
+    responses={**WRITE_PROBLEMS, **STALE_PROBLEM, **ok("Updated")},
+    summary="Change a solution's status or payload (honours If-Match)",
+    openapi_extra=json_body(SolutionUpdate),
+)
+async def update_solution(
+    solution_id: uuid.UUID,
+    body: SolutionPatch,
+    expected: ExpectedVersions,
+    principal: CurrentUser,
+    request: Request,
+    response: Response,
+) -> SolutionRecord:
+    async with body.write_slot(), _solutions(request, principal) as repo:
+        record = await repo.update(
+            solution_id,
+            status=body.fields.status,
+            raw_body=body.raw if body.has_document else None,
+            expected=expected,
+        )
+    tag(response, record.version)
+    return record
+
+
+@router.delete(
+    "/solutions/{solution_id}",
+    status_code=204,
+    response_class=Response,
+    responses={**READ_PROBLEMS, **STALE_PROBLEM},
+    summary="Delete a solution (honours If-Match)",
+)
+async def delete_solution(
+    solution_id: uuid.UUID, expected: ExpectedVersions, principal: CurrentUser, request: Request
+) -> Response:
+    async with _solutions(request, principal) as repo:
+        await repo.delete(solution_id, expected)
+    return Response(status_code=204)

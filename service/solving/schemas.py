@@ -1,12 +1,21 @@
-"""What the solving API accepts and returns, beside the planning schemas it extends."""
+"""What the solving API accepts and returns: solutions (recorded or solved), solve options, tickets."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from service.solving.outcome import MAX_SEED
+from service.core.pagination import Page
+from service.core.schemas import Body, Document, JsonObject, Patch, Read
+from service.core.timestamps import Timestamp
+from service.solver.outcome import MAX_SEED
+from service.solver.plan import SolutionPayload
+from service.solving.models import SolutionState
+
+# What a client may record; a solve also ends `cancelled`.
+SolutionStatus = Literal["pending", "running", "succeeded", "failed"]
 
 
 class SolveOptions(BaseModel):
@@ -36,3 +45,65 @@ class SolveOptions(BaseModel):
 class TicketRead(BaseModel):
     ticket: str
     expires_in: int
+
+
+class SolutionFields(Body):
+    status: SolutionStatus
+
+
+class SolutionCreate(SolutionFields):
+    payload: Document | None = None
+
+
+class SolutionPatchFields(Patch):
+    status: SolutionStatus | None = None
+
+
+class SolutionUpdate(SolutionPatchFields):
+    payload: Document | None = None
+
+
+class SolutionSummary(Read):
+    id: uuid.UUID
+    scenario_id: uuid.UUID
+    status: Annotated[
+        SolutionState,
+        Field(
+            description="`pending` → `running` → `succeeded` | `failed` | `cancelled` for a solve; a recorded "
+            "solution has the status it was recorded with."
+        ),
+    ]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class SolveProgress(BaseModel):
+    """A running solve's latest progress (written at least once a second)."""
+
+    elapsed_s: float | None = Field(description="Seconds since the solve started.")
+    iterations: int | None = Field(description="Search iterations so far.")
+    best_distance: int | None = Field(
+        description="Metres: the best feasible solution's; null before there is one."
+    )
+    feasible: bool | None = Field(description="Whether a feasible solution has been found.")
+
+
+class SolutionHead(SolutionSummary):
+    """A solution without its payload: plus a solve's progress and, when it failed, why."""
+
+    progress: SolveProgress | None = None
+    reason: str | None = Field(default=None, description="Why a solve failed, in a short sentence.")
+
+
+class SolutionRead(SolutionHead):
+    payload: Annotated[
+        SolutionPayload | JsonObject | None,
+        Field(
+            description="A solve's result (a SolutionPayload) once it succeeded or was cancelled with a "
+            "solution; a recorded solution's payload as it was recorded or last patched (any JSON object); "
+            "null when there is none."
+        ),
+    ]
+
+
+SolutionPage = Page[SolutionSummary]

@@ -13,7 +13,7 @@ import secrets
 import uuid
 from datetime import timedelta
 
-from service.db import Connection, Database, utcnow
+from service.core.db import Connection, Database, utcnow
 
 TICKET_TTL = timedelta(seconds=60)
 

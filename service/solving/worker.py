@@ -46,15 +46,15 @@ from pgqueuer.models import Job
 from pgqueuer.queries import EntrypointExecutionParameter, Queries
 
 from service.config import Settings
-from service.db import Database, asyncpg_connect_args, classify
-from service.solving.outcome import Progress, SolveOutcome
-from service.solving.process import run_solve, warm_up
+from service.core.db import Database, asyncpg_connect_args, classify
+from service.solver.outcome import Progress, SolveOutcome
+from service.solver.process import run_solve, warm_up
 from service.solving.queue import ENTRYPOINT, SolveJob, queries_on
 from service.solving.repository import (
     CANCEL_CHANNEL,
     FINAL_STATUSES,
     NotStarted,
-    SolveRepository,
+    SolutionRepository,
     StartedSolve,
     end_stranded,
     stranded_solves,
@@ -298,7 +298,7 @@ class SolveWorker:
         (its lease was lost: it is another worker's now)."""
         solve = running.solve
         async with self._db.as_user(solve.user_id) as conn:
-            repo = SolveRepository(conn, owner=solve.user_id)
+            repo = SolutionRepository(conn, owner=solve.user_id)
             started = await repo.start(solve.solution_id)
             if isinstance(started, StartedSolve) and started.attempts > self._settings.solve_max_attempts:
                 await repo.finish(
@@ -340,7 +340,7 @@ class SolveWorker:
         """The run's result was refused: say what became of the solve, and so of its job."""
         solve = running.solve
         async with self._db.as_user(solve.user_id) as conn:
-            state = await SolveRepository(conn, owner=solve.user_id).run_state(solve.solution_id)
+            state = await SolutionRepository(conn, owner=solve.user_id).run_state(solve.solution_id)
         if state is None:
             log.info("solve %s was deleted while it ran", solve.solution_id)
             return "deleted"
@@ -366,7 +366,7 @@ class SolveWorker:
                 "feasible": outcome.payload.get("feasible"),
             }
         async with self._db.as_user(solve.user_id) as conn:
-            finished = await SolveRepository(conn, owner=solve.user_id).finish(
+            finished = await SolutionRepository(conn, owner=solve.user_id).finish(
                 solve.solution_id,
                 started.attempts,
                 outcome.status,
@@ -410,7 +410,7 @@ class SolveWorker:
                     continue  # another worker's now
                 if item.attempt is not None:
                     async with self._db.as_user(item.solve.user_id) as tx:
-                        repo = SolveRepository(tx, owner=item.solve.user_id)
+                        repo = SolutionRepository(tx, owner=item.solve.user_id)
                         if not await repo.requeue(item.solve.solution_id, item.attempt):
                             continue  # finished, deleted or started elsewhere meanwhile
                 async with self._db.transaction() as tx:
@@ -471,7 +471,7 @@ class _ProgressReporter:
             }
             try:
                 async with self._db.as_user(self._solve.user_id) as conn:
-                    cancel = await SolveRepository(conn, owner=self._solve.user_id).report(
+                    cancel = await SolutionRepository(conn, owner=self._solve.user_id).report(
                         self._solve.solution_id, self._attempt, progress
                     )
             except Exception as exc:

@@ -19,7 +19,7 @@ from fastapi import Depends, Request
 from service.auth.keys import KeysUnavailable
 from service.auth.profile import OrgContext
 from service.auth.tokens import InvalidToken, TokenVerifier
-from service.errors import Forbidden, ServiceUnavailable, Unauthorized
+from service.core.errors import Forbidden, ServiceUnavailable, Unauthorized
 from service.users.identity import IdentityService, Refused
 
 log = logging.getLogger("routebook.auth")

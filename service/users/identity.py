@@ -9,7 +9,7 @@ Two bounded in-process caches keep the database off the hot path (a signed-in SP
 token for its whole lifetime). They stay correct across processes through LISTEN/NOTIFY: every
 change that could refuse a token is announced in the transaction that makes it, and every instance
 drops what it cached. While an instance's listener is down it cannot hear those announcements, so
-it serves from the database alone until the listener is back (`service.notify`).
+it serves from the database alone until the listener is back (`service.core.notify`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from service.auth.tokens import Claims
-from service.db import Connection, Database, utcnow
-from service.pagination import Cursor
+from service.core.db import Connection, Database, utcnow
+from service.core.pagination import Cursor
 from service.providers.events import ProviderUser, UserEvent
 from service.users import store
 from service.users.store import UserRef

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from service.db import new_id, timestamp_column, utcnow
+from service.core.db import new_id, timestamp_column, utcnow
 
 
 class User(SQLModel, table=True):

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import TypeAdapter
 
-from service.openapi import problem_responses
-from service.pagination import Paged, PageRequest, page_request, paginate
+from service.core.openapi import problem_responses
+from service.core.pagination import Paged, PageRequest, page_request, paginate
 from service.users.gate import CurrentUser, Principal, require_role
 from service.users.identity import IdentityService
 from service.users.schemas import UserAdminPage, UserRead

@@ -6,8 +6,8 @@ import uuid
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from service.pagination import Page
-from service.timestamps import Timestamp
+from service.core.pagination import Page
+from service.core.timestamps import Timestamp
 
 
 class OrgRead(BaseModel):

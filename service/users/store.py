@@ -10,8 +10,8 @@ from datetime import datetime
 
 import asyncpg
 
-from service.db import Connection, new_id, utcnow
-from service.pagination import Cursor
+from service.core.db import Connection, new_id, utcnow
+from service.core.pagination import Cursor
 from service.providers.events import ProviderUser
 
 IDENTITY_CHANNEL = "routebook_identity"

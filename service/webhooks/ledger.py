@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from service.db import Connection, Database, utcnow
+from service.core.db import Connection, Database, utcnow
 from service.providers.events import UserEvent
 from service.users.identity import IdentityService
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Index, Text
 from sqlmodel import Field, SQLModel
 
-from service.db import timestamp_column, utcnow
+from service.core.db import timestamp_column, utcnow
 
 
 class WebhookEvent(SQLModel, table=True):

@@ -18,7 +18,7 @@ import httpx
 
 from service import providers
 from service.config import Settings
-from service.db import Connection, Database
+from service.core.db import Connection, Database
 from service.providers.events import ProviderUser
 from service.users.identity import IdentityService, Tombstone, Upsert
 

@@ -15,10 +15,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Path, Request, Response
 
 from service import providers
-from service.db import Database
-from service.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unauthorized
-from service.notify import Listener
-from service.openapi import problem_responses
+from service.core.db import Database
+from service.core.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unauthorized
+from service.core.notify import Listener
+from service.core.openapi import problem_responses
 from service.providers.base import Provider
 from service.providers.events import MalformedPayload, UserEvent
 from service.providers.webhook_auth import SignatureInvalid

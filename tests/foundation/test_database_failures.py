@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 
-from service.db import (
+from service.core.db import (
     Connection,
     Database,
     DatabaseBusy,
@@ -24,7 +24,7 @@ from service.db import (
     asyncpg_connect_args,
     classify,
 )
-from service.errors import ServiceUnavailable
+from service.core.errors import ServiceUnavailable
 from tests.conftest import AppFactory, client_for
 from tests.kit.waiting import eventually
 from tests.webhooks.conftest import CLERK, CLERK_SECRET, clerk_signed, clerk_user_event

@@ -26,8 +26,8 @@ import asyncpg
 import httpx
 import pytest
 
-from service.migrations import upgrade
-from service.notify import LISTENER_APPLICATION_NAME
+from service.core.migrations import upgrade
+from service.core.notify import LISTENER_APPLICATION_NAME
 from service.providers.dev import DevIssuer
 from tests.kit.postgres import RestartablePostgres
 from tests.kit.served import ServedApp, served_app

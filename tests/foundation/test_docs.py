@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import httpx
 
-from service.docs import ASSETS_DIR
+from service.core.docs import ASSETS_DIR
 
 CONTENT_TYPES = {
     ".js": "text/javascript",

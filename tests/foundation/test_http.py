@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
-from service.errors import ServiceUnavailable
+from service.core.errors import ServiceUnavailable
 from tests.conftest import AppFactory, client_for
 
 PROBLEM = "application/problem+json"
@@ -177,7 +177,7 @@ async def test_errors_carry_request_id_too(client: httpx.AsyncClient) -> None:
 
 async def test_non_ascii_digit_content_length_is_a_400_not_a_500() -> None:
     """str.isdigit() accepts "²"; the limit must not crash on it (servers usually refuse it first)."""
-    from service.middleware import BodyLimitMiddleware
+    from service.core.middleware import BodyLimitMiddleware
 
     async def never_called(scope: object, receive: object, send: object) -> None:
         raise AssertionError("the app must not run")

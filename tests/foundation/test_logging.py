@@ -9,7 +9,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from service.observability import JsonFormatter
+from service.core.observability import JsonFormatter
 
 
 async def test_logs_never_contain_credentials_or_bodies(

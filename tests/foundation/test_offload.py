@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from service.errors import ServiceUnavailable, ValidationFailed
-from service.offload import Offload
+from service.core.errors import ServiceUnavailable, ValidationFailed
+from service.core.offload import Offload
 
 
 def worker_pid() -> int:

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from service.timestamps import PATTERN, Timestamp
+from service.core.timestamps import PATTERN, Timestamp
 from tests.planning.conftest import Caller, sign_in
 
 PROBLEM = "application/problem+json"

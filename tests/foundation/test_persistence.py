@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.db import new_id
+from service.core.db import new_id
 from tests.conftest import AppFactory, client_for
 
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from service.config import Settings
-from service.db import asyncpg_connect_args
+from service.core.db import asyncpg_connect_args
 from service.main import create_app
 from tests.conftest import client_for
 from tests.kit.pgbouncer import PgBouncer, pgbouncer_binary, running_pgbouncer

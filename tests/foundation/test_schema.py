@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import new_id
-from service.migrations import alembic_config, downgrade, upgrade
+from service.core.db import new_id
+from service.core.migrations import alembic_config, downgrade, upgrade
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.worker import SharedWorker
 

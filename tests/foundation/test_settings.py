@@ -88,7 +88,7 @@ def test_provider_settings_required_when_listed() -> None:
 
 
 def test_libpq_sslmode_from_a_hosting_provider_becomes_asyncpg_ssl() -> None:
-    from service.db import asyncpg_connect_args
+    from service.core.db import asyncpg_connect_args
 
     settings = build(database_url="postgres://app:pw@ep-cool.neon.tech/routebook?sslmode=require")
     assert settings.database_url == "postgresql+asyncpg://app:pw@ep-cool.neon.tech/routebook?ssl=require"

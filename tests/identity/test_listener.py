@@ -7,7 +7,7 @@ import asyncio
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.notify import LISTENER_APPLICATION_NAME
+from service.core.notify import LISTENER_APPLICATION_NAME
 from service.users.identity import IdentityService
 from tests.kit.sql import SqlAdmin
 

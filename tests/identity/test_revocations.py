@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.db import Database
+from service.core.db import Database
 from service.users import identity as identity_module
 from service.users.identity import MAX_SESSION_TOKEN_LIFETIME, IdentityService
 from tests.identity.conftest import ProviderAppFactory

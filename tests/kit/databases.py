@@ -22,9 +22,9 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from service.db import asyncpg_connect_args
-from service.devdb import EmbeddedPostgres, start_embedded
-from service.migrations import upgrade
+from service.core.db import asyncpg_connect_args
+from service.core.migrations import upgrade
+from service.dev.devdb import EmbeddedPostgres, start_embedded
 
 # Settings for a disposable test server only (never `make run`'s): a crash loses nothing we keep,
 # and without the flushes every commit and TRUNCATE costs a fraction of what it does durably.

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from service.db import asyncpg_connect_args
+from service.core.db import asyncpg_connect_args
 
 START_TIMEOUT_SECONDS = 15.0
 # Clients: the suite opens many apps at once (each pool up to 25 connections); PgBouncer queues

@@ -20,8 +20,8 @@ from typing import Literal
 
 import asyncpg
 
-from service.db import asyncpg_connect_args
-from service.devdb import EmbeddedPostgres, ensure_database, start_embedded
+from service.core.db import asyncpg_connect_args
+from service.dev.devdb import EmbeddedPostgres, ensure_database, start_embedded
 
 ShutdownMode = Literal["smart", "fast", "immediate"]
 

@@ -1,6 +1,6 @@
 """Arranging and inspecting rows in tests through SQLAlchemy, a path independent of the app's own.
 
-The app talks to PostgreSQL through asyncpg (`service.db.Database`); tests that need ground truth
+The app talks to PostgreSQL through asyncpg (`service.core.db.Database`); tests that need ground truth
 (what a request really wrote) or rows arranged directly read and write through this helper, as
 the login role, naming the user whose rows they touch (FORCEd RLS binds a table-owning login too).
 """

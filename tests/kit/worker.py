@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from service.db import asyncpg_connect_args
+from service.core.db import asyncpg_connect_args
 from service.solving.queue import SolveJob
 from service.solving.repository import CANCEL_CHANNEL
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import new_id
+from service.core.db import new_id
 from tests.conftest import client_for
 from tests.kit.sql import SqlAdmin, scope_rls_to
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database
+from service.core.db import Database
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.waiting import eventually
 from tests.planning.conftest import Caller

@@ -3,7 +3,7 @@ scripts' digits, which int() reads as numbers."""
 
 from __future__ import annotations
 
-from service.planning.preconditions import expected_versions
+from service.core.preconditions import expected_versions
 
 
 def test_if_match_names_versions_in_ascii_digits_only() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.db import new_id
+from service.core.db import new_id
 from tests.kit.sql import SqlAdmin
 from tests.planning.conftest import Caller, row_snapshot
 

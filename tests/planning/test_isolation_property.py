@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from service.db import new_id
+from service.core.db import new_id
 from tests.kit.sql import SqlAdmin
 from tests.planning.conftest import Caller, owners, sign_in
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from service.db import Database, new_id
-from service.errors import ValidationFailed
-from service.pagination import Cursor, decode_cursor, encode_cursor
+from service.core.db import Database, new_id
+from service.core.errors import ValidationFailed
+from service.core.pagination import Cursor, decode_cursor, encode_cursor
 from service.planning.repository import PlanningRepository
 from tests.kit.sql import SqlAdmin
 from tests.planning.conftest import Caller, insert_scenarios

@@ -10,8 +10,8 @@ from typing import Any, cast
 import asyncpg
 from sqlalchemy import text
 
-from service.db import Connection, Database
-from service.pagination import Cursor
+from service.core.db import Connection, Database
+from service.core.pagination import Cursor
 from service.planning.repository import PlanningRepository
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.planning.conftest import Caller

@@ -9,9 +9,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database, new_id
-from service.errors import PreconditionFailed
-from service.planning.preconditions import expected_versions
+from service.core.db import Database, new_id
+from service.core.errors import PreconditionFailed
+from service.core.preconditions import expected_versions
 from service.planning.repository import PlanningRepository
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.planning.conftest import Caller

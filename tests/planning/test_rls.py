@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import APP_ROLE, Database, new_id
+from service.core.db import APP_ROLE, Database, new_id
 from service.planning.repository import PlanningRepository
 from service.planning.routes import caller_planning
 from service.planning.routes import router as planning_router

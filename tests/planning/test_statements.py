@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from service.db import Database
-from service.solving.example import EXAMPLE_REQUEST
-from service.solving.repository import SolveRepository, StartedSolve
+from service.core.db import Database
+from service.solver.example import EXAMPLE_REQUEST
+from service.solving.repository import SolutionRepository, StartedSolve
 from tests.kit.waiting import eventually
 from tests.planning.conftest import Caller
 
@@ -128,7 +128,7 @@ async def test_every_solve_statement_names_its_owner(
     # The worker's statements, through the same repository a worker uses.
     async with service_db.observe(lambda query: sent.append(query.query)):
         async with service_db.as_user(alice.user_id) as conn:
-            repo = SolveRepository(conn, owner=alice.user_id)
+            repo = SolutionRepository(conn, owner=alice.user_id)
             started = await repo.start(uuid.UUID(solution))
             assert isinstance(started, StartedSolve)
             await repo.report(uuid.UUID(solution), started.attempts, {"elapsed_s": 0.5, "iterations": 1})
@@ -138,7 +138,7 @@ async def test_every_solve_statement_names_its_owner(
             await repo.run_state(uuid.UUID(solution))
             await repo.abandon(uuid.UUID(solution), "test")
         async with service_db.as_user(alice.user_id) as conn:
-            await SolveRepository(conn, owner=alice.user_id).stream_state(uuid.UUID(solution))
+            await SolutionRepository(conn, owner=alice.user_id).stream_state(uuid.UUID(solution))
     _assert_owned(sent)
 
 

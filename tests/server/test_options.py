@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.config import Settings
-from service.server import BoundedHttpProtocol, server_options
+from service.core.server import BoundedHttpProtocol, server_options
 
 
 def test_every_wait_and_count_is_bounded_by_default_and_proxies_are_not_believed() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.solving.example import EXAMPLE_REQUEST
+from service.solver.example import EXAMPLE_REQUEST
 from tests.kit import MockProvider
 from tests.kit.server import RunningServer, running_server
 from tests.kit.waiting import eventually

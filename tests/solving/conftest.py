@@ -14,13 +14,13 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from service.solving.matrix import build_matrices
-from service.solving.outcome import Progress, SolveOutcome
-from service.solving.request import parse_solve_request
-from service.solving.solver import solve
-from service.solving.vrplib_io import request_from_vrplib
+from service.solver.matrix import build_matrices
+from service.solver.outcome import Progress, SolveOutcome
+from service.solver.request import parse_solve_request
+from service.solver.solver import solve
 from tests.conftest import client_for
 from tests.kit.server import RunningServer, running_server
+from tests.kit.vrplib_io import request_from_vrplib
 from tests.kit.waiting import eventually
 from tests.kit.worker import SharedWorker, WorkerProcess
 from tests.planning.conftest import Caller, sign_in

@@ -21,9 +21,9 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from starlette.types import Message, Receive, Scope, Send
 
-from service.solving.example import EXAMPLE_REQUEST
-from service.solving.measure import synthetic_request
+from service.solver.example import EXAMPLE_REQUEST
 from tests.conftest import AppFactory
+from tests.kit.instances import synthetic_request
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.waiting import eventually
 from tests.planning.conftest import Caller, sign_in

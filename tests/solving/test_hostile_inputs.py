@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import orjson
 
-from service.solving.example import EXAMPLE_REQUEST
-from service.solving.measure import synthetic_request
+from service.solver.example import EXAMPLE_REQUEST
+from tests.kit.instances import synthetic_request
 from tests.kit.server import RunningServer
 from tests.kit.sql import SqlAdmin
 from tests.kit.waiting import eventually

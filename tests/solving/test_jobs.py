@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.solving.example import EXAMPLE_REQUEST
+from service.solver.example import EXAMPLE_REQUEST
 from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin
 from tests.kit.waiting import eventually

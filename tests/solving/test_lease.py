@@ -21,9 +21,9 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from service.db import Database
-from service.solving.example import EXAMPLE_REQUEST
-from service.solving.outcome import CANCELLED_EARLY
+from service.core.db import Database
+from service.solver.example import EXAMPLE_REQUEST
+from service.solver.outcome import CANCELLED_EARLY
 from service.solving.repository import LOST, end_stranded, stranded_solves
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.waiting import eventually

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from service.solving.matrix import build_matrices
-from service.solving.request import parse_solve_request
+from service.solver.matrix import build_matrices
+from service.solver.request import parse_solve_request
 
 # Brandenburger Tor, Berlin -> Potsdam (Alter Markt area). Their geodesic on the WGS84
 # ellipsoid (Vincenty's inverse formula) is 25,177.4 m; a sphere of mean radius stays within 0.3 %.

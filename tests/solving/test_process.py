@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from service.solving.example import EXAMPLE_REQUEST
-from service.solving.matrix import build_matrices
-from service.solving.measure import synthetic_request
-from service.solving.outcome import CANCELLED_EARLY, Progress, SolveOutcome
-from service.solving.process import PROCESS_DIED, TIME_LIMIT_EXCEEDED, run_solve, warm_up
-from service.solving.request import parse_solve_request
-from service.solving.vrplib_io import request_from_vrplib
+from service.solver.example import EXAMPLE_REQUEST
+from service.solver.matrix import build_matrices
+from service.solver.outcome import CANCELLED_EARLY, Progress, SolveOutcome
+from service.solver.process import PROCESS_DIED, TIME_LIMIT_EXCEEDED, run_solve, warm_up
+from service.solver.request import parse_solve_request
+from tests.kit.instances import synthetic_request
+from tests.kit.vrplib_io import request_from_vrplib
 from tests.solving.checker import check_solution
 from tests.solving.conftest import DATA
 

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
-from service.solving.measure import synthetic_request
-from service.solving.request import MAX_ERRORS, SolveRequestInvalid, parse_solve_request
+from service.solver.request import MAX_ERRORS, SolveRequestInvalid, parse_solve_request
+from tests.kit.instances import synthetic_request
 
 STOPS = 600
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.solving.request import (
+from service.solver.request import (
     EXAMPLE_REQUEST,
     MAX_ERRORS,
     MAX_INT,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.solving.example import EXAMPLE_REQUEST
+from service.solver.example import EXAMPLE_REQUEST
 from tests.planning.conftest import Caller
 from tests.solving.conftest import new_scenario
 

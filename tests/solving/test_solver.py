@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from service.solving.outcome import CANCELLED_EARLY, MAX_SEED, Progress
-from service.solving.request import EXAMPLE_REQUEST, parse_solve_request
-from service.solving.solver import PROGRESS_INTERVAL_S, solve
-from service.solving.vrplib_io import request_from_vrplib
+from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress
+from service.solver.request import EXAMPLE_REQUEST, parse_solve_request
+from service.solver.solver import PROGRESS_INTERVAL_S, solve
+from tests.kit.vrplib_io import request_from_vrplib
 from tests.solving.conftest import DATA, SolveChecked
 
 

@@ -18,11 +18,11 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from service.db import asyncpg_connect_args
+from service.core.db import asyncpg_connect_args
+from service.core.streaming import guarded
+from service.solver.example import EXAMPLE_REQUEST
 from service.solving.events import last_event_id
-from service.solving.example import EXAMPLE_REQUEST
 from service.solving.repository import CANCEL_CHANNEL, SOLUTIONS_CHANNEL
-from service.streaming import guarded
 from tests.kit.server import RunningServer
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.waiting import eventually

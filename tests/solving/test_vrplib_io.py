@@ -6,9 +6,9 @@ import itertools
 
 import numpy as np
 
-from service.solving.matrix import build_matrices
-from service.solving.request import parse_solve_request
-from service.solving.vrplib_io import request_from_vrplib
+from service.solver.matrix import build_matrices
+from service.solver.request import parse_solve_request
+from tests.kit.vrplib_io import request_from_vrplib
 from tests.solving.conftest import DATA
 
 

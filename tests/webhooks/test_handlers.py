@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from service.db import Database
+from service.core.db import Database
 from service.users.identity import MAX_SESSION_TOKEN_LIFETIME
 from service.webhooks.ledger import purge_ledger
 from tests.kit import MockProvider

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from scripts import reconcile_users as cli
 from service.config import Settings
-from service.db import Database
+from service.core.db import Database
 from service.main import identity_for
 from service.providers.api import PAGE_SIZE, ProviderAPIError
 from service.providers.events import ProviderUser

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from service.solving.request import MAX_INT, IntMatrix, SolveRequest
+from service.solver.request import MAX_INT, IntMatrix, SolveRequest
 
 EARTH_RADIUS_M = 6_371_008.8  # the mean Earth radius (IUGG)
 

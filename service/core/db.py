@@ -26,7 +26,7 @@ from sqlalchemy import Column, DateTime, func
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
-from service.errors import ServiceUnavailable
+from service.core.errors import ServiceUnavailable
 
 log = logging.getLogger("routebook.db")
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel
 
-from service.errors import ValidationFailed
+from service.core.errors import ValidationFailed
 
 T = TypeVar("T")
 R = TypeVar("R")

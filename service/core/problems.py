@@ -11,9 +11,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from service.db import classify
-from service.errors import AppError, problem_response
-from service.observability import request_id_var
+from service.core.db import classify
+from service.core.errors import AppError, problem_response
+from service.core.observability import request_id_var
 
 log = logging.getLogger("routebook.errors")
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from service.solving.example import EXAMPLE_REQUEST
-from service.solving.matrix import build_matrices
-from service.solving.outcome import Progress
-from service.solving.process import run_solve, warm_up
-from service.solving.request import parse_solve_request
+from service.solver.example import EXAMPLE_REQUEST
+from service.solver.matrix import build_matrices
+from service.solver.outcome import Progress
+from service.solver.process import run_solve, warm_up
+from service.solver.request import parse_solve_request
 
 _BERLIN = (52.52, 13.40)
 

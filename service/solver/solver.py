@@ -14,11 +14,11 @@ from typing import Any
 import pyvrp
 from pyvrp import IteratedLocalSearch, IteratedLocalSearchCallbacks, IteratedLocalSearchParams, Solution
 
-from service.solving.matrix import build_matrices
-from service.solving.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolveOutcome, Status
-from service.solving.payload import build_payload
-from service.solving.problem import Problem, build_problem
-from service.solving.request import SolveRequest
+from service.solver.matrix import build_matrices
+from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolveOutcome, Status
+from service.solver.payload import build_payload
+from service.solver.problem import Problem, build_problem
+from service.solver.request import SolveRequest
 
 PROGRESS_INTERVAL_S = 0.25
 # should_stop() may cost a system call (process.py polls a socket); every 50 ms is still far

@@ -31,8 +31,8 @@ from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
 from service.config import Settings
-from service.errors import problem_response
-from service.middleware import RequestContextMiddleware
+from service.core.errors import problem_response
+from service.core.middleware import RequestContextMiddleware
 
 log = logging.getLogger("routebook.server")
 
@@ -89,7 +89,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # The limit is checked here (on_headers_complete), not by uvicorn's own bare-503 check.
         self._limit = self.limit_concurrency
         self.limit_concurrency = None
-        # A plain uvicorn Config (`uvicorn ... --http service.server:BoundedHttpProtocol`) has no
+        # A plain uvicorn Config (`uvicorn ... --http service.core.server:BoundedHttpProtocol`) has no
         # headers deadline of its own: its keep-alive timeout bounds the headers too.
         self._headers_timeout: float = getattr(config, "timeout_request_headers", config.timeout_keep_alive)
         self._headers_timer: asyncio.TimerHandle | None = None

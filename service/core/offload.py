@@ -20,7 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from service.errors import ServiceUnavailable
+from service.core.errors import ServiceUnavailable
 
 log = logging.getLogger("routebook.offload")
 

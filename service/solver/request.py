@@ -36,7 +36,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from service.solving.example import EXAMPLE_REQUEST
+from service.solver.example import EXAMPLE_REQUEST
 
 # Every integer is bounded so that sums over a 2,000-stop route stay far inside int64 and below
 # PyVRP's scaling limit (2**44), whatever the solver adds up or multiplies by its penalties.

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pyvrp import Client, Depot, Location, ProblemData, VehicleType
 
-from service.solving.request import IntMatrix, SolveRequest
+from service.solver.request import IntMatrix, SolveRequest
 
 # Far beyond any sum of bounded request values, far below int64's limit: "no limit" in the
 # feasibility pass below, where sums must not overflow.

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
-from service.errors import PROBLEM_JSON
+from service.core.errors import PROBLEM_JSON
 
 BEARER = "BearerAuth"
 API_PREFIX = "/api/"
@@ -97,6 +97,42 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+_ETAG_HEADER = {
+    "ETag": {
+        "description": 'The version to send back in `If-Match`, e.g. `"3"`.',
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+_LOCATION_HEADER = {
+    "Location": {
+        "description": "The new resource's path, e.g. `/api/v1/sessions/{id}`.",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+# Every route on a resource: a token, the database; the ones with a body add 413/415/422.
+READ_PROBLEMS = problem_responses(401, 404, 422, 503)
+WRITE_PROBLEMS = problem_responses(401, 404, 413, 415, 422, 503)
+STALE_PROBLEM = problem_responses(412)
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI (`openapi_extra`) for a body read by a dependency rather than a body parameter."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def created(description: str) -> dict[int | str, dict[str, Any]]:
+    """A 201 with the new resource's ETag and Location."""
+    return {201: {"description": description, "headers": {**_ETAG_HEADER, **_LOCATION_HEADER}}}
+
+
+def ok(description: str) -> dict[int | str, dict[str, Any]]:
+    """A 200 with the resource's ETag."""
+    return {200: {"description": description, "headers": _ETAG_HEADER}}
 
 
 def _schema_ref(name: str) -> dict[str, str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from service.db import Database
-from service.errors import ServiceUnavailable
-from service.openapi import problem_responses
+from service.core.db import Database
+from service.core.errors import ServiceUnavailable
+from service.core.openapi import problem_responses
 
 router = APIRouter(tags=["probes"])
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from service.db import asyncpg_connect_args
+from service.core.db import asyncpg_connect_args
 
 log = logging.getLogger("routebook.notify")
 

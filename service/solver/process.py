@@ -35,11 +35,11 @@ from typing import Any, Literal
 
 import orjson
 
-from service.solving.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolveOutcome
+from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolveOutcome
 
 # What a child needs, imported once by the fork server: the solver, PyVRP, numpy and pydantic. The
 # parent (the worker) never imports them itself: it only starts children and reads their answers.
-PRELOAD = ["service.solving.process", "service.solving.request", "service.solving.solver"]
+PRELOAD = ["service.solver.process", "service.solver.request", "service.solver.solver"]
 # After a cancel the child normally answers within STOP_CHECK_INTERVAL_S; one that has not
 # answered by now is in PyVRP's uninterruptible work. Half the caller's 1 s promise, so a loaded
 # machine still has room for the kill and for delivering the answer.
@@ -308,8 +308,8 @@ def _solve_document(
     sock: socket.socket, document: object, time_limit_s: float, seed: int, max_stops: int
 ) -> SolveOutcome:
     # Loaded already in a child of the fork server (PRELOAD): these imports cost a dict lookup.
-    from service.solving.request import SolveRequestInvalid, parse_solve_request
-    from service.solving.solver import solve
+    from service.solver.request import SolveRequestInvalid, parse_solve_request
+    from service.solver.solver import solve
 
     if isinstance(document, bytes):
         try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Response
 
-from service.errors import ValidationFailed
+from service.core.errors import ValidationFailed
 
 # A strong entity-tag: If-Match compares strongly, so a weak W/"n" never matches (RFC 9110 §8.8.3.2).
 # ASCII digits only: `\d` would also match other scripts' digits, which int() reads as numbers.
@@ -20,6 +20,13 @@ MAX_TAGS = 32
 
 def etag(version: int) -> str:
     return f'"{version}"'
+
+
+def tag(response: Response, version: int, location: str | None = None) -> None:
+    """The response's ETag (and, for a new resource, its Location)."""
+    response.headers["ETag"] = etag(version)
+    if location is not None:
+        response.headers["Location"] = location
 
 
 def expected_versions(if_match: str | None) -> frozenset[int] | None:

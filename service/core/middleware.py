@@ -14,8 +14,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import AppError, BadRequest, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType
-from service.observability import request_id_var
+from service.core.errors import (
+    AppError,
+    BadRequest,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
+from service.core.observability import request_id_var
 
 access_log = logging.getLogger("routebook.access")
 log = logging.getLogger("routebook.http")

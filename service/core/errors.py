@@ -83,7 +83,7 @@ class ValidationFailed(AppError):
         super().__init__(detail, extra={"errors": [dict(e) for e in errors]})
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Raised in an offload worker process (service/offload.py) and re-raised here: pickled by
+        # Raised in an offload worker process (service/core/offload.py) and re-raised here: pickled by
         # its own arguments, not by Exception's (which would pass the detail as the errors).
         return (type(self), (self.extra["errors"], self.detail))
 

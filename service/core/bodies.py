@@ -28,8 +28,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.errors import ServiceUnavailable, ValidationFailed
-from service.offload import Offload
+from service.core.errors import ServiceUnavailable, ValidationFailed
+from service.core.offload import Offload
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -104,7 +104,7 @@ def validate(model: type[M], members: Mapping[str, Any]) -> M:
 
 
 # The checks below are functions of the raw bytes only, run on the event loop for a small body and
-# in a worker process (service/offload.py) for a large one: the same code either way, so the same
+# in a worker process (service/core/offload.py) for a large one: the same code either way, so the same
 # answers. Across the process boundary go the bytes, and back only the validated small members (or
 # the ValidationFailed): the parsed tree of the document never leaves the worker.
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from pyvrp import Route, Solution
 
-from service.solving.problem import Problem
-from service.solving.request import SolveRequest
+from service.solver.problem import Problem
+from service.solver.request import SolveRequest
 
 PYVRP_VERSION = version("pyvrp")
 
