@@ -9,6 +9,7 @@ import asyncio
 import copy
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from service.solver.matrix import build_matrices
 from service.solver.outcome import Progress
 from service.solver.process import run_solve, warm_up
 from service.solver.request import parse_solve_request
+from tests.kit.vrplib_io import request_from_vrplib
 
 _BERLIN = (52.52, 13.40)
 
@@ -92,3 +94,11 @@ async def measure_solve_overhead(*, repeats: int = 5) -> float:
             raise RuntimeError(f"the example request did not solve: {outcome.reason}")
         samples.append(time.perf_counter() - started - outcome.payload["solver"]["runtime_s"])
     return statistics.median(samples)
+
+
+# The benchmark instances the tests solve (VRPLIB files from the literature).
+DATA = Path(__file__).parent / "data"
+
+
+def benchmark_request(name: str) -> dict[str, Any]:
+    return request_from_vrplib(DATA / name, round_func="dimacs" if name.startswith("RC") else "round")

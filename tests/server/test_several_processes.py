@@ -16,10 +16,11 @@ import pytest
 
 from service.solver.example import EXAMPLE_REQUEST
 from tests.kit import MockProvider
+from tests.kit.instances import benchmark_request
 from tests.kit.server import RunningServer, running_server
 from tests.kit.waiting import eventually
 from tests.kit.worker import WorkerProcess, solve_worker
-from tests.solving.conftest import benchmark_request, parse_events
+from tests.solving.conftest import parse_events
 from tests.webhooks.conftest import clerk_deleted_event, clerk_session_event, clerk_signed, clerk_user_event
 
 API = "/api/v1"

@@ -1,11 +1,10 @@
-"""Helpers for the solving tests: the benchmark files and a solve that checks its own payload."""
+"""Helpers for the solving tests: callers, scenarios, a worker, the events of a stream."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,46 +13,11 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from service.solver.matrix import build_matrices
-from service.solver.outcome import Progress, SolveOutcome
-from service.solver.request import parse_solve_request
-from service.solver.solver import solve
 from tests.conftest import client_for
 from tests.kit.server import RunningServer, running_server
-from tests.kit.vrplib_io import request_from_vrplib
 from tests.kit.waiting import eventually
 from tests.kit.worker import SharedWorker, WorkerProcess
 from tests.planning.conftest import Caller, sign_in
-from tests.solving.checker import check_solution
-
-DATA = Path(__file__).parent / "data"
-SolveChecked = Callable[..., SolveOutcome]
-
-
-@pytest.fixture
-def solve_checked() -> SolveChecked:
-    """solve() on a document; the payload must pass the independent checker."""
-
-    def run(
-        document: dict[str, Any],
-        *,
-        time_limit_s: float = 0.5,
-        seed: int = 1,
-        expect_feasible: bool = True,
-        on_progress: Callable[[Progress], None] = lambda progress: None,
-    ) -> SolveOutcome:
-        request = parse_solve_request(copy.deepcopy(document), max_stops=10_000)
-        outcome = solve(
-            request, time_limit_s=time_limit_s, seed=seed, on_progress=on_progress, should_stop=lambda: False
-        )
-        assert outcome.status == "succeeded", outcome
-        assert outcome.payload is not None
-        distances, durations = build_matrices(request)
-        check_solution(document, distances, durations, outcome.payload, expect_feasible=expect_feasible)
-        return outcome
-
-    return run
-
 
 # --- solving through the API, with a real worker process ------------------------------------------
 
@@ -82,10 +46,6 @@ def parse_events(text: str) -> list[Event]:
                 Event(fields.get("event", "message"), fields.get("id"), orjson.loads(fields["data"]))
             )
     return events
-
-
-def benchmark_request(name: str) -> dict[str, Any]:
-    return request_from_vrplib(DATA / name, round_func="dimacs" if name.startswith("RC") else "round")
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ import httpx
 import orjson
 
 from service.solver.example import EXAMPLE_REQUEST
-from tests.kit.instances import synthetic_request
+from tests.kit.instances import benchmark_request, synthetic_request
 from tests.kit.server import RunningServer
 from tests.kit.sql import SqlAdmin
 from tests.kit.waiting import eventually
 from tests.kit.worker import WorkerProcess
 from tests.planning.conftest import encode
-from tests.solving.conftest import API, benchmark_request, live_user, parse_events, tracebacks
+from tests.solving.conftest import API, live_user, parse_events, tracebacks
 
 
 async def _created(

@@ -18,13 +18,13 @@ from sqlalchemy import text
 
 from service.solver.example import EXAMPLE_REQUEST
 from tests.conftest import AppFactory, client_for
+from tests.kit.checker import check_solution
+from tests.kit.instances import benchmark_request
 from tests.kit.sql import SqlAdmin
 from tests.kit.waiting import eventually
 from tests.kit.worker import WorkerProcess, solve_worker
 from tests.planning.conftest import Caller, sign_in
-from tests.solving.checker import check_solution
 from tests.solving.conftest import (
-    benchmark_request,
     new_scenario,
     parse_events,
     solution,

@@ -25,11 +25,12 @@ from service.core.db import Database
 from service.solver.example import EXAMPLE_REQUEST
 from service.solver.outcome import CANCELLED_EARLY
 from service.solving.repository import LOST, end_stranded, stranded_solves
+from tests.kit.instances import benchmark_request
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.waiting import eventually
 from tests.kit.worker import SharedWorker, WorkerProcess, solve_worker
 from tests.planning.conftest import Caller
-from tests.solving.conftest import benchmark_request, new_scenario, solution, until_status
+from tests.solving.conftest import new_scenario, solution, until_status
 
 LEASE_S = 2
 

@@ -23,6 +23,7 @@ from service.core.streaming import guarded
 from service.solver.example import EXAMPLE_REQUEST
 from service.solving.events import last_event_id
 from service.solving.repository import CANCEL_CHANNEL, SOLUTIONS_CHANNEL
+from tests.kit.instances import benchmark_request
 from tests.kit.server import RunningServer
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.waiting import eventually
@@ -31,7 +32,6 @@ from tests.planning.conftest import Caller
 from tests.solving.conftest import (
     API,
     Event,
-    benchmark_request,
     live_user,
     new_scenario,
     parse_events,

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from jsonschema_rs import Draft202012Validator  # schemathesis brings it: the same validator it uses
 
-from service.solving.schemas import SolutionStatus
 from service.solver.example import EXAMPLE_REQUEST
 from service.solving.models import SOLUTION_STATUSES
+from service.solving.schemas import SolutionStatus
 from tests.kit.worker import WorkerProcess
 from tests.planning.conftest import Caller
 from tests.solving.conftest import new_scenario, until_status

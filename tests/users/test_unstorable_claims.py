@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.identity.conftest import ProviderAppFactory
 from tests.kit import MockProvider
 from tests.kit.sql import SqlAdmin
+from tests.users.conftest import ProviderAppFactory
 
 GENERIC = "The access token is missing, invalid or expired."
 LONE_SURROGATE = "\ud800"

@@ -7,9 +7,9 @@ import pytest
 from service.core.db import Database
 from service.users import identity as identity_module
 from service.users.identity import MAX_SESSION_TOKEN_LIFETIME, IdentityService
-from tests.identity.conftest import ProviderAppFactory
 from tests.kit import REMOVE, MockProvider
 from tests.kit.forge import split
+from tests.users.conftest import ProviderAppFactory
 
 
 async def test_expired_revocations_are_swept(monkeypatch: pytest.MonkeyPatch, service_db: Database) -> None:

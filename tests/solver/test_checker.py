@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.solving.checker import check_solution
+from tests.kit.checker import check_solution
 
 MATRIX = np.array([[0, 10, 20], [10, 0, 15], [20, 15, 0]], dtype=np.int64)
 DOCUMENT: dict[str, Any] = {

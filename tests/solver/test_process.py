@@ -18,10 +18,9 @@ from service.solver.matrix import build_matrices
 from service.solver.outcome import CANCELLED_EARLY, Progress, SolveOutcome
 from service.solver.process import PROCESS_DIED, TIME_LIMIT_EXCEEDED, run_solve, warm_up
 from service.solver.request import parse_solve_request
-from tests.kit.instances import synthetic_request
+from tests.kit.checker import check_solution
+from tests.kit.instances import DATA, synthetic_request
 from tests.kit.vrplib_io import request_from_vrplib
-from tests.solving.checker import check_solution
-from tests.solving.conftest import DATA
 
 
 @pytest.fixture(scope="module")

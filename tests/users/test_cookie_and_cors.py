@@ -9,8 +9,8 @@ import pytest
 from fastapi import FastAPI
 
 from service.users.gate import CurrentUser
-from tests.identity.conftest import ProviderAppFactory
 from tests.kit import MockProvider
+from tests.users.conftest import ProviderAppFactory
 
 SPA = "http://localhost:5173"
 

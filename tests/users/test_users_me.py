@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
-from tests.identity.conftest import ProviderAppFactory
 from tests.kit import MockProvider, Org
 from tests.kit.sql import SqlAdmin
+from tests.users.conftest import ProviderAppFactory
 
 
 async def user_rows(db: SqlAdmin, provider: str, subject: str) -> list[tuple[str | None]]:

@@ -8,8 +8,8 @@ import httpx
 from fastapi import Depends, FastAPI
 
 from service.users.gate import Principal, require_org_permission, require_permission
-from tests.identity.conftest import ProviderAppFactory
 from tests.kit import MockProvider
+from tests.users.conftest import ProviderAppFactory
 
 
 def add_guarded_route(app: FastAPI) -> None:

@@ -9,8 +9,8 @@ import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from tests.identity.conftest import ProviderAppFactory
 from tests.kit import MockProvider, Org, make_settings
+from tests.users.conftest import ProviderAppFactory
 
 ADMIN_USERS = "/api/v1/admin/users"
 

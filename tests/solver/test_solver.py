@@ -12,8 +12,9 @@ import pytest
 from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress
 from service.solver.request import EXAMPLE_REQUEST, parse_solve_request
 from service.solver.solver import PROGRESS_INTERVAL_S, solve
+from tests.kit.instances import DATA
 from tests.kit.vrplib_io import request_from_vrplib
-from tests.solving.conftest import DATA, SolveChecked
+from tests.solver.conftest import SolveChecked
 
 
 def _planar(

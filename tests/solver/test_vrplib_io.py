@@ -8,8 +8,8 @@ import numpy as np
 
 from service.solver.matrix import build_matrices
 from service.solver.request import parse_solve_request
+from tests.kit.instances import DATA
 from tests.kit.vrplib_io import request_from_vrplib
-from tests.solving.conftest import DATA
 
 
 def _routes(solution_file: str) -> list[list[str]]:

@@ -8,10 +8,10 @@ import time
 import httpx
 import pytest
 
-from tests.identity.conftest import ProviderApp, ProviderAppFactory
 from tests.kit import REMOVE, MockProvider, SigningKey
 from tests.kit.forge import assemble, reheader, split
 from tests.kit.providers import HangingEndpoint
+from tests.users.conftest import ProviderApp, ProviderAppFactory
 
 GENERIC = "The access token is missing, invalid or expired."
 
