@@ -7,8 +7,8 @@ import functools
 import gc
 import logging
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 
 import httpx
@@ -16,6 +16,8 @@ from fastapi import APIRouter, FastAPI
 
 from service import providers
 from service.config import Settings, get_settings
+from service.core.bodies import BodyPolicy
+from service.core.context import install, uninstall
 from service.core.cors import LoggedCORSMiddleware
 from service.core.db import Database
 from service.core.docs import install_docs
@@ -24,18 +26,19 @@ from service.core.notify import Listener, Subscription
 from service.core.observability import configure_logging
 from service.core.offload import Offload
 from service.core.openapi import install_openapi
-from service.core.probes import router as probes_router
 from service.core.problems import install_problem_handlers
 from service.dev.routes import mount_playground
 from service.dev.routes import router as dev_router
 from service.planning.repository import erase_owner
 from service.planning.routes import router as planning_router
+from service.probes import router as probes_router
 from service.providers.dev import DevIssuer
 from service.solver.request import SolveRequest
 from service.solving.checks import SolveChecks
 from service.solving.events import EventHub
 from service.solving.repository import SOLUTIONS_CHANNEL, cancel_owner_solves
 from service.solving.routes import router as solving_router
+from service.state import AppState
 from service.users.identity import IdentityService
 from service.users.routes import router as users_router
 from service.users.store import IDENTITY_CHANNEL
@@ -92,55 +95,71 @@ def _freeze_startup_objects() -> None:
         gc.freeze()
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    db = Database.from_settings(settings)
-    # JWKS fetches: bounded, never following redirects (a redirect is not the provider's key set).
-    http = httpx.AsyncClient(
-        follow_redirects=False, timeout=settings.jwks_http_timeout, verify=_tls_context()
-    )
-    verifier = providers.build_verifier(settings, http)
-    identity = identity_for(db, settings)
-    direct_url = settings.direct_database_url
-    assert direct_url is not None  # from_settings refused a missing DATABASE_URL
-    listener = Listener(direct_url)
-    listener.subscribe(
-        Subscription(
-            IDENTITY_CHANNEL, identity.announced, on_live=identity.go_live, on_lost=identity.go_blind
-        )
-    )
-    event_hub = EventHub()
-    listener.subscribe(Subscription(SOLUTIONS_CHANNEL, event_hub.announced))
-    app.state.event_hub = event_hub
-    app.state.db, app.state.http, app.state.verifier = db, http, verifier
-    app.state.identity, app.state.listener = identity, listener
-    app.state.webhook_janitor = LedgerJanitor()
-    app.state.offload = Offload(settings.json_parse_workers)  # its processes start on first use
-    app.state.solve_checks = SolveChecks(
-        inline_max_bytes=settings.solve_inline_check_bytes,
-        workers=settings.solve_check_workers,
-        wait_s=settings.solve_check_wait_s,
-    )
-    app.state.large_writes = asyncio.Semaphore(settings.json_large_writes)
-    if "dev" in settings.auth_providers:
-        app.state.dev_issuer = DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
+def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: its state (`AppState`) built from `settings`, installed, torn down."""
 
-    listener.start()
-    _freeze_startup_objects()
-    # Keys are fetched in the background: a provider down at startup must not stop the app;
-    # /ready says 503 until every provider has keys.
-    prefetch = asyncio.create_task(verifier.start(), name="jwks-prefetch")
-    try:
-        yield
-    finally:
-        prefetch.cancel()
-        await listener.stop()
-        await verifier.aclose()  # before the client it fetches with
-        await http.aclose()
-        await app.state.offload.close()
-        await app.state.solve_checks.close()
-        await db.close()
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database.from_settings(settings)
+        # JWKS fetches: bounded, never following redirects (a redirect is not the provider's key set).
+        http = httpx.AsyncClient(
+            follow_redirects=False, timeout=settings.jwks_http_timeout, verify=_tls_context()
+        )
+        verifier = providers.build_verifier(settings, http)
+        identity = identity_for(db, settings)
+        direct_url = settings.direct_database_url
+        assert direct_url is not None  # from_settings refused a missing DATABASE_URL
+        listener = Listener(direct_url)
+        listener.subscribe(
+            Subscription(
+                IDENTITY_CHANNEL, identity.announced, on_live=identity.go_live, on_lost=identity.go_blind
+            )
+        )
+        events = EventHub()
+        listener.subscribe(Subscription(SOLUTIONS_CHANNEL, events.announced))
+        state = AppState(
+            settings=settings,
+            db=db,
+            http=http,
+            verifier=verifier,
+            identity=identity,
+            listener=listener,
+            events=events,
+            bodies=BodyPolicy(
+                inline_max_bytes=settings.json_inline_max_bytes,
+                offload=Offload(settings.json_parse_workers),  # its processes start on first use
+                large_writes=asyncio.Semaphore(settings.json_large_writes),
+                wait_s=settings.json_large_writes_timeout,
+            ),
+            solve_checks=SolveChecks(
+                inline_max_bytes=settings.solve_inline_check_bytes,
+                workers=settings.solve_check_workers,
+                wait_s=settings.solve_check_wait_s,
+            ),
+            webhook_janitor=LedgerJanitor(),
+            dev_issuer=DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
+            if "dev" in settings.auth_providers
+            else None,
+        )
+        install(app, state)
+        listener.start()
+        _freeze_startup_objects()
+        # Keys are fetched in the background: a provider down at startup must not stop the app;
+        # /ready says 503 until every provider has keys.
+        prefetch = asyncio.create_task(verifier.start(), name="jwks-prefetch")
+        try:
+            yield
+        finally:
+            prefetch.cancel()
+            await listener.stop()
+            await verifier.aclose()  # before the client it fetches with
+            await http.aclose()
+            await state.bodies.offload.close()
+            await state.solve_checks.close()
+            await db.close()
+            uninstall(app)
+
+    return lifespan
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -150,7 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Routebook",
         version="0.1.0",
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=lifespan_for(settings),
         openapi_url="/openapi.json",
         # /docs is served by install_docs, from local assets rather than FastAPI's CDN ones.
         docs_url=None,
@@ -159,7 +178,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # poisoning behind a proxy): a slashed path is a plain 404 instead.
         redirect_slashes=False,
     )
-    app.state.settings = settings
     install_problem_handlers(app)
 
     # add_middleware wraps: the last added is the outermost. Request ids wrap everything (even a

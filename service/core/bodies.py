@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from service.core.context import state_of
 from service.core.errors import ServiceUnavailable, ValidationFailed
 from service.core.offload import Offload
 
@@ -126,20 +127,36 @@ def check_document(raw: bytes, model: type[M], member: str, required: bool) -> t
     return validate(model, members), present
 
 
-async def _checked(request: Request, raw: bytes, check: Callable[..., T], *args: Any) -> T:
-    """`check(raw, *args)`, inline up to JSON_INLINE_MAX_BYTES, else in the offload pool: parsing
+@dataclass(frozen=True, slots=True)
+class BodyPolicy:
+    """How bodies are checked and written: inline up to `inline_max_bytes` (JSON_INLINE_MAX_BYTES),
+    else in `offload`; a large body's write takes one of `large_writes` slots, waiting at most
+    `wait_s` (JSON_LARGE_WRITES, JSON_LARGE_WRITES_TIMEOUT)."""
+
+    inline_max_bytes: int
+    offload: Offload
+    large_writes: asyncio.Semaphore
+    wait_s: float
+
+
+def _policy(request: Request) -> BodyPolicy:
+    policy: BodyPolicy = state_of(request).bodies
+    return policy
+
+
+async def _checked(policy: BodyPolicy, raw: bytes, check: Callable[..., T], *args: Any) -> T:
+    """`check(raw, *args)`, inline up to the policy's size, else in the offload pool: parsing
     megabytes on the loop would stall every other request meanwhile (orjson holds the GIL)."""
-    if len(raw) <= request.app.state.settings.json_inline_max_bytes:
+    if len(raw) <= policy.inline_max_bytes:
         return check(raw, *args)
-    offload: Offload = request.app.state.offload
-    return await offload.run(check, raw, *args)
+    return await policy.offload.run(check, raw, *args)
 
 
 def json_model(model: type[M]) -> Callable[[Request], Awaitable[M]]:
     """A dependency: the body validated as `model`, before any database work."""
 
     async def read(request: Request) -> M:
-        return await _checked(request, await request.body(), check_object, model)
+        return await _checked(_policy(request), await request.body(), check_object, model)
 
     return read
 
@@ -151,16 +168,16 @@ def document_body(
     route writes it inside `body.write_slot()`."""
 
     async def read(request: Request) -> DocumentBody[M]:
+        policy = _policy(request)
         raw = await request.body()
-        fields, present = await _checked(request, raw, check_document, model, member, required)
-        settings = request.app.state.settings
-        large = len(raw) > settings.json_inline_max_bytes
+        fields, present = await _checked(policy, raw, check_document, model, member, required)
+        large = len(raw) > policy.inline_max_bytes
         return DocumentBody(
             fields=fields,
             raw=raw,
             has_document=present,
-            large_writes=request.app.state.large_writes if large else None,
-            wait_s=settings.json_large_writes_timeout,
+            large_writes=policy.large_writes if large else None,
+            wait_s=policy.wait_s,
         )
 
     return read

@@ -1,4 +1,4 @@
-"""The connection pool and the two ways in: `transaction()` (privileged) and `as_user()` (under RLS).
+"""The connection pool and the ways in: `as_user()` (under RLS) and `privileged()` (across users).
 
 The app talks to PostgreSQL through asyncpg directly. SQLModel tables still define the schema (for
 Alembic); statements are plain SQL in the repositories, which keeps a request at its round trips
@@ -157,7 +157,7 @@ async def _reset(conn: Connection) -> None:
 
 
 class Database:
-    """One pool per process, kept on `app.state.db`; every statement runs in one of its transactions."""
+    """One pool per process (`AppState.db`); every statement runs in one of its transactions."""
 
     def __init__(
         self,
@@ -222,8 +222,12 @@ class Database:
         return self._pool
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Proxy]:
-        """Privileged, cross-user work (user sync, admin listing, the queue): the login role, no RLS role."""
+    async def privileged(self) -> AsyncIterator[Proxy]:
+        """The dangerous path: the login role, which row-level security does not scope to a user.
+
+        Only for work that must see across users (user sync, the admin listing, the queue, stream
+        tickets, housekeeping); every call site says in one line why. Request work uses `as_user`.
+        """
         async with self._transaction(
             f"BEGIN; {self._begin_settings}" if self._begin_settings else "BEGIN"
         ) as conn:
@@ -248,7 +252,7 @@ class Database:
     @asynccontextmanager
     async def as_sweeper(self) -> AsyncIterator[Proxy]:
         """Read-only and across users: every user's pending and running solves, and the queue — all
-        the sweeper role can read. The one way past the per-user scope besides `transaction()`."""
+        the sweeper role can read. The one way past the per-user scope besides `privileged()`."""
         begin = f"BEGIN READ ONLY; {self._begin_settings}SELECT set_config('role', '{SWEEPER_ROLE}', true)"
         async with self._transaction(begin) as conn:
             yield conn
@@ -351,7 +355,8 @@ class Database:
         """None when the database answers within `timeout`; else the problem a request would get
         (busy when every pooled connection is in use, unavailable otherwise)."""
         try:
-            async with asyncio.timeout(timeout), self.transaction() as conn:
+            # Privileged: a probe that reads no row.
+            async with asyncio.timeout(timeout), self.privileged() as conn:
                 await conn.execute("SELECT 1")
             return None
         except TimeoutError:

@@ -12,13 +12,14 @@ foreign rows raise the same NotFound, so no route can tell them apart. Writes gu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
-from dataclasses import fields
-from typing import Any
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 
-from service.core.db import Connection
+from service.core.db import Connection, Database
 from service.core.errors import AppError, NotFound, PreconditionFailed, ValidationFailed
 from service.core.pagination import Cursor
 
@@ -131,3 +132,23 @@ class OwnedRepository:
     async def _delete(self, table: str, item_id: uuid.UUID, expected: Collection[int] | None) -> None:
         sql = f"DELETE FROM {table} WHERE user_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING id"
         await self._versioned(table, sql, item_id, expected, document=False)
+
+
+R = TypeVar("R", bound=OwnedRepository)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerScope(Generic[R]):
+    """A caller's rows, reached one transaction at a time: what a route's dependency hands it."""
+
+    db: Database
+    owner: uuid.UUID
+    repository: type[R]
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[R]:
+        """The request's transaction: as the app role, with the caller's id set in the same round
+        trip. A route's work runs inside the block, so it commits before the response is sent and a
+        client never sees a 201 for a write that then fails to commit."""
+        async with self.db.as_user(self.owner) as conn:
+            yield self.repository(conn, owner=self.owner)

@@ -14,6 +14,7 @@ from service.config import is_loopback_host
 from service.core.errors import Forbidden
 from service.core.openapi import problem_responses
 from service.core.patterns import WHITESPACE
+from service.deps import DevIssuerOrNone
 from service.providers.dev import DevIssuer
 
 MAX_DEV_TTL = 7 * 24 * 3600
@@ -56,10 +57,15 @@ def mint_dev_token(issuer: DevIssuer, body: DevTokenCreate) -> DevTokenRead:
 router = APIRouter(prefix="/dev", tags=["dev issuer (development only)"])
 
 
+def _mounted(issuer: DevIssuer | None) -> DevIssuer:
+    # These routes are mounted only when the dev issuer is configured (service/main.py).
+    assert issuer is not None, "the dev routes are mounted without a dev issuer"
+    return issuer
+
+
 @router.get("/.well-known/jwks.json", summary="The dev issuer's public keys")
-async def jwks(request: Request) -> dict[str, Any]:
-    issuer: DevIssuer = request.app.state.dev_issuer
-    return issuer.jwks()
+async def jwks(issuer: DevIssuerOrNone) -> dict[str, Any]:
+    return _mounted(issuer).jwks()
 
 
 @router.post(
@@ -69,12 +75,12 @@ async def jwks(request: Request) -> dict[str, Any]:
     # 400: FastAPI's own answer to a body it cannot decode at all (not UTF-8); 422 for bad JSON.
     responses=problem_responses(400, 403, 422),
 )
-async def token(request: Request, body: DevTokenCreate) -> DevTokenRead:
+async def token(request: Request, body: DevTokenCreate, issuer: DevIssuerOrNone) -> DevTokenRead:
     # Defence in depth: a development server started on 0.0.0.0 must not hand any visitor an
     # admin token. Only a client on this machine may mint.
     if request.client is None or not is_loopback_host(request.client.host):
         raise Forbidden("Dev tokens are minted only for clients on this machine.")
-    return mint_dev_token(request.app.state.dev_issuer, body)
+    return mint_dev_token(_mounted(issuer), body)
 
 
 PLAYGROUND = Path(__file__).parent / "static" / "playground"

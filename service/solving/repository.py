@@ -27,6 +27,8 @@ from service.core.errors import Conflict, NotFound
 from service.core.pagination import Cursor
 from service.core.repository import AS_BYTES, MEMBER, OwnedRepository, columns, page
 from service.solver.outcome import CANCELLED_EARLY
+from service.solving import queue, tickets
+from service.solving.queue import SolveJob
 
 # Progress and final states of solutions, for event streams (payload: `Announcement`, as JSON).
 SOLUTIONS_CHANNEL = "routebook_solutions"
@@ -308,6 +310,14 @@ class SolutionRepository(OwnedRepository):
                 return None
             raise NotFound()
         return SolutionRecord(*row)
+
+    async def enqueue(self, job: SolveJob) -> None:
+        """The solve's job, in this transaction: the worker sees it once the pending row is committed."""
+        await queue.enqueue(self._conn, job)
+
+    async def issue_ticket(self, solution_id: uuid.UUID) -> str:
+        """A stream ticket for one of the owner's solutions (the caller has read it: it is theirs)."""
+        return await tickets.issue(self._conn, self._owner, solution_id)
 
     async def cancel(self, solution_id: uuid.UUID) -> SolutionRecord:
         """Ask the solve to stop: a pending one ends at once (nothing found: failed), a running one is

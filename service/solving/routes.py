@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import partial
 from typing import Annotated, Any
 
@@ -18,7 +17,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
 from service.core.bodies import DocumentBody, SplicedJSONResponse, document_body, json_model
-from service.core.db import Database
 from service.core.errors import AppError, Conflict, NotFound, Unauthorized, ValidationFailed
 from service.core.openapi import (
     READ_PROBLEMS,
@@ -31,12 +29,13 @@ from service.core.openapi import (
 )
 from service.core.pagination import Paged, PageRequest, page_request, paginate
 from service.core.preconditions import ExpectedVersions, etag, tag
+from service.core.repository import OwnerScope
 from service.core.streaming import event_stream
+from service.deps import AppSettings, Db, Events, SolveChecking
 from service.solver.request import ValidationIssue
 from service.solving import tickets
-from service.solving.checks import SolveChecks
-from service.solving.events import EventHub, last_event_id, stream
-from service.solving.queue import SolveJob, enqueue
+from service.solving.events import last_event_id, stream
+from service.solving.queue import SolveJob
 from service.solving.repository import SolutionRecord, SolutionRepository, StreamState
 from service.solving.schemas import (
     SolutionCreate,
@@ -50,7 +49,7 @@ from service.solving.schemas import (
     SolveOptions,
     TicketRead,
 )
-from service.users.gate import CurrentUser, Principal, current_user
+from service.users.gate import CurrentUser, current_user
 
 PREFIX = "/api/v1"
 
@@ -60,11 +59,11 @@ class TooManySolves(AppError):
     detail = "Too many solves are pending or running; wait for one to finish."
 
 
-async def _options(request: Request) -> SolveOptions:
+async def _options(request: Request, settings: AppSettings) -> SolveOptions:
     # An empty body means the defaults.
     body = await request.body()
     options = await json_model(SolveOptions)(request) if body.strip() else SolveOptions()
-    limit = request.app.state.settings.solve_max_time_limit_s
+    limit = settings.solve_max_time_limit_s
     if options.time_limit_s > limit:
         raise ValidationFailed(
             [{"loc": ["body", "time_limit_s"], "msg": f"At most {limit} seconds.", "type": "less_than_equal"}]
@@ -87,16 +86,11 @@ def _unsolvable(errors: list[ValidationIssue]) -> ValidationFailed:
     )
 
 
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
+async def _solutions(db: Db, principal: CurrentUser) -> OwnerScope[SolutionRepository]:
+    return OwnerScope(db, principal.user_id, SolutionRepository)
 
 
-@asynccontextmanager
-async def _solutions(request: Request, principal: Principal) -> AsyncIterator[SolutionRepository]:
-    """The caller's solutions in the request's one transaction (as the app role, RLS scoped to them)."""
-    async with _db(request).as_user(principal.user_id) as conn:
-        yield SolutionRepository(conn, owner=principal.user_id)
+Solutions = Annotated[OwnerScope[SolutionRepository], Depends(_solutions)]
 
 
 SolutionBody = Annotated[
@@ -143,31 +137,26 @@ _CHECK_ROUNDS = 3
 )
 async def solve(
     scenario_id: uuid.UUID,
-    principal: CurrentUser,
     options: Annotated[SolveOptions, Depends(_options)],
-    request: Request,
+    solutions: Solutions,
+    settings: AppSettings,
+    checks: SolveChecking,
     response: Response,
 ) -> SolutionRecord:
     """Read, check, queue: the check (CPU) runs with no connection or lock held, between a short
     transaction that reads the request and one that queues it if the scenario is still at the
     version that was checked (else it is read and checked again)."""
-    settings = request.app.state.settings
-    db = _db(request)
-    checks: SolveChecks = request.app.state.solve_checks
-    owner = principal.user_id
     for _ in range(_CHECK_ROUNDS):
-        async with db.as_user(owner) as conn:
-            repo = SolutionRepository(conn, owner=owner)
+        async with solutions.transaction() as repo:
             version, document = await repo.scenario_to_solve(scenario_id)
             # Also before the check: a caller at the limit spends no CPU.
             if await repo.active_solves() >= settings.solve_max_active_per_user:
                 raise TooManySolves(headers={"Retry-After": "5"})
-        errors = await checks.errors(owner, document, settings.solve_max_stops)
+        errors = await checks.errors(solutions.owner, document, settings.solve_max_stops)
         if errors is not None:
             raise _unsolvable(errors)
         del document
-        async with db.as_user(owner) as conn:
-            repo = SolutionRepository(conn, owner=owner)
+        async with solutions.transaction() as repo:
             await repo.serialize_queueing()
             if await repo.active_solves() >= settings.solve_max_active_per_user:
                 raise TooManySolves(headers={"Retry-After": "5"})
@@ -175,7 +164,7 @@ async def solve(
                 scenario_id, version, time_limit_s=options.time_limit_s, seed=options.seed
             )
             if record is not None:
-                await enqueue(conn, SolveJob(solution_id=record.id, user_id=owner))
+                await repo.enqueue(SolveJob(solution_id=record.id, user_id=solutions.owner))
                 response.headers["Location"] = f"{PREFIX}/solutions/{record.id}"
                 return record
     raise Conflict("The scenario changed while its request was being checked; try again.")
@@ -191,9 +180,9 @@ async def solve(
     },
     summary="Stop a solve: it keeps the best solution found so far (cancelled), or failed if none",
 )
-async def cancel(solution_id: uuid.UUID, principal: CurrentUser, request: Request) -> SolutionRecord:
-    async with _db(request).as_user(principal.user_id) as conn:
-        return await SolutionRepository(conn, owner=principal.user_id).cancel(solution_id)
+async def cancel(solution_id: uuid.UUID, solutions: Solutions) -> SolutionRecord:
+    async with solutions.transaction() as repo:
+        return await repo.cancel(solution_id)
 
 
 @router.post(
@@ -203,22 +192,23 @@ async def cancel(solution_id: uuid.UUID, principal: CurrentUser, request: Reques
     responses=problem_responses(401, 404, 503),
     summary="A single-use ticket (60 s) to open the event stream from a browser's EventSource",
 )
-async def ticket(solution_id: uuid.UUID, principal: CurrentUser, request: Request) -> TicketRead:
-    async with _db(request).as_user(principal.user_id) as conn:
-        await SolutionRepository(conn, owner=principal.user_id).stream_state(solution_id)  # 404 if not theirs
-        value = await tickets.issue(conn, principal.user_id, solution_id)
+async def ticket(solution_id: uuid.UUID, solutions: Solutions) -> TicketRead:
+    async with solutions.transaction() as repo:
+        await repo.stream_state(solution_id)  # 404 if not theirs
+        value = await repo.issue_ticket(solution_id)
     return TicketRead(ticket=value, expires_in=int(tickets.TICKET_TTL.total_seconds()))
 
 
 async def _stream_owner(
     solution_id: uuid.UUID,
     request: Request,
+    db: Db,
     ticket: Annotated[str | None, Query(description="From POST …/events/ticket, for EventSource")] = None,
 ) -> uuid.UUID:
     """The Bearer token's user, or a ticket's (a browser's EventSource cannot send a header)."""
     if ticket is None:
         return (await current_user(request)).user_id
-    owner = await tickets.redeem(_db(request), ticket, solution_id)
+    owner = await tickets.redeem(db, ticket, solution_id)
     if owner is None:
         raise Unauthorized(
             "The stream ticket is missing, used or expired.", headers={"WWW-Authenticate": "Bearer"}
@@ -244,7 +234,8 @@ async def _stream_owner(
 )
 async def events(
     solution_id: uuid.UUID,
-    request: Request,
+    db: Db,
+    hub: Events,
     owner: Annotated[uuid.UUID, Depends(_stream_owner)],
     last_event: Annotated[
         str | None,
@@ -258,13 +249,12 @@ async def events(
         ),
     ] = None,
 ) -> EventSourceResponse:
-    db = _db(request)
-    hub: EventHub = request.app.state.event_hub
     resume_after = last_event_id(last_event)  # read now: nothing may fail once the response started
+    solutions = OwnerScope(db, owner, SolutionRepository)
 
     async def read() -> StreamState:
-        async with db.as_user(owner) as conn:
-            return await SolutionRepository(conn, owner=owner).stream_state(solution_id)
+        async with solutions.transaction() as repo:
+            return await repo.stream_state(solution_id)
 
     async def reread() -> StreamState | None:
         try:
@@ -302,9 +292,9 @@ async def events(
     openapi_extra=json_body(SolutionCreate),
 )
 async def create_solution(
-    scenario_id: uuid.UUID, body: SolutionBody, principal: CurrentUser, request: Request, response: Response
+    scenario_id: uuid.UUID, body: SolutionBody, solutions: Solutions, response: Response
 ) -> SolutionRecord:
-    async with body.write_slot(), _solutions(request, principal) as repo:
+    async with body.write_slot(), solutions.transaction() as repo:
         record = await repo.create(scenario_id, body.fields.status, body.raw if body.has_document else None)
     tag(response, record.version, f"{PREFIX}/solutions/{record.id}")
     return record
@@ -317,12 +307,9 @@ async def create_solution(
     summary="A scenario's solutions, newest first, without their payloads",
 )
 async def list_solutions(
-    scenario_id: uuid.UUID,
-    principal: CurrentUser,
-    request: Request,
-    page: Annotated[PageRequest, Depends(page_request)],
+    scenario_id: uuid.UUID, solutions: Solutions, page: Annotated[PageRequest, Depends(page_request)]
 ) -> Paged[SolutionRecord]:
-    async with _solutions(request, principal) as repo:
+    async with solutions.transaction() as repo:
         return await paginate(f"solutions:{scenario_id}", page, partial(repo.list, scenario_id))
 
 
@@ -332,8 +319,8 @@ async def list_solutions(
     responses={**READ_PROBLEMS, **ok("The solution with its payload")},
     summary="A solution with its payload",
 )
-async def get_solution(solution_id: uuid.UUID, principal: CurrentUser, request: Request) -> Response:
-    async with _solutions(request, principal) as repo:
+async def get_solution(solution_id: uuid.UUID, solutions: Solutions) -> Response:
+    async with solutions.transaction() as repo:
         record, document = await repo.get(solution_id)
     head = SolutionHead.model_validate(record, from_attributes=True)
     return SplicedJSONResponse(head, "payload", document, headers={"ETag": etag(record.version)})
@@ -350,11 +337,10 @@ async def update_solution(
     solution_id: uuid.UUID,
     body: SolutionPatch,
     expected: ExpectedVersions,
-    principal: CurrentUser,
-    request: Request,
+    solutions: Solutions,
     response: Response,
 ) -> SolutionRecord:
-    async with body.write_slot(), _solutions(request, principal) as repo:
+    async with body.write_slot(), solutions.transaction() as repo:
         record = await repo.update(
             solution_id,
             status=body.fields.status,
@@ -373,8 +359,8 @@ async def update_solution(
     summary="Delete a solution (honours If-Match)",
 )
 async def delete_solution(
-    solution_id: uuid.UUID, expected: ExpectedVersions, principal: CurrentUser, request: Request
+    solution_id: uuid.UUID, expected: ExpectedVersions, solutions: Solutions
 ) -> Response:
-    async with _solutions(request, principal) as repo:
+    async with solutions.transaction() as repo:
         await repo.delete(solution_id, expected)
     return Response(status_code=204)

@@ -235,7 +235,8 @@ class SolveWorker:
             if not running:
                 continue
             try:
-                async with self._db.transaction() as conn:
+                # Privileged: the queue's jobs are the workers', not a user's rows.
+                async with self._db.privileged() as conn:
                     rows = await conn.fetch(_BEAT, [item.job.id for item in running], self.queue_manager_id)
             except Exception as exc:
                 if classify(exc) is None:
@@ -263,7 +264,8 @@ class SolveWorker:
                         conn, stranded_for=lease + self._sweep_grace, lease=lease
                     )
                 for solve in stranded:
-                    async with self._db.transaction() as conn:
+                    # Privileged: its job is closed in the queue, and its owner is the job's, not ours.
+                    async with self._db.privileged() as conn:
                         if await end_stranded(conn, solve, lease=lease):
                             log.warning("solve %s had no live job; ended by the sweeper", solve.id)
             except Exception as exc:
@@ -386,7 +388,8 @@ class SolveWorker:
             if delay:
                 await asyncio.sleep(delay)
             try:
-                async with self._db.transaction() as conn:
+                # Privileged: the queue's log is the workers'.
+                async with self._db.privileged() as conn:
                     await queries_on(conn).log_jobs([(job, status, None)])
                 return
             except Exception as exc:
@@ -413,7 +416,8 @@ class SolveWorker:
                         repo = SolutionRepository(tx, owner=item.solve.user_id)
                         if not await repo.requeue(item.solve.solution_id, item.attempt):
                             continue  # finished, deleted or started elsewhere meanwhile
-                async with self._db.transaction() as tx:
+                # Privileged: the job goes back to the queue, which is the workers'.
+                async with self._db.privileged() as tx:
                     await queries_on(tx).retry_job(item.job, timedelta(0), None)
                 log.info("solve %s handed back to the queue", item.solve.solution_id)
         except Exception as exc:

@@ -18,9 +18,10 @@ from fastapi import Depends, Request
 
 from service.auth.keys import KeysUnavailable
 from service.auth.profile import OrgContext
-from service.auth.tokens import InvalidToken, TokenVerifier
+from service.auth.tokens import InvalidToken
 from service.core.errors import Forbidden, ServiceUnavailable, Unauthorized
-from service.users.identity import IdentityService, Refused
+from service.deps import app_state
+from service.users.identity import Refused
 
 log = logging.getLogger("routebook.auth")
 
@@ -68,16 +69,15 @@ def _token_from(request: Request, cookie_allowed: bool) -> tuple[str | None, boo
 
 
 async def current_user(request: Request) -> Principal:
-    state = request.app.state
-    verifier: TokenVerifier = state.verifier
-    identity: IdentityService = state.identity
+    state = app_state(request)
+    verifier, identity = state.verifier, state.identity
     token, from_cookie = _token_from(request, cookie_allowed=COOKIE_PROVIDER in verifier.provider_names)
     if token is None:
         raise _unauthorized(token_sent=False)
     if from_cookie and request.method in UNSAFE_METHODS:
         # A cookie rides along on cross-site requests; the Origin proves the page is ours (CSRF).
         origin = request.headers.get("origin")
-        if origin is None or origin not in state.settings.cors_origins:
+        if origin is None or origin not in (state.settings.cors_origins or ()):
             raise Forbidden("A cookie-authenticated request must come from an allowed origin.")
     if not token:
         raise _unauthorized(token_sent=True)

@@ -74,7 +74,7 @@ class _Entry:
 
 
 class IdentityService:
-    """One per app instance (`app.state.identity`)."""
+    """One per app instance (`AppState.identity`)."""
 
     def __init__(
         self,
@@ -131,7 +131,8 @@ class IdentityService:
 
     async def _resolve(self, provider: str, subject: str, email: str | None) -> UserRef:
         for _ in range(3):
-            async with self._db.transaction() as conn:
+            # Privileged: the caller has no user id yet; (provider, subject) is looked up among all users.
+            async with self._db.privileged() as conn:
                 user = await store.resolve(conn, provider, subject, email)
             if user is not None:
                 return user
@@ -140,7 +141,8 @@ class IdentityService:
     async def is_revoked(self, provider: str, session_id: str) -> bool:
         if self.live:
             return (provider, session_id) in self._revoked  # an expired entry only outlives its tokens
-        async with self._db.transaction() as conn:
+        # Privileged: revocations are the provider's, not a user's rows.
+        async with self._db.privileged() as conn:
             return await store.is_revoked(conn, provider, session_id)
 
     def _remember(self, key: tuple[str, str], user: UserRef) -> None:
@@ -193,22 +195,26 @@ class IdentityService:
 
     async def list_users(self, limit: int, cursor: Cursor | None) -> Sequence[store.UserRecord]:
         """Every user, newest first: the admin listing (across users by nature)."""
-        async with self._db.transaction() as conn:
+        # Privileged: the admin listing reads every user (the route checked ADMIN_ROLE).
+        async with self._db.privileged() as conn:
             return await store.list_users(conn, limit, cursor)
 
     async def live_subjects(self, provider: str) -> set[str]:
-        async with self._db.transaction() as conn:
+        # Privileged: reconcile compares every user of a provider with the provider's list.
+        async with self._db.privileged() as conn:
             return await store.live_subjects(conn, provider)
 
     async def purge_expired_revocations(self) -> int:
-        async with self._db.transaction() as conn:
+        # Privileged: housekeeping of the provider's revocations.
+        async with self._db.privileged() as conn:
             return await store.purge_expired_revocations(conn)
 
     # --- coherence: what the listener calls --------------------------------------------------
 
     async def go_live(self) -> None:
         """The listener is connected: start caching from a fresh view of the database."""
-        async with self._db.transaction() as conn:
+        # Privileged: every live revocation, whoever's session it ended.
+        async with self._db.privileged() as conn:
             rows = await store.live_revocations(conn)
         self._generation += 1
         self._users.clear()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import TypeAdapter
 
 from service.core.openapi import problem_responses
 from service.core.pagination import Paged, PageRequest, page_request, paginate
+from service.deps import AppSettings, Identity
 from service.users.gate import CurrentUser, Principal, require_role
-from service.users.identity import IdentityService
 from service.users.schemas import UserAdminPage, UserRead
 from service.users.store import UserRecord
 
@@ -26,17 +26,11 @@ _ME_BODIES: dict[Principal, bytes] = {}
 _ME_BODIES_SIZE = 10_000
 
 
-async def identity_service(request: Request) -> IdentityService:
-    identity: IdentityService = request.app.state.identity
-    return identity
-
-
-async def admin(request: Request, principal: CurrentUser) -> Principal:
+async def admin(settings: AppSettings, principal: CurrentUser) -> Principal:
     """The caller, if they hold the global ADMIN_ROLE (read from settings when the request arrives)."""
-    return await require_role(request.app.state.settings.admin_role)(principal)
+    return await require_role(settings.admin_role)(principal)
 
 
-Identity = Annotated[IdentityService, Depends(identity_service)]
 Admin = Annotated[Principal, Depends(admin)]
 
 

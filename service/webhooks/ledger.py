@@ -51,7 +51,8 @@ async def apply_delivery(db: Database, identity: IdentityService, event: UserEve
     if event.kind == "ignored":
         # Not entered in the ledger: there is no effect to protect, and Clerk sends many such events.
         return Delivery.IGNORED
-    async with db.transaction() as conn:
+    # Privileged: a provider's event may create, change or erase any user.
+    async with db.privileged() as conn:
         # Supabase has no stable event id; its effects are idempotent by construction instead.
         if event.event_id is not None and not await record_delivery(conn, event):
             return Delivery.DUPLICATE
@@ -61,7 +62,8 @@ async def apply_delivery(db: Database, identity: IdentityService, event: UserEve
 
 async def purge_ledger(db: Database, retention: timedelta = LEDGER_RETENTION) -> int:
     """Delete ledger rows older than `retention` in a short transaction of its own."""
-    async with db.transaction() as conn:
+    # Privileged: the ledger is the providers', not a user's.
+    async with db.privileged() as conn:
         status = await conn.execute("DELETE FROM webhook_events WHERE received_at < $1", utcnow() - retention)
     return int(status.split()[-1])
 

@@ -69,7 +69,8 @@ async def _unit(db: Database, dry_run: bool) -> AsyncIterator[Connection]:
     """One transaction on the privileged path; a dry run rolls it back, so it writes nothing (its
     NOTIFYs are dropped with it) yet counts exactly what a real run would do."""
     try:
-        async with db.transaction() as conn:
+        # Privileged: reconcile applies a provider's list to every user it names.
+        async with db.privileged() as conn:
             yield conn
             if dry_run:
                 raise _DryRun

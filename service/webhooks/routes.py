@@ -12,18 +12,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from service import providers
 from service.core.db import Database
 from service.core.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unauthorized
 from service.core.notify import Listener
 from service.core.openapi import problem_responses
+from service.deps import AppSettings, Db, Identity, Notifications, WebhookJanitor
 from service.providers.base import Provider
 from service.providers.events import MalformedPayload, UserEvent
 from service.providers.webhook_auth import SignatureInvalid
 from service.users.identity import IdentityService
-from service.webhooks.ledger import Delivery, LedgerJanitor, apply_delivery
+from service.webhooks.ledger import Delivery, apply_delivery
 
 log = logging.getLogger("routebook.webhooks")
 
@@ -60,13 +61,17 @@ def _receiver(name: str) -> Provider[Any]:
 )
 async def receive(
     request: Request,
+    settings: AppSettings,
+    db: Db,
+    identity: Identity,
+    listener: Notifications,
+    janitor: WebhookJanitor,
     provider: str = Path(description="clerk, workos or supabase (or another registered provider)"),
 ) -> Response:
     receiver = _receiver(provider)
-    app = request.app
     # The exact bytes the provider signed; never a re-serialization of parsed JSON.
     body = await request.body()
-    secret = receiver.webhook_secret(app.state.settings)
+    secret = receiver.webhook_secret(settings)
     if secret is None:
         # Fail closed, but as our fault (503), not the sender's: providers keep retrying, and
         # the deliveries go through once the secret is set.
@@ -81,22 +86,18 @@ async def receive(
     except MalformedPayload as exc:
         raise BadRequest(f"The webhook payload is not a usable event: {exc}") from None
 
-    outcome = await _apply(app.state.db, app.state.identity, event)
+    outcome = await _apply(db, identity, event)
     log.info("webhook %s %s: %s", provider, event.event_type, outcome.value)
     if outcome is Delivery.APPLIED:
-        await _caught_up(app)
-        janitor: LedgerJanitor = app.state.webhook_janitor
-        await janitor.maybe_purge(app.state.db, app.state.identity)
+        await _caught_up(listener)
+        await janitor.maybe_purge(db, identity)
     return Response(status_code=204)
 
 
-async def _caught_up(app: FastAPI) -> None:
+async def _caught_up(listener: Listener) -> None:
     """Answer only once this instance has applied its own announcement (NOTIFY reaches the sender's
     listener asynchronously too), so the very next request here already refuses a deleted user or a
     revoked session. Other instances catch up as their listeners receive it."""
-    listener: Listener | None = getattr(app.state, "listener", None)
-    if listener is None:
-        return
     try:
         await listener.sync(timeout=_CATCH_UP_TIMEOUT_SECONDS)
     except Exception as exc:

@@ -25,6 +25,7 @@ from service.core.db import (
     classify,
 )
 from service.core.errors import ServiceUnavailable
+from service.deps import app_state
 from tests.conftest import AppFactory, client_for
 from tests.kit.waiting import eventually
 from tests.webhooks.conftest import CLERK, CLERK_SECRET, clerk_signed, clerk_user_event
@@ -99,11 +100,11 @@ async def test_a_connection_lost_between_statements_is_database_unavailable(
 ) -> None:
     for _ in range(3):  # more losses than the pool has slots: each one gives its slot back
         with pytest.raises(DatabaseUnavailable):
-            async with own_db.transaction() as conn:
+            async with own_db.privileged() as conn:
                 await terminate(migrated_url, await conn.fetchval("SELECT pg_backend_pid()"))
                 await eventually(lambda: _async(lost(conn)))
                 await conn.fetchval("SELECT 1")
-    async with own_db.transaction() as conn:  # the pool replaced it
+    async with own_db.privileged() as conn:  # the pool replaced it
         assert await conn.fetchval("SELECT 1") == 1
 
 
@@ -114,7 +115,7 @@ async def test_a_connection_lost_before_commit_is_database_unavailable(
         async with own_db.as_user(uuid.uuid4()) as conn:
             await terminate(migrated_url, await conn.fetchval("SELECT pg_backend_pid()"))
             await eventually(lambda: _async(lost(conn)))
-    async with own_db.transaction() as conn:
+    async with own_db.privileged() as conn:
         assert await conn.fetchval("SELECT 1") == 1
 
 
@@ -122,7 +123,7 @@ async def test_a_connection_lost_mid_query_is_database_unavailable(
     own_db: Database, migrated_url: str
 ) -> None:
     with pytest.raises(DatabaseUnavailable):
-        async with own_db.transaction() as conn:
+        async with own_db.privileged() as conn:
             pid = await conn.fetchval("SELECT pg_backend_pid()")
             query = asyncio.ensure_future(conn.fetchval("SELECT pg_sleep(30)"))
             admin = await asyncpg.connect(**asyncpg_connect_args(migrated_url))
@@ -144,7 +145,7 @@ async def test_connections_lost_under_concurrent_transactions_give_their_slots_b
     async def worker() -> None:
         while not stop.is_set():
             try:
-                async with own_db.transaction() as conn:
+                async with own_db.privileged() as conn:
                     await conn.fetchval("SELECT pg_sleep(0.002)")
                     await conn.fetchval("SELECT 1")
                 outcomes["ok"] += 1
@@ -166,17 +167,17 @@ async def test_connections_lost_under_concurrent_transactions_give_their_slots_b
         await admin.close()
     assert outcomes["unavailable"] > 0
     # Every slot is free: as many transactions at once as the pool has connections.
-    async with own_db.transaction() as first, own_db.transaction() as second:
+    async with own_db.privileged() as first, own_db.privileged() as second:
         assert await first.fetchval("SELECT 1") == await second.fetchval("SELECT 1") == 1
 
 
 async def test_a_swallowed_statement_error_is_never_acknowledged_as_committed(own_db: Database) -> None:
     # PostgreSQL answers COMMIT of a failed transaction with ROLLBACK, not an error.
     with pytest.raises(TransactionRolledBack):
-        async with own_db.transaction() as conn:
+        async with own_db.privileged() as conn:
             with contextlib.suppress(asyncpg.DivisionByZeroError):
                 await conn.fetchval("SELECT 1 / 0")
-    async with own_db.transaction() as conn:  # the connection went back to the pool clean
+    async with own_db.privileged() as conn:  # the connection went back to the pool clean
         assert await conn.fetchval("SELECT 1") == 1
 
 
@@ -193,13 +194,15 @@ async def test_an_exhausted_pool_is_503_busy_with_retry_after(app_factory: AppFa
     async with app_factory(**settings, clerk_webhook_secret=CLERK_SECRET) as app:
         async with client_for(app) as client:
             # The listener has loaded (its own query done), so a known caller is served from the cache.
-            await eventually(lambda: _async(app.state.identity.live))
-            alice = {"Authorization": f"Bearer {app.state.dev_issuer.mint(subject='busy', email=None)}"}
+            await eventually(lambda: _async(app_state(app).identity.live))
+            alice = {"Authorization": f"Bearer {app_state(app).dev_issuer.mint(subject='busy', email=None)}"}
             assert (await client.get(f"{API}/users/me", headers=alice)).status_code == 200
-            newcomer = {"Authorization": f"Bearer {app.state.dev_issuer.mint(subject='late', email=None)}"}
+            newcomer = {
+                "Authorization": f"Bearer {app_state(app).dev_issuer.mint(subject='late', email=None)}"
+            }
             body, hook_headers = clerk_signed(clerk_user_event("user_busy", kind="user.created"))
-            db = app.state.db
-            async with db.transaction(), db.transaction():
+            db = app_state(app).db
+            async with db.privileged(), db.privileged():
                 answers = {
                     "planning": await client.get(f"{API}/sessions", headers=alice),
                     "new user": await client.get(f"{API}/users/me", headers=newcomer),
@@ -232,11 +235,11 @@ async def test_a_request_cancelled_at_any_moment_gives_its_connection_back(own_d
     statement, in COMMIT. Each of those moments must give the connection back to the pool."""
 
     async def transaction() -> None:
-        async with own_db.transaction() as conn:
+        async with own_db.privileged() as conn:
             await conn.fetchval("SELECT 1")
 
-    async with own_db.transaction():  # the pool's connections exist: checkout is not a connect
-        async with own_db.transaction():
+    async with own_db.privileged():  # the pool's connections exist: checkout is not a connect
+        async with own_db.privileged():
             pass
     for ticks in range(40):  # event-loop turns before the cancel: every await point gets its turn
         task = asyncio.create_task(transaction())
@@ -246,5 +249,5 @@ async def test_a_request_cancelled_at_any_moment_gives_its_connection_back(own_d
         with contextlib.suppress(asyncio.CancelledError):
             await task
     # Every slot is free: as many transactions at once as the pool has connections.
-    async with own_db.transaction() as first, own_db.transaction() as second:
+    async with own_db.privileged() as first, own_db.privileged() as second:
         assert await first.fetchval("SELECT 1") == await second.fetchval("SELECT 1") == 1

@@ -10,12 +10,13 @@ import pytest
 from fastapi import FastAPI
 
 from service.core.observability import JsonFormatter
+from service.deps import app_state
 
 
 async def test_logs_never_contain_credentials_or_bodies(
     app: FastAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    token = app.state.dev_issuer.mint(subject="logged", email="l@example.com")
+    token = app_state(app).dev_issuer.mint(subject="logged", email="l@example.com")
     forged = token[:-6] + "AAAAAA"
     caplog.set_level(logging.DEBUG)
     await client.get(

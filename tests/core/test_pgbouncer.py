@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from service.config import Settings
 from service.core.db import asyncpg_connect_args
+from service.deps import app_state
 from service.main import create_app
 from tests.conftest import client_for
 from tests.kit.pgbouncer import PgBouncer, pgbouncer_binary, running_pgbouncer
@@ -84,7 +85,7 @@ async def app_at(settings_for: Callable[..., Settings], **overrides: Any) -> Asy
 
 async def planning_tour(app: FastAPI) -> uuid.UUID:
     """Every kind of request the planning API and identity make; returns the caller's user id."""
-    token = app.state.dev_issuer.mint(subject="pooled-user", email="pooled@example.com")
+    token = app_state(app).dev_issuer.mint(subject="pooled-user", email="pooled@example.com")
     headers = {"Authorization": f"Bearer {token}"}
     async with client_for(app) as http:
 

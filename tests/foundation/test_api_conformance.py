@@ -37,6 +37,7 @@ from hypothesis import settings
 from schemathesis.python import asgi as schemathesis_asgi
 
 from service.config import Settings
+from service.deps import app_state
 from service.main import create_app
 from tests.conftest import truncate_all
 from tests.kit.sql import SqlAdmin
@@ -299,7 +300,7 @@ def app_under_test(
     try:
         with _client() as client:  # starts the lifespan, in schemathesis' event loop thread
             assert client.get("/openapi.json").json() == DOCUMENT
-        token = app.state.dev_issuer.mint(
+        token = app_state(app).dev_issuer.mint(
             subject="conformance", email="conformance@example.com", roles=["admin"]
         )
         RUN.headers = {"Authorization": f"Bearer {token}"}

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from service.core.timestamps import PATTERN, Timestamp
+from service.deps import app_state
 from tests.planning.conftest import Caller, sign_in
 
 PROBLEM = "application/problem+json"
@@ -145,7 +146,7 @@ def test_timestamps_are_written_in_utc_with_z() -> None:
 async def test_every_resource_sends_timestamps_in_the_one_format(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    token = app.state.dev_issuer.mint(subject="stamps", email="stamps@example.com", roles=["admin"])
+    token = app_state(app).dev_issuer.mint(subject="stamps", email="stamps@example.com", roles=["admin"])
     caller = Caller("stamps", uuid.uuid4(), client, {"Authorization": f"Bearer {token}"})
     await sign_in(app, client, "other")
     bodies: list[Any] = [(await caller.call("GET", "/users/me")).json()]

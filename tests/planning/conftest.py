@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from service.core.db import new_id
+from service.deps import app_state
 from tests.conftest import client_for
 from tests.kit.sql import SqlAdmin, scope_rls_to
 
@@ -48,7 +49,7 @@ def encode(value: Any) -> bytes:
 
 
 async def sign_in(app: FastAPI, http: httpx.AsyncClient, name: str) -> Caller:
-    token = app.state.dev_issuer.mint(subject=f"user-{name}", email=f"{name}@example.com")
+    token = app_state(app).dev_issuer.mint(subject=f"user-{name}", email=f"{name}@example.com")
     headers = {"Authorization": f"Bearer {token}"}
     me = await http.get(f"{API}/users/me", headers=headers)
     assert me.status_code == 200, me.text

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from service.core.db import Database
+from service.deps import app_state
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.waiting import eventually
 from tests.planning.conftest import Caller
@@ -19,10 +20,10 @@ async def tombstone_without_announcing(app: FastAPI, db: SqlAdmin, caller: Calle
     """As if the deletion committed after this request passed the identity gate: the instance's
     cache still holds the live user, so only the database can refuse the write."""
     for _ in range(100):
-        if app.state.identity.live:
+        if app_state(app).identity.live:
             break
         await asyncio.sleep(0.05)
-    assert app.state.identity.live
+    assert app_state(app).identity.live
     assert (await caller.call("GET", "/users/me")).status_code == 200  # now cached as live
     async with db.transaction() as session:
         await session.execute(

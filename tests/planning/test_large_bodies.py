@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from service.deps import app_state
 from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin
 from tests.planning.conftest import Caller, encode, row_snapshot, sign_in
@@ -137,7 +138,7 @@ async def test_large_writes_take_turns_and_a_wait_is_bounded(
         refused = await alice.call("POST", path, {"name": "nul", "request": {"blob": "x" * 2_000 + "\u0000"}})
         assert refused.status_code == 422
 
-        slots = app.state.large_writes
+        slots = app_state(app).bodies.large_writes
         await slots.acquire()  # another large write in progress
         try:
             busy = await alice.call("POST", path, large)

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.db import APP_ROLE, Database, new_id
+from service.deps import app_state
 from service.planning.repository import PlanningRepository
 from service.planning.routes import caller_planning
 from service.planning.routes import router as planning_router
@@ -97,7 +98,7 @@ async def test_the_scope_ends_with_the_transaction(clean_db: SqlAdmin) -> None:
     try:
         async with single.as_user(new_id()):
             pass
-        async with single.transaction() as conn:  # the same (only) connection
+        async with single.privileged() as conn:  # the same (only) connection
             row = await conn.fetchrow("SELECT current_user, current_setting('app.user_id', true)")
         assert row is not None
         role, user_id = tuple(row)
@@ -111,8 +112,7 @@ async def test_the_request_path_opens_the_users_transaction(app: FastAPI, clean_
     """What every planning route works in: the app role, and the caller's id, before any query."""
     user_id = new_id()
     principal = cast(Any, SimpleNamespace(user_id=user_id))
-    request = cast(Any, SimpleNamespace(app=app))
-    planning = await caller_planning(request, principal)
+    planning = await caller_planning(app_state(app).db, principal)
     async with planning.transaction() as repository:
         assert repository.owner == user_id
         conn = repository._conn  # the test looks inside: what does this transaction run as?

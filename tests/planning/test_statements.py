@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from service.core.db import Database
+from service.deps import app_state
 from service.solver.example import EXAMPLE_REQUEST
 from service.solving.repository import SolutionRepository, StartedSolve
 from tests.kit.waiting import eventually
@@ -62,7 +63,7 @@ async def test_a_planning_request_stays_within_its_round_trips(
     app: FastAPI, alice: Caller, method: str, path: str, body: Any, budget: int
 ) -> None:
     ids = await tree(alice)
-    db: Database = app.state.db
+    db: Database = app_state(app).db
 
     async def cached() -> bool:
         # Once the listener is live, the caller's identity is served from the cache: no statement.
@@ -78,7 +79,7 @@ async def test_a_planning_request_stays_within_its_round_trips(
 
 
 async def test_every_planning_statement_names_its_owner(app: FastAPI, alice: Caller) -> None:
-    db: Database = app.state.db
+    db: Database = app_state(app).db
     sent: list[str] = []
     async with db.observe(lambda query: sent.append(query.query)):
         ids = await tree(alice)
@@ -113,7 +114,7 @@ async def test_every_planning_statement_names_its_owner(app: FastAPI, alice: Cal
 async def test_every_solve_statement_names_its_owner(
     app: FastAPI, alice: Caller, service_db: Database
 ) -> None:
-    db: Database = app.state.db
+    db: Database = app_state(app).db
     session = (await alice.call("POST", "/sessions", {"name": "solve"})).json()["id"]
     scenario = (
         await alice.call(

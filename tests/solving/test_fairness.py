@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from starlette.types import Message, Receive, Scope, Send
 
+from service.deps import app_state
 from service.solver.example import EXAMPLE_REQUEST
 from tests.conftest import AppFactory
 from tests.kit.instances import synthetic_request
@@ -129,7 +130,7 @@ async def test_another_users_small_solve_is_answered_while_a_large_check_is_held
                 reads.append(query)
 
         with frozen(checkers):
-            async with app.state.db.observe(scenario_read):
+            async with app_state(app).db.observe(scenario_read):
                 held = asyncio.create_task(alice.call("POST", f"/scenarios/{large}/solve", {}))
                 await eventually(lambda: _true(bool(reads)), timeout=PATIENCE_S)  # alice's check is due
             answered = await asyncio.wait_for(bob.call("POST", f"/scenarios/{small}/solve", {}), PATIENCE_S)

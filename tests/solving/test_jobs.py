@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from service.deps import app_state
 from service.solver.example import EXAMPLE_REQUEST
 from tests.conftest import AppFactory, client_for
 from tests.kit.checker import check_solution
@@ -315,8 +316,8 @@ async def test_the_deletion_webhook_stops_the_users_solve_and_erases_it(
     )
     await until_status(alice, solution_id, "running")
     # The identity service's tombstone, as the webhook applies it.
-    async with app.state.db.transaction() as conn:
-        await app.state.identity.tombstone(conn, "dev", "user-alice")
+    async with app_state(app).db.privileged() as conn:
+        await app_state(app).identity.tombstone(conn, "dev", "user-alice")
     async with clean_db.transaction() as session:
         assert (await session.execute(text("SELECT count(*) FROM solutions"))).scalar_one() == 0
     # The worker stopped the solve (its slot is free again): a job of another user is taken up.

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from service.config import Settings
+from service.deps import app_state
 from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin
 
@@ -114,7 +115,7 @@ async def test_admin_users_pages_newest_first_without_gaps(
                 "FROM generate_series(1, 25) AS n"
             )
         )
-    admin = app.state.dev_issuer.mint(subject="root", email="root@example.com", roles=["admin"])
+    admin = app_state(app).dev_issuer.mint(subject="root", email="root@example.com", roles=["admin"])
     seen: list[str] = []
     cursor: str | None = None
     while True:

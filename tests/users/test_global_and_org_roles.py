@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from service.deps import app_state
 from tests.kit import MockProvider, Org, make_settings
 from tests.users.conftest import ProviderAppFactory
 
@@ -91,8 +92,8 @@ async def test_clerk_public_metadata_role_opens_the_admin_listing(provider_app: 
 
 
 async def test_dev_roles_open_the_admin_listing(app: FastAPI, client: httpx.AsyncClient) -> None:
-    admin = app.state.dev_issuer.mint(subject="dev-root", email="root@example.com", roles=["admin"])
-    member = app.state.dev_issuer.mint(subject="dev-member", email="m@example.com", roles=["member"])
+    admin = app_state(app).dev_issuer.mint(subject="dev-root", email="root@example.com", roles=["admin"])
+    member = app_state(app).dev_issuer.mint(subject="dev-member", email="m@example.com", roles=["member"])
 
     status, me = await admin_and_me(client, admin)
     refused, _ = await admin_and_me(client, member)

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from service.core.notify import LISTENER_APPLICATION_NAME
+from service.deps import app_state
 from service.users.identity import IdentityService
 from tests.kit.sql import SqlAdmin
 
@@ -21,16 +22,16 @@ async def wait_live(directory: IdentityService, live: bool = True) -> None:
 
 
 async def test_concurrent_syncs_all_complete(app: FastAPI) -> None:
-    await wait_live(app.state.identity)
+    await wait_live(app_state(app).identity)
     # One LISTEN connection serves them all; asyncpg allows one operation at a time on it.
-    await asyncio.gather(*(app.state.listener.sync() for _ in range(10)))
-    assert app.state.identity.live
+    await asyncio.gather(*(app_state(app).listener.sync() for _ in range(10)))
+    assert app_state(app).identity.live
 
 
 async def test_a_lost_listener_makes_the_directory_read_the_database(
     app: FastAPI, clean_db: SqlAdmin
 ) -> None:
-    directory: IdentityService = app.state.identity
+    directory: IdentityService = app_state(app).identity
     await wait_live(directory)
     user = await directory.resolve("dev", "cached-user", None)
     assert not user.deleted

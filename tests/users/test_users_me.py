@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
+from service.deps import app_state
 from tests.kit import MockProvider, Org
 from tests.kit.sql import SqlAdmin
 from tests.users.conftest import ProviderAppFactory
@@ -120,7 +121,7 @@ async def test_a_tombstoned_user_gets_401(provider_app: ProviderAppFactory, clea
         async with clean_db.transaction() as session:
             await session.execute(text("UPDATE users SET deleted_at = now() WHERE subject = 'user_gone'"))
             await session.execute(text("SELECT pg_notify('routebook_identity', 'user:clerk:user_gone')"))
-        await env.app.state.listener.sync()
+        await app_state(env.app).listener.sync()
         response = await env.me(token)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from service.core.db import Database
+from service.deps import app_state
 from service.users.identity import MAX_SESSION_TOKEN_LIFETIME
 from service.webhooks.ledger import purge_ledger
 from tests.kit import MockProvider
@@ -232,7 +233,7 @@ async def test_failed_effect_leaves_nothing_and_the_retry_applies(
         raise RuntimeError("simulated failure after the tombstone was written")
 
     with monkeypatch.context() as patch:
-        patch.setattr(hooks_app.state.identity, "_erasers", (broken,))
+        patch.setattr(app_state(hooks_app).identity, "_erasers", (broken,))
         failed = await hooks.post(CLERK, content=body, headers=headers)
     assert failed.status_code == 503
     row = await user_row(clean_db, "clerk", "user_retry")
@@ -256,7 +257,7 @@ async def me(client: httpx.AsyncClient, token: str) -> httpx.Response:
 async def sync(*apps: FastAPI) -> None:
     """Every announcement committed so far has been applied on these instances."""
     for app in apps:
-        await app.state.listener.sync()
+        await app_state(app).listener.sync()
 
 
 async def until_live(*apps: FastAPI) -> None:
@@ -264,7 +265,7 @@ async def until_live(*apps: FastAPI) -> None:
     (a blind directory reads the database on every request and would pass trivially)."""
     async with asyncio.timeout(10):
         # Polling: `live` is a plain flag the directory owns, with no event to wait on.
-        while not all(app.state.identity.live for app in apps):  # noqa: ASYNC110
+        while not all(app_state(app).identity.live for app in apps):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 

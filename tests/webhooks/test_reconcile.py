@@ -88,7 +88,7 @@ async def arrange(db: Database, listed: list[dict[str, Any]]) -> dict[str, uuid.
     """Local state before the run: one current user, one stale, one tombstoned, two the provider
     deleted (one with planning data), one paging skipped, and a user of another provider."""
     identity = IdentityService(db)
-    async with db.transaction() as conn:
+    async with db.privileged() as conn:
         await identity.upsert(conn, "clerk", as_user(listed[0]))
         stale = as_user(clerk_json(1, email="old@example.com"))
         await identity.upsert(
@@ -220,7 +220,7 @@ async def test_workos_cursor_pages_and_tombstone(
 
     router.get(f"{WORKOS_API}/user_management/users").mock(side_effect=page)
     router.get(f"{WORKOS_API}/user_management/users/user_01GONE").respond(404, json={"message": "not found"})
-    async with service_db.transaction() as conn:
+    async with service_db.privileged() as conn:
         await IdentityService(service_db).upsert(
             conn, "workos", ProviderUser("user_01GONE", "g@example.com", None, None)
         )
@@ -252,7 +252,7 @@ async def test_supabase_soft_deleted_users_are_tombstoned_not_kept(
         admin_user(3, "2024-05-02T10:00:00Z"),
     ]
     router.get(f"{SUPABASE_URL}/auth/v1/admin/users").respond(200, json={"users": listed})
-    async with service_db.transaction() as conn:
+    async with service_db.privileged() as conn:
         await IdentityService(service_db).upsert(
             conn, "supabase", ProviderUser(listed[1]["id"], "s2@example.com", None, None)
         )
@@ -280,7 +280,7 @@ async def test_mass_tombstone_is_refused_unless_allowed(
 ) -> None:
     # The API key of an empty instance: every local user looks deleted.
     FakeClerk([]).mount(router)
-    async with service_db.transaction() as conn:
+    async with service_db.privileged() as conn:
         for n in range(12):
             await IdentityService(service_db).upsert(
                 conn, "clerk", ProviderUser(f"user_live_{n}", None, None, None)
@@ -304,7 +304,7 @@ async def test_provider_failure_tombstones_nothing(
     service_db: Database,
 ) -> None:
     router.get(f"{CLERK_API}/v1/users").respond(500)
-    async with service_db.transaction() as conn:
+    async with service_db.privileged() as conn:
         await IdentityService(service_db).upsert(conn, "clerk", ProviderUser("user_safe", None, None, None))
     with pytest.raises(ProviderAPIError):
         await reconcile_users("clerk", settings, service_db, identity_for(service_db, settings), http)

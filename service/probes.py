@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from service.core.db import Database
 from service.core.errors import ServiceUnavailable
 from service.core.openapi import problem_responses
+from service.deps import Db, Verifier
 
 router = APIRouter(tags=["probes"])
 
@@ -21,13 +21,12 @@ async def health() -> dict[str, str]:
     summary="Readiness: the database answers and every provider has keys",
     responses=problem_responses(503),
 )
-async def ready(request: Request) -> dict[str, str]:
-    db: Database = request.app.state.db
+async def ready(db: Db, verifier: Verifier) -> dict[str, str]:
     # The same problem (and Retry-After) a request would get now: unavailable, or busy.
     unavailable = await db.check(timeout=2.0)
     if unavailable is not None:
         raise unavailable()
-    if not request.app.state.verifier.ready:
+    if not verifier.ready:
         raise ServiceUnavailable(
             "Signing keys of an identity provider are not available yet.", headers={"Retry-After": "5"}
         )

@@ -1,0 +1,36 @@
+"""`AppState`: every part an app's requests share, built once by its lifespan (service/main.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from service.auth.tokens import TokenVerifier
+from service.config import Settings
+from service.core.bodies import BodyPolicy
+from service.core.db import Database
+from service.core.notify import Listener
+from service.providers.dev import DevIssuer
+from service.solving.checks import SolveChecks
+from service.solving.events import EventHub
+from service.users.identity import IdentityService
+from service.webhooks.ledger import LedgerJanitor
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    settings: Settings
+    db: Database
+    # JWKS fetches (bounded, never following redirects).
+    http: httpx.AsyncClient
+    verifier: TokenVerifier
+    identity: IdentityService
+    # One LISTEN connection per process: identity announcements and solve events.
+    listener: Listener
+    events: EventHub
+    bodies: BodyPolicy
+    solve_checks: SolveChecks
+    webhook_janitor: LedgerJanitor
+    # The development issuer, when AUTH_PROVIDERS has `dev`.
+    dev_issuer: DevIssuer | None
