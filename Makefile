@@ -19,7 +19,7 @@ run: $(STAMP)
 
 # A solve worker (more of them, on any host that reaches DATABASE_URL, scale solving out).
 worker: $(STAMP)
-	$(BIN)/python -m scripts.worker
+	$(BIN)/python -m service.worker
 
 # A demo user with example scenarios and a solved plan; prints the playground URL and a token.
 demo: $(STAMP)

@@ -10,7 +10,7 @@ and `synthetic_request(1000)` (1,000 lat/lon stops, great-circle matrix built by
   (a') pyvrp   plain `pyvrp.solve(data, MaxRuntime(T), seed)` in that process: PyVRP's own clock,
                which starts at the first iteration, after its initial construction;
   (b)  API     a real uvicorn server (service.main:app) and one real worker process
-               (`python -m scripts.worker`, SOLVE_WORKERS=2) on one database: the scenario is POSTed
+               (`python -m service.worker`, SOLVE_WORKERS=2) on one database: the scenario is POSTed
                once; each round POSTs /scenarios/{id}/solve and follows GET /solutions/{id}/events
                (SSE) until its `status` event, then GETs the solution for its payload.
 
@@ -195,7 +195,7 @@ def direct_solve(
 
 @contextlib.contextmanager
 def solve_worker(env: dict[str, str], *, slots: int) -> Iterator[tuple[int, Path]]:
-    """(pid, log path) of `python -m scripts.worker` with `slots` solves at once, until the block ends.
+    """(pid, log path) of `python -m service.worker` with `slots` solves at once, until the block ends.
 
     Ready once it logs so, which it does after warming its fork server up (PyVRP imported)."""
     log_path = Path(tempfile.mkdtemp(prefix="routebook-bench-worker-")) / "worker.log"
@@ -208,7 +208,7 @@ def solve_worker(env: dict[str, str], *, slots: int) -> Iterator[tuple[int, Path
     }
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "scripts.worker"],
+            [sys.executable, "-m", "service.worker"],
             cwd=ROOT,
             env=environment,
             stdout=log_file,

@@ -13,10 +13,10 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
-from scripts.devenv import database_url
 from service.config import Settings, get_settings
 from service.core.db import Database
 from service.core.migrations import upgrade
+from service.dev.devdb import database_url
 from service.dev.routes import PLAYGROUND, DevTokenCreate, dev_subject, mint_dev_token
 from service.main import identity_for
 from service.planning.repository import PlanningRepository

@@ -6,8 +6,8 @@ import sys
 
 from alembic.config import main as alembic_main
 
-from scripts.devenv import database_url
 from service.config import get_settings
+from service.dev.devdb import database_url
 
 
 def main() -> None:

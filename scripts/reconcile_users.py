@@ -17,10 +17,10 @@ import sys
 
 import httpx
 
-from scripts.devenv import database_url
 from service import providers
 from service.config import Settings, get_settings
 from service.core.db import Database
+from service.dev.devdb import database_url
 from service.main import identity_for
 from service.providers.api import ProviderAPIError
 from service.providers.events import MalformedPayload

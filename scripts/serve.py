@@ -10,11 +10,11 @@ import sys
 
 from pydantic import ValidationError
 
-from scripts.devenv import database_url
 from service.config import get_settings
 from service.core.migrations import upgrade
 from service.core.observability import configure_logging
 from service.core.server import serve
+from service.dev.devdb import database_url
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
         )
     # One solve worker beside the server (more: `make worker`, anywhere that reaches the database).
     worker = subprocess.Popen(
-        [sys.executable, "-m", "scripts.worker"], env={**os.environ, "DATABASE_URL": url}
+        [sys.executable, "-m", "service.worker"], env={**os.environ, "DATABASE_URL": url}
     )
     try:
         # The production server (python -m service), its timeouts and limits included.

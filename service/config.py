@@ -87,7 +87,7 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     db_pool_timeout: float = Field(10, gt=0)
     db_statement_cache_size: int = Field(100, ge=0)
 
-    # --- solving (python -m scripts.worker) ---
+    # --- solving (python -m service.worker) ---
     # Solves one worker process runs at once (each in its own OS process); default: CPU count.
     solve_workers: int | None = Field(None, ge=1)
     solve_max_active_per_user: int = Field(3, ge=1)

@@ -41,8 +41,9 @@ class Subscription:
 
 
 class Listener:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, application_name: str = LISTENER_APPLICATION_NAME) -> None:
         self._connect_args = asyncpg_connect_args(url)
+        self._application_name = application_name
         self._subscriptions: list[Subscription] = []
         self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
@@ -118,7 +119,7 @@ class Listener:
             **self._connect_args,
             timeout=5,
             statement_cache_size=0,
-            server_settings={"application_name": LISTENER_APPLICATION_NAME},
+            server_settings={"application_name": self._application_name},
         )
         self._conn = conn
         conn.add_termination_listener(lambda _conn: self._lost.set())

@@ -116,13 +116,17 @@ class OwnedRepository:
     ) -> asyncpg.Record:
         """One atomic write whose WHERE ends with the If-Match guard; a stale version matches no row,
         so nothing is written. `sql` takes ($1 owner, $2 id, $3 versions or NULL, then `args`)."""
-        versions = ",".join(map(str, sorted(expected))) if expected is not None else None
-        rows = await self._fetch(sql, item_id, versions, *args, document=document)
+        rows = await self._fetch(sql, item_id, self.versions(expected), *args, document=document)
         if rows:
             return rows[0]
         if expected is not None and await self._exists(table, item_id):
             raise PreconditionFailed()
         raise NotFound()
+
+    @staticmethod
+    def versions(expected: Collection[int] | None) -> str | None:
+        """IF_MATCH's `$3`: None (any version will do) or the allowed versions, comma-joined."""
+        return ",".join(map(str, sorted(expected))) if expected is not None else None
 
     # `$3` is NULL (any version) or the versions If-Match allows, as one comma-joined text parameter:
     # one parameter however many versions, and no array type for asyncpg to introspect (a round trip

@@ -1,19 +1,24 @@
-"""The embedded PostgreSQL that `make run` and `make test` start when no database URL is given.
+"""The embedded PostgreSQL that `make run`, `make worker` and `make test` start when no database URL is given.
 
 Development and test only: production always names its database with DATABASE_URL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from service.core.db import asyncpg_connect_args
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 log = logging.getLogger("routebook.devdb")
 
@@ -77,3 +82,23 @@ async def drop_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+DEV_DATABASE = "routebook"
+
+
+def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """Returns the URL to use, starting the persistent embedded server under .data/postgres if needed.
+
+    The embedded server stops when this process exits (Ctrl-C included): no orphan postgres.
+    """
+    if settings.database_url:
+        return settings.database_url, None
+    if settings.is_production:
+        raise SystemExit("DATABASE_URL is required in production")
+    embedded = start_embedded(settings.data_dir / "postgres", persistent=True)
+    url = embedded.url(DEV_DATABASE)
+    asyncio.run(ensure_database(url))
+    # Children (uvicorn's app factory, alembic's env.py) read the same URL from the environment.
+    os.environ["DATABASE_URL"] = url
+    return url, embedded

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import orjson
 
-from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolveOutcome
+from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolutionStatus, SolveOutcome
 
 # What a child needs, imported once by the fork server: the solver, PyVRP, numpy and pydantic. The
 # parent (the worker) never imports them itself: it only starts children and reads their answers.
@@ -68,7 +68,7 @@ def _context() -> ForkServerContext:
 
 
 def _main_module() -> list[str]:
-    """The parent's main module, when it was started with `python -m`, e.g. scripts.worker.
+    """The parent's main module, when it was started with `python -m`, e.g. service.worker.
 
     multiprocessing re-runs the parent's main module in every child (as __mp_main__). Imported
     once in the fork server, its own imports are already loaded when a child re-runs it, so the
@@ -247,7 +247,7 @@ class _Conversation:
     def _abandoned(self) -> SolveOutcome:
         if self._best is None:
             return SolveOutcome.failed(CANCELLED_EARLY)
-        return SolveOutcome(status="cancelled", payload=self._best)
+        return SolveOutcome(status=SolutionStatus.CANCELLED, payload=self._best)
 
 
 class _ProgressForwarder:

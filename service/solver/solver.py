@@ -15,7 +15,7 @@ import pyvrp
 from pyvrp import IteratedLocalSearch, IteratedLocalSearchCallbacks, IteratedLocalSearchParams, Solution
 
 from service.solver.matrix import build_matrices
-from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolveOutcome, Status
+from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolutionStatus, SolveOutcome
 from service.solver.payload import build_payload
 from service.solver.problem import Problem, build_problem
 from service.solver.request import SolveRequest
@@ -88,7 +88,7 @@ def solve(
     if monitor.error is not None:
         raise monitor.error
     on_progress(monitor.progress(result.best, result.num_iterations))
-    status: Status = "cancelled" if monitor.cancelled else "succeeded"
+    status = SolutionStatus.CANCELLED if monitor.cancelled else SolutionStatus.SUCCEEDED
     return SolveOutcome(status=status, payload=payload(result.best, result.num_iterations))
 
 

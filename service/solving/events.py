@@ -19,6 +19,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -74,7 +75,7 @@ class EventHub:
 
 
 def _progress_event(state: StreamState) -> dict[str, Any]:
-    data = {**(state.progress or {}), "status": state.status}
+    data = {**(asdict(state.progress) if state.progress else {}), "status": state.status}
     return {"event": "progress", "id": str(state.seq), "data": orjson.dumps(data).decode()}
 
 

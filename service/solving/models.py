@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -24,10 +24,7 @@ from sqlmodel import Field, SQLModel
 
 from service.core.db import new_id, timestamp_column, utcnow
 from service.planning.models import newest_first
-
-# A solution's status: the one list the table's check, the schemas and the solve code read.
-SolutionState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
-SOLUTION_STATUSES: tuple[str, ...] = get_args(SolutionState)
+from service.solver.outcome import ACTIVE_STATUSES, SolutionStatus, sql_list
 
 
 class Solution(SQLModel, table=True):
@@ -36,7 +33,7 @@ class Solution(SQLModel, table=True):
         ForeignKeyConstraint(
             ["scenario_id", "user_id"], ["scenarios.id", "scenarios.user_id"], ondelete="CASCADE"
         ),
-        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in SOLUTION_STATUSES) + ")", name="status"),
+        CheckConstraint(f"status IN {sql_list(frozenset(SolutionStatus))}", name="status"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -74,7 +71,7 @@ newest_first(Solution, "scenario_id")
 Index(
     "ix_solutions_user_id_active",
     Solution.__table__.c.user_id,  # type: ignore[attr-defined]
-    postgresql_where=text("status IN ('pending', 'running')"),
+    postgresql_where=text(f"status IN {sql_list(ACTIVE_STATUSES)}"),
 )
 
 

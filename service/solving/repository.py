@@ -8,27 +8,34 @@ A run of a solve is fenced by its attempt number: `start()` counts the run, and 
 and result are written only while the row still counts that run. A worker that lost its lease (it
 fell silent, and another worker started the solve again) can then no longer write anything.
 
-The cross-user sweep (`stranded_solves`) is the one statement here without an owner: it reads every
-user's active solves as the sweeper role, which sees nothing else (migration 0010).
+The sweep's cross-user read (`queue.stranded_solves`, as the sweeper role, which sees nothing else:
+migration 0010) finds what `end_stranded` then ends, one owner at a time.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import orjson
 
 from service.core.db import Connection, new_id
-from service.core.errors import Conflict, NotFound
+from service.core.errors import Conflict, NotFound, PreconditionFailed
 from service.core.pagination import Cursor
 from service.core.repository import AS_BYTES, MEMBER, OwnedRepository, columns, page
-from service.solver.outcome import CANCELLED_EARLY
+from service.solver.outcome import (
+    ACTIVE_STATUSES,
+    CANCELLED_EARLY,
+    FINAL_STATUSES,
+    Progress,
+    SolutionStatus,
+    sql_list,
+)
 from service.solving import queue, tickets
-from service.solving.queue import SolveJob
+from service.solving.queue import SolveJob, StrandedSolve
 
 # Progress and final states of solutions, for event streams (payload: `Announcement`, as JSON).
 SOLUTIONS_CHANNEL = "routebook_solutions"
@@ -36,7 +43,12 @@ SOLUTIONS_CHANNEL = "routebook_solutions"
 LOST = "the solve was lost before it finished"
 # Cancellation requests, for the worker running the solve (payload: the solution id).
 CANCEL_CHANNEL = "routebook_solve_cancel"
-FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+# Statuses as SQL literals, from the one list (SolutionStatus).
+_ACTIVE = sql_list(ACTIVE_STATUSES)
+_PENDING, _RUNNING, _FAILED = (
+    f"'{s}'" for s in (SolutionStatus.PENDING, SolutionStatus.RUNNING, SolutionStatus.FAILED)
+)
+
 # An event stream's last status when its solution was deleted: not a solution status (the row is
 # gone), announced by the deletion itself (migration 0009) or found by a stream's re-read.
 DELETED = "deleted"
@@ -56,7 +68,7 @@ class SolutionRecord:
 class SolutionHeadRecord(SolutionRecord):
     """A solution with its solve's latest progress and, when it failed, why (None when recorded)."""
 
-    progress: dict[str, Any] | None
+    progress: Progress | None
     reason: str | None
 
 
@@ -69,7 +81,7 @@ class StreamState:
 
     status: str
     seq: int
-    progress: dict[str, Any] | None
+    progress: Progress | None
     reason: str | None
 
     @property
@@ -82,7 +94,7 @@ class StreamState:
                 "id": str(solution_id),
                 "status": self.status,
                 "seq": self.seq,
-                "progress": self.progress,
+                "progress": None if self.progress is None else asdict(self.progress),
                 "reason": self.reason,
             }
         ).decode()
@@ -90,7 +102,10 @@ class StreamState:
     @classmethod
     def from_announcement(cls, data: dict[str, Any]) -> StreamState:
         return cls(
-            status=data["status"], seq=data["seq"], progress=data.get("progress"), reason=data.get("reason")
+            status=data["status"],
+            seq=data["seq"],
+            progress=progress_from(data.get("progress")),
+            reason=data.get("reason"),
         )
 
 
@@ -113,67 +128,30 @@ class NotStarted:
     status: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StrandedSolve:
-    id: uuid.UUID
-    user_id: uuid.UUID
-    cancel_requested: bool
-
-
-# A pending or running solve whose job is no longer in the queue, or whose cancel no worker will
-# carry out (its job is held by a worker that fell silent, $2 ago): nothing else will ever finish it.
-# $1: how long it must have been so (its last change is older), $2: the lease. As the sweeper role.
-_STRANDED = """
-    SELECT s.id, s.user_id, s.cancel_requested FROM solutions s
-    WHERE s.status IN ('pending', 'running') AND s.updated_at < now() - $1::interval
-      AND NOT EXISTS (
-        SELECT 1 FROM pgqueuer q
-        WHERE q.dedupe_key = s.id::text
-          AND (q.status = 'queued'
-               OR (q.status = 'picked' AND (NOT s.cancel_requested OR q.heartbeat >= now() - $2::interval)))
-      )
-    ORDER BY s.updated_at LIMIT 100
-"""
-
-
 def _json(value: Any) -> str | None:
+    if isinstance(value, Progress):
+        value = asdict(value)
     return None if value is None else orjson.dumps(value).decode()
+
+
+def progress_from(stored: str | dict[str, Any] | None) -> Progress | None:
+    """A row's or an announcement's progress (JSON text, or its parsed object) as `Progress`."""
+    if stored is None:
+        return None
+    fields = orjson.loads(stored) if isinstance(stored, str) else stored
+    return Progress(**fields)
 
 
 async def announce(conn: Connection, solution_id: uuid.UUID, state: StreamState) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", SOLUTIONS_CHANNEL, state.announcement(solution_id))
 
 
-async def stranded_solves(
-    conn: Connection, *, stranded_for: timedelta, lease: timedelta
-) -> list[StrandedSolve]:
-    """Every user's solves that nothing will finish (see _STRANDED), oldest first; in a transaction
-    of `Database.as_sweeper()`."""
-    rows = await conn.fetch(_STRANDED, stranded_for, lease)
-    return [StrandedSolve(row["id"], row["user_id"], row["cancel_requested"]) for row in rows]
-
-
 async def end_stranded(conn: Connection, solve: StrandedSolve, *, lease: timedelta) -> bool:
     """End one stranded solve, in a privileged transaction: its job, held by a worker that fell
-    silent, is closed (`canceled` in the queue's log), and the solve is `failed` — as cancelled
-    before a solution was found, or as lost. False when a worker has it again meanwhile."""
+    silent, is closed, and the solve is `failed` — as cancelled before a solution was found, or as
+    lost. False when a worker has it again meanwhile."""
     await conn.execute("SELECT set_config('app.user_id', $1, true)", str(solve.user_id))
-    await conn.execute(
-        """
-        WITH closed AS (
-            DELETE FROM pgqueuer WHERE dedupe_key = $1 AND status = 'picked' AND heartbeat < now() - $2::interval
-            RETURNING id, entrypoint, priority
-        )
-        INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority)
-        SELECT id, 'canceled', entrypoint, priority FROM closed
-        """,
-        str(solve.id),
-        lease,
-    )
-    if await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM pgqueuer WHERE dedupe_key = $1 AND status IN ('queued', 'picked'))",
-        str(solve.id),
-    ):
+    if not await queue.close_abandoned(conn, solve.id, lease=lease):
         return False
     reason = CANCELLED_EARLY if solve.cancel_requested else LOST
     return await SolutionRepository(conn, owner=solve.user_id).abandon(solve.id, reason)
@@ -185,7 +163,7 @@ async def cancel_owner_solves(conn: Connection, user_id: uuid.UUID) -> None:
     await conn.execute("SELECT set_config('app.user_id', $1, true)", str(user_id))
     rows = await conn.fetch(
         "UPDATE solutions SET cancel_requested = true "
-        "WHERE user_id = $1 AND status IN ('pending', 'running') RETURNING id",
+        f"WHERE user_id = $1 AND status IN {_ACTIVE} RETURNING id",
         user_id,
     )
     ids = [str(row["id"]) for row in rows]
@@ -193,9 +171,7 @@ async def cancel_owner_solves(conn: Connection, user_id: uuid.UUID) -> None:
         await conn.execute("SELECT pg_notify($1, $2)", CANCEL_CHANNEL, solution_id)
     if ids:
         # A job still waiting would only find its row gone; drop it now.
-        await conn.execute(
-            "DELETE FROM pgqueuer WHERE dedupe_key = ANY($1::text[]) AND status = 'queued'", ids
-        )
+        await queue.drop_queued(conn, ids)
 
 
 class SolutionRepository(OwnedRepository):
@@ -236,27 +212,39 @@ class SolutionRepository(OwnedRepository):
         values = dict(await self._fetchrow(sql, solution_id))
         text: bytes | None = values.pop("document")
         progress = values.pop("progress")
-        return SolutionHeadRecord(**values, progress=orjson.loads(progress) if progress else None), text
+        return SolutionHeadRecord(**values, progress=progress_from(progress)), text
 
     async def update(
         self,
         solution_id: uuid.UUID,
         *,
-        status: str | None,
+        status: SolutionStatus | None,
         raw_body: bytes | None,
         expected: Collection[int] | None,
     ) -> SolutionRecord:
-        """`raw_body`, when given, carries the new payload as its `payload` member."""
+        """`raw_body`, when given, carries the new payload as its `payload` member. A solve owns its
+        solution while it is pending or running: then nothing is written, and the answer is 409."""
         payload = f"COALESCE({MEMBER.format(param='$5', member='payload')}, payload)"
         sql = f"""
             UPDATE solutions
             SET status = COALESCE($4, status), payload = {payload}, version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SOLUTION}
+            WHERE user_id = $1 AND id = $2 AND status NOT IN {_ACTIVE} AND {self.IF_MATCH}
+            RETURNING {_SOLUTION}
         """
-        row = await self._versioned(
-            "solutions", sql, solution_id, expected, status, raw_body, document=raw_body is not None
+        rows = await self._fetch(
+            sql, solution_id, self.versions(expected), status, raw_body, document=raw_body is not None
         )
-        return SolutionRecord(*row)
+        if rows:
+            return SolutionRecord(*rows[0])
+        row = await self._fetchrow_or_none(
+            "SELECT status FROM solutions WHERE user_id = $1 AND id = $2", solution_id
+        )
+        if row is None:
+            raise NotFound()
+        if expected is not None and not SolutionStatus(row["status"]).active:
+            raise PreconditionFailed()
+        # Pending or running when the write was tried (it may have ended since).
+        raise Conflict("A solve owns this solution until it ends: cancel it, or wait for it.")
 
     async def delete(self, solution_id: uuid.UUID, expected: Collection[int] | None) -> None:
         await self._delete("solutions", solution_id, expected)
@@ -269,7 +257,7 @@ class SolutionRepository(OwnedRepository):
 
     async def active_solves(self) -> int:
         row = await self._fetchrow_or_none(
-            "SELECT count(*) AS n FROM solutions WHERE user_id = $1 AND status IN ('pending', 'running')"
+            f"SELECT count(*) AS n FROM solutions WHERE user_id = $1 AND status IN {_ACTIVE}"
         )
         return int(row["n"]) if row else 0
 
@@ -293,7 +281,7 @@ class SolutionRepository(OwnedRepository):
         row = await self._fetchrow_or_none(
             f"""
             INSERT INTO solutions (id, user_id, scenario_id, status, request, scenario_version, time_limit_s, seed)
-            SELECT $3, c.user_id, c.id, 'pending', COALESCE(c.request, c.original_request), c.version, $4, $5
+            SELECT $3, c.user_id, c.id, {_PENDING}, COALESCE(c.request, c.original_request), c.version, $4, $5
             FROM scenarios c WHERE c.user_id = $1 AND c.id = $2 AND c.version = $6
             RETURNING {_SOLUTION}
             """,
@@ -326,13 +314,13 @@ class SolutionRepository(OwnedRepository):
             f"""
             UPDATE solutions SET
                 cancel_requested = true,
-                status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END,
-                reason = CASE WHEN status = 'pending' THEN $3 ELSE reason END,
-                finished_at = CASE WHEN status = 'pending' THEN now() ELSE finished_at END,
+                status = CASE WHEN status = {_PENDING} THEN {_FAILED} ELSE status END,
+                reason = CASE WHEN status = {_PENDING} THEN $3 ELSE reason END,
+                finished_at = CASE WHEN status = {_PENDING} THEN now() ELSE finished_at END,
                 progress_seq = progress_seq + 1,
                 version = version + 1,
                 updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND status IN ('pending', 'running')
+            WHERE user_id = $1 AND id = $2 AND status IN {_ACTIVE}
             RETURNING {_SOLUTION}, progress_seq, reason
             """,
             solution_id,
@@ -360,8 +348,7 @@ class SolutionRepository(OwnedRepository):
         )
         if row is None:
             raise NotFound()
-        progress = orjson.loads(row["progress"]) if row["progress"] else None
-        return StreamState(row["status"], row["progress_seq"], progress, row["reason"])
+        return StreamState(row["status"], row["progress_seq"], progress_from(row["progress"]), row["reason"])
 
     # -- the worker ---------------------------------------------------------------------------
 
@@ -371,10 +358,10 @@ class SolutionRepository(OwnedRepository):
         died) is finished here: `failed`, as a cancel before any solution is — a run's best so far
         lives in its worker's memory only, and that worker is gone."""
         row = await self._fetchrow_or_none(
-            """
-            UPDATE solutions SET status = 'running', attempts = attempts + 1, started_at = now(),
+            f"""
+            UPDATE solutions SET status = {_RUNNING}, attempts = attempts + 1, started_at = now(),
                 progress = NULL, progress_seq = progress_seq + 1, version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND status IN ('pending', 'running') AND NOT cancel_requested
+            WHERE user_id = $1 AND id = $2 AND status IN {_ACTIVE} AND NOT cancel_requested
             RETURNING convert_to(request::text, 'UTF8') AS document, scenario_version, time_limit_s, seed,
                 attempts, progress_seq
             """,
@@ -405,10 +392,10 @@ class SolutionRepository(OwnedRepository):
         """End a pending or running solve that no run will finish: `failed` with `reason`. False when
         it was not active (or, with `cancelled_only`, not cancelled)."""
         row = await self._fetchrow_or_none(
-            """
-            UPDATE solutions SET status = 'failed', reason = $3, finished_at = now(),
+            f"""
+            UPDATE solutions SET status = {_FAILED}, reason = $3, finished_at = now(),
                 progress_seq = progress_seq + 1, version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND status IN ('pending', 'running') AND (cancel_requested OR NOT $4)
+            WHERE user_id = $1 AND id = $2 AND status IN {_ACTIVE} AND (cancel_requested OR NOT $4)
             RETURNING progress_seq
             """,
             solution_id,
@@ -428,12 +415,12 @@ class SolutionRepository(OwnedRepository):
         )
         return None if row is None else (row["status"], row["attempts"])
 
-    async def report(self, solution_id: uuid.UUID, attempt: int, progress: dict[str, Any]) -> bool | None:
+    async def report(self, solution_id: uuid.UUID, attempt: int, progress: Progress) -> bool | None:
         """Store and announce progress of run `attempt`; True when a cancel was requested, None when
         that run may no longer write (the solve was deleted, ended, or started again elsewhere)."""
         row = await self._fetchrow_or_none(
             "UPDATE solutions SET progress = $4::jsonb, progress_seq = progress_seq + 1 "
-            "WHERE user_id = $1 AND id = $2 AND status = 'running' AND attempts = $3 "
+            f"WHERE user_id = $1 AND id = $2 AND status = {_RUNNING} AND attempts = $3 "
             "RETURNING cancel_requested, progress_seq",
             solution_id,
             attempt,
@@ -452,15 +439,15 @@ class SolutionRepository(OwnedRepository):
         *,
         payload: dict[str, Any] | None,
         reason: str | None,
-        progress: dict[str, Any] | None,
+        progress: Progress | None,
     ) -> bool:
         """The final state of run `attempt`; False when that run may no longer write (see report)."""
         row = await self._fetchrow_or_none(
-            """
+            f"""
             UPDATE solutions SET status = $4, payload = $5::jsonb, reason = $6,
                 progress = COALESCE($7::jsonb, progress), progress_seq = progress_seq + 1,
                 finished_at = now(), version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND status = 'running' AND attempts = $3
+            WHERE user_id = $1 AND id = $2 AND status = {_RUNNING} AND attempts = $3
             RETURNING progress_seq, progress::text AS progress
             """,
             solution_id,
@@ -472,7 +459,7 @@ class SolutionRepository(OwnedRepository):
         )
         if row is None:
             return False
-        final = orjson.loads(row["progress"]) if row["progress"] else None
+        final = progress_from(row["progress"])
         await announce(self._conn, solution_id, StreamState(status, row["progress_seq"], final, reason))
         return True
 
@@ -480,9 +467,9 @@ class SolutionRepository(OwnedRepository):
         """Back to pending (a worker shutting down hands run `attempt` back to the queue); False when
         that run no longer holds the solve."""
         row = await self._fetchrow_or_none(
-            "UPDATE solutions SET status = 'pending', progress = NULL, progress_seq = progress_seq + 1, "
+            f"UPDATE solutions SET status = {_PENDING}, progress = NULL, progress_seq = progress_seq + 1, "
             "version = version + 1, updated_at = now() "
-            "WHERE user_id = $1 AND id = $2 AND status = 'running' AND attempts = $3 RETURNING progress_seq",
+            f"WHERE user_id = $1 AND id = $2 AND status = {_RUNNING} AND attempts = $3 RETURNING progress_seq",
             solution_id,
             attempt,
         )

@@ -3,19 +3,41 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from service.core.pagination import Page
 from service.core.schemas import Body, Document, JsonObject, Patch, Read
 from service.core.timestamps import Timestamp
-from service.solver.outcome import MAX_SEED
+from service.solver.outcome import MAX_SEED, Progress, SolutionStatus
 from service.solver.plan import SolutionPayload
-from service.solving.models import SolutionState
 
-# What a client may record; a solve also ends `cancelled`.
-SolutionStatus = Literal["pending", "running", "succeeded", "failed"]
+# What a client may record: a solution it found itself, `succeeded` or `failed`. The other statuses
+# belong to solves (`pending`, `running`, and `cancelled` with the best so far).
+RECORDABLE = (SolutionStatus.SUCCEEDED, SolutionStatus.FAILED)
+
+
+def _recordable(value: object) -> SolutionStatus:
+    if isinstance(value, str) and value in RECORDABLE:
+        return SolutionStatus(value)
+    raise PydanticCustomError(
+        "recorded_status", "must be succeeded or failed (pending, running and cancelled belong to solves)"
+    )
+
+
+RecordedStatus = Annotated[
+    SolutionStatus,
+    PlainValidator(_recordable),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": [status.value for status in RECORDABLE],
+            "description": "`succeeded` or `failed`: `pending`, `running` and `cancelled` belong to solves.",
+        }
+    ),
+]
 
 
 class SolveOptions(BaseModel):
@@ -48,7 +70,7 @@ class TicketRead(BaseModel):
 
 
 class SolutionFields(Body):
-    status: SolutionStatus
+    status: RecordedStatus
 
 
 class SolutionCreate(SolutionFields):
@@ -56,7 +78,7 @@ class SolutionCreate(SolutionFields):
 
 
 class SolutionPatchFields(Patch):
-    status: SolutionStatus | None = None
+    status: RecordedStatus | None = None
 
 
 class SolutionUpdate(SolutionPatchFields):
@@ -67,7 +89,7 @@ class SolutionSummary(Read):
     id: uuid.UUID
     scenario_id: uuid.UUID
     status: Annotated[
-        SolutionState,
+        SolutionStatus,
         Field(
             description="`pending` → `running` → `succeeded` | `failed` | `cancelled` for a solve; a recorded "
             "solution has the status it was recorded with."
@@ -77,21 +99,12 @@ class SolutionSummary(Read):
     updated_at: Timestamp
 
 
-class SolveProgress(BaseModel):
-    """A running solve's latest progress (written at least once a second)."""
-
-    elapsed_s: float | None = Field(description="Seconds since the solve started.")
-    iterations: int | None = Field(description="Search iterations so far.")
-    best_distance: int | None = Field(
-        description="Metres: the best feasible solution's; null before there is one."
-    )
-    feasible: bool | None = Field(description="Whether a feasible solution has been found.")
-
-
 class SolutionHead(SolutionSummary):
     """A solution without its payload: plus a solve's progress and, when it failed, why."""
 
-    progress: SolveProgress | None = None
+    progress: Progress | None = Field(
+        default=None, description="A solve's latest progress (written at least once a second while it runs)."
+    )
     reason: str | None = Field(default=None, description="Why a solve failed, in a short sentence.")
 
 

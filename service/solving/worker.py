@@ -1,13 +1,12 @@
-"""The solve worker (`python -m scripts.worker`): takes jobs from the queue and runs each in a process.
+"""The solve worker (`python -m service.worker`): takes jobs from the queue and runs each in a process.
 
-Why not pgqueuer's QueueManager: it dispatches every job it picks at once and its per-worker cap is
-at least two (max_concurrent_tasks ≥ 2 × batch_size), while a solve holds a CPU core for its whole
-time limit. So this loop takes one job whenever one of its SOLVE_WORKERS slots is free, with
-pgqueuer's own queue operations (dequeue with FOR UPDATE SKIP LOCKED, heartbeats, completion log).
+It takes one job whenever one of its SOLVE_WORKERS slots is free (queue.py says why not pgqueuer's
+QueueManager); every queue operation goes through the pool, in a short transaction of its own.
 
-- Pickup: LISTEN on pgqueuer's channel (the queue connection, a session of its own) wakes the loop
-  when a job is queued; an idle poll every IDLE_POLL_S also finds jobs whose worker went silent. A
-  lost queue connection is reconnected at once, running solves or not.
+- Pickup: a NOTIFY on the queue's channel wakes the loop when a job is queued (the process's one
+  LISTEN connection, `core.notify.Listener`, which reconnects by itself, solves running or not); an
+  idle poll every IDLE_POLL_S also finds jobs whose worker went silent, and anything missed while
+  the listener was down.
 - Crash safety (lease by heartbeat): every SOLVE_HEARTBEAT_TIMEOUT_S / 3 the worker beats for the
   jobs it runs, through its pool, independently of the queue connection and of the solves; a job
   whose heartbeat is older than the timeout (its worker was killed) is picked again by any worker
@@ -39,17 +38,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
-from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
-from pgqueuer.domain.settings import DBSettings
-from pgqueuer.models import Job
-from pgqueuer.queries import EntrypointExecutionParameter, Queries
-
 from service.config import Settings
-from service.core.db import Database, asyncpg_connect_args, classify
-from service.solver.outcome import Progress, SolveOutcome
+from service.core.db import Database, classify
+from service.core.notify import Listener, Subscription
+from service.solver.outcome import Progress, SolveOutcome, final_progress
 from service.solver.process import run_solve, warm_up
-from service.solving.queue import ENTRYPOINT, SolveJob, queries_on
+from service.solving import queue
+from service.solving.queue import QUEUE_CHANNEL, Job, JobEnd, SolveJob
 from service.solving.repository import (
     CANCEL_CHANNEL,
     FINAL_STATUSES,
@@ -57,7 +52,6 @@ from service.solving.repository import (
     SolutionRepository,
     StartedSolve,
     end_stranded,
-    stranded_solves,
 )
 
 log = logging.getLogger("routebook.worker")
@@ -67,20 +61,13 @@ IDLE_POLL_S = 1.0
 # one progress event a second, and PyVRP's set-up of a large instance reports nothing for seconds.
 PROGRESS_INTERVAL_S = 0.5
 WORKER_APPLICATION_NAME = "routebook-worker"
-RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)
+# Waits between tries to take a job while the database is unavailable.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
 # Closing a job is retried this often (seconds between tries) through a database outage.
 CLOSE_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
 INTERRUPTED = "the solve was interrupted too many times"
-INTERNAL_ERROR = "the solver failed unexpectedly"
-# A job's status in the queue's log, by the status its solve ended with.
-_JOB_STATUS = {"succeeded": "successful", "failed": "successful", "cancelled": "canceled"}
-
-# This worker's jobs: their heartbeat, and whether each is still this worker's.
-_BEAT = """
-    UPDATE pgqueuer SET heartbeat = now()
-    WHERE id = ANY($1::bigint[]) AND queue_manager_id = $2 AND status = 'picked'
-    RETURNING id
-"""
+# A job's end in the queue's log, by the status its solve ended with.
+_JOB_END: dict[str, JobEnd] = {"succeeded": "successful", "failed": "successful", "cancelled": "canceled"}
 
 
 @dataclass
@@ -101,41 +88,37 @@ class SolveWorker:
         self._running: dict[uuid.UUID, _Running] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._queries: Queries | None = None
-        self._heartbeat_timeout = timedelta(seconds=settings.solve_heartbeat_timeout_s)
+        self._lease = timedelta(seconds=settings.solve_heartbeat_timeout_s)
         # A stranded solve is ended once it has been so for a lease and this much more.
         self._sweep_grace = timedelta(seconds=settings.solve_heartbeat_timeout_s)
         self.queue_manager_id = uuid.uuid4()
-        self.ready = asyncio.Event()
+        url = settings.direct_database_url
+        assert url is not None  # Database.from_settings refused a missing DATABASE_URL
+        # LISTEN needs a session of its own: DATABASE_DIRECT_URL, never a transaction-mode pooler.
+        self._listener = Listener(url, application_name=WORKER_APPLICATION_NAME)
+        self._listener.subscribe(
+            Subscription(QUEUE_CHANNEL, lambda _payload: self._wake.set(), on_live=self._live)
+        )
+        self._listener.subscribe(Subscription(CANCEL_CHANNEL, self._on_cancel))
+        self._announced_ready = False
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
 
     async def run(self) -> None:
-        """Serve until stop(): reconnects the queue connection as often as the database needs, while
-        heartbeats and the sweeper run on their own."""
+        """Serve until stop(). The listener, heartbeats and the sweeper each run on their own: none
+        waits for a solve, nor for another."""
         await warm_up()
         gc.collect()
         gc.freeze()  # as the web process does: full collections need not walk start-up's objects
+        self._listener.start()
         background = [
             asyncio.create_task(self._beat(), name="worker-heartbeat"),
             asyncio.create_task(self._sweep(), name="worker-sweeper"),
         ]
         try:
-            failures = 0
-            while not self._stopping.is_set():
-                try:
-                    await self._serve()
-                    failures = 0
-                except Exception as exc:
-                    if classify(exc) is None and not isinstance(exc, ConnectionError):
-                        raise
-                    log.warning("queue connection lost (%s); reconnecting", type(exc).__name__)
-                    delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
-                    failures += 1
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), delay)
+            await self._take_jobs()
             await self._hand_back_running()
         finally:
             for task in background:
@@ -143,70 +126,57 @@ class SolveWorker:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self._listener.stop()
 
-    async def _serve(self) -> None:
-        url = self._settings.direct_database_url
-        assert url is not None
-        conn = await asyncpg.connect(
-            **asyncpg_connect_args(url),
-            timeout=5,
-            statement_cache_size=0,
-            server_settings={"application_name": WORKER_APPLICATION_NAME},
-        )
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _conn: lost.set())
-        try:
-            self._queries = Queries(AsyncpgDriver(conn))
-            await conn.add_listener(DBSettings().channel, lambda *_: self._wake.set())
-            await conn.add_listener(CANCEL_CHANNEL, self._on_cancel)
-            self.ready.set()
+    async def _live(self) -> None:
+        """The listener is (again) connected: look for jobs at once, whatever was missed meanwhile."""
+        self._wake.set()
+        if not self._announced_ready:
+            self._announced_ready = True
             log.info(
                 "solve worker %s ready (%s slots)", self.queue_manager_id, self._settings.solve_concurrency
             )
-            await self._take_jobs(lost)
-        finally:
-            self.ready.clear()
-            self._queries = None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
 
-    async def _take_jobs(self, lost: asyncio.Event) -> None:
-        assert self._queries is not None
-        entrypoints = {ENTRYPOINT: EntrypointExecutionParameter(concurrency_limit=0)}
+    async def _take_jobs(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
-            if not await self._free_slot(lost):
+            if not await self._free_slot():
                 return
             try:
                 self._wake.clear()
-                jobs = await self._queries.dequeue(
-                    batch_size=1,
-                    entrypoints=entrypoints,  # type: ignore[arg-type]
-                    queue_manager_id=self.queue_manager_id,  # type: ignore[arg-type]
-                    global_concurrency_limit=None,
-                    heartbeat_timeout=self._heartbeat_timeout,
-                )
+                # Privileged: the queue's jobs are the workers', not a user's rows.
+                async with self._db.privileged() as conn:
+                    job = await queue.take(conn, worker_id=self.queue_manager_id, lease=self._lease)
+                failures = 0
+            except Exception as exc:
+                self._slots.release()
+                if classify(exc) is None:
+                    raise
+                log.warning("no job taken: database unavailable (%s)", type(exc).__name__)
+                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                failures += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                continue
             except BaseException:
                 self._slots.release()
                 raise
-            if not jobs or self._stopping.is_set():
+            if job is None or self._stopping.is_set():
                 self._slots.release()
-                await _first_of(self._wake.wait(), lost.wait(), timeout=IDLE_POLL_S)
+                await _first_of(self._wake.wait(), timeout=IDLE_POLL_S)
                 continue
-            self._start(jobs[0])
+            self._start(job)
 
-    async def _free_slot(self, lost: asyncio.Event) -> bool:
-        """Wait for a free slot; False when the worker is stopping instead. A queue connection lost
-        meanwhile raises at once: reconnecting must not wait for a running solve to end."""
+    async def _free_slot(self) -> bool:
+        """Wait for a free slot; False when the worker is stopping instead."""
         slot = asyncio.ensure_future(self._slots.acquire())
-        await _first_of(slot, self._stopping.wait(), lost.wait())
-        if slot.done() and not self._stopping.is_set() and not lost.is_set():
+        await _first_of(slot, self._stopping.wait())
+        if slot.done() and not self._stopping.is_set():
             return True
         if slot.done():
             self._slots.release()
         else:
             slot.cancel()
-        if lost.is_set() and not self._stopping.is_set():
-            raise ConnectionError("queue connection closed")
         return False
 
     def _start(self, job: Job) -> None:
@@ -219,7 +189,7 @@ class SolveWorker:
         running.task = asyncio.create_task(self._run_job(running), name=f"solve-{solve.solution_id}")
         self._running[solve.solution_id] = running
 
-    def _on_cancel(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_cancel(self, payload: str) -> None:
         with contextlib.suppress(ValueError):
             running = self._running.get(uuid.UUID(payload))
             if running is not None:
@@ -230,21 +200,22 @@ class SolveWorker:
         solves must not wait for it): renew this worker's jobs, and stop the solves of any that is
         no longer this worker's."""
         while True:
-            await asyncio.sleep(self._heartbeat_timeout.total_seconds() / 3)
+            await asyncio.sleep(self._lease.total_seconds() / 3)
             running = list(self._running.values())
             if not running:
                 continue
             try:
                 # Privileged: the queue's jobs are the workers', not a user's rows.
                 async with self._db.privileged() as conn:
-                    rows = await conn.fetch(_BEAT, [item.job.id for item in running], self.queue_manager_id)
+                    held = await queue.renew(
+                        conn, [item.job.id for item in running], worker_id=self.queue_manager_id
+                    )
             except Exception as exc:
                 if classify(exc) is None:
                     log.exception("heartbeat failed")
                 else:
                     log.warning("heartbeat not written (%s)", type(exc).__name__)
                 continue
-            held = {row["id"] for row in rows}
             for item in running:
                 if item.job.id not in held and self._running.get(item.solve.solution_id) is item:
                     log.warning(
@@ -255,12 +226,12 @@ class SolveWorker:
 
     async def _sweep(self) -> None:
         """The second line behind start(): solves that nothing will finish are ended."""
-        lease = self._heartbeat_timeout
+        lease = self._lease
         while True:
             await asyncio.sleep(lease.total_seconds())
             try:
                 async with self._db.as_sweeper() as conn:
-                    stranded = await stranded_solves(
+                    stranded = await queue.stranded_solves(
                         conn, stranded_for=lease + self._sweep_grace, lease=lease
                     )
                 for solve in stranded:
@@ -295,7 +266,7 @@ class SolveWorker:
             self._running.pop(solve.solution_id, None)
             self._slots.release()
 
-    async def _solve(self, running: _Running) -> str | None:
+    async def _solve(self, running: _Running) -> JobEnd | None:
         """Run the job's solve; the job's status for the queue's log, or None to leave the job alone
         (its lease was lost: it is another worker's now)."""
         solve = running.solve
@@ -335,10 +306,10 @@ class SolveWorker:
         if running.lease_lost:
             return None
         if await self._finish(solve, started, outcome):
-            return _JOB_STATUS[outcome.status]
+            return _JOB_END[outcome.status]
         return await self._settle(running, started)
 
-    async def _settle(self, running: _Running, started: StartedSolve) -> str | None:
+    async def _settle(self, running: _Running, started: StartedSolve) -> JobEnd | None:
         """The run's result was refused: say what became of the solve, and so of its job."""
         solve = running.solve
         async with self._db.as_user(solve.user_id) as conn:
@@ -352,7 +323,7 @@ class SolveWorker:
                 "solve %s was started again elsewhere; this run's result is dropped", solve.solution_id
             )
             return None
-        return _JOB_STATUS.get(status, "canceled") if status in FINAL_STATUSES else None
+        return _JOB_END.get(status, "canceled") if status in FINAL_STATUSES else None
 
     async def _finish(self, solve: SolveJob, started: StartedSolve, outcome: SolveOutcome) -> bool:
         payload = None
@@ -360,13 +331,7 @@ class SolveWorker:
         if outcome.payload is not None:
             # The ETag's value the solve was queued at: a client sees the solution is of an older version.
             payload = {**outcome.payload, "scenario_version": str(started.scenario_version)}
-            solver = outcome.payload.get("solver", {})
-            progress = {
-                "elapsed_s": solver.get("runtime_s"),
-                "iterations": solver.get("iterations"),
-                "best_distance": outcome.payload.get("distance"),
-                "feasible": outcome.payload.get("feasible"),
-            }
+            progress = final_progress(outcome.payload)
         async with self._db.as_user(solve.user_id) as conn:
             finished = await SolutionRepository(conn, owner=solve.user_id).finish(
                 solve.solution_id,
@@ -380,17 +345,16 @@ class SolveWorker:
             log.info("solve %s %s", solve.solution_id, outcome.status)
         return finished
 
-    async def _close_job(self, job: Job, status: Any) -> None:
-        """Move the job to the queue's log, through the pool: the queue connection may be the one
-        that is down. Retried through an outage; a job still open after that is found finished by
-        its next pick, and closed then as what it was."""
+    async def _close_job(self, job: Job, end: JobEnd) -> None:
+        """Move the job to the queue's log. Retried through an outage; a job still open after that
+        is found finished by its next pick, and closed then as what it was."""
         for delay in (0.0, *CLOSE_DELAYS):
             if delay:
                 await asyncio.sleep(delay)
             try:
                 # Privileged: the queue's log is the workers'.
                 async with self._db.privileged() as conn:
-                    await queries_on(conn).log_jobs([(job, status, None)])
+                    await queue.close(conn, job, end)
                 return
             except Exception as exc:
                 if classify(exc) is None:
@@ -418,7 +382,7 @@ class SolveWorker:
                             continue  # finished, deleted or started elsewhere meanwhile
                 # Privileged: the job goes back to the queue, which is the workers'.
                 async with self._db.privileged() as tx:
-                    await queries_on(tx).retry_job(item.job, timedelta(0), None)
+                    await queue.hand_back(tx, item.job)
                 log.info("solve %s handed back to the queue", item.solve.solution_id)
         except Exception as exc:
             if classify(exc) is None:
@@ -426,14 +390,14 @@ class SolveWorker:
             log.warning("could not hand every solve back (%s); their lease will expire", type(exc).__name__)
 
 
-def _not_started_status(solve: SolveJob, not_started: NotStarted) -> str:
+def _not_started_status(solve: SolveJob, not_started: NotStarted) -> JobEnd:
     if not_started.why == "cancelled":
         log.info("solve %s was cancelled before a run started; failed", solve.solution_id)
         return "canceled"
     if not_started.why == "gone":
         return "deleted"
     # Finished by an earlier run whose job was never closed (e.g. its connection died just after).
-    return _JOB_STATUS.get(not_started.status or "", "canceled")
+    return _JOB_END.get(not_started.status or "", "canceled")
 
 
 async def _first_of(*awaitables: Any, timeout: float | None = None) -> None:
@@ -467,12 +431,12 @@ class _ProgressReporter:
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL_S)
             latest = self._latest
-            progress = {
-                "elapsed_s": round(time.monotonic() - self._started, 2),
-                "iterations": latest.iterations if latest else 0,
-                "best_distance": latest.best_distance if latest else None,
-                "feasible": latest.feasible if latest else False,
-            }
+            progress = Progress(
+                elapsed_s=round(time.monotonic() - self._started, 2),
+                iterations=latest.iterations if latest else 0,
+                best_distance=latest.best_distance if latest else None,
+                feasible=latest.feasible if latest else False,
+            )
             try:
                 async with self._db.as_user(self._solve.user_id) as conn:
                     cancel = await SolutionRepository(conn, owner=self._solve.user_id).report(

@@ -155,7 +155,7 @@ async def test_every_resource_sends_timestamps_in_the_one_format(
         await caller.call("POST", f"/sessions/{session['id']}/scenarios", {"name": "c", "request": {}})
     ).json()
     solution = (
-        await caller.call("POST", f"/scenarios/{scenario['id']}/solutions", {"status": "pending"})
+        await caller.call("POST", f"/scenarios/{scenario['id']}/solutions", {"status": "succeeded"})
     ).json()
     bodies += [session, scenario, solution]
     for path in (

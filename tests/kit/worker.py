@@ -1,4 +1,4 @@
-"""A real solve worker (`python -m scripts.worker`) as a subprocess, for tests that run solves end
+"""A real solve worker (`python -m service.worker`) as a subprocess, for tests that run solves end
 to end: started against a test database, ready once it has logged so, stopped (or killed) at the end.
 
 `SharedWorker` is one such process per test process, lent to every test that only needs *a* worker
@@ -84,7 +84,7 @@ async def solve_worker(
         environment.pop("DATABASE_DIRECT_URL", None)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(  # noqa: ASYNC220 (Popen returns at once; nothing waits on it here)
-            [sys.executable, "-m", "scripts.worker"],
+            [sys.executable, "-m", "service.worker"],
             cwd=ROOT,
             env=environment,
             stdout=log_file,

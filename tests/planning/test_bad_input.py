@@ -16,9 +16,9 @@ async def tree(caller: Caller) -> dict[str, str]:
     scenario = (
         await caller.call("POST", f"/sessions/{session}/scenarios", {"name": "c", "request": {"a": 1}})
     ).json()["id"]
-    solution = (await caller.call("POST", f"/scenarios/{scenario}/solutions", {"status": "pending"})).json()[
-        "id"
-    ]
+    solution = (
+        await caller.call("POST", f"/scenarios/{scenario}/solutions", {"status": "succeeded"})
+    ).json()["id"]
     return {"session": session, "scenario": scenario, "solution": solution}
 
 
@@ -29,7 +29,7 @@ CASES: list[tuple[str, str, Any]] = [
     *[("POST", "/sessions/{session}/scenarios", {"name": "x", "request": bad}) for bad in NOT_AN_OBJECT],
     *[("PATCH", "/scenarios/{scenario}", {"request": bad}) for bad in NOT_AN_OBJECT],
     *[
-        ("POST", "/scenarios/{scenario}/solutions", {"status": "pending", "payload": bad})
+        ("POST", "/scenarios/{scenario}/solutions", {"status": "succeeded", "payload": bad})
         for bad in NOT_AN_OBJECT
     ],
     *[("PATCH", "/solutions/{solution}", {"payload": bad}) for bad in NOT_AN_OBJECT],

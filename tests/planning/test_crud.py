@@ -41,7 +41,7 @@ async def test_a_session_tree_lives_and_dies_together(alice: Caller, clean_db: S
         assert created.json()["session_id"] == session_id
         scenarios.append(created.json()["id"])
     for scenario_id in scenarios:
-        for status in ("pending", "succeeded"):
+        for status in ("failed", "succeeded"):
             solution = await alice.call(
                 "POST", f"/scenarios/{scenario_id}/solutions", {"status": status, "payload": {"s": 1}}
             )
@@ -75,13 +75,13 @@ async def test_reads_and_lists_have_the_documented_shapes(alice: Caller) -> None
     assert listed == {"items": [scenario], "next_cursor": None}
 
     solution = (
-        await alice.call("POST", f"/scenarios/{scenario['id']}/solutions", {"status": "running"})
+        await alice.call("POST", f"/scenarios/{scenario['id']}/solutions", {"status": "failed"})
     ).json()
     assert set(solution) == {"id", "scenario_id", "status", "created_at", "updated_at"}
     patched = await alice.call("PATCH", f"/solutions/{solution['id']}", {"payload": {"route": [3, 1]}})
-    assert patched.json()["status"] == "running"
+    assert patched.json()["status"] == "failed"
     full = (await alice.call("GET", f"/solutions/{solution['id']}")).json()
-    assert full["payload"] == {"route": [3, 1]} and full["status"] == "running"
+    assert full["payload"] == {"route": [3, 1]} and full["status"] == "failed"
     assert (await alice.call("DELETE", f"/solutions/{solution['id']}")).status_code == 204
     assert (await alice.call("GET", f"/scenarios/{scenario['id']}/solutions")).json()["items"] == []
 

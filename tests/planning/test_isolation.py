@@ -40,7 +40,7 @@ ROUTES = [
     Route("POST", "/scenarios/{id}/reset", "scenario"),
     Route("POST", "/scenarios/{id}/reset", "scenario", None, (("If-Match", '"99"'),)),
     Route("DELETE", "/scenarios/{id}", "scenario"),
-    Route("POST", "/scenarios/{id}/solutions", "scenario", {"status": "running", "payload": {"p": 1}}),
+    Route("POST", "/scenarios/{id}/solutions", "scenario", {"status": "failed", "payload": {"p": 1}}),
     Route("GET", "/scenarios/{id}/solutions", "scenario"),
     Route("GET", "/scenarios/{id}/solutions?limit=1", "scenario"),
     Route("GET", "/solutions/{id}", "solution"),

@@ -95,11 +95,11 @@ async def test_without_if_match_the_write_goes_through_and_every_write_bumps(
 
 async def test_solutions_honour_if_match_too(alice: Caller, clean_db: SqlAdmin) -> None:
     scenario_id = await scenario(alice)
-    created = await alice.call("POST", f"/scenarios/{scenario_id}/solutions", {"status": "pending"})
+    created = await alice.call("POST", f"/scenarios/{scenario_id}/solutions", {"status": "succeeded"})
     solution_id = created.json()["id"]
     assert (await alice.call("GET", f"/solutions/{solution_id}")).headers["etag"] == '"1"'
     ok = await alice.call(
-        "PATCH", f"/solutions/{solution_id}", {"status": "running"}, headers={"If-Match": '"1"'}
+        "PATCH", f"/solutions/{solution_id}", {"status": "failed"}, headers={"If-Match": '"1"'}
     )
     assert ok.status_code == 200 and ok.headers["etag"] == '"2"'
     before = await stored(clean_db, alice.user_id, "solutions", solution_id)
@@ -135,7 +135,7 @@ async def test_tags_no_stored_version_can_carry_are_412_or_404(
     """Versions are int4: a tag past 2^31 - 1 can never match, so it fails the precondition."""
     scenario_id = await scenario(alice)
     solution_id = (
-        await alice.call("POST", f"/scenarios/{scenario_id}/solutions", {"status": "pending"})
+        await alice.call("POST", f"/scenarios/{scenario_id}/solutions", {"status": "succeeded"})
     ).json()["id"]
     before = await stored(clean_db, alice.user_id, "scenarios", scenario_id)
     writes = (

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from service.core.db import Database
 from service.deps import app_state
 from service.solver.example import EXAMPLE_REQUEST
+from service.solver.outcome import Progress
 from service.solving.repository import SolutionRepository, StartedSolve
 from tests.kit.waiting import eventually
 from tests.planning.conftest import Caller
@@ -132,7 +133,11 @@ async def test_every_solve_statement_names_its_owner(
             repo = SolutionRepository(conn, owner=alice.user_id)
             started = await repo.start(uuid.UUID(solution))
             assert isinstance(started, StartedSolve)
-            await repo.report(uuid.UUID(solution), started.attempts, {"elapsed_s": 0.5, "iterations": 1})
+            await repo.report(
+                uuid.UUID(solution),
+                started.attempts,
+                Progress(elapsed_s=0.5, iterations=1, best_distance=None, feasible=False),
+            )
             await repo.finish(
                 uuid.UUID(solution), started.attempts, "failed", payload=None, reason="test", progress=None
             )

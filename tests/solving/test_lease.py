@@ -1,7 +1,7 @@
 """A solve's lease under faults: workers killed, frozen, cut off from the queue — every solve ends
 exactly once, none stays pending or running for good, and no job is closed as what it was not.
 
-Real worker processes (`python -m scripts.worker`) with a short lease (SOLVE_HEARTBEAT_TIMEOUT_S=2),
+Real worker processes (`python -m service.worker`) with a short lease (SOLVE_HEARTBEAT_TIMEOUT_S=2),
 the app in process; a worker's fate is decided with signals and pg_terminate_backend, never guessed
 from how long something takes.
 """
@@ -24,7 +24,8 @@ from sqlalchemy import text
 from service.core.db import Database
 from service.solver.example import EXAMPLE_REQUEST
 from service.solver.outcome import CANCELLED_EARLY
-from service.solving.repository import LOST, end_stranded, stranded_solves
+from service.solving.queue import stranded_solves
+from service.solving.repository import LOST, end_stranded
 from tests.kit.instances import benchmark_request
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.waiting import eventually

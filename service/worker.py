@@ -1,0 +1,40 @@
+"""`python -m service.worker` (`make worker`): a solve worker. Run as many as you like, on any host
+that reaches the database; each runs SOLVE_WORKERS solves at once (default: its CPU count).
+
+Production names its database with DATABASE_URL (and DATABASE_DIRECT_URL behind a transaction-mode
+pooler); in development an unset DATABASE_URL means the embedded database of `make run`.
+
+Imports happen inside `main()`, after the solver's fork server has been launched: the fork server
+imports PyVRP on one core while this process imports its own modules on the other, and, as the
+children of the fork server re-run this main module, they re-run nothing heavy.
+"""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    from service.solver.process import start_fork_server
+
+    start_fork_server()
+
+    import asyncio
+    import sys
+
+    from pydantic import ValidationError
+
+    from service.config import get_settings
+    from service.core.observability import configure_logging
+    from service.dev.devdb import database_url
+    from service.solving.worker import serve
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        sys.exit(f"Invalid configuration:\n{exc}")
+    configure_logging(settings.log_level, settings.log_format or "json")
+    url, _embedded = database_url(settings)  # an embedded server, if any, stops when we exit
+    asyncio.run(serve(settings.model_copy(update={"database_url": url})))
+
+
+if __name__ == "__main__":
+    main()
