@@ -27,10 +27,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import jwt
 
-# Re-exported: every importer of these predates the split of key handling into service.auth.keys.
-from service.auth.keys import InvalidKeySet, KeySet, KeySource, KeysUnavailable, StaticKeys, parse_jwks
-
-__all__ = ["MAX_JWKS_BYTES", "JWKSCache", "KeySource", "KeysUnavailable", "StaticKeys"]
+from service.auth.keys import InvalidKeySet, KeySet, KeysUnavailable, parse_jwks
 
 logger = logging.getLogger("routebook.auth.jwks")
 

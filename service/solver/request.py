@@ -56,7 +56,7 @@ LocationKind = Literal["latlon", "xy"]
 IntMatrix = NDArray[np.int64]
 
 
-class ValidationIssue(TypedDict):
+class RequestIssue(TypedDict):
     pointer: str
     msg: str
     type: str
@@ -65,7 +65,7 @@ class ValidationIssue(TypedDict):
 class SolveRequestInvalid(Exception):
     """The document is not a solvable request; `errors` says where and why (JSON pointers)."""
 
-    def __init__(self, errors: list[ValidationIssue]) -> None:
+    def __init__(self, errors: list[RequestIssue]) -> None:
         super().__init__(f"{len(errors)} validation error(s)")
         self.errors = errors
 
@@ -436,7 +436,7 @@ def parse_solve_request(document: object, *, max_stops: int) -> SolveRequest:
     try:
         return SolveRequest.model_validate(document)
     except ValidationError as exc:
-        errors: list[ValidationIssue] = [
+        errors: list[RequestIssue] = [
             {
                 "pointer": _pointer(error["loc"]),
                 "msg": _MESSAGES.get(error["type"], error["msg"]),

@@ -22,7 +22,7 @@ import orjson
 
 from service.core.errors import ServiceUnavailable
 from service.core.offload import Offload
-from service.solver.request import SolveRequestInvalid, ValidationIssue, parse_solve_request
+from service.solver.request import RequestIssue, SolveRequestInvalid, parse_solve_request
 
 
 class ChecksBusy(ServiceUnavailable):
@@ -32,7 +32,7 @@ class ChecksBusy(ServiceUnavailable):
         super().__init__(headers={"Retry-After": "2"})
 
 
-def solve_errors(document: bytes, max_stops: int) -> list[ValidationIssue] | None:
+def solve_errors(document: bytes, max_stops: int) -> list[RequestIssue] | None:
     """Why the request is not solvable, or None (at most MAX_ERRORS errors)."""
     try:
         parse_solve_request(orjson.loads(document), max_stops=max_stops)
@@ -57,9 +57,7 @@ class SolveChecks:
         self._wait_s = wait_s
         self._turns: dict[uuid.UUID, _Turn] = {}
 
-    async def errors(
-        self, user_id: uuid.UUID, document: bytes, max_stops: int
-    ) -> list[ValidationIssue] | None:
+    async def errors(self, user_id: uuid.UUID, document: bytes, max_stops: int) -> list[RequestIssue] | None:
         if len(document) <= self._inline_max_bytes:
             return solve_errors(document, max_stops)
         async with self._turn(user_id):

@@ -32,7 +32,7 @@ from service.core.preconditions import ExpectedVersions, etag, tag
 from service.core.repository import OwnerScope
 from service.core.streaming import event_stream
 from service.deps import AppSettings, Db, Events, SolveChecking
-from service.solver.request import ValidationIssue
+from service.solver.request import RequestIssue
 from service.solving import tickets
 from service.solving.events import last_event_id, stream
 from service.solving.queue import SolveJob
@@ -71,7 +71,7 @@ async def _options(request: Request, settings: AppSettings) -> SolveOptions:
     return options
 
 
-def _unsolvable(errors: list[ValidationIssue]) -> ValidationFailed:
+def _unsolvable(errors: list[RequestIssue]) -> ValidationFailed:
     return ValidationFailed(
         [
             {

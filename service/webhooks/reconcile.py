@@ -32,7 +32,7 @@ MASS_TOMBSTONE_FLOOR = 10
 # Tombstones are applied this many per transaction: short transactions, few round trips.
 TOMBSTONE_BATCH = 100
 
-Progress = Callable[[str], None]
+ProgressReport = Callable[[str], None]
 
 
 class MassTombstoneRefused(Exception):
@@ -105,7 +105,7 @@ async def reconcile_users(
     *,
     dry_run: bool = False,
     allow_mass_tombstone: bool = False,
-    progress: Progress | None = None,
+    progress: ProgressReport | None = None,
 ) -> ReconcileSummary:
     """Upsert every user the provider lists, tombstone local users it confirms gone; return counts.
 

@@ -1,4 +1,4 @@
-"""Provider-shaped tokens verify into the right Claims (contract §4 role mapping)."""
+"""Provider-shaped tokens verify into the right Claims (the role mapping of docs/api.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ async def test_clerk_v2_token_maps_the_organisation_apart_from_global_roles(
     assert claims.provider == "clerk"
     assert claims.subject == "user_2abc"
     assert claims.issuer == clerk.issuer
-    # An organisation role is the organisation's, never a global role (contract §4).
+    # An organisation role is the organisation's, never a global role.
     assert claims.org == OrgContext(id="org_9", role="admin", permissions=("read", "manage"))
     assert claims.roles == ()
     assert claims.permissions == ()

@@ -1,4 +1,4 @@
-"""Every rejection of contract §4 / issue 3, each on its own: all raise InvalidToken."""
+"""Every rejection a token can meet (docs/api.md, Authentication), each on its own: all raise InvalidToken."""
 
 from __future__ import annotations
 

@@ -193,7 +193,7 @@ async def test_the_playground_cancels_a_running_solve(
     await expect(page.locator("#cancel")).to_be_disabled()
     await expect(page.locator("#solve")).to_be_enabled()
 
-    # Contract §7: the best solution so far is kept with `cancelled`, `failed` when none was found.
+    # The best solution so far is kept with `cancelled`, `failed` when none was found.
     solution = await read(served, token, f"/solutions/{solution_id}")
     assert await status.get_attribute("data-status") == solution["status"]
     if solution["status"] == "cancelled":

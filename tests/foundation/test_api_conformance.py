@@ -268,7 +268,7 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> An
 @schema.hook
 def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
     """A cursor is opaque: any string is schema-valid, and one the service did not issue is a 422
-    (contract: a tampered or foreign cursor). That is the documented answer, not a rejected
+    (the API reference: a tampered or foreign cursor). That is the documented answer, not a rejected
     positive case."""
     if type(failure).__name__ == "RejectedPositiveData" and response.status_code == 422:
         errors = response.json().get("errors") or []

@@ -1,5 +1,9 @@
-"""The house rules that keep the code changeable: no package imports one that imports it back, and
-auth stops at token → Claims."""
+"""The house rules that keep the code changeable: no package imports one that imports it back; auth
+stops at token → Claims; the solver engine knows no database, HTTP or job; pgqueuer lives behind one
+module; only the infrastructure reaches the app's state; and tests assert order, never elapsed time.
+
+Imports inside `if TYPE_CHECKING:` are for the type checker only and never run, so they are no
+part of the import graph (service/deps.py names every domain's types that way)."""
 
 from __future__ import annotations
 
@@ -10,23 +14,41 @@ from pathlib import Path
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 
 
+def _type_checking_only(tree: ast.AST) -> set[ast.AST]:
+    """The import statements under `if TYPE_CHECKING:`."""
+    found: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in {"TYPE_CHECKING", "typing.TYPE_CHECKING"}:
+            found.update(child for statement in node.body for child in ast.walk(statement))
+    return found
+
+
+def _imports(path: Path) -> list[str]:
+    """The modules `path` imports at run time."""
+    tree = ast.parse(path.read_text())
+    skipped = _type_checking_only(tree)
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if node in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+    return names
+
+
 def _package_imports() -> dict[str, set[str]]:
     """service.<package> → the service.<package>s its modules import (top-level modules count as packages)."""
     graph: dict[str, set[str]] = defaultdict(set)
     for path in SERVICE.rglob("*.py"):
         parts = path.relative_to(SERVICE).with_suffix("").parts
         owner = parts[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            names: list[str] = []
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            for name in names:
-                if name.startswith("service."):
-                    target = name.split(".")[1]
-                    if target != owner:
-                        graph[owner].add(target)
+        for name in _imports(path):
+            if name.startswith("service."):
+                target = name.split(".")[1]
+                if target != owner:
+                    graph[owner].add(target)
     return graph
 
 
@@ -49,6 +71,47 @@ def test_no_package_imports_one_that_imports_it_back() -> None:
 
 def test_auth_imports_nothing_of_users_or_providers() -> None:
     assert not _package_imports()["auth"] & {"users", "providers", "planning", "webhooks", "solving"}
+
+
+def test_the_solver_knows_no_database_http_or_job() -> None:
+    """The engine is importable and testable alone: request -> PyVRP -> payload, in any process."""
+    forbidden = (
+        "service.solving",
+        "service.planning",
+        "service.users",
+        "service.core.db",
+        "fastapi",
+        "asyncpg",
+    )
+    offenders = [
+        f"{path.relative_to(SERVICE)}: {name}"
+        for path in (SERVICE / "solver").rglob("*.py")
+        for name in _imports(path)
+        if name.startswith(forbidden) or name == "service.core"
+    ]
+    assert not offenders, offenders
+
+
+def test_only_the_queue_module_touches_pgqueuer() -> None:
+    touching = sorted(
+        str(path.relative_to(SERVICE))
+        for path in SERVICE.rglob("*.py")
+        if any(name == "pgqueuer" or name.startswith("pgqueuer.") for name in _imports(path))
+    )
+    assert touching == ["solving/queue.py"]
+
+
+def test_only_the_infrastructure_reaches_the_apps_state() -> None:
+    """Routes take typed dependencies (service/deps.py); nothing else reads `app.state` itself."""
+    offenders = []
+    for path in SERVICE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "state":
+                owner = node.value
+                name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+                if name == "app" and path.relative_to(SERVICE).parts[0] != "core":
+                    offenders.append(f"{path.relative_to(SERVICE)}:{node.lineno}")
+    assert not offenders, offenders
 
 
 async def test_mounted_routers_keep_their_prefix_and_dependencies() -> None:

@@ -5,8 +5,6 @@ Each measure returns a median of seconds; nothing here asserts a target.
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import statistics
 import time
 from pathlib import Path
@@ -14,10 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from service.solver.example import EXAMPLE_REQUEST
 from service.solver.matrix import build_matrices
-from service.solver.outcome import Progress
-from service.solver.process import run_solve, warm_up
 from service.solver.request import parse_solve_request
 from tests.kit.vrplib_io import request_from_vrplib
 
@@ -57,42 +52,6 @@ def measure_matrix_build(stops: int = 2000, *, repeats: int = 5) -> float:
         started = time.perf_counter()
         build_matrices(request)
         samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
-
-
-async def measure_process_start(*, repeats: int = 5) -> float:
-    """Median seconds to start a solver process from the warm fork server and see it exit."""
-    await warm_up()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        await warm_up()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
-
-
-async def measure_solve_overhead(*, repeats: int = 5) -> float:
-    """Median seconds run_solve() adds to the search itself, on the small example request."""
-    await warm_up()
-
-    async def ignore(progress: Progress) -> None:
-        return None
-
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        outcome = await run_solve(
-            copy.deepcopy(EXAMPLE_REQUEST),
-            time_limit_s=0.1,
-            seed=1,
-            max_stops=100,
-            on_progress=ignore,
-            cancel=asyncio.Event(),
-            grace_s=5,
-        )
-        if outcome.payload is None:
-            raise RuntimeError(f"the example request did not solve: {outcome.reason}")
-        samples.append(time.perf_counter() - started - outcome.payload["solver"]["runtime_s"])
     return statistics.median(samples)
 
 

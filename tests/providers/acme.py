@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 import orjson
 
-from service.auth.jwks import StaticKeys
+from service.auth.keys import StaticKeys
 from service.auth.profile import ProviderProfile
 from service.providers import fields
 from service.providers.base import KeyContext, Provider

@@ -1,4 +1,4 @@
-"""The receivers over HTTP: every rejection is 401 with nothing written; statuses of contract §5."""
+"""The receivers over HTTP: every rejection is 401 with nothing written; statuses docs/api.md lists for webhooks."""
 
 from __future__ import annotations
 
