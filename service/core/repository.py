@@ -102,6 +102,17 @@ class OwnedRepository:
     async def _fetchrow_or_none(self, sql: str, *args: Any) -> asyncpg.Record | None:
         return await self._conn.fetchrow(sql, self._owner, *args)
 
+    async def _children(
+        self, sql: str, parent_table: str, parent_id: uuid.UUID, limit: int, cursor: Cursor | None
+    ) -> list[asyncpg.Record]:
+        """A page of `sql` (`$2` names the parent), newest first, limit + 1 rows (the extra one says a
+        next page exists); NotFound when the parent is not the owner's, never an empty page."""
+        sql, args = page(sql, cursor, 3)
+        rows = await self._fetch(sql, parent_id, *args, limit + 1)
+        if not rows and not await self._exists(parent_table, parent_id):
+            raise NotFound()
+        return rows
+
     async def _exists(self, table: str, item_id: uuid.UUID) -> bool:
         return bool(await self._fetch(f"SELECT 1 FROM {table} WHERE user_id = $1 AND id = $2", item_id))
 

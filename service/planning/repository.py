@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from service.core.db import Connection, new_id
-from service.core.errors import NotFound
 from service.core.pagination import Cursor
 from service.core.repository import AS_BYTES, MEMBER, OwnedRepository, columns, page
 
@@ -101,13 +100,10 @@ class PlanningRepository(OwnedRepository):
     async def list_scenarios(
         self, session_id: uuid.UUID, limit: int, cursor: Cursor | None
     ) -> list[ScenarioRecord]:
-        sql, args = page(
-            f"SELECT {_SCENARIO} FROM scenarios WHERE user_id = $1 AND session_id = $2", cursor, 3
-        )
-        rows = [ScenarioRecord(*row) for row in await self._fetch(sql, session_id, *args, limit + 1)]
-        if not rows and not await self._exists("sessions", session_id):
-            raise NotFound()
-        return rows
+        sql = f"SELECT {_SCENARIO} FROM scenarios WHERE user_id = $1 AND session_id = $2"
+        return [
+            ScenarioRecord(*row) for row in await self._children(sql, "sessions", session_id, limit, cursor)
+        ]
 
     async def get_scenario(self, scenario_id: uuid.UUID) -> tuple[ScenarioRecord, bytes]:
         """The scenario and its current request as JSON text."""

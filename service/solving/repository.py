@@ -25,7 +25,7 @@ import orjson
 from service.core.db import Connection, new_id
 from service.core.errors import Conflict, NotFound, PreconditionFailed
 from service.core.pagination import Cursor
-from service.core.repository import AS_BYTES, MEMBER, OwnedRepository, columns, page
+from service.core.repository import AS_BYTES, MEMBER, OwnedRepository, columns
 from service.solver.outcome import (
     ACTIVE_STATUSES,
     CANCELLED_EARLY,
@@ -194,13 +194,10 @@ class SolutionRepository(OwnedRepository):
         return SolutionRecord(*row)
 
     async def list(self, scenario_id: uuid.UUID, limit: int, cursor: Cursor | None) -> list[SolutionRecord]:
-        sql, args = page(
-            f"SELECT {_SOLUTION} FROM solutions WHERE user_id = $1 AND scenario_id = $2", cursor, 3
-        )
-        rows = [SolutionRecord(*row) for row in await self._fetch(sql, scenario_id, *args, limit + 1)]
-        if not rows and not await self._exists("scenarios", scenario_id):
-            raise NotFound()
-        return rows
+        sql = f"SELECT {_SOLUTION} FROM solutions WHERE user_id = $1 AND scenario_id = $2"
+        return [
+            SolutionRecord(*row) for row in await self._children(sql, "scenarios", scenario_id, limit, cursor)
+        ]
 
     async def get(self, solution_id: uuid.UUID) -> tuple[SolutionHeadRecord, bytes | None]:
         """The solution with its solve state, and its payload as JSON text (None when it has none)."""
