@@ -217,6 +217,11 @@ def _add_schemas(document: dict[str, Any], models: Sequence[type[BaseModel]]) ->
         schemas[model.__name__] = schema
 
 
+# `openapi_extra` of a route whose parameters cannot fail validation (a free-form path segment):
+# FastAPI documents a 422 for every route with parameters; this one can never send it.
+NO_VALIDATION_ERRORS: dict[str, Any] = {"x-no-validation-errors": True}
+
+
 def install_openapi(app: FastAPI, *, schemas: Sequence[type[BaseModel]] = ()) -> None:
     """`schemas`: models to name in the document beside those the operations use."""
 
@@ -234,6 +239,8 @@ def install_openapi(app: FastAPI, *, schemas: Sequence[type[BaseModel]] = ()) ->
         }
         for path, operations in document.get("paths", {}).items():
             for method, operation in operations.items():
+                if operation.pop("x-no-validation-errors", False):
+                    operation.get("responses", {}).pop("422", None)
                 _describe_shared_statuses(path, method, operation)
         _describe_problems(document)
         _describe_headers(document)

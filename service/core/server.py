@@ -12,6 +12,8 @@ by `BoundedHttpProtocol`, its httptools protocol with three changes:
   is the API's problem+json 503 with Retry-After and an X-Request-ID, through the access log.
 - httptools accepts a header of any length (20 MB were taken in): a request line and headers over
   MAX_REQUEST_HEAD_BYTES are answered 431 and the connection closed.
+- a request that is not valid HTTP (a Content-Length that is not a number, raw non-ASCII in the
+  URL) got uvicorn's `text/plain` 400; here it is the API's problem+json 400, with a request id.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import uuid
 from http import HTTPStatus
 from typing import Any
 
@@ -43,16 +46,16 @@ MAX_REQUEST_HEAD_BYTES = 64 * 1024
 
 
 def _raw_problem(status: int, detail: str) -> bytes:
-    """A whole problem+json response with Connection: close, for the protocol to write itself."""
-    response = problem_response(status, detail)
+    """A whole problem+json response with Connection: close, for the protocol to write itself (it
+    carries a request id of its own: no request reached the app)."""
+    response = problem_response(status, detail, headers={"X-Request-ID": uuid.uuid4().hex})
     head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
     head += [name + b": " + value for name, value in response.raw_headers]
     head.append(b"connection: close")
     return b"\r\n".join(head) + b"\r\n\r\n" + bytes(response.body)
 
 
-# For a head that never ends: no request to hand an app, so the protocol writes the answer itself.
-_HEAD_TOO_LARGE = _raw_problem(431, "The request line and headers are larger than this server accepts.")
+_HEAD_TOO_LARGE = "The request line and headers are larger than this server accepts."
 
 
 def _refusal(status: int, detail: str, headers: dict[str, str]) -> ASGIApp:
@@ -71,7 +74,7 @@ refuse_busy = _refusal(
     "The server is at its concurrency limit; try again shortly.",
     {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
 )
-refuse_head_too_large = _refusal(431, "The request line and headers are larger than this server accepts.", {})
+refuse_head_too_large = _refusal(431, _HEAD_TOO_LARGE, {})
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
@@ -114,8 +117,15 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self._received_bytes > MAX_REQUEST_HEAD_BYTES and not self.transport.is_closing():
             log.warning("request refused: its head is over %d bytes", MAX_REQUEST_HEAD_BYTES)
             self._stop_headers_clock()
-            self.transport.write(_HEAD_TOO_LARGE)
+            # A head that never ends: no request to hand an app, so the protocol answers itself.
+            self.transport.write(_raw_problem(431, _HEAD_TOO_LARGE))
             self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """The parser refused the bytes (uvicorn has logged its warning): a problem, not plain text."""
+        self._stop_headers_clock()
+        self.transport.write(_raw_problem(400, "The request is not valid HTTP."))
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -18,7 +18,7 @@ from service import providers
 from service.core.db import Database
 from service.core.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unauthorized
 from service.core.notify import Listener
-from service.core.openapi import problem_responses
+from service.core.openapi import NO_VALIDATION_ERRORS, problem_responses
 from service.deps import AppSettings, Db, Identity, Notifications, WebhookJanitor
 from service.providers.base import Provider
 from service.providers.events import MalformedPayload, UserEvent
@@ -58,6 +58,7 @@ def _receiver(name: str) -> Provider[Any]:
     response_class=Response,
     responses=RESPONSES,
     summary="User and session events from an identity provider (clerk: Svix; workos; supabase: auth.users)",
+    openapi_extra=NO_VALIDATION_ERRORS,
 )
 async def receive(
     request: Request,

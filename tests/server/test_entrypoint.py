@@ -11,6 +11,7 @@ import signal
 
 import httpx
 import orjson
+import pytest
 
 from tests.kit.server import RunningServer
 from tests.kit.waiting import eventually, until
@@ -55,6 +56,30 @@ async def test_a_connection_that_never_sends_a_request_is_closed(serve: ServerFa
         client.write(HEALTH)
         assert (await read_response(served))[0] == 200
         client.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /api/v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: twelve\r\n\r\n",
+        "GET /api/v1/séssions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode(),
+        b"NOT HTTP AT ALL\r\n\r\n",
+    ],
+    ids=["content-length-not-a-number", "raw-non-ascii-url", "garbage"],
+)
+async def test_a_request_that_is_not_http_is_a_problem_400_and_the_server_goes_on(
+    shared_server: RunningServer, request_bytes: bytes
+) -> None:
+    reader, writer = await shared_server.connect()
+    writer.write(request_bytes)
+    status, headers, body = await read_response(reader)
+    assert status == 400 and headers["content-type"] == "application/problem+json"
+    problem = orjson.loads(body)
+    assert problem["status"] == 400 and problem["detail"] == "The request is not valid HTTP."
+    assert headers["x-request-id"]
+    assert await closed_by_server(reader, SLACK)
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(shared_server.url("/health"))).status_code == 200
 
 
 async def test_a_head_over_64_kib_is_a_problem_431_and_the_server_goes_on(serve: ServerFactory) -> None:
