@@ -9,8 +9,11 @@ import asyncio
 import contextlib
 import copy
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,6 +30,7 @@ from service.main import create_app
 from service.solver.example import EXAMPLE_REQUEST
 from service.solving.worker import SolveWorker
 from tests.conftest import AppFactory, client_for
+from tests.kit.worker import ROOT, solve_worker
 from tests.planning.conftest import Caller, sign_in
 from tests.solving.conftest import new_scenario, until_status
 
@@ -181,6 +185,40 @@ async def test_a_server_span_names_the_route_template_and_a_404_only_its_method(
     assert names[-1] == "GET"  # no route matched: the method alone, no http.route
     assert servers[-1].attributes is not None and "http.route" not in servers[-1].attributes
     assert not [span for span in servers if any(str(missing) in text for text in _recorded_text(span))]
+
+
+async def test_a_worker_process_continues_the_trace_its_job_carries(
+    app: FastAPI, spans: InMemorySpanExporter, migrated_url: str, tmp_path: Path
+) -> None:
+    """The real thing across processes: `python -m service.worker`, tracing to its console, picks up
+    the traceparent the request put in the job."""
+    async with client_for(app) as http:
+        alice = await sign_in(app, http, "alice")
+        scenario_id = await new_scenario(alice, EXAMPLE_REQUEST)
+        async with solve_worker(migrated_url, tmp_path, OTEL_TRACES_EXPORTER="console") as worker:
+            queued = await alice.call("POST", f"/scenarios/{scenario_id}/solve", {"time_limit_s": 1})
+            assert queued.status_code == 202, queued.text
+            await until_status(alice, queued.json()["id"], "succeeded")
+        # Stopped (SIGTERM): the worker flushed its spans to its output as it exited.
+    tracing.flush()
+    enqueue = _one(list(spans.get_finished_spans()), "enqueue solve")
+    printed = worker.log()
+    assert f'"trace_id": "0x{enqueue.context.trace_id:032x}"' in printed
+    assert f'"parent_id": "0x{enqueue.context.span_id:016x}"' in printed  # the solve's parent
+    for name in ("solve", "solver process", "write result"):
+        assert f'"name": "{name}"' in printed
+    assert '"service.name": "routebook-worker"' in printed
+
+
+@pytest.mark.parametrize("module", ["service", "service.worker"])
+def test_an_unsupported_exporter_stops_the_process_at_start(module: str, migrated_url: str) -> None:
+    environ = {**os.environ, "DATABASE_URL": migrated_url, "ENVIRONMENT": "test", "AUTH_PROVIDERS": "dev"}
+    environ["OTEL_TRACES_EXPORTER"] = "zipkin"
+    ended = subprocess.run(
+        [sys.executable, "-m", module], env=environ, cwd=ROOT, capture_output=True, timeout=60, check=False
+    )
+    assert ended.returncode != 0
+    assert b"OTEL_TRACES_EXPORTER: zipkin is not supported" in ended.stderr, ended.stderr[-2000:]
 
 
 def _without_otel(monkeypatch: pytest.MonkeyPatch) -> None:
