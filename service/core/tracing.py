@@ -39,6 +39,7 @@ __all__ = [
     "TracingMiddleware",
     "annotate",
     "configure_from_env",
+    "current_trace_id",
     "detached",
     "enabled",
     "extract",
@@ -266,6 +267,14 @@ def detached() -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
+
+
+def current_trace_id() -> str | None:
+    """The current trace's id (32 hex digits, as trace viewers show it), for a log line to name."""
+    if _tracer is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
 
 
 def inject() -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
@@ -26,6 +28,7 @@ from opentelemetry.trace import SpanKind
 from service.config import Settings
 from service.core import tracing
 from service.core.db import Database
+from service.core.observability import JsonFormatter
 from service.main import create_app
 from service.solver.example import EXAMPLE_REQUEST
 from service.solving.worker import SolveWorker
@@ -219,6 +222,14 @@ def test_an_unsupported_exporter_stops_the_process_at_start(module: str, migrate
     )
     assert ended.returncode != 0
     assert b"OTEL_TRACES_EXPORTER: zipkin is not supported" in ended.stderr, ended.stderr[-2000:]
+
+
+def test_a_json_log_line_names_the_trace_it_was_written_in(spans: InMemorySpanExporter) -> None:
+    record = logging.makeLogRecord({"msg": "inside", "levelname": "INFO", "name": "routebook"})
+    with tracing.span("work") as span:
+        inside = orjson.loads(JsonFormatter().format(record))
+    assert inside["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert "trace_id" not in orjson.loads(JsonFormatter().format(record))  # outside any span
 
 
 def _without_otel(monkeypatch: pytest.MonkeyPatch) -> None:
