@@ -14,13 +14,15 @@ from service.config import get_settings
 from service.core.migrations import upgrade
 from service.core.observability import configure_logging
 from service.core.server import serve
+from service.core.tracing import requested_exporters
 from service.dev.devdb import database_url
 
 
 def main() -> None:
     try:
         settings = get_settings()
-    except ValidationError as exc:
+        requested_exporters()  # the server and the worker each install tracing themselves
+    except (ValidationError, ValueError) as exc:
         sys.exit(f"Invalid configuration:\n{exc}")
     url, embedded = database_url(settings)
     print("Applying migrations…", flush=True)

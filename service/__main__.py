@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from service.config import get_settings
 from service.core.observability import configure_logging
 from service.core.server import serve
+from service.core.tracing import requested_exporters
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--workers must be at least 1")
     try:
         settings = get_settings()
-    except ValidationError as exc:
+        requested_exporters()  # each server process installs tracing itself; refused here, once
+    except (ValidationError, ValueError) as exc:
         sys.exit(f"Invalid configuration:\n{exc}")
     # Before uvicorn starts: its supervisor's own lines (workers > 1) go through our handler too.
     configure_logging(settings.log_level, settings.log_format or "json")

@@ -27,6 +27,7 @@ from service.core.observability import configure_logging
 from service.core.offload import Offload
 from service.core.openapi import install_openapi
 from service.core.problems import install_problem_handlers
+from service.core.tracing import TracingMiddleware, configure_from_env
 from service.dev.routes import mount_playground
 from service.dev.routes import router as dev_router
 from service.planning.repository import erase_owner
@@ -165,6 +166,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format or "json")
+    tracing = configure_from_env(service_name="routebook-api")
     app = FastAPI(
         title="Routebook",
         version="0.1.0",
@@ -177,11 +179,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Starlette's slash redirect builds an absolute URL from the client's Host header (cache
         # poisoning behind a proxy): a slashed path is a plain 404 instead.
         redirect_slashes=False,
+        # FastAPI's own telemetry switches itself on whenever a global OpenTelemetry provider exists
+        # and records raw paths (ids) and query strings (stream tickets): ours (TracingMiddleware)
+        # records route templates only, and the process's provider is never the global one.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     install_problem_handlers(app)
 
-    # add_middleware wraps: the last added is the outermost. Request ids wrap everything (even a
-    # 413), then CORS, then the body limits.
+    # add_middleware wraps: the last added is the outermost. Traces (when on) and request ids wrap
+    # everything (even a 413), then CORS, then the body limits.
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -197,6 +203,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware)
+    if tracing:
+        # Outermost: the server span covers everything the app does, a 413 or a CORS refusal too.
+        app.add_middleware(TracingMiddleware)
 
     mount(app, probes_router)
     mount(app, users_router)

@@ -24,6 +24,7 @@ def main() -> None:
 
     from service.config import get_settings
     from service.core.observability import configure_logging
+    from service.core.tracing import configure_from_env
     from service.dev.devdb import database_url
     from service.solving.worker import serve
 
@@ -32,6 +33,10 @@ def main() -> None:
     except ValidationError as exc:
         sys.exit(f"Invalid configuration:\n{exc}")
     configure_logging(settings.log_level, settings.log_format or "json")
+    try:
+        configure_from_env(service_name="routebook-worker")
+    except ValueError as exc:
+        sys.exit(f"Invalid configuration: {exc}")
     url, _embedded = database_url(settings)  # an embedded server, if any, stops when we exit
     asyncio.run(serve(settings.model_copy(update={"database_url": url})))
 

@@ -1,4 +1,5 @@
-"""Structured logs that carry the request id and never a header value, cookie or body."""
+"""Structured logs that carry the request id (and, with traces on, the trace id) and never a header
+value, cookie or body."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from service.core.tracing import current_trace_id
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -49,6 +52,10 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None)
         if request_id:
             entry["request_id"] = request_id
+        # Formatted where the record was made, so the span current there is the record's.
+        trace_id = current_trace_id()
+        if trace_id:
+            entry["trace_id"] = trace_id
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value

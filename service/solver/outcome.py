@@ -9,7 +9,7 @@ plain and frozen: they cross a process boundary by pickle and carry no behaviour
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -64,12 +64,15 @@ class Progress:
 class SolveOutcome:
     """`payload` is the solution payload (solver.plan.SolutionPayload) without `scenario_version` (the caller adds it);
     it is present for `succeeded` and `cancelled`. `reason` is short and safe to show a client;
-    it is present for `failed`.
+    it is present for `failed`. `ran_ns` is when the solver process started and ended (wall clock,
+    nanoseconds), as the process itself measured; absent from an outcome its parent made up (the
+    process died, was killed, or never started).
     """
 
     status: SolutionStatus
     payload: dict[str, Any] | None = None
     reason: str | None = None
+    ran_ns: tuple[int, int] | None = field(default=None, compare=False)
 
     @classmethod
     def failed(cls, reason: str) -> SolveOutcome:

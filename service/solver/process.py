@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import multiprocessing
@@ -29,6 +30,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 from typing import Any, Literal
@@ -288,6 +290,7 @@ class _ProgressForwarder:
 
 
 def _child_main(sock: socket.socket, time_limit_s: float, seed: int, max_stops: int) -> None:
+    started_ns = time.time_ns()
     # Ctrl-C in the worker's terminal reaches its whole process group; the parent decides
     # when this child ends, through the socket or a kill.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -300,6 +303,8 @@ def _child_main(sock: socket.socket, time_limit_s: float, seed: int, max_stops: 
         except EOFError:
             return  # the parent gave up before sending anything
         outcome = _solve_document(sock, document, time_limit_s, seed, max_stops)
+        # The parent's trace shows this process's life from these two readings (solving/worker.py).
+        outcome = dataclasses.replace(outcome, ran_ns=(started_ns, time.time_ns()))
         with contextlib.suppress(OSError):  # the parent may be gone
             _send(sock, ("outcome", outcome))
 

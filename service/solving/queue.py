@@ -1,7 +1,8 @@
 """The solve queue: pgqueuer's jobs table in our own PostgreSQL. Every pgqueuer call is here.
 
-A job carries only which solution to solve and for whom; the request snapshot, options and state
-live on the solution row. It is enqueued on the request's own connection, inside the transaction
+A job carries only which solution to solve and for whom (and, when tracing is on, the W3C trace
+context of the request that queued it); the request snapshot, options and state live on the
+solution row. It is enqueued on the request's own connection, inside the transaction
 that writes the pending solution, so there is never a job without its row nor a row without its
 job. The dedupe key (the solution id) makes a second job for one solution impossible.
 
@@ -18,7 +19,7 @@ statements (dequeue with FOR UPDATE SKIP LOCKED, the completion log).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
@@ -28,6 +29,7 @@ from pgqueuer.domain.settings import DBSettings
 from pgqueuer.models import Job
 from pgqueuer.queries import EntrypointExecutionParameter, Queries
 
+from service.core import tracing
 from service.core.db import Connection
 from service.solver.outcome import ACTIVE_STATUSES, sql_list
 
@@ -44,14 +46,24 @@ JobEnd = Literal["successful", "canceled", "deleted"]
 class SolveJob:
     solution_id: uuid.UUID
     user_id: uuid.UUID
+    # `traceparent` (and `tracestate`) of the span that queued it: the worker continues that trace.
+    trace: dict[str, str] = field(default_factory=dict, compare=False)
 
     def encode(self) -> bytes:
-        return orjson.dumps({"solution_id": str(self.solution_id), "user_id": str(self.user_id)})
+        data: dict[str, object] = {"solution_id": str(self.solution_id), "user_id": str(self.user_id)}
+        if self.trace:
+            data["trace"] = self.trace
+        return orjson.dumps(data)
 
     @classmethod
     def decode(cls, payload: bytes | None) -> SolveJob:
         data = orjson.loads(payload or b"{}")
-        return cls(solution_id=uuid.UUID(data["solution_id"]), user_id=uuid.UUID(data["user_id"]))
+        carried = data.get("trace")
+        return cls(
+            solution_id=uuid.UUID(data["solution_id"]),
+            user_id=uuid.UUID(data["user_id"]),
+            trace={str(k): str(v) for k, v in carried.items()} if isinstance(carried, dict) else {},
+        )
 
 
 def _queries(conn: Connection) -> Queries:
@@ -61,7 +73,14 @@ def _queries(conn: Connection) -> Queries:
 
 async def enqueue(conn: Connection, job: SolveJob) -> int:
     """Queue `job` in the caller's transaction: it becomes visible to workers when that commits."""
-    (job_id,) = await _queries(conn).enqueue(ENTRYPOINT, job.encode(), dedupe_key=str(job.solution_id))
+    with tracing.span(
+        "enqueue solve",
+        kind=tracing.SpanKind.PRODUCER,
+        attributes={"routebook.solution.id": str(job.solution_id)},
+    ) as span:
+        traced = SolveJob(job.solution_id, job.user_id, trace=tracing.inject())
+        (job_id,) = await _queries(conn).enqueue(ENTRYPOINT, traced.encode(), dedupe_key=str(job.solution_id))
+        span.set_attribute("routebook.job.id", int(job_id))
     return int(job_id)
 
 

@@ -39,6 +39,7 @@ from datetime import timedelta
 from typing import Any
 
 from service.config import Settings
+from service.core import tracing
 from service.core.db import Database, classify
 from service.core.notify import Listener, Subscription
 from service.solver.outcome import Progress, SolveOutcome, final_progress
@@ -247,24 +248,34 @@ class SolveWorker:
 
     async def _run_job(self, running: _Running) -> None:
         solve = running.solve
-        try:
-            status = await self._solve(running)
-            if status is not None:
-                await self._close_job(running.job, status)
-        except asyncio.CancelledError:
-            raise  # shutting down: _hand_back_running re-queues it
-        except Exception as exc:
-            # A database outage mid-solve: the job is not closed, so once this worker's heartbeat for
-            # it stops, another run (here or elsewhere) picks it up again.
-            if classify(exc) is None:
-                log.exception("solve %s failed in the worker", solve.solution_id)
-            else:
-                log.warning(
-                    "solve %s interrupted: database unavailable (%s)", solve.solution_id, type(exc).__name__
-                )
-        finally:
-            self._running.pop(solve.solution_id, None)
-            self._slots.release()
+        # The trace the job carries (the request that queued it) goes on here, at pickup.
+        with tracing.span(
+            "solve",
+            kind=tracing.SpanKind.CONSUMER,
+            parent=tracing.extract(solve.trace),
+            attributes={"routebook.solution.id": str(solve.solution_id), "routebook.job.id": running.job.id},
+        ) as span:
+            try:
+                status = await self._solve(running)
+                if status is not None:
+                    await self._close_job(running.job, status)
+            except asyncio.CancelledError:
+                raise  # shutting down: _hand_back_running re-queues it
+            except Exception as exc:
+                tracing.failed(span, exc)
+                # A database outage mid-solve: the job is not closed, so once this worker's heartbeat
+                # for it stops, another run (here or elsewhere) picks it up again.
+                if classify(exc) is None:
+                    log.exception("solve %s failed in the worker", solve.solution_id)
+                else:
+                    log.warning(
+                        "solve %s interrupted: database unavailable (%s)",
+                        solve.solution_id,
+                        type(exc).__name__,
+                    )
+            finally:
+                self._running.pop(solve.solution_id, None)
+                self._slots.release()
 
     async def _solve(self, running: _Running) -> JobEnd | None:
         """Run the job's solve; the job's status for the queue's log, or None to leave the job alone
@@ -286,9 +297,12 @@ class SolveWorker:
         if isinstance(started, NotStarted):
             return _not_started_status(solve, started)
         running.attempt = started.attempts
+        tracing.annotate({"routebook.solve.attempt": started.attempts})
         log.info("solving %s (attempt %d)", solve.solution_id, started.attempts)
         reporter = _ProgressReporter(self._db, solve, started.attempts, running.cancel)
-        ticker = asyncio.create_task(reporter.tick(), name=f"progress-{solve.solution_id}")
+        with tracing.detached():
+            ticker = asyncio.create_task(reporter.tick(), name=f"progress-{solve.solution_id}")
+        began_ns = time.time_ns()
         try:
             outcome = await run_solve(
                 started.document,
@@ -303,6 +317,7 @@ class SolveWorker:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await ticker
+        _trace_solver_process(outcome, began_ns)
         if running.lease_lost:
             return None
         if await self._finish(solve, started, outcome):
@@ -332,15 +347,20 @@ class SolveWorker:
             # The ETag's value the solve was queued at: a client sees the solution is of an older version.
             payload = {**outcome.payload, "scenario_version": str(started.scenario_version)}
             progress = final_progress(outcome.payload)
-        async with self._db.as_user(solve.user_id) as conn:
-            finished = await SolutionRepository(conn, owner=solve.user_id).finish(
-                solve.solution_id,
-                started.attempts,
-                outcome.status,
-                payload=payload,
-                reason=outcome.reason,
-                progress=progress,
-            )
+        with tracing.span(
+            "write result", attributes={"routebook.solve.outcome": outcome.status.value}
+        ) as span:
+            async with self._db.as_user(solve.user_id) as conn:
+                finished = await SolutionRepository(conn, owner=solve.user_id).finish(
+                    solve.solution_id,
+                    started.attempts,
+                    outcome.status,
+                    payload=payload,
+                    reason=outcome.reason,
+                    progress=progress,
+                )
+            # Refused: the solve was deleted, cancelled or started again elsewhere meanwhile.
+            span.set_attribute("routebook.write.accepted", finished)
         if finished:
             log.info("solve %s %s", solve.solution_id, outcome.status)
         return finished
@@ -388,6 +408,28 @@ class SolveWorker:
             if classify(exc) is None:
                 raise
             log.warning("could not hand every solve back (%s); their lease will expire", type(exc).__name__)
+
+
+def _trace_solver_process(outcome: SolveOutcome, began_ns: int) -> None:
+    """The solver process's span, under the solve's, from the times the process reported.
+
+    The child is another process (forked by the fork server, possibly killed on a cancel or by the
+    watchdog): it sends its start and end with its outcome, and the span is made here. Propagating
+    the trace into it instead would need an SDK and an exporter in every child, would lose the span
+    of a child that is killed, and would bring tracing into the engine, which knows nothing of the
+    service. An outcome the parent made up (the child died or was killed) is timed from here.
+    """
+    if not tracing.enabled():
+        return
+    start_ns, end_ns = outcome.ran_ns or (began_ns, time.time_ns())
+    attributes: dict[str, str | int | bool] = {
+        "routebook.solve.outcome": outcome.status.value,
+        "routebook.solver.reported": outcome.ran_ns is not None,
+    }
+    if outcome.payload is not None:
+        attributes["routebook.solver.iterations"] = int(outcome.payload["solver"]["iterations"])
+    tracing.record("solver process", start_ns=start_ns, end_ns=end_ns, attributes=attributes)
+    tracing.annotate({"routebook.solve.outcome": outcome.status.value})
 
 
 def _not_started_status(solve: SolveJob, not_started: NotStarted) -> JobEnd:
