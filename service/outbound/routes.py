@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from service.core.bodies import json_model
 from service.core.errors import ValidationFailed
-from service.core.openapi import READ_PROBLEMS, WRITE_PROBLEMS, json_body, problem_responses
+from service.core.openapi import READ_PROBLEMS, WRITE_PROBLEMS, json_body, located, problem_responses
 from service.core.pagination import Paged, PageRequest, page_request, paginate
 from service.core.repository import OwnerScope
 from service.deps import Db, WebhookTargets
@@ -76,11 +76,13 @@ router = APIRouter(prefix=PREFIX, tags=["webhook endpoints"], dependencies=[Depe
     "/webhook-endpoints",
     status_code=201,
     response_model=WebhookEndpointWithSecret,
-    responses={**WRITE_PROBLEMS, 201: {"description": "Registered; the secret is shown only now"}},
+    responses={**WRITE_PROBLEMS, **located("Registered; the secret is shown only now")},
     summary="Register an endpoint for outbound webhooks (its signing secret is shown once)",
     openapi_extra=json_body(WebhookEndpointCreate),
 )
-async def create_endpoint(body: EndpointBody, outbound: Outbound, targets: WebhookTargets) -> EndpointRecord:
+async def create_endpoint(
+    body: EndpointBody, outbound: Outbound, targets: WebhookTargets, response: Response
+) -> EndpointRecord:
     try:
         await targets.check(body.url)
     except AddressRefused as exc:
@@ -88,7 +90,9 @@ async def create_endpoint(body: EndpointBody, outbound: Outbound, targets: Webho
             [{"loc": ["body", "url"], "pointer": "/url", "msg": str(exc), "type": "url_refused"}]
         ) from None
     async with outbound.transaction() as repo:
-        return await repo.create_endpoint(body.url, [str(event) for event in body.events], new_secret())
+        record = await repo.create_endpoint(body.url, [str(event) for event in body.events], new_secret())
+    response.headers["Location"] = f"{PREFIX}/webhook-endpoints/{record.id}"
+    return record
 
 
 @router.get(

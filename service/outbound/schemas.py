@@ -18,6 +18,7 @@ Url = Annotated[
     Field(
         min_length=1,
         max_length=MAX_URL_LENGTH,
+        pattern=r"^https?://[^\s/?#@]+([/?][^\s#]*)?$",
         description=(
             "Where deliveries are POSTed: an `https://` URL whose host resolves only to public "
             "addresses (checked now and before every attempt). `http://` and private addresses only "
@@ -32,6 +33,7 @@ Events = Annotated[
         min_length=1,
         max_length=len(EventType),
         description="The events to receive: at least one; each at most once.",
+        json_schema_extra={"uniqueItems": True},
     ),
 ]
 
