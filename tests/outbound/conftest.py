@@ -135,3 +135,19 @@ async def until_received(receiver: Receiver, count: int, timeout: float = 30) ->
         return len(receiver.received) >= count
 
     await eventually(arrived, timeout=timeout, every=0.02)
+
+
+async def until_attempted(
+    caller: Caller, endpoint_id: str, attempts: int, timeout: float = 30
+) -> dict[str, Any]:
+    """The endpoint's newest delivery once it has been attempted at least `attempts` times."""
+    found: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal found
+        items = await deliveries(caller, endpoint_id)
+        found = items[0] if items else {}
+        return bool(items) and len(found["attempts"]) >= attempts
+
+    await eventually(reached, timeout=timeout, every=0.05)
+    return found

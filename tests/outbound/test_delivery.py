@@ -17,7 +17,7 @@ from service.config import Settings
 from service.core.db import Database
 from service.outbound.repository import purge_bodies
 from service.solver.example import EXAMPLE_REQUEST
-from service.solving.repository import SolutionRepository
+from service.solving.repository import NotStarted, SolutionRepository
 from tests.kit.receiver import Receiver
 from tests.kit.sql import SqlAdmin
 from tests.kit.worker import WorkerProcess
@@ -221,3 +221,28 @@ async def test_only_subscribed_enabled_endpoints_get_a_delivery(
     assert delivery["type"] == "solution.failed" and delivery["status"] == "pending"
     assert datetime.fromisoformat(delivery["retry_until"]) > datetime.now(UTC)
     assert await deliveries(bob, bobs["id"]) == []
+
+
+async def test_a_solve_cancelled_while_running_sends_solution_cancelled_with_its_distance(
+    alice: Caller, receiver: Receiver, service_db: Database
+) -> None:
+    endpoint = await register(alice, receiver.url(), ["solution.cancelled"])
+    scenario_id = await new_scenario(alice, copy.deepcopy(EXAMPLE_REQUEST))
+    solution_id = uuid.UUID((await alice.call("POST", f"/scenarios/{scenario_id}/solve", {})).json()["id"])
+    # What the worker does for a run stopped by a cancel that kept its best solution so far.
+    async with service_db.as_user(alice.user_id) as conn:
+        repo = SolutionRepository(conn, owner=alice.user_id)
+        started = await repo.start(solution_id)
+        assert not isinstance(started, NotStarted)
+        payload = {"feasible": True, "distance": 4321, "routes": [], "unassigned": []}
+        assert await repo.finish(
+            solution_id, started.attempts, "cancelled", payload=payload, reason=None, progress=None
+        )
+    [delivery] = await deliveries(alice, endpoint["id"])
+    assert delivery["type"] == "solution.cancelled"
+    assert delivery["payload"]["data"] == {
+        "solution_id": str(solution_id),
+        "scenario_id": scenario_id,
+        "status": "cancelled",
+        "distance": 4321,
+    }
