@@ -39,11 +39,14 @@ async def caller_outbound(db: Db, principal: CurrentUser) -> OwnerScope[Outbound
     return OwnerScope(db, principal.user_id, OutboundRepository)
 
 
+def _pointer(path: list[Any]) -> str:
+    """An RFC 6901 JSON pointer (`~` and `/` in a member's name escaped)."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
 def _with_pointers(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
-        {**error, "pointer": "/" + "/".join(str(part) for part in error["loc"][1:])}
-        if error.get("loc", [None])[0] == "body"
-        else error
+        {**error, "pointer": _pointer(error["loc"][1:])} if error.get("loc", [])[:1] == ["body"] else error
         for error in errors
     ]
 
