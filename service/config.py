@@ -107,6 +107,14 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     solve_check_workers: int = Field(1, ge=1)
     solve_check_wait_s: float = Field(30, gt=0)
 
+    # --- outbound webhooks (sent by the worker's dispatcher) ---
+    # Lets deliveries (and registrations) reach loopback and private addresses, and http:// URLs:
+    # for development and tests against a local receiver; refused in production.
+    outbound_webhook_allow_private: bool = False
+    # A failed delivery is retried after a random delay of up to this · 2^(attempts − 1) seconds,
+    # for a day after its event.
+    outbound_webhook_retry_base_s: float = Field(5, gt=0)
+
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None
 
@@ -177,6 +185,11 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
                 raise ValueError("AUTH_PROVIDERS: the dev issuer is refused in production")
             if "*" in self.cors_origins:
                 raise ValueError("CORS_ORIGINS: a wildcard origin is refused in production; list the origins")
+            if self.outbound_webhook_allow_private:
+                raise ValueError(
+                    "OUTBOUND_WEBHOOK_ALLOW_PRIVATE is refused in production: webhooks could reach "
+                    "the internal network"
+                )
         self._check_provider_settings()
         for name, url in self.jwks_urls().items():
             self._check_jwks_url(name, url)

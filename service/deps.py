@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from service.config import Settings
     from service.core.db import Database
     from service.core.notify import Listener
+    from service.outbound.addresses import TargetPolicy
     from service.providers.dev import DevIssuer
     from service.solving.checks import SolveChecks
     from service.solving.events import EventHub
@@ -66,6 +67,10 @@ async def _webhook_janitor(request: Request) -> LedgerJanitor:
     return app_state(request).webhook_janitor
 
 
+async def _webhook_targets(request: Request) -> TargetPolicy:
+    return app_state(request).webhook_targets
+
+
 async def _dev_issuer(request: Request) -> DevIssuer | None:
     return app_state(request).dev_issuer
 
@@ -78,4 +83,5 @@ Notifications = Annotated["Listener", Depends(_listener)]
 Events = Annotated["EventHub", Depends(_events)]
 SolveChecking = Annotated["SolveChecks", Depends(_solve_checks)]
 WebhookJanitor = Annotated["LedgerJanitor", Depends(_webhook_janitor)]
+WebhookTargets = Annotated["TargetPolicy", Depends(_webhook_targets)]
 DevIssuerOrNone = Annotated["DevIssuer | None", Depends(_dev_issuer)]

@@ -30,6 +30,9 @@ from service.core.problems import install_problem_handlers
 from service.core.tracing import TracingMiddleware, configure_from_env
 from service.dev.routes import mount_playground
 from service.dev.routes import router as dev_router
+from service.outbound.addresses import TargetPolicy
+from service.outbound.repository import erase_owner_endpoints
+from service.outbound.routes import router as outbound_router
 from service.planning.repository import erase_owner
 from service.planning.routes import router as planning_router
 from service.probes import router as probes_router
@@ -65,12 +68,13 @@ def mount(app: FastAPI, router: APIRouter) -> None:
 
 
 def identity_for(db: Database, settings: Settings) -> IdentityService:
-    """The identity service, with what a user's deletion erases: first their solves are stopped,
-    then everything they planned."""
+    """The identity service, with what a user's deletion erases: first their webhook endpoints (no
+    solve's end is reported to them again), then their solves are stopped, then everything they
+    planned."""
     return IdentityService(
         db,
         revocable_providers=providers.revocable(settings),
-        erasers=(cancel_owner_solves, erase_owner),
+        erasers=(erase_owner_endpoints, cancel_owner_solves, erase_owner),
         leeway=timedelta(seconds=settings.jwt_leeway_seconds),
     )
 
@@ -138,6 +142,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 wait_s=settings.solve_check_wait_s,
             ),
             webhook_janitor=LedgerJanitor(),
+            webhook_targets=TargetPolicy(settings.outbound_webhook_allow_private),
             dev_issuer=DevIssuer.load_or_create(settings.dev_key_path, settings.dev_issuer)
             if "dev" in settings.auth_providers
             else None,
@@ -212,6 +217,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount(app, planning_router)
     mount(app, solving_router)
     mount(app, webhooks_router)
+    mount(app, outbound_router)
     if "dev" in settings.auth_providers:
         mount(app, dev_router)
         mount_playground(app)

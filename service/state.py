@@ -11,6 +11,7 @@ from service.config import Settings
 from service.core.bodies import BodyPolicy
 from service.core.db import Database
 from service.core.notify import Listener
+from service.outbound.addresses import TargetPolicy
 from service.providers.dev import DevIssuer
 from service.solving.checks import SolveChecks
 from service.solving.events import EventHub
@@ -32,5 +33,7 @@ class AppState:
     bodies: BodyPolicy
     solve_checks: SolveChecks
     webhook_janitor: LedgerJanitor
+    # Where outbound webhooks may go: checked when an endpoint is registered.
+    webhook_targets: TargetPolicy
     # The development issuer, when AUTH_PROVIDERS has `dev`.
     dev_issuer: DevIssuer | None

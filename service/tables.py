@@ -1,5 +1,6 @@
 """Imports every table model, so `metadata` is complete for Alembic and the app."""
 
+from service.outbound.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from service.planning.models import PlanningSession, Scenario
 from service.solving.models import Solution, StreamTicket
 from service.users.models import RevokedSession, User
@@ -12,5 +13,8 @@ __all__ = [
     "Solution",
     "StreamTicket",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookEvent",
 ]

@@ -1,5 +1,6 @@
 """`python -m service.worker` (`make worker`): a solve worker. Run as many as you like, on any host
-that reaches the database; each runs SOLVE_WORKERS solves at once (default: its CPU count).
+that reaches the database; each runs SOLVE_WORKERS solves at once (default: its CPU count), and
+sends the outbound webhooks that solves' ends queue.
 
 Production names its database with DATABASE_URL (and DATABASE_DIRECT_URL behind a transaction-mode
 pooler); in development an unset DATABASE_URL means the embedded database of `make run`.
@@ -26,6 +27,7 @@ def main() -> None:
     from service.core.observability import configure_logging
     from service.core.tracing import configure_from_env
     from service.dev.devdb import database_url
+    from service.outbound.dispatcher import Dispatcher
     from service.solving.worker import serve
 
     try:
@@ -38,7 +40,8 @@ def main() -> None:
     except ValueError as exc:
         sys.exit(f"Invalid configuration: {exc}")
     url, _embedded = database_url(settings)  # an embedded server, if any, stops when we exit
-    asyncio.run(serve(settings.model_copy(update={"database_url": url})))
+    # Outbound webhooks are sent from the worker process, beside the solves whose ends they report.
+    asyncio.run(serve(settings.model_copy(update={"database_url": url}), companions=[Dispatcher]))
 
 
 if __name__ == "__main__":

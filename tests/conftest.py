@@ -157,7 +157,12 @@ async def shared_worker(
 ) -> AsyncIterator[SharedWorker]:
     """This test process's solve worker, started when a test first needs one (tests/kit/worker.py)."""
     shared = SharedWorker(
-        migrated_url, tmp_path_factory.mktemp("solve-worker"), slots=2, heartbeat_timeout_s=3
+        migrated_url,
+        tmp_path_factory.mktemp("solve-worker"),
+        slots=2,
+        heartbeat_timeout_s=3,
+        # Its webhook dispatcher may deliver to the tests' receivers on 127.0.0.1.
+        OUTBOUND_WEBHOOK_ALLOW_PRIVATE="true",
     )
     try:
         yield shared

@@ -45,6 +45,8 @@ metadata = SQLModel.metadata
 APP_ROLE = "routebook_app"
 # The role that reads every user's active solves, and nothing else (migration 0010).
 SWEEPER_ROLE = "routebook_sweeper"
+# The role that finds due outbound webhook deliveries of every user and claims them (migration 0011).
+DISPATCHER_ROLE = "routebook_dispatcher"
 
 # A pooled connection (what the transactions yield) or a plain one (tests, the listener).
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -252,8 +254,18 @@ class Database:
     @asynccontextmanager
     async def as_sweeper(self) -> AsyncIterator[Proxy]:
         """Read-only and across users: every user's pending and running solves, and the queue — all
-        the sweeper role can read. The one way past the per-user scope besides `privileged()`."""
+        the sweeper role can read. One of two narrow ways past the per-user scope (with
+        `as_dispatcher`) besides `privileged()`."""
         begin = f"BEGIN READ ONLY; {self._begin_settings}SELECT set_config('role', '{SWEEPER_ROLE}', true)"
+        async with self._transaction(begin) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def as_dispatcher(self) -> AsyncIterator[Proxy]:
+        """Across users, and narrow: which outbound deliveries are due and whose they are, a claim
+        on them, and the purge of week-old bodies — all the dispatcher role may touch. What is sent,
+        and what came back, is read and written as the delivery's owner (`as_user`)."""
+        begin = f"BEGIN; {self._begin_settings}SELECT set_config('role', '{DISPATCHER_ROLE}', true)"
         async with self._transaction(begin) as conn:
             yield conn
 

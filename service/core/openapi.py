@@ -80,7 +80,11 @@ class ValidationIssue(BaseModel):
     msg: str
     type: str
     pointer: str | None = Field(
-        default=None, description="A JSON pointer into the scenario's request (solve validation)"
+        default=None,
+        description=(
+            "A JSON pointer: into the scenario's request (solve validation), or into the body "
+            "(webhook endpoints)"
+        ),
     )
 
 
@@ -128,6 +132,11 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 def created(description: str) -> dict[int | str, dict[str, Any]]:
     """A 201 with the new resource's ETag and Location."""
     return {201: {"description": description, "headers": {**_ETAG_HEADER, **_LOCATION_HEADER}}}
+
+
+def located(description: str) -> dict[int | str, dict[str, Any]]:
+    """A 201 with the new resource's Location, for a resource without versions (no ETag)."""
+    return {201: {"description": description, "headers": dict(_LOCATION_HEADER)}}
 
 
 def ok(description: str) -> dict[int | str, dict[str, Any]]:

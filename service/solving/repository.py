@@ -22,10 +22,12 @@ from typing import Any, Literal
 
 import orjson
 
-from service.core.db import Connection, new_id
+from service.core.db import Connection, new_id, utcnow
 from service.core.errors import Conflict, NotFound, PreconditionFailed
 from service.core.pagination import Cursor
 from service.core.repository import AS_BYTES, MEMBER, OwnedRepository, columns
+from service.outbound.events import solution_body, solution_event
+from service.outbound.repository import OutboundRepository
 from service.solver.outcome import (
     ACTIVE_STATUSES,
     CANCELLED_EARLY,
@@ -335,6 +337,7 @@ class SolutionRepository(OwnedRepository):
             await self._conn.execute("SELECT pg_notify($1, $2)", CANCEL_CHANNEL, str(solution_id))
         else:
             await announce(self._conn, solution_id, state)
+            await self._ended(solution_id, fields["scenario_id"], state.status, None)
         return SolutionRecord(**fields)
 
     async def stream_state(self, solution_id: uuid.UUID) -> StreamState:
@@ -393,7 +396,7 @@ class SolutionRepository(OwnedRepository):
             UPDATE solutions SET status = {_FAILED}, reason = $3, finished_at = now(),
                 progress_seq = progress_seq + 1, version = version + 1, updated_at = now()
             WHERE user_id = $1 AND id = $2 AND status IN {_ACTIVE} AND (cancel_requested OR NOT $4)
-            RETURNING progress_seq
+            RETURNING progress_seq, scenario_id
             """,
             solution_id,
             reason,
@@ -402,6 +405,7 @@ class SolutionRepository(OwnedRepository):
         if row is None:
             return False
         await announce(self._conn, solution_id, StreamState("failed", row["progress_seq"], None, reason))
+        await self._ended(solution_id, row["scenario_id"], "failed", None)
         return True
 
     async def run_state(self, solution_id: uuid.UUID) -> tuple[str, int] | None:
@@ -445,7 +449,7 @@ class SolutionRepository(OwnedRepository):
                 progress = COALESCE($7::jsonb, progress), progress_seq = progress_seq + 1,
                 finished_at = now(), version = version + 1, updated_at = now()
             WHERE user_id = $1 AND id = $2 AND status = {_RUNNING} AND attempts = $3
-            RETURNING progress_seq, progress::text AS progress
+            RETURNING progress_seq, progress::text AS progress, scenario_id, payload ->> 'distance' AS distance
             """,
             solution_id,
             attempt,
@@ -458,7 +462,27 @@ class SolutionRepository(OwnedRepository):
             return False
         final = progress_from(row["progress"])
         await announce(self._conn, solution_id, StreamState(status, row["progress_seq"], final, reason))
+        distance = row["distance"]
+        await self._ended(
+            solution_id, row["scenario_id"], status, None if distance is None else int(distance)
+        )
         return True
+
+    async def _ended(
+        self, solution_id: uuid.UUID, scenario_id: uuid.UUID, status: str, distance: int | None
+    ) -> None:
+        """A solve ended `status`: its outbound webhooks are queued in this transaction, so they
+        are sent exactly when the status change commits."""
+        event = solution_event(status)
+        body = solution_body(
+            event,
+            utcnow(),
+            solution_id=solution_id,
+            scenario_id=scenario_id,
+            status=status,
+            distance=distance,
+        )
+        await OutboundRepository(self._conn, owner=self._owner).enqueue(event, solution_id, body)
 
     async def requeue(self, solution_id: uuid.UUID, attempt: int) -> bool:
         """Back to pending (a worker shutting down hands run `attempt` back to the queue); False when

@@ -23,6 +23,8 @@ QueueManager); every queue operation goes through the pool, in a short transacti
   with no live job in the queue for the lease plus SWEEP_GRACE) and ends them `failed`.
 - Shutdown (SIGTERM/SIGINT): no new jobs; running solves are stopped and handed back to the queue
   at once (status pending, job re-queued), so another worker resumes them without waiting out a lease.
+- Companions: other work of the worker process (the outbound webhook dispatcher), given by the
+  entry point, share the pool and the listener and run beside the solves, never in their way.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ import logging
 import signal
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from service.config import Settings
 from service.core import tracing
@@ -71,6 +74,14 @@ INTERRUPTED = "the solve was interrupted too many times"
 _JOB_END: dict[str, JobEnd] = {"succeeded": "successful", "failed": "successful", "cancelled": "canceled"}
 
 
+class Companion(Protocol):
+    """Work that runs in the worker process beside the solves, until cancelled."""
+
+    def subscriptions(self) -> list[Subscription]: ...
+
+    async def run(self) -> None: ...
+
+
 @dataclass
 class _Running:
     job: Job
@@ -82,7 +93,7 @@ class _Running:
 
 
 class SolveWorker:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, companions: Sequence[Companion] = ()) -> None:
         self._settings = settings
         self._db = db
         self._slots = asyncio.Semaphore(settings.solve_concurrency)
@@ -101,6 +112,10 @@ class SolveWorker:
             Subscription(QUEUE_CHANNEL, lambda _payload: self._wake.set(), on_live=self._live)
         )
         self._listener.subscribe(Subscription(CANCEL_CHANNEL, self._on_cancel))
+        self._companions = list(companions)
+        for companion in self._companions:
+            for subscription in companion.subscriptions():
+                self._listener.subscribe(subscription)
         self._announced_ready = False
 
     def stop(self) -> None:
@@ -117,6 +132,7 @@ class SolveWorker:
         background = [
             asyncio.create_task(self._beat(), name="worker-heartbeat"),
             asyncio.create_task(self._sweep(), name="worker-sweeper"),
+            *(asyncio.create_task(companion.run()) for companion in self._companions),
         ]
         try:
             await self._take_jobs()
@@ -493,10 +509,12 @@ class _ProgressReporter:
                 self._cancel.set()
 
 
-async def serve(settings: Settings) -> None:
-    """Run one worker until SIGTERM/SIGINT."""
+async def serve(
+    settings: Settings, companions: Sequence[Callable[[Settings, Database], Companion]] = ()
+) -> None:
+    """Run one worker, and its companions, until SIGTERM/SIGINT."""
     db = Database.from_settings(settings)
-    worker = SolveWorker(settings, db)
+    worker = SolveWorker(settings, db, [make(settings, db) for make in companions])
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.stop)

@@ -23,6 +23,7 @@ belong to the solving tests. The request timeout bounds any stream that does not
 from __future__ import annotations
 
 import collections
+import ipaddress
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -113,6 +114,8 @@ MUST_SUCCEED = {
     "DELETE /api/v1/solutions/{solution_id}",
     "GET /dev/.well-known/jwks.json",
     "POST /dev/token",
+    "POST /api/v1/webhook-endpoints",
+    "GET /api/v1/webhook-endpoints",
 }
 
 # A solvable request, so that an operation added for solving meets a real one.
@@ -142,8 +145,15 @@ def _settings(**overrides: Any) -> Settings:
         # Generated solves pile up with no worker to run them; the per-user limit (429) has tests of
         # its own in tests/solving.
         solve_max_active_per_user=1_000_000,
+        # The document admits http:// webhook URLs (development allows them); with the resolver
+        # below, a generated URL then registers unless it is malformed.
+        outbound_webhook_allow_private=True,
         **overrides,
     )
+
+
+async def _public_resolver(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    return [ipaddress.ip_address("93.184.215.14")]
 
 
 class _AppUnderTest:
@@ -157,6 +167,10 @@ class _AppUnderTest:
         assert self.app is not None, "the app_under_test fixture builds the app"
         if scope["type"] == "http":
             scope = {**scope, "client": ("127.0.0.1", 50000)}
+            # Webhook URLs are checked against DNS: here every name resolves to one public
+            # address, so a generated URL is refused only for what it says itself, never for the
+            # network. Set on each request: each lifespan schemathesis runs builds its own state.
+            app_state(self.app).webhook_targets.resolver = _public_resolver
         await self.app(scope, receive, send)
 
 
@@ -280,6 +294,9 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
             error.get("type") == "cursor_invalid"
             or error.get("loc") == ["body", "time_limit_s"]
             or (error.get("loc") == ["body", "seed"] and error.get("type") == "int_type")
+            # Whether a webhook URL is https and its host public is a fact of the URL's scheme
+            # and of DNS, which the document states in words (the API reference: a 422 at /url).
+            or error.get("type") == "url_refused"
             for error in errors
         )
     return True
@@ -300,6 +317,9 @@ def app_under_test(
     try:
         with _client() as client:  # starts the lifespan, in schemathesis' event loop thread
             assert client.get("/openapi.json").json() == DOCUMENT
+        # Webhook URLs are checked against DNS: here every name resolves to one public address,
+        # so a generated URL is refused only for what it says itself, never for the network.
+        app_state(app).webhook_targets.resolver = _public_resolver
         token = app_state(app).dev_issuer.mint(
             subject="conformance", email="conformance@example.com", roles=["admin"]
         )

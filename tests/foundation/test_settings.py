@@ -33,6 +33,12 @@ def test_production_without_database_url_refuses_to_start() -> None:
         build(**{**PRODUCTION, "database_url": None})
 
 
+def test_production_refuses_outbound_webhooks_to_private_addresses() -> None:
+    with pytest.raises(ValidationError, match="OUTBOUND_WEBHOOK_ALLOW_PRIVATE"):
+        build(**PRODUCTION, outbound_webhook_allow_private=True)
+    assert build(environment="test", outbound_webhook_allow_private=True).outbound_webhook_allow_private
+
+
 def test_production_with_wildcard_cors_refuses_to_start() -> None:
     with pytest.raises(ValidationError, match="CORS_ORIGINS"):
         build(**PRODUCTION, cors_origins="https://app.example.com,*")

@@ -1,0 +1,166 @@
+"""/api/v1/webhook-endpoints: a caller's outbound webhook endpoints, their deliveries and replays.
+
+Each request runs in one transaction as the caller under row-level security; another user's
+endpoint or delivery answers exactly as a missing one (404). A URL is checked (addresses.py)
+before anything is written: 422 with the pointer `/url` when it may not be delivered to.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from service.core.bodies import json_model
+from service.core.errors import ValidationFailed
+from service.core.openapi import READ_PROBLEMS, WRITE_PROBLEMS, json_body, located, problem_responses
+from service.core.pagination import Paged, PageRequest, page_request, paginate
+from service.core.repository import OwnerScope
+from service.deps import Db, WebhookTargets
+from service.outbound.addresses import AddressRefused
+from service.outbound.repository import DeliveryRecord, EndpointRecord, OutboundRepository
+from service.outbound.schemas import (
+    WebhookDeliveryPage,
+    WebhookDeliveryRead,
+    WebhookEndpointCreate,
+    WebhookEndpointPage,
+    WebhookEndpointWithSecret,
+)
+from service.users.gate import CurrentUser, current_user
+
+PREFIX = "/api/v1"
+
+
+async def caller_outbound(db: Db, principal: CurrentUser) -> OwnerScope[OutboundRepository]:
+    # The owner binding: a workspace takes the user's place here once workspaces exist.
+    return OwnerScope(db, principal.user_id, OutboundRepository)
+
+
+def _pointer(path: list[Any]) -> str:
+    """An RFC 6901 JSON pointer (`~` and `/` in a member's name escaped)."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+def _with_pointers(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {**error, "pointer": _pointer(error["loc"][1:])} if error.get("loc", [])[:1] == ["body"] else error
+        for error in errors
+    ]
+
+
+_read_endpoint = json_model(WebhookEndpointCreate)
+
+
+async def endpoint_body(request: Request) -> WebhookEndpointCreate:
+    """The body, its validation errors each with a JSON pointer into it (`/url`, `/events/0`)."""
+    try:
+        return await _read_endpoint(request)
+    except ValidationFailed as exc:
+        raise ValidationFailed(_with_pointers(exc.extra["errors"]), exc.detail) from None
+
+
+Outbound = Annotated[OwnerScope[OutboundRepository], Depends(caller_outbound)]
+Paging = Annotated[PageRequest, Depends(page_request)]
+EndpointBody = Annotated[WebhookEndpointCreate, Depends(endpoint_body)]
+
+
+def new_secret() -> str:
+    """`whsec_` and 32 random bytes in base64, as Standard Webhooks libraries read it."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+router = APIRouter(prefix=PREFIX, tags=["webhook endpoints"], dependencies=[Depends(current_user)])
+
+
+@router.post(
+    "/webhook-endpoints",
+    status_code=201,
+    response_model=WebhookEndpointWithSecret,
+    responses={**WRITE_PROBLEMS, **located("Registered; the secret is shown only now")},
+    summary="Register an endpoint for outbound webhooks (its signing secret is shown once)",
+    openapi_extra=json_body(WebhookEndpointCreate),
+)
+async def create_endpoint(
+    body: EndpointBody, outbound: Outbound, targets: WebhookTargets, response: Response
+) -> EndpointRecord:
+    try:
+        await targets.check(body.url)
+    except AddressRefused as exc:
+        raise ValidationFailed(
+            [{"loc": ["body", "url"], "pointer": "/url", "msg": str(exc), "type": "url_refused"}]
+        ) from None
+    async with outbound.transaction() as repo:
+        record = await repo.create_endpoint(body.url, [str(event) for event in body.events], new_secret())
+    response.headers["Location"] = f"{PREFIX}/webhook-endpoints/{record.id}"
+    return record
+
+
+@router.get(
+    "/webhook-endpoints",
+    response_model=WebhookEndpointPage,
+    responses=READ_PROBLEMS,
+    summary="The caller's webhook endpoints, newest first (without their secrets)",
+)
+async def list_endpoints(outbound: Outbound, page: Paging) -> Paged[EndpointRecord]:
+    async with outbound.transaction() as repo:
+        return await paginate(f"webhook-endpoints:{repo.owner}", page, repo.list_endpoints)
+
+
+@router.delete(
+    "/webhook-endpoints/{endpoint_id}",
+    status_code=204,
+    response_class=Response,
+    responses=READ_PROBLEMS,
+    summary="Delete an endpoint with its deliveries (nothing more is sent to it)",
+)
+async def delete_endpoint(endpoint_id: uuid.UUID, outbound: Outbound) -> Response:
+    async with outbound.transaction() as repo:
+        await repo.delete_endpoint(endpoint_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/webhook-endpoints/{endpoint_id}/rotate-secret",
+    response_model=WebhookEndpointWithSecret,
+    responses={**READ_PROBLEMS, 200: {"description": "The new secret, shown only now"}},
+    summary="Replace the signing secret: every attempt from now on is signed with the new one",
+)
+async def rotate_secret(endpoint_id: uuid.UUID, outbound: Outbound) -> EndpointRecord:
+    async with outbound.transaction() as repo:
+        return await repo.rotate_secret(endpoint_id, new_secret())
+
+
+@router.get(
+    "/webhook-endpoints/{endpoint_id}/deliveries",
+    response_model=WebhookDeliveryPage,
+    responses=READ_PROBLEMS,
+    summary="An endpoint's deliveries, newest first, each with every attempt",
+)
+async def list_deliveries(endpoint_id: uuid.UUID, outbound: Outbound, page: Paging) -> Paged[DeliveryRecord]:
+    async with outbound.transaction() as repo:
+        return await paginate(
+            f"webhook-deliveries:{endpoint_id}",
+            page,
+            lambda limit, cursor: repo.list_deliveries(endpoint_id, limit, cursor),
+        )
+
+
+@router.post(
+    "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay",
+    status_code=202,
+    response_model=WebhookDeliveryRead,
+    responses={
+        202: {"description": "Queued to be sent again now, with the same `webhook-id`"},
+        **READ_PROBLEMS,
+        **problem_responses(409),
+    },
+    summary="Send a delivery again (same webhook-id, signed with the current secret)",
+)
+async def replay_delivery(
+    endpoint_id: uuid.UUID, delivery_id: uuid.UUID, outbound: Outbound
+) -> DeliveryRecord:
+    async with outbound.transaction() as repo:
+        return await repo.replay(endpoint_id, delivery_id)
