@@ -171,6 +171,9 @@ def parse_url(url: str, *, allow_private: bool) -> SplitResult:
         )
     if not parts.hostname:
         raise AddressRefused("The URL has no host.")
+    if "%" in parts.hostname:
+        # An IPv6 zone (fe80::1%eth0) names one of our interfaces: never a receiver's address.
+        raise AddressRefused("The URL's host must not name a network interface (an IPv6 zone).")
     if parts.username is not None or parts.password is not None:
         raise AddressRefused("The URL must not carry credentials; check the signature instead.")
     if parts.fragment:

@@ -213,6 +213,8 @@ async def test_allow_private_admits_loopback_and_http_but_never_metadata() -> No
         with pytest.raises(AddressRefused) as refused:
             await check_url("http://metadata.internal/", resolving_to(metadata), allow_private=True)
         assert "metadata" in refused.value.detail
+    with pytest.raises(AddressRefused, match="IPv6 zone"):
+        await check_url("http://[fe80::1%25eth0]:9/x", resolving_to("127.0.0.1"), allow_private=True)
 
 
 @pytest.mark.parametrize(
