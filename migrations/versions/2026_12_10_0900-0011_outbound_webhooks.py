@@ -7,9 +7,9 @@ Create Date: 2026-12-10 09:00:00
 Every row carries its owner's `user_id`, bound by the same FORCEd owner policy as the planning
 tables (migration 0002). The dispatcher in the worker must find due deliveries whoever owns them:
 `routebook_dispatcher`, a NOLOGIN role like the sweeper (migration 0010), reads only the columns
-that say which delivery is due and whose it is, and writes only its claim (`next_attempt_at`) and
-the purge of week-old bodies (`body`, `body_expires_at`). Sending and recording then run as the
-owner.
+that say which delivery is due and whose it is, and writes only its claim (`next_attempt_at`,
+`claimed_until`) and the purge of week-old bodies (`body`, `body_expires_at`) — which may only erase
+a body, never write one (a trigger). Sending and recording then run as the owner.
 """
 
 from collections.abc import Sequence
@@ -78,6 +78,7 @@ def upgrade() -> None:
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
         _timestamp("next_attempt_at", nullable=True),
+        _timestamp("claimed_until", nullable=True),
         _timestamp("retry_until"),
         _timestamp("created_at", default=True),
         _timestamp("updated_at", default=True),
@@ -159,8 +160,30 @@ def upgrade() -> None:
     op.execute(f"GRANT {DISPATCHER_ROLE} TO CURRENT_USER")
     op.execute(f"GRANT USAGE ON SCHEMA public TO {DISPATCHER_ROLE}")
     op.execute(
-        "GRANT SELECT (id, user_id, status, next_attempt_at, body_expires_at), "
-        f"UPDATE (next_attempt_at, body, body_expires_at) ON webhook_deliveries TO {DISPATCHER_ROLE}"
+        "GRANT SELECT (id, user_id, status, next_attempt_at, claimed_until, body_expires_at), "
+        f"UPDATE (next_attempt_at, claimed_until, body, body_expires_at) ON webhook_deliveries "
+        f"TO {DISPATCHER_ROLE}"
+    )
+    # The purge needs UPDATE (body), which would let the role write any body, sent signed as its
+    # owner's: it may only erase one.
+    op.execute(
+        f"""
+        CREATE FUNCTION webhook_deliveries_dispatcher_only_erases() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_user = '{DISPATCHER_ROLE}' AND NEW.body IS NOT NULL
+                    AND NEW.body IS DISTINCT FROM OLD.body THEN
+                RAISE EXCEPTION 'the dispatcher may only erase a delivery''s body'
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            RETURN NEW;
+        END
+        $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER webhook_deliveries_dispatcher_only_erases BEFORE UPDATE OF body "
+        "ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION webhook_deliveries_dispatcher_only_erases()"
     )
     op.execute(
         f"CREATE POLICY webhook_deliveries_dispatcher_read ON webhook_deliveries FOR SELECT "
@@ -173,6 +196,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER IF EXISTS webhook_deliveries_dispatcher_only_erases ON webhook_deliveries")
+    op.execute("DROP FUNCTION IF EXISTS webhook_deliveries_dispatcher_only_erases()")
     op.execute("DROP POLICY IF EXISTS webhook_deliveries_dispatcher_write ON webhook_deliveries")
     op.execute("DROP POLICY IF EXISTS webhook_deliveries_dispatcher_read ON webhook_deliveries")
     op.execute(f"REVOKE ALL ON webhook_deliveries FROM {DISPATCHER_ROLE}")

@@ -1,25 +1,37 @@
 """Where an outbound webhook may go (SSRF): the checks at registration and before every attempt.
 
-A URL is https (http only with OUTBOUND_WEBHOOK_ALLOW_PRIVATE); its host is resolved and every
-address it resolves to must be public: no loopback, private, link-local, multicast, reserved or
-unspecified address, no carrier-grade NAT (100.64.0.0/10), no cloud metadata address, and no
-IPv4-mapped (or IPv4-compatible, 6to4, NAT64) IPv6 form of one. One bad address refuses the
+A URL is https (http only with OUTBOUND_WEBHOOK_ALLOW_PRIVATE), has no control character, and is one
+httpx can send (its host valid under IDNA 2008: the name resolved and connected to is httpx's ASCII
+form of it). Its host is resolved and every address it resolves to must be public: no address of
+the special-purpose ranges in `_SPECIAL` (a list of our own, so the answer does not depend on the
+Python version's `ipaddress` tables), no cloud metadata address, and no IPv4-mapped (or
+IPv4-compatible, 6to4, NAT64) IPv6 form of one. One bad address refuses the
 whole name: a receiver that resolves to ten public addresses and one internal one could be made to
 reach the internal one. The connection then goes to a checked address (`transport.py`), so a
 second resolution cannot switch it (DNS rebinding).
 
 With OUTBOUND_WEBHOOK_ALLOW_PRIVATE (development and tests, never production) loopback and private
 addresses and http:// are allowed; the metadata addresses never are.
+
+Names are resolved on a small thread pool of this module's own, with a cap on lookups in flight:
+a resolver that hangs (a slow zone, perhaps on purpose) holds at most those threads, never the
+event loop's default pool that the rest of the process (database connections, solver processes)
+needs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
+
+import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # host, port -> every address the host resolves to (injectable: tests answer with what they need).
@@ -27,19 +39,81 @@ Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 
 MAX_URL_LENGTH = 2048
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_METADATA = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
+# Instance metadata services: never a webhook target, even in development.
+_METADATA = frozenset(
+    ipaddress.ip_address(address)
+    for address in (
+        "169.254.169.254",  # AWS, GCP, Azure IMDS, OpenStack…
+        "fd00:ec2::254",  # AWS (IPv6)
+        "168.63.129.16",  # Azure wire server (a public address: is_global says yes)
+        "192.0.0.192",  # Oracle Cloud
+        "100.100.100.200",  # Alibaba Cloud
+    )
+)
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Special-purpose ranges (the IANA registries) that are no webhook receiver, spelled out: Python's
+# own tables changed between patch releases (CVE-2024-4032), and what is refused must not.
+_SPECIAL = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/128",
+        "::1/128",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "3fff::/20",
+        "5f00::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    )
+)
 # A resolver that does not answer within this is a host that could not be resolved.
 RESOLVE_TIMEOUT_S = 5.0
+# Lookups in flight at once (each holds one of the module's threads until the resolver answers,
+# whether or not anyone still waits for it); one more is refused at once, as unresolvable.
+MAX_LOOKUPS = 4
 
 
 class AddressRefused(ValueError):
-    """The URL may not be delivered to; the message says why, and is safe to show its owner."""
+    """The URL may not be delivered to; the message is safe to show its owner. `detail` says more
+    (the address refused, and why) for the operator's log: the owner is not told which internal
+    addresses a name resolves to, nor whether it resolves at all."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
+
+
+# One message for every host that is no acceptable target: a caller cannot tell apart a name that
+# does not resolve from one that resolves to an internal address (a probe of the network).
+_HOST_REFUSED = (
+    "The URL's host cannot be delivered to: it does not resolve, or resolves to an address that "
+    "is not public."
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A checked URL: the name to send as Host and TLS SNI, and the addresses to connect to."""
+    """A checked URL: the name to send as Host and TLS SNI (ASCII: an internationalised name in its
+    `xn--` form, as httpx sends it), and the addresses to connect to."""
 
     url: str
     host: str
@@ -47,21 +121,44 @@ class Target:
     addresses: tuple[IPAddress, ...]
 
 
+_resolving = ThreadPoolExecutor(max_workers=MAX_LOOKUPS, thread_name_prefix="outbound-dns")
+_lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
+
+
+def _lookup(host: str, port: int) -> list[tuple[object, ...]]:
+    try:
+        return [info[4] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    finally:
+        _lookups.release()  # when the resolver answered, not when the caller gave up waiting
+
+
 async def system_resolver(host: str, port: int) -> list[IPAddress]:
-    """Every address the system's resolver gives `host` (A and AAAA)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """Every address the system's resolver gives `host` (A and AAAA), looked up on the module's
+    own threads; OSError at once when MAX_LOOKUPS are already in flight."""
+    if not _lookups.acquire(blocking=False):
+        raise OSError("too many host name lookups in flight")
+    try:
+        future = asyncio.get_running_loop().run_in_executor(_resolving, _lookup, host, port)
+    except BaseException:
+        _lookups.release()
+        raise
     found: list[IPAddress] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
+    for sockaddr in await future:
         address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
         if address not in found:
             found.append(address)
     return found
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def parse_url(url: str, *, allow_private: bool) -> SplitResult:
     """The URL's parts, once its form is acceptable (scheme, host, length); AddressRefused if not."""
     if len(url) > MAX_URL_LENGTH:
         raise AddressRefused(f"The URL is longer than {MAX_URL_LENGTH} characters.")
+    if _CONTROL.search(url):
+        raise AddressRefused("The URL must not contain control characters.")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises ValueError for a port that is no number or out of range)
@@ -74,11 +171,25 @@ def parse_url(url: str, *, allow_private: bool) -> SplitResult:
         )
     if not parts.hostname:
         raise AddressRefused("The URL has no host.")
+    if "%" in parts.hostname:
+        # An IPv6 zone (fe80::1%eth0) names one of our interfaces: never a receiver's address.
+        raise AddressRefused("The URL's host must not name a network interface (an IPv6 zone).")
     if parts.username is not None or parts.password is not None:
         raise AddressRefused("The URL must not carry credentials; check the signature instead.")
     if parts.fragment:
         raise AddressRefused("The URL must not have a fragment.")
     return parts
+
+
+def sendable(url: str) -> httpx.URL:
+    """The URL as httpx sends it; AddressRefused for one it would refuse (a host that is valid
+    IDNA 2003, as the system resolver reads it, but not IDNA 2008, as httpx does: `☃.net`)."""
+    try:
+        sent = httpx.URL(url)
+        sent.host  # noqa: B018 (decodes an `xn--` label: httpx does when it sends, and may fail then)
+    except (httpx.InvalidURL, ValueError):  # idna's errors are UnicodeErrors, so ValueErrors
+        raise AddressRefused("The URL's host is not a valid host name.") from None
+    return sent
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -106,6 +217,9 @@ def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
             return None if why is None else f"an IPv6 form of {why}"
     if allow_private:
         return None
+    for network in _SPECIAL:
+        if address.version == network.version and address in network:
+            return f"a special-purpose address ({network})"
     checks = (
         (address.is_unspecified, "an unspecified address"),
         (address.is_loopback, "a loopback address"),
@@ -124,24 +238,26 @@ def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
 
 async def check_url(url: str, resolver: Resolver, *, allow_private: bool) -> Target:
     """The URL's target once every address of its host is allowed; AddressRefused otherwise."""
-    parts = parse_url(url, allow_private=allow_private)
-    host = parts.hostname
-    assert host is not None  # parse_url refused a URL without one
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    parse_url(url, allow_private=allow_private)
+    sent = sendable(url)
+    # The ASCII (punycode) host: what httpx connects to and sends as Host, so what is resolved and
+    # checked, and what the transport compares with.
+    host = sent.raw_host.decode("ascii")
+    port = sent.port or (443 if sent.scheme == "https" else 80)
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_S):
                 addresses = await resolver(host, port)
-        except (OSError, UnicodeError, TimeoutError):
-            raise AddressRefused(f"The host {host} could not be resolved.") from None
+        except (OSError, UnicodeError, TimeoutError) as exc:
+            raise AddressRefused(_HOST_REFUSED, f"{host} could not be resolved ({exc!r})") from None
     if not addresses:
-        raise AddressRefused(f"The host {host} could not be resolved.")
+        raise AddressRefused(_HOST_REFUSED, f"{host} resolves to no address")
     for address in addresses:
         why = refusal(address, allow_private=allow_private)
         if why is not None:
-            raise AddressRefused(f"The host {host} resolves to {why} ({address}), which is refused.")
+            raise AddressRefused(_HOST_REFUSED, f"{host} resolves to {why} ({address}), which is refused")
     return Target(url=url, host=host, port=port, addresses=tuple(addresses))
 
 

@@ -4,14 +4,16 @@
   LISTEN connection, and a poll every POLL_S for retries that came due and anything missed.
 - Claim: due deliveries of every user, as the dispatcher role (`Database.as_dispatcher`), FOR
   UPDATE SKIP LOCKED, each for LEASE: several workers' dispatchers share the work and never wait
-  for each other; one that dies mid-attempt leaves its claims to lapse and be retried.
+  for each other; one that dies mid-attempt leaves its claims to lapse and be retried. Owners take
+  turns (`claim_due`): one owner's backlog, or slow receivers, cannot hold every slot.
 - An attempt: the delivery is read as its owner; the URL is checked again (addresses.py) and the
   connection goes to a checked address (transport.py); the body is signed per Standard Webhooks
   with the endpoint's current secret and POSTed — TIMEOUT_S in all, redirects not followed, at most
-  MAX_RESPONSE_BYTES of the answer read. 2xx: delivered. 410: the endpoint is disabled. Anything
+  MAX_RESPONSE_BYTES of the answer read. Any exception of the attempt is recorded as one (never
+  left to the claim's lapse). 2xx: delivered. 410: the endpoint is disabled. Anything
   else is retried after a delay drawn uniformly between 0 and OUTBOUND_WEBHOOK_RETRY_BASE_S · 2^n
   (full jitter, n the attempts so far, the window capped at MAX_DELAY_S) until a day after the
-  event; then it has failed. Every attempt is recorded, as the owner; a retry keeps the delivery's
+  event (the last retry at that moment at the latest); then it has failed. Every attempt is recorded, as the owner; a retry keeps the delivery's
   id, and so its `webhook-id`.
 - Bounded: at most CONCURRENCY attempts at once, none holding a database connection while it
   waits for the receiver; the pool is the worker's, whose solves take one connection per write.
@@ -167,16 +169,22 @@ class Dispatcher:
         status_code: int | None = None
         error: str | None = None
         try:
-            target = await self._targets.check(outgoing.url)
-            status_code = await self._post(target, outgoing, attempted_at)
+            # TIMEOUT_S bounds the whole attempt, the host's resolution included.
+            async with asyncio.timeout(TIMEOUT_S):
+                target = await self._targets.check(outgoing.url)
+                status_code = await self._post(target, outgoing, attempted_at)
         except AddressRefused as exc:
-            log.warning("webhook delivery %s refused: %s", outgoing.delivery_id, exc)
+            log.warning("webhook delivery %s refused: %s", outgoing.delivery_id, exc.detail)
             error = "address_refused"
         except (TimeoutError, httpx.TimeoutException):
             error = "timeout"
         except httpx.ConnectError:
             error = "connect"
-        except httpx.HTTPError:
+        except Exception as exc:
+            # Anything else the receiver's URL or answer makes httpx (or a codec under it) raise is
+            # the receiver's protocol, recorded and retried like any failed attempt: a delivery
+            # must never be left to its claim's lapse, to be tried again forever unrecorded.
+            log.warning("webhook delivery %s: %s", outgoing.delivery_id, type(exc).__name__)
             error = "protocol"
         duration_ms = round((time.monotonic() - started) * 1000)
 
@@ -187,13 +195,16 @@ class Dispatcher:
             status, error = DeliveryStatus.FAILED, "gone"
         else:
             error = error or "status"
-            delay = retry_delay(self._retry_base_s, outgoing.attempts + 1)
-            next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
-            if next_attempt_at > outgoing.retry_until:
-                status, next_attempt_at = DeliveryStatus.FAILED, None
+            now = datetime.now(UTC)
+            if now >= outgoing.retry_until:
+                status = DeliveryStatus.FAILED
             else:
+                # The last retry comes at retry_until at the latest, rather than not at all.
+                delay = retry_delay(self._retry_base_s, outgoing.attempts + 1)
+                next_attempt_at = min(now + timedelta(seconds=delay), outgoing.retry_until)
                 status = DeliveryStatus.PENDING
-                asyncio.get_running_loop().call_later(delay, self._wake.set)
+                wait = (next_attempt_at - now).total_seconds()
+                asyncio.get_running_loop().call_later(wait, self._wake.set)
         async with self._db.as_user(owner) as conn:
             repo = OutboundRepository(conn, owner=owner)
             await repo.record_attempt(
@@ -220,7 +231,6 @@ class Dispatcher:
                 timeout=TIMEOUT_S,
                 trust_env=False,
             ) as client,
-            asyncio.timeout(TIMEOUT_S),
             client.stream("POST", target.url, content=outgoing.body.encode(), headers=headers) as response,
         ):
             read = 0
@@ -233,10 +243,12 @@ class Dispatcher:
     async def _purge(self) -> None:
         while True:
             try:
-                # The dispatcher role: bodies of every user's week-old deliveries are erased.
-                async with self._db.as_dispatcher() as conn:
-                    while await purge_bodies(conn):
-                        pass
+                # The dispatcher role: bodies of every user's week-old deliveries are erased, one
+                # transaction per batch (no long transaction, and what is done stays done).
+                while True:
+                    async with self._db.as_dispatcher() as conn:
+                        if not await purge_bodies(conn):
+                            break
             except Exception as exc:
                 if classify(exc) is None:
                     log.exception("outbound bodies not purged")

@@ -93,6 +93,10 @@ class WebhookDelivery(SQLModel, table=True):
     next_attempt_at: datetime | None = Field(
         default=None, sa_column=timestamp_column(nullable=True, server_default=False)
     )
+    # While an attempt is under way: until when its claim holds (a replay waits for it to end).
+    claimed_until: datetime | None = Field(
+        default=None, sa_column=timestamp_column(nullable=True, server_default=False)
+    )
     # Retries stop here: a day after the event (or after a replay).
     retry_until: datetime = Field(sa_column=timestamp_column(server_default=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

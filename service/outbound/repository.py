@@ -29,6 +29,9 @@ OUTBOUND_CHANNEL = "routebook_outbound"
 BODY_KEPT = timedelta(days=7)
 # An event is retried this long after it happened (or after a replay), then it has failed.
 RETRY_WINDOW = timedelta(hours=24)
+# Deliveries of one owner under way at once, across every dispatcher: the rest of the slots are
+# for other owners.
+PER_OWNER_IN_FLIGHT = 4
 GONE_REASON = "the endpoint answered 410 Gone"
 
 # `events` travels as comma-joined text both ways: no array type for asyncpg to introspect.
@@ -37,7 +40,7 @@ _ENDPOINT_COLUMNS = (
 )
 _DELIVERY = """
     d.id, d.endpoint_id, d.event_type, d.solution_id, d.status, d.next_attempt_at, d.retry_until,
-    d.created_at, d.body,
+    d.created_at, CASE WHEN d.body_expires_at > now() THEN d.body END AS body,
     COALESCE((
         SELECT json_agg(json_build_object(
             'attempted_at', a.attempted_at, 'status_code', a.status_code,
@@ -129,16 +132,32 @@ class OutboundRepository(OwnedRepository):
 
     # -- endpoints ------------------------------------------------------------------------------
 
-    async def create_endpoint(self, url: str, events: Sequence[str], secret: str) -> EndpointRecord:
-        row = await self._fetchrow(
+    async def create_endpoint(
+        self, url: str, events: Sequence[str], secret: str, *, limit: int
+    ) -> EndpointRecord:
+        """Conflict when the owner already has `limit` endpoints (each event is sent to every one
+        of them: the cap bounds what one solve's end queues)."""
+        # Two registrations at once must not both see room for one: the owner's count is taken
+        # under a lock of its own, held to the end of the transaction.
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('webhook_endpoints:' || $1::uuid::text, 0))",
+            self.owner,
+        )
+        row = await self._fetchrow_or_none(
             "INSERT INTO webhook_endpoints (id, user_id, url, events, secret) "
-            "VALUES ($2, $1, $3, string_to_array($4::text, ','), $5) "
+            "SELECT $2, $1, $3, string_to_array($4::text, ','), $5 "
+            "WHERE (SELECT count(*) FROM webhook_endpoints WHERE user_id = $1) < $6 "
             f"RETURNING {_ENDPOINT_COLUMNS}",
             new_id(),
             url,
             ",".join(events),
             secret,
+            limit,
         )
+        if row is None:
+            raise Conflict(
+                f"You have {limit} webhook endpoints, the most allowed: delete one to register another."
+            )
         return _endpoint(row, secret)
 
     async def list_endpoints(self, limit: int, cursor: Cursor | None) -> list[EndpointRecord]:
@@ -172,12 +191,18 @@ class OutboundRepository(OwnedRepository):
 
     async def replay(self, endpoint_id: uuid.UUID, delivery_id: uuid.UUID) -> DeliveryRecord:
         """Send the delivery again, now, with its `webhook-id`, and retry it for another day. 409
-        when its body is no longer kept, or its endpoint is disabled."""
+        when its body is no longer kept, its endpoint is disabled, or an attempt to send it is
+        under way (replayed then, it would be sent twice at once)."""
+        # FOR UPDATE: a dispatcher's claim either committed before (and is seen here) or waits for
+        # this transaction (SKIP LOCKED: it takes the delivery on a later round).
         row = await self._fetchrow(
             """
-            SELECT d.body IS NOT NULL AS kept, e.enabled FROM webhook_deliveries d
+            SELECT d.body IS NOT NULL AND d.body_expires_at > now() AS kept, e.enabled,
+                COALESCE(d.claimed_until > now(), false) AS claimed
+            FROM webhook_deliveries d
             JOIN webhook_endpoints e ON e.user_id = d.user_id AND e.id = d.endpoint_id
             WHERE d.user_id = $1 AND d.endpoint_id = $2 AND d.id = $3
+            FOR UPDATE OF d
             """,
             endpoint_id,
             delivery_id,
@@ -186,6 +211,8 @@ class OutboundRepository(OwnedRepository):
             raise Conflict("The endpoint is disabled: register it again to receive deliveries.")
         if not row["kept"]:
             raise Conflict("This delivery's body is no longer kept (bodies are erased after 7 days).")
+        if row["claimed"]:
+            raise Conflict("This delivery is being sent right now: replay it once this attempt has ended.")
         await self._fetch(
             f"""
             UPDATE webhook_deliveries SET status = '{DeliveryStatus.PENDING}', next_attempt_at = now(),
@@ -234,7 +261,8 @@ class OutboundRepository(OwnedRepository):
         its endpoint was disabled meanwhile: then it is failed here)."""
         row = await self._fetchrow_or_none(
             f"""
-            SELECT d.body, d.attempts, d.retry_until, e.url, e.secret, e.enabled
+            SELECT CASE WHEN d.body_expires_at > now() THEN d.body END AS body, d.attempts,
+                d.retry_until, e.url, e.secret, e.enabled
             FROM webhook_deliveries d
             JOIN webhook_endpoints e ON e.user_id = d.user_id AND e.id = d.endpoint_id
             WHERE d.user_id = $1 AND d.id = $2 AND d.status = '{DeliveryStatus.PENDING}'
@@ -293,7 +321,7 @@ class OutboundRepository(OwnedRepository):
     ) -> None:
         await self._fetch(
             f"""
-            UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4,
+            UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4, claimed_until = NULL,
                 attempts = attempts + $5, updated_at = now()
             WHERE user_id = $1 AND id = $2 AND status = '{DeliveryStatus.PENDING}'
             """,
@@ -314,7 +342,7 @@ class OutboundRepository(OwnedRepository):
                 RETURNING e.id
             )
             UPDATE webhook_deliveries SET status = '{DeliveryStatus.FAILED}', next_attempt_at = NULL,
-                updated_at = now()
+                claimed_until = NULL, updated_at = now()
             WHERE user_id = $1 AND status = '{DeliveryStatus.PENDING}'
                 AND endpoint_id IN (SELECT id FROM endpoint)
             """,
@@ -334,23 +362,42 @@ async def erase_owner_endpoints(conn: Connection, user_id: uuid.UUID) -> None:
 # -- across users: the dispatcher role only (Database.as_dispatcher) -------------------------------
 
 
-async def claim_due(conn: Connection, *, limit: int, lease: timedelta) -> list[Claimed]:
+async def claim_due(
+    conn: Connection, *, limit: int, lease: timedelta, per_owner: int = PER_OWNER_IN_FLIGHT
+) -> list[Claimed]:
     """Up to `limit` due deliveries, each claimed for `lease` (its next attempt pushed past it, so no
     other dispatcher takes it meanwhile; a dispatcher that dies mid-attempt leaves it to be retried
-    once the claim lapses). SKIP LOCKED: dispatchers of several workers never wait for each other."""
+    once the claim lapses). SKIP LOCKED: dispatchers of several workers never wait for each other.
+
+    Owners take turns: every owner's soonest due delivery comes before anyone's second, and an
+    owner with `per_owner` deliveries under way (claimed here or by another dispatcher) gets no
+    more until one ends — one owner's backlog, or slow receivers, cannot hold every slot."""
+    pending = f"status = '{DeliveryStatus.PENDING}'"
     rows = await conn.fetch(
         f"""
-        UPDATE webhook_deliveries d SET next_attempt_at = now() + $2::interval
+        WITH busy AS (
+            SELECT user_id, count(*) AS n FROM webhook_deliveries
+            WHERE {pending} AND claimed_until > now() GROUP BY user_id
+        ), turns AS (
+            SELECT d.id, d.next_attempt_at, COALESCE(b.n, 0)
+                + row_number() OVER (PARTITION BY d.user_id ORDER BY d.next_attempt_at) AS turn
+            FROM webhook_deliveries d LEFT JOIN busy b ON b.user_id = d.user_id
+            WHERE d.{pending} AND d.next_attempt_at <= now()
+        )
+        UPDATE webhook_deliveries d SET next_attempt_at = now() + $2::interval,
+            claimed_until = now() + $2::interval
         WHERE d.id IN (
             SELECT id FROM webhook_deliveries
-            WHERE status = '{DeliveryStatus.PENDING}' AND next_attempt_at <= now()
-            ORDER BY next_attempt_at LIMIT $1
+            WHERE id IN (
+                SELECT id FROM turns WHERE turn <= $3 ORDER BY turn, next_attempt_at LIMIT $1
+            ) AND {pending} AND next_attempt_at <= now()
             FOR UPDATE SKIP LOCKED
         )
         RETURNING d.id, d.user_id
         """,
         limit,
         lease,
+        per_owner,
     )
     return [Claimed(row["id"], row["user_id"]) for row in rows]
 

@@ -2,12 +2,15 @@
 
 Each request runs in one transaction as the caller under row-level security; another user's
 endpoint or delivery answers exactly as a missing one (404). A URL is checked (addresses.py)
-before anything is written: 422 with the pointer `/url` when it may not be delivered to.
+before anything is written: 422 with the pointer `/url` when it may not be delivered to (why
+exactly is logged, not told: whether a name resolves, and to what, is the network's business).
+An owner has at most OUTBOUND_WEBHOOK_MAX_ENDPOINTS endpoints: one more is 409.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 import uuid
 from typing import Annotated, Any
@@ -19,7 +22,7 @@ from service.core.errors import ValidationFailed
 from service.core.openapi import READ_PROBLEMS, WRITE_PROBLEMS, json_body, located, problem_responses
 from service.core.pagination import Paged, PageRequest, page_request, paginate
 from service.core.repository import OwnerScope
-from service.deps import Db, WebhookTargets
+from service.deps import AppSettings, Db, WebhookTargets
 from service.outbound.addresses import AddressRefused
 from service.outbound.repository import DeliveryRecord, EndpointRecord, OutboundRepository
 from service.outbound.schemas import (
@@ -32,6 +35,8 @@ from service.outbound.schemas import (
 from service.users.gate import CurrentUser, current_user
 
 PREFIX = "/api/v1"
+
+log = logging.getLogger("routebook.outbound")
 
 
 async def caller_outbound(db: Db, principal: CurrentUser) -> OwnerScope[OutboundRepository]:
@@ -79,21 +84,36 @@ router = APIRouter(prefix=PREFIX, tags=["webhook endpoints"], dependencies=[Depe
     "/webhook-endpoints",
     status_code=201,
     response_model=WebhookEndpointWithSecret,
-    responses={**WRITE_PROBLEMS, **located("Registered; the secret is shown only now")},
+    responses={
+        **WRITE_PROBLEMS,
+        **located("Registered; the secret is shown only now"),
+        **problem_responses(409),
+    },
     summary="Register an endpoint for outbound webhooks (its signing secret is shown once)",
     openapi_extra=json_body(WebhookEndpointCreate),
 )
 async def create_endpoint(
-    body: EndpointBody, outbound: Outbound, targets: WebhookTargets, response: Response
+    body: EndpointBody,
+    outbound: Outbound,
+    targets: WebhookTargets,
+    settings: AppSettings,
+    response: Response,
 ) -> EndpointRecord:
     try:
         await targets.check(body.url)
     except AddressRefused as exc:
+        # The detail for the operator; the URL's query (which may carry a receiver's token) is not.
+        log.info("webhook endpoint refused for %s: %s", outbound.owner, exc.detail)
         raise ValidationFailed(
             [{"loc": ["body", "url"], "pointer": "/url", "msg": str(exc), "type": "url_refused"}]
         ) from None
     async with outbound.transaction() as repo:
-        record = await repo.create_endpoint(body.url, [str(event) for event in body.events], new_secret())
+        record = await repo.create_endpoint(
+            body.url,
+            [str(event) for event in body.events],
+            new_secret(),
+            limit=settings.outbound_webhook_max_endpoints,
+        )
     response.headers["Location"] = f"{PREFIX}/webhook-endpoints/{record.id}"
     return record
 

@@ -18,7 +18,9 @@ Url = Annotated[
     Field(
         min_length=1,
         max_length=MAX_URL_LENGTH,
-        pattern=r"^https?://[^\s/?#@]+([/?][^\s#]*)?$",
+        # The scheme in any case (`HTTPS://` is the same URL); control characters are refused
+        # with the rest of the checks (addresses.py), with a message that says so.
+        pattern=r"^[hH][tT][tT][pP][sS]?://[^\s/?#@]+([/?][^\s#]*)?$",
         description=(
             "Where deliveries are POSTed: an `https://` URL whose host resolves only to public "
             "addresses (checked now and before every attempt). `http://` and private addresses only "
@@ -77,8 +79,10 @@ class WebhookAttemptRead(Read):
     error: str | None = Field(
         description=(
             "Why the attempt failed, as a class: `status` (a status other than 2xx), `gone` (410), "
-            "`timeout`, `connect`, `protocol`, `address_refused` (the host resolved to an address "
-            "that is refused); null when it succeeded."
+            "`timeout` (the attempt, resolution included, took over 10 s), `connect`, `protocol` "
+            "(the receiver's answer, or the URL itself, could not be handled), `address_refused` "
+            "(the host did not resolve, or resolved to an address that is refused); null when it "
+            "succeeded."
         )
     )
 
@@ -93,7 +97,7 @@ class WebhookDeliveryRead(Read):
     retry_until: Timestamp = Field(description="Retries stop at this time: a day after the event or replay.")
     created_at: Timestamp
     payload: dict[str, Any] | None = Field(
-        description="The body sent, as JSON; null once older than 7 days (bodies are not kept longer)."
+        description="The body sent, as JSON; null once 7 days old (bodies are not kept longer)."
     )
     attempts: list[WebhookAttemptRead] = Field(description="Every attempt, oldest first.")
 

@@ -32,6 +32,7 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        # Both ASCII: httpcore passes the URL's raw (punycode) host, and the target holds the same.
         if host.strip("[]").lower() != self._target.host.strip("[]").lower() or port != self._target.port:
             # Only the checked URL is ever sent (redirects are not followed): anything else is a bug.
             raise httpcore.ConnectError(f"refusing to connect to {host}:{port}: not the checked target")

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import AppFactory, client_for
 from tests.kit.receiver import Receiver
 from tests.outbound.conftest import EVENTS, cancelled_solve, deliveries, register
-from tests.planning.conftest import Caller
+from tests.planning.conftest import Caller, sign_in
 
 
 @pytest.mark.parametrize(
@@ -89,3 +90,49 @@ async def test_another_users_endpoint_and_deliveries_are_404_on_every_route(
     # Nothing of alice's changed.
     assert (await alice.call("GET", "/webhook-endpoints")).json()["items"][-1]["id"] == endpoint["id"]
     assert len(await deliveries(alice, endpoint["id"])) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/a\u0000b",  # PostgreSQL text cannot hold NUL: once a 500
+        "http://127.0.0.1:9/a\u001fb",
+        "http://127.0.0.1:9/a\u007fb",
+        "https://\u2603.net/",  # IDNA 2003 but not IDNA 2008: httpx could never send to it
+        "https://xn--a.example/",
+    ],
+)
+async def test_urls_that_could_never_be_sent_are_422_at_the_url(alice: Caller, url: str) -> None:
+    response = await alice.call("POST", "/webhook-endpoints", {"url": url, "events": EVENTS})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [error["pointer"] for error in response.json()["errors"]] == ["/url"]
+    assert (await alice.call("GET", "/webhook-endpoints")).json()["items"] == []
+
+
+async def test_the_scheme_may_be_upper_case(alice: Caller, receiver: Receiver) -> None:
+    endpoint = await register(alice, receiver.url().replace("http://", "HTTP://"))
+    assert endpoint["url"].startswith("HTTP://")
+
+
+async def test_an_owner_has_at_most_the_configured_number_of_endpoints(
+    app_factory: AppFactory, receiver: Receiver
+) -> None:
+    async with (
+        app_factory(outbound_webhook_allow_private=True, outbound_webhook_max_endpoints=2) as app,
+        client_for(app) as http,
+    ):
+        alice = await sign_in(app, http, "alice")
+        bob = await sign_in(app, http, "bob")
+        first = await register(alice, receiver.url("/1"))
+        await register(alice, receiver.url("/2"))
+        refused = await alice.call(
+            "POST", "/webhook-endpoints", {"url": receiver.url("/3"), "events": EVENTS}
+        )
+        assert refused.status_code == 409, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "2 webhook endpoints" in refused.json()["detail"]
+        assert len((await alice.call("GET", "/webhook-endpoints")).json()["items"]) == 2
+        await register(bob, receiver.url("/bob"))  # the cap is each owner's
+        assert (await alice.call("DELETE", f"/webhook-endpoints/{first['id']}")).status_code == 204
+        await register(alice, receiver.url("/3"))

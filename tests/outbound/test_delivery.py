@@ -4,28 +4,42 @@ request, and queued in the very transaction that ends the solve."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import uuid
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import orjson
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service.config import Settings
 from service.core.db import Database
-from service.outbound.repository import purge_bodies
+from service.deps import app_state
+from service.outbound import addresses, dispatcher
+from service.outbound.addresses import IPAddress
+from service.outbound.events import EventType
+from service.outbound.repository import OutboundRepository, claim_due, purge_bodies
+from service.outbound.routes import new_secret
 from service.solver.example import EXAMPLE_REQUEST
 from service.solving.repository import NotStarted, SolutionRepository
 from tests.kit.receiver import Receiver
 from tests.kit.sql import SqlAdmin
+from tests.kit.waiting import eventually
 from tests.kit.worker import WorkerProcess
 from tests.outbound.conftest import (
+    EVENTS,
     cancelled_solve,
     deliveries,
     dispatching,
     register,
+    resolving_to,
+    until_attempted,
     until_delivery,
     until_received,
 )
@@ -246,3 +260,208 @@ async def test_a_solve_cancelled_while_running_sends_solution_cancelled_with_its
         "status": "cancelled",
         "distance": 4321,
     }
+
+
+@contextlib.asynccontextmanager
+async def held_receiver() -> AsyncIterator[tuple[int, list[dict[str, str]], asyncio.Event]]:
+    """A receiver that answers 204 only once `release` is set: an attempt stays under way."""
+    heard: list[dict[str, str]] = []
+    release = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        lines = [line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line]
+        headers = {name.strip().lower(): value.strip() for name, value in lines}
+        await reader.readexactly(int(headers["content-length"]))
+        heard.append(headers)
+        await release.wait()
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], heard, release
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_delivery_being_sent_cannot_be_replayed_until_the_attempt_ends(
+    alice: Caller, service_db: Database, dispatcher_settings: Settings
+) -> None:
+    """Replayed while under way it would be claimed twice, and sent twice at once."""
+    async with held_receiver() as (port, heard, release):
+        endpoint = await register(alice, f"http://127.0.0.1:{port}/held")
+        await cancelled_solve(alice)
+        async with dispatching(dispatcher_settings, service_db):
+
+            async def under_way() -> bool:
+                return len(heard) == 1
+
+            await eventually(under_way, timeout=30, every=0.02)
+            [delivery] = await deliveries(alice, endpoint["id"])
+            replay_path = f"/webhook-endpoints/{endpoint['id']}/deliveries/{delivery['id']}/replay"
+            refused = await alice.call("POST", replay_path)
+            assert refused.status_code == 409, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert "being sent" in refused.json()["detail"]
+
+            release.set()
+            await until_delivery(alice, endpoint["id"], "succeeded")
+            assert (await alice.call("POST", replay_path)).status_code == 202
+            again = await until_attempted(alice, endpoint["id"], 2)
+            await until_delivery(alice, endpoint["id"], "succeeded")
+    assert len(heard) == 2 and len(again["attempts"]) == 2
+    assert {headers["webhook-id"] for headers in heard} == {delivery["id"]}
+
+
+async def test_a_url_httpx_refuses_is_recorded_and_retried_until_retry_until(
+    alice: Caller, service_db: Database, dispatcher_settings: Settings, clean_db: SqlAdmin
+) -> None:
+    """Registered before httpx's check existed (IDNA 2003, not 2008): each attempt is recorded,
+    rather than the delivery being tried again forever, unrecorded, as its claim lapses."""
+    async with service_db.as_user(alice.user_id) as conn:
+        endpoint = await OutboundRepository(conn, owner=alice.user_id).create_endpoint(
+            "http://\u2603.test:9/", EVENTS, new_secret(), limit=20
+        )
+    await cancelled_solve(alice)
+    async with dispatching(dispatcher_settings, service_db, resolving_to("127.0.0.1")):
+        retried = await until_attempted(alice, str(endpoint.id), 2)
+        assert retried["status"] == "pending"
+        async with clean_db.transaction() as session:
+            await session.execute(text("UPDATE webhook_deliveries SET retry_until = now()"))
+        failed = await until_delivery(alice, str(endpoint.id), "failed")
+    assert {attempt["error"] for attempt in failed["attempts"]} == {"address_refused"}
+
+
+async def test_any_exception_of_an_attempt_is_recorded_as_protocol(
+    app: FastAPI, alice: Caller, receiver: Receiver, service_db: Database, dispatcher_settings: Settings
+) -> None:
+    async def broken(host: str, port: int) -> list[IPAddress]:
+        raise RuntimeError("a resolver bug")
+
+    app_state(app).webhook_targets.resolver = resolving_to("127.0.0.1")
+    endpoint = await register(alice, receiver.url(host="hooks.routebook.invalid"))
+    await cancelled_solve(alice)
+    async with dispatching(dispatcher_settings, service_db, broken):
+        delivery = await until_attempted(alice, endpoint["id"], 2)
+    assert [attempt["error"] for attempt in delivery["attempts"][:2]] == ["protocol", "protocol"]
+    assert delivery["status"] == "pending" and receiver.received == []
+
+
+async def test_resolving_the_host_counts_within_the_attempts_timeout(
+    app: FastAPI,
+    alice: Caller,
+    receiver: Receiver,
+    service_db: Database,
+    dispatcher_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resolver that never answers ends the attempt at TIMEOUT_S, as `timeout`."""
+    monkeypatch.setattr(dispatcher, "TIMEOUT_S", 0.2)
+    monkeypatch.setattr(addresses, "RESOLVE_TIMEOUT_S", 3600.0)
+
+    async def silent(host: str, port: int) -> list[IPAddress]:
+        await asyncio.Event().wait()
+        raise AssertionError("never answers")
+
+    app_state(app).webhook_targets.resolver = resolving_to("127.0.0.1")
+    endpoint = await register(alice, receiver.url(host="hooks.routebook.invalid"))
+    await cancelled_solve(alice)
+    async with dispatching(dispatcher_settings, service_db, silent):
+        delivery = await until_attempted(alice, endpoint["id"], 1)
+    assert delivery["attempts"][0]["error"] == "timeout"
+
+
+async def test_an_internationalised_host_is_delivered_to(
+    app: FastAPI, alice: Caller, receiver: Receiver, service_db: Database, dispatcher_settings: Settings
+) -> None:
+    """Resolved, checked and connected to in its ASCII form (what httpx sends as Host)."""
+    app_state(app).webhook_targets.resolver = resolving_to("127.0.0.1")
+    endpoint = await register(alice, receiver.url("/idn", host="b\u00fccher.routebook.invalid"))
+    await cancelled_solve(alice)
+    async with dispatching(dispatcher_settings, service_db, resolving_to("127.0.0.1")):
+        delivery = await until_delivery(alice, endpoint["id"], "succeeded", "failed")
+    assert delivery["status"] == "succeeded", delivery["attempts"]
+    [received] = receiver.received
+    assert received.headers["host"] == f"xn--bcher-kva.routebook.invalid:{receiver.port}"
+
+
+async def test_the_last_retry_comes_at_retry_until_rather_than_never(
+    alice: Caller,
+    receiver: Receiver,
+    service_db: Database,
+    dispatcher_settings: Settings,
+    clean_db: SqlAdmin,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A retry drawn past retry_until is moved to it: the delivery is not given up early."""
+    monkeypatch.setattr(dispatcher, "retry_delay", lambda base_s, attempts: dispatcher.MAX_DELAY_S)
+    receiver.default = 500
+    endpoint = await register(alice, receiver.url())
+    await cancelled_solve(alice)
+    async with clean_db.transaction() as session:
+        await session.execute(
+            text("UPDATE webhook_deliveries SET retry_until = now() + interval '10 minutes'")
+        )
+    async with dispatching(dispatcher_settings, service_db):
+        delivery = await until_attempted(alice, endpoint["id"], 1)
+    assert delivery["status"] == "pending"
+    assert delivery["next_attempt_at"] == delivery["retry_until"]
+
+
+async def _queue(db: Database, owner: uuid.UUID, count: int) -> None:
+    async with db.as_user(owner) as conn:
+        repo = OutboundRepository(conn, owner=owner)
+        for _ in range(count):
+            await repo.enqueue(EventType.SOLUTION_FAILED, uuid.uuid4(), "{}")
+
+
+async def test_owners_take_turns_when_deliveries_are_claimed(
+    alice: Caller, bob: Caller, receiver: Receiver, service_db: Database
+) -> None:
+    """Alice's backlog, queued first, does not hold every slot: Bob's delivery is among the first
+    claimed, and Alice gets no more than her share in flight."""
+    await register(alice, receiver.url())
+    await register(bob, receiver.url())
+    await _queue(service_db, alice.user_id, 10)
+    await _queue(service_db, bob.user_id, 1)
+    async with service_db.as_dispatcher() as conn:
+        first = await claim_due(conn, limit=2, lease=timedelta(minutes=1), per_owner=3)
+    assert sorted(str(c.owner) for c in first) == sorted([str(alice.user_id), str(bob.user_id)])
+    async with service_db.as_dispatcher() as conn:
+        more = await claim_due(conn, limit=10, lease=timedelta(minutes=1), per_owner=3)
+    # Alice had one under way: two more make three; Bob has nothing left due.
+    assert [c.owner for c in more] == [alice.user_id, alice.user_id]
+
+
+async def test_a_body_past_its_expiry_is_not_shown_nor_replayed_before_the_purge(
+    alice: Caller, receiver: Receiver, clean_db: SqlAdmin
+) -> None:
+    endpoint = await register(alice, receiver.url())
+    await cancelled_solve(alice)
+    async with clean_db.transaction() as session:
+        await session.execute(text("UPDATE webhook_deliveries SET body_expires_at = now()"))
+    [delivery] = await deliveries(alice, endpoint["id"])
+    assert delivery["payload"] is None
+    replay = await alice.call(
+        "POST", f"/webhook-endpoints/{endpoint['id']}/deliveries/{delivery['id']}/replay"
+    )
+    assert replay.status_code == 409
+
+
+async def test_the_dispatcher_role_may_erase_a_body_but_never_write_one(
+    alice: Caller, receiver: Receiver, service_db: Database
+) -> None:
+    endpoint = await register(alice, receiver.url())
+    await cancelled_solve(alice)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with service_db.as_dispatcher() as conn:
+            await conn.execute("UPDATE webhook_deliveries SET body = '{\"forged\": true}'")
+    [delivery] = await deliveries(alice, endpoint["id"])
+    assert delivery["payload"]["type"] == "solution.failed"
+    async with service_db.as_dispatcher() as conn:
+        await conn.execute("UPDATE webhook_deliveries SET body = NULL, body_expires_at = NULL")
+    assert (await deliveries(alice, endpoint["id"]))[0]["payload"] is None
