@@ -11,6 +11,7 @@ import sys
 from pydantic import ValidationError
 
 from service.config import get_settings
+from service.core import metrics
 from service.core.migrations import upgrade
 from service.core.observability import configure_logging
 from service.core.server import serve
@@ -33,6 +34,9 @@ def main() -> None:
         f"  Health:     {base}/health   Ready: {base}/ready\n",
         flush=True,
     )
+    metrics_url = metrics.start(settings)  # before the worker starts: it inherits the directory
+    if metrics_url is not None:
+        print(f"  Metrics:    {metrics_url}   (the server's and the worker's)\n", flush=True)
     if "dev" in settings.auth_providers:
         print(
             f"  Playground: {base}/dev/playground/   (make demo seeds a demo user with a solved plan)\n"
@@ -41,9 +45,11 @@ def main() -> None:
             flush=True,
         )
     # One solve worker beside the server (more: `make worker`, anywhere that reaches the database).
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "service.worker"], env={**os.environ, "DATABASE_URL": url}
-    )
+    # With metrics on it writes into this process's directory, and this process's listener serves
+    # both: the worker has no METRICS_PORT of its own.
+    worker_env = {**os.environ, "DATABASE_URL": url}
+    worker_env.pop("METRICS_PORT", None)
+    worker = subprocess.Popen([sys.executable, "-m", "service.worker"], env=worker_env)
     try:
         # The production server (python -m service), its timeouts and limits included.
         configure_logging(settings.log_level, settings.log_format or "json")

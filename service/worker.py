@@ -23,6 +23,7 @@ def main() -> None:
     from pydantic import ValidationError
 
     from service.config import get_settings
+    from service.core import metrics
     from service.core.observability import configure_logging
     from service.dev.devdb import database_url
     from service.solving.worker import serve
@@ -32,6 +33,10 @@ def main() -> None:
     except ValidationError as exc:
         sys.exit(f"Invalid configuration:\n{exc}")
     configure_logging(settings.log_level, settings.log_format or "json")
+    # Its own listener with METRICS_PORT; without one, into a directory another process serves
+    # (`make run`'s server), when it was handed one.
+    metrics.start(settings)
+    metrics.record()
     url, _embedded = database_url(settings)  # an embedded server, if any, stops when we exit
     asyncio.run(serve(settings.model_copy(update={"database_url": url})))
 

@@ -26,6 +26,7 @@ from sqlalchemy import Column, DateTime, func
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
+from service.core import metrics
 from service.core.errors import ServiceUnavailable
 
 log = logging.getLogger("routebook.db")
@@ -88,6 +89,7 @@ class TransactionRolledBack(RuntimeError):
 
 class DatabaseUnavailable(ServiceUnavailable):
     detail = "The database is unavailable; try again shortly."
+    cause = "database_unavailable"
 
     def __init__(self) -> None:
         super().__init__(headers={"Retry-After": "2"})
@@ -95,6 +97,7 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 class DatabaseBusy(ServiceUnavailable):
     detail = "The service is busy; try again shortly."
+    cause = "database_pool_exhausted"
 
     def __init__(self) -> None:
         super().__init__(headers={"Retry-After": "1"})
@@ -309,6 +312,7 @@ class Database:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _acquire(self) -> tuple[asyncpg.Pool, Proxy]:
+        metrics.pool_waiting(1)
         try:
             pool = await self._get_pool()
             conn = await pool.acquire(timeout=self._acquire_timeout)
@@ -323,6 +327,9 @@ class Database:
                 raise
             log.warning("database unavailable: %s", type(exc).__name__)
             raise unavailable() from exc
+        finally:
+            metrics.pool_waiting(-1)
+        metrics.pool_in_use(1)
         for logger in self._query_loggers:
             conn.add_query_logger(logger)
         return pool, conn
@@ -337,6 +344,7 @@ class Database:
             log.debug("rollback failed: %s", type(exc).__name__)
 
     async def _release(self, pool: asyncpg.Pool, conn: Proxy, *, discard: bool = False) -> None:
+        metrics.pool_in_use(-1)
         try:
             for logger in self._query_loggers:
                 conn.remove_query_logger(logger)

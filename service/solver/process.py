@@ -29,6 +29,7 @@ import signal
 import socket
 import struct
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 from typing import Any, Literal
@@ -57,6 +58,15 @@ _STOP = b"\x00"
 Message = tuple[Literal["progress", "best", "outcome"], Any]
 
 _log = logging.getLogger("routebook.solving")
+
+# A child of the fork server re-runs the parent's main module as __mp_main__, as multiprocessing
+# does for every child. That module was preloaded under its own name (`_main_module`), so runpy
+# warned, once per solve, that it "may result in unpredictable behaviour": the two copies are what
+# is meant here (a child uses neither; the preload only makes the re-run cheap). Set at import,
+# that is in the fork server too, whose children inherit it.
+warnings.filterwarnings(
+    "ignore", r"'[\w.]+' found in sys\.modules after import of package", RuntimeWarning, "runpy"
+)
 
 
 @functools.cache
