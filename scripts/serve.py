@@ -61,6 +61,9 @@ def main() -> None:
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
+            worker.wait()
+    if worker.returncode != 0:
+        sys.exit(f"the solve worker ended with exit code {worker.returncode}")
 
 
 if __name__ == "__main__":
