@@ -46,9 +46,8 @@ def main() -> None:
         )
     # One solve worker beside the server (more: `make worker`, anywhere that reaches the database).
     # With metrics on it writes into this process's directory, and this process's listener serves
-    # both: the worker has no METRICS_PORT of its own.
-    worker_env = {**os.environ, "DATABASE_URL": url}
-    worker_env.pop("METRICS_PORT", None)
+    # both: the worker has no METRICS_PORT of its own (set empty, which also overrides a .env file's).
+    worker_env = {**os.environ, "DATABASE_URL": url, "METRICS_PORT": ""}
     worker = subprocess.Popen([sys.executable, "-m", "service.worker"], env=worker_env)
     try:
         # The production server (python -m service), its timeouts and limits included.

@@ -122,9 +122,10 @@ def record() -> bool:
     if _instruments is None and os.environ.get(MULTIPROC_DIR):
         from prometheus_client import values
 
-        # prometheus-client chooses its storage when first imported; anything that imported it
-        # before the directory was exported chose in-memory values, which no scrape would see.
-        values.ValueClass = values.get_value_class()
+        # prometheus-client chooses its storage when first imported; if something imported it
+        # before the directory was exported, it chose in-memory values, which no scrape would see.
+        if values.ValueClass is values.MutexValue:
+            values.ValueClass = values.get_value_class()
         _instruments = Instruments()
     return _instruments is not None
 
