@@ -104,6 +104,8 @@ async def test_one_scrape_counts_the_servers_requests_and_the_workers_solves_by_
             assert (
                 await http.post(server.url(f"{API}/webhooks/clerk"), content=signed, headers=forged)
             ).status_code == 401
+            # Clerk's keys never came: not ready, a 503 counted by its cause.
+            assert (await http.get(server.url("/ready"))).status_code == 503
             # Metrics are never on the API's own port.
             assert (await http.get(server.url("/metrics"))).status_code == 404
 
@@ -142,6 +144,8 @@ async def test_one_scrape_counts_the_servers_requests_and_the_workers_solves_by_
             if label != "le":  # a histogram's bucket bound
                 assert not _IDENTIFIER.search(text), (sample.name, label, text)
 
+    assert value(samples, "routebook_unavailable_responses_total", cause="identity_keys_unavailable") == 1
+    assert value(samples, "routebook_http_requests_total", route="/ready", status="5xx") == 1
     assert value(samples, "routebook_webhook_deliveries_total", provider="clerk", outcome="applied") == 1
     assert (
         value(samples, "routebook_webhook_deliveries_total", provider="clerk", outcome="bad_signature") == 1
