@@ -20,6 +20,7 @@ from prometheus_client.samples import Sample
 
 from service.solver.example import EXAMPLE_REQUEST
 from tests.kit.server import ROOT, RunningServer, free_port, running_server
+from tests.kit.sql import SqlAdmin
 from tests.kit.waiting import eventually
 from tests.kit.worker import solve_worker
 from tests.solving.conftest import parse_events
@@ -50,7 +51,7 @@ def metrics_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def metered_server(
-    server_env: dict[str, str], tmp_path: Path, metrics_dir: Path
+    server_env: dict[str, str], tmp_path: Path, metrics_dir: Path, clean_db: SqlAdmin
 ) -> Iterator[tuple[RunningServer, int]]:
     """A server with metrics on, and Clerk beside dev with a key set URL nobody answers: its
     prefetch fails, which the JWKS metric counts (a subprocess cannot be answered by respx)."""
@@ -166,7 +167,9 @@ async def test_one_scrape_counts_the_servers_requests_and_the_workers_solves_by_
         await scrape(metrics_port, "/other")  # /metrics only
 
 
-async def test_a_worker_with_a_metrics_port_serves_its_own(migrated_url: str, tmp_path: Path) -> None:
+async def test_a_worker_with_a_metrics_port_serves_its_own(
+    migrated_url: str, tmp_path: Path, clean_db: SqlAdmin
+) -> None:
     port = free_port()
     async with solve_worker(migrated_url, tmp_path / "worker", METRICS_PORT=str(port)):
 

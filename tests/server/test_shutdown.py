@@ -13,6 +13,7 @@ import httpx
 
 from service.solver.example import EXAMPLE_REQUEST
 from tests.kit.server import ROOT, free_port
+from tests.kit.sql import SqlAdmin
 from tests.kit.waiting import eventually, until
 from tests.kit.worker import READY
 from tests.solving.conftest import parse_events
@@ -21,7 +22,7 @@ API = "/api/v1"
 
 
 async def test_ctrl_c_on_make_run_stops_everything_without_a_traceback(
-    server_env: dict[str, str], tmp_path: Path
+    server_env: dict[str, str], tmp_path: Path, clean_db: SqlAdmin
 ) -> None:
     port = free_port()
     log_path = tmp_path / "run.log"
