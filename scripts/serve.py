@@ -8,17 +8,19 @@ import signal
 import subprocess
 import sys
 
-from pydantic import ValidationError
-
-from service.config import get_settings
-from service.core import metrics
-from service.core.migrations import upgrade
-from service.core.observability import configure_logging
-from service.core.server import serve
-from service.dev.devdb import database_url
-
 
 def main() -> None:
+    # Imported here rather than at the top: a Ctrl-C during the imports (a second or two) ends
+    # quietly below, not in a traceback.
+    from pydantic import ValidationError
+
+    from service.config import get_settings
+    from service.core import metrics
+    from service.core.migrations import upgrade
+    from service.core.observability import configure_logging
+    from service.core.server import serve
+    from service.dev.devdb import database_url
+
     try:
         settings = get_settings()
     except ValidationError as exc:
@@ -61,9 +63,13 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
-    if worker.returncode != 0:
+    # 130: it had its own Ctrl-C before it was up; -SIGTERM: ours, before it was up.
+    if worker.returncode not in {0, 130, -signal.SIGTERM}:
         sys.exit(f"the solve worker ended with exit code {worker.returncode}")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C before the server was up (during the migrations, say): no traceback

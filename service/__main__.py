@@ -35,4 +35,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # Ctrl-C before uvicorn took over SIGINT (during start-up): no traceback.
+        sys.exit(130)

@@ -42,4 +42,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # Ctrl-C before serve() took over SIGINT (during the imports, say): no traceback.
+        raise SystemExit(130) from None

@@ -93,9 +93,17 @@ def _main_module() -> list[str]:
 
 def start_fork_server() -> None:
     """Launch the fork server now without waiting for it: it imports PRELOAD on another core while
-    the caller goes on (the worker, with its own imports and connections). `warm_up()` waits."""
+    the caller goes on (the worker, with its own imports and connections). `warm_up()` waits.
+
+    Called from the main thread. The fork server starts with SIGINT ignored: a Ctrl-C (which reaches
+    the whole process group) during its imports printed its KeyboardInterrupt traceback, and it
+    ignores SIGINT once it runs anyway."""
     _context()
-    multiprocessing.forkserver.ensure_running()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 async def warm_up() -> None:
