@@ -220,14 +220,10 @@ def unavailable(cause: str) -> None:
         _instruments.unavailable.labels(cause).inc()
 
 
-def pool_waiting(delta: int) -> None:
+def pool_usage(in_use: int, waiting: int) -> None:
     if _instruments is not None:
-        _instruments.pool_waiting.inc(delta)
-
-
-def pool_in_use(delta: int) -> None:
-    if _instruments is not None:
-        _instruments.pool_in_use.inc(delta)
+        _instruments.pool_in_use.set(in_use)
+        _instruments.pool_waiting.set(waiting)
 
 
 def jwks_fetch(provider: str, outcome: str) -> None:
