@@ -21,6 +21,11 @@ and twin (which goes first alternates too); the ratio quoted is the median of pe
 req/s. Per side: req/s and the server's CPU µs per request (utime + stime of its pid over the round,
 divided by the requests served). Targets: ratio ≥ 0.5 for each operation. Not a test: nothing here
 asserts a timing; a status other than 200 stops the run with exit 1.
+
+`--metrics`: a second API process beside the first, with Prometheus metrics recording
+(PROMETHEUS_MULTIPROC_DIR set, as METRICS_PORT makes it), in the same alternated rounds (the order
+of the three rotates); both API/twin ratios are printed. Target: the ratio with metrics on at most
+3 % below the ratio without.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ import hashlib
 import hmac
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -64,6 +70,7 @@ CONNECTIONS = 16
 SCENARIOS = 220
 PAGE = 20
 TARGET = 0.5
+METRICS_TARGET = 0.97  # ratio with metrics on / ratio with metrics off
 OPERATIONS = ("list", "get", "patch")
 API = "/api/v1"
 
@@ -264,17 +271,17 @@ class Server:
 
 
 def compare(
-    operation: Operation, api: Server, bare: Server, rounds: int, seconds: float
-) -> tuple[list[Sample], list[Sample]]:
-    """(API samples, twin samples) of alternated rounds, after a warm-up of each."""
-    for server in (api, bare):
+    operation: Operation, servers: Sequence[Server], rounds: int, seconds: float
+) -> dict[str, list[Sample]]:
+    """Each server's samples of alternated rounds (the order rotates), after a warm-up of each."""
+    for server in servers:
         measure(server.port, server.pid, operation, server.side, WARMUP_SECONDS)
-    samples: dict[str, list[Sample]] = {api.side: [], bare.side: []}
+    samples: dict[str, list[Sample]] = {server.side: [] for server in servers}
     for index in range(rounds):
-        order = (api, bare) if index % 2 == 0 else (bare, api)
-        for server in order:
+        shift = index % len(servers)
+        for server in [*servers[shift:], *servers[:shift]]:
             samples[server.side].append(measure(server.port, server.pid, operation, server.side, seconds))
-    return samples[api.side], samples[bare.side]
+    return samples
 
 
 def ratio(api: Sequence[Sample], bare: Sequence[Sample]) -> float:
@@ -282,21 +289,27 @@ def ratio(api: Sequence[Sample], bare: Sequence[Sample]) -> float:
     return median([a.rps / b.rps for a, b in zip(api, bare, strict=True)])
 
 
-def report(operation: Operation, api: Sequence[Sample], bare: Sequence[Sample]) -> float:
-    value = ratio(api, bare)
+def report(operation: Operation, samples: dict[str, list[Sample]]) -> dict[str, float]:
+    """Print each side's figures; the ratio of each API side to the twin."""
+    bare = samples["bare"]
     print(f"  {operation.name:<6} {operation.label}")
-    for side, samples in (("API", api), ("bare", bare)):
-        rounds = ", ".join(f"{s.rps:.0f}" for s in samples)
+    for side, measured in samples.items():
+        rounds = ", ".join(f"{s.rps:.0f}" for s in measured)
         print(
-            f"    {side:<5} {median([s.rps for s in samples]):7.0f} req/s   "
-            f"server CPU {median([s.server_us for s in samples]):6.0f} µs/req   "
-            f"load generator {median([s.client_us for s in samples]):4.0f} µs/req   rounds: {rounds}"
+            f"    {side:<8} {median([s.rps for s in measured]):7.0f} req/s   "
+            f"server CPU {median([s.server_us for s in measured]):6.0f} µs/req   "
+            f"load generator {median([s.client_us for s in measured]):4.0f} µs/req   rounds: {rounds}"
         )
-    print(f"    ratio API/bare {value:.2f}   (median of per-round ratios; target >= {TARGET})")
+    ratios = {side: ratio(measured, bare) for side, measured in samples.items() if side != "bare"}
+    for side, value in ratios.items():
+        print(f"    ratio {side}/bare {value:.2f}   (median of per-round ratios; target >= {TARGET})")
+    if "API+m" in ratios:
+        change = ratios["API+m"] / ratios["API"]
+        print(f"    metrics on / off: {change:.3f}   (target >= {METRICS_TARGET}: at most 3 % lower)")
     generator = median([s.client_us for s in bare])
     if generator > 0.5 * median([s.server_us for s in bare]):
         print("    note: the load generator costs over half the bare server's CPU; bare req/s is a floor")
-    return value
+    return ratios
 
 
 def main() -> int:
@@ -307,6 +320,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=SECONDS, help="per round and side")
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
     parser.add_argument("--operations", default=",".join(OPERATIONS), help="a comma-separated subset")
+    parser.add_argument("--metrics", action="store_true", help="also an API with metrics on, side by side")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.operations.split(",")]
     if unknown := set(chosen) - set(OPERATIONS):
@@ -314,33 +328,43 @@ def main() -> int:
     if not 1 <= args.connections <= SCENARIOS:
         parser.error(f"--connections must be between 1 and {SCENARIOS}")
 
-    ratios: dict[str, float] = {}
-    with bench_database() as url:
+    ratios: dict[str, dict[str, float]] = {}
+    with bench_database() as url, ExitStack() as stack:
         env, auth = app_environment(url, "bench-planning")
-        with uvicorn_server("service.main:app", env) as (api_port, api_pid):
-            fixture = create_fixture(api_port, auth)
-            bare_env = {**env, "BENCH_URL": url, "BENCH_USER_ID": fixture.user_id}
-            with uvicorn_server("scripts.bench_planning:bare_app", bare_env, factory=True) as (
-                bare_port,
-                bare_pid,
-            ):
-                api, bare = Server("API", api_port, api_pid), Server("bare", bare_port, bare_pid)
-                print(
-                    f"bench_planning (uvicorn, 1 worker, uvloop + httptools; {args.connections} keep-alive "
-                    f"connections; {args.rounds} alternated rounds of {args.seconds:g} s per side; "
-                    f"API pid {api_pid}, bare pid {bare_pid})",
-                    flush=True,
-                )
-                planned = operations(fixture, auth, args.connections)
-                try:
-                    for name in chosen:
-                        operation = planned[name]
-                        api_samples, bare_samples = compare(operation, api, bare, args.rounds, args.seconds)
-                        ratios[name] = report(operation, api_samples, bare_samples)
-                except WrongStatus as exc:
-                    print(f"bench_planning: {exc}", file=sys.stderr)
-                    return 1
-    print("planning: " + " ".join(f"{name}={value:.2f}" for name, value in ratios.items()))
+        api_port, api_pid = stack.enter_context(uvicorn_server("service.main:app", env))
+        fixture = create_fixture(api_port, auth)
+        servers = [Server("API", api_port, api_pid)]
+        if args.metrics:
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="routebook-bench-metrics-"))
+            metered_env = {**env, "PROMETHEUS_MULTIPROC_DIR": directory}
+            servers.append(
+                Server("API+m", *stack.enter_context(uvicorn_server("service.main:app", metered_env)))
+            )
+        bare_env = {**env, "BENCH_URL": url, "BENCH_USER_ID": fixture.user_id}
+        bare_port, bare_pid = stack.enter_context(
+            uvicorn_server("scripts.bench_planning:bare_app", bare_env, factory=True)
+        )
+        servers.append(Server("bare", bare_port, bare_pid))
+        print(
+            f"bench_planning (uvicorn, 1 worker, uvloop + httptools; {args.connections} keep-alive "
+            f"connections; {args.rounds} alternated rounds of {args.seconds:g} s per side; "
+            + ", ".join(f"{server.side} pid {server.pid}" for server in servers)
+            + ("; API+m: the API with metrics on" if args.metrics else "")
+            + ")",
+            flush=True,
+        )
+        planned = operations(fixture, auth, args.connections)
+        try:
+            for name in chosen:
+                operation = planned[name]
+                ratios[name] = report(operation, compare(operation, servers, args.rounds, args.seconds))
+        except WrongStatus as exc:
+            print(f"bench_planning: {exc}", file=sys.stderr)
+            return 1
+    for side in ratios[chosen[0]]:
+        print(
+            f"planning ({side}): " + " ".join(f"{name}={value[side]:.2f}" for name, value in ratios.items())
+        )
     return 0
 
 

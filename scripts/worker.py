@@ -5,4 +5,7 @@ from __future__ import annotations
 if __name__ == "__main__":
     from service.worker import main
 
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

@@ -12,6 +12,7 @@ import sys
 from pydantic import ValidationError
 
 from service.config import get_settings
+from service.core import metrics
 from service.core.observability import configure_logging
 from service.core.server import serve
 from service.core.tracing import requested_exporters
@@ -30,8 +31,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"Invalid configuration:\n{exc}")
     # Before uvicorn starts: its supervisor's own lines (workers > 1) go through our handler too.
     configure_logging(settings.log_level, settings.log_format or "json")
+    # Before uvicorn's workers start: they inherit the metrics directory, this process serves it.
+    metrics.start(settings)
     serve(settings, workers=args.workers)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # Ctrl-C before uvicorn took over SIGINT (during start-up): no traceback.
+        sys.exit(130)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -137,6 +138,17 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     proxy_headers: bool = False
     forwarded_allow_ips: CommaList = Field(default_factory=lambda: ["127.0.0.1"])
 
+    # Prometheus metrics (docs/metrics.md): served at /metrics on a listener of their own; unset, off.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # Where the processes keep their values; unset, the process that serves them makes a private one.
+    prometheus_multiproc_dir: Path | None = None
+
+    @field_validator("metrics_port", "prometheus_multiproc_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator("auth_providers")
     @classmethod
     def _known_providers(cls, value: list[str]) -> list[str]:
@@ -192,6 +204,8 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
                     "OUTBOUND_WEBHOOK_ALLOW_PRIVATE is refused in production: webhooks could reach "
                     "the internal network"
                 )
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError("METRICS_PORT must differ from PORT: metrics are never served on the API's port")
         self._check_provider_settings()
         for name, url in self.jwks_urls().items():
             self._check_jwks_url(name, url)

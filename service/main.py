@@ -16,12 +16,13 @@ from fastapi import APIRouter, FastAPI
 
 from service import providers
 from service.config import Settings, get_settings
+from service.core import metrics
 from service.core.bodies import BodyPolicy
 from service.core.context import install, uninstall
 from service.core.cors import LoggedCORSMiddleware
 from service.core.db import Database
 from service.core.docs import install_docs
-from service.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.core.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
 from service.core.notify import Listener, Subscription
 from service.core.observability import configure_logging
 from service.core.offload import Offload
@@ -208,6 +209,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware)
+    if metrics.record():  # outermost: it times and counts every response, whatever answered it
+        app.add_middleware(MetricsMiddleware)
     if tracing:
         # Outermost: the server span covers everything the app does, a 413 or a CORS refusal too.
         app.add_middleware(TracingMiddleware)

@@ -28,6 +28,8 @@ async def ready(db: Db, verifier: Verifier) -> dict[str, str]:
         raise unavailable()
     if not verifier.ready:
         raise ServiceUnavailable(
-            "Signing keys of an identity provider are not available yet.", headers={"Retry-After": "5"}
+            "Signing keys of an identity provider are not available yet.",
+            headers={"Retry-After": "5"},
+            cause="identity_keys_unavailable",
         )
     return {"status": "ready"}

@@ -24,6 +24,7 @@ def main() -> None:
     from pydantic import ValidationError
 
     from service.config import get_settings
+    from service.core import metrics
     from service.core.observability import configure_logging
     from service.core.tracing import configure_from_env
     from service.dev.devdb import database_url
@@ -39,10 +40,18 @@ def main() -> None:
         configure_from_env(service_name="routebook-worker")
     except ValueError as exc:
         sys.exit(f"Invalid configuration: {exc}")
+    # Its own listener with METRICS_PORT; without one, into a directory another process serves
+    # (`make run`'s server), when it was handed one.
+    metrics.start(settings)
+    metrics.record()
     url, _embedded = database_url(settings)  # an embedded server, if any, stops when we exit
     # Outbound webhooks are sent from the worker process, beside the solves whose ends they report.
     asyncio.run(serve(settings.model_copy(update={"database_url": url}), companions=[Dispatcher]))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # Ctrl-C before serve() took over SIGINT (during the imports, say): no traceback.
+        raise SystemExit(130) from None

@@ -28,6 +28,7 @@ import httpx
 import jwt
 
 from service.auth.keys import InvalidKeySet, KeySet, KeysUnavailable, parse_jwks
+from service.core import metrics
 
 logger = logging.getLogger("routebook.auth.jwks")
 
@@ -49,7 +50,20 @@ _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?([0-9]{1,12})\"?\s*(?:,|$)", 
 
 
 class _FetchFailed(Exception):
-    pass
+    def __init__(self, message: str, outcome: str = "invalid") -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+def _fetch_outcome(exc: Exception) -> str:
+    """A failed fetch's outcome label: a short fixed word."""
+    if isinstance(exc, _FetchFailed):
+        return exc.outcome
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.HTTPError | OSError):
+        return "network_error"
+    return "error"
 
 
 def cache_control_max_age(value: str | None) -> float | None:
@@ -238,6 +252,7 @@ class JWKSCache:
             keys, max_age = await self._fetch()
         except Exception as exc:  # every failure mode ends the same way: keep old keys
             self._last_failed = True
+            metrics.jwks_fetch(self.name, _fetch_outcome(exc))
             logger.warning(
                 "JWKS fetch for %s from %s failed (%s); %s",
                 self.name,
@@ -248,6 +263,7 @@ class JWKSCache:
             return False
         finally:
             self._inflight = None
+        metrics.jwks_fetch(self.name, "ok")
         self._store(keys, max_age)
         return True
 
@@ -273,7 +289,7 @@ class JWKSCache:
                 follow_redirects=False,
             ) as response:
                 if response.status_code != 200:
-                    raise _FetchFailed(f"HTTP {response.status_code}")
+                    raise _FetchFailed(f"HTTP {response.status_code}", "http_error")
                 body = await _read_bounded(response)
                 max_age = cache_control_max_age(response.headers.get("cache-control"))
         try:

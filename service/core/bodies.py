@@ -66,7 +66,9 @@ class DocumentBody(Generic[M]):
             await asyncio.wait_for(self.large_writes.acquire(), self.wait_s)
         except TimeoutError:
             raise ServiceUnavailable(
-                "Too many large documents are being written; try again shortly.", headers={"Retry-After": "1"}
+                "Too many large documents are being written; try again shortly.",
+                headers={"Retry-After": "1"},
+                cause="large_writes_busy",
             ) from None
         try:
             yield

@@ -26,9 +26,13 @@ from sqlalchemy import Column, DateTime, func
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
+from service.core import metrics
 from service.core.errors import ServiceUnavailable
 
 log = logging.getLogger("routebook.db")
+
+# With metrics on, how often the pool's connections in use and waiters are reported.
+POOL_REPORT_INTERVAL_S = 1.0
 
 # Stable constraint and index names, so migrations can name what they alter or drop.
 SQLModel.metadata.naming_convention = {
@@ -90,6 +94,7 @@ class TransactionRolledBack(RuntimeError):
 
 class DatabaseUnavailable(ServiceUnavailable):
     detail = "The database is unavailable; try again shortly."
+    cause = "database_unavailable"
 
     def __init__(self) -> None:
         super().__init__(headers={"Retry-After": "2"})
@@ -97,6 +102,7 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 class DatabaseBusy(ServiceUnavailable):
     detail = "The service is busy; try again shortly."
+    cause = "database_pool_exhausted"
 
     def __init__(self) -> None:
         super().__init__(headers={"Retry-After": "1"})
@@ -188,6 +194,11 @@ class Database:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._query_loggers: list[QueryLogger] = []
+        # Counted per transaction in plain integers and reported to the metrics once a second: a
+        # metric write per acquire and release cost more than the counting.
+        self._in_use = 0
+        self._waiting = 0
+        self._pool_reporter: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(
@@ -221,7 +232,14 @@ class Database:
                         statement_cache_size=self._statement_cache_size,
                         server_settings={"application_name": self._application_name},
                     )
+                    if metrics.enabled() and self._pool_reporter is None:
+                        self._pool_reporter = asyncio.create_task(self._report_pool(), name="pool-metrics")
         return self._pool
+
+    async def _report_pool(self) -> None:
+        while True:
+            metrics.pool_usage(self._in_use, self._waiting)
+            await asyncio.sleep(POOL_REPORT_INTERVAL_S)
 
     @asynccontextmanager
     async def privileged(self) -> AsyncIterator[Proxy]:
@@ -321,6 +339,7 @@ class Database:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _acquire(self) -> tuple[asyncpg.Pool, Proxy]:
+        self._waiting += 1
         try:
             pool = await self._get_pool()
             conn = await pool.acquire(timeout=self._acquire_timeout)
@@ -335,6 +354,9 @@ class Database:
                 raise
             log.warning("database unavailable: %s", type(exc).__name__)
             raise unavailable() from exc
+        finally:
+            self._waiting -= 1
+        self._in_use += 1
         for logger in self._query_loggers:
             conn.add_query_logger(logger)
         return pool, conn
@@ -349,6 +371,7 @@ class Database:
             log.debug("rollback failed: %s", type(exc).__name__)
 
     async def _release(self, pool: asyncpg.Pool, conn: Proxy, *, discard: bool = False) -> None:
+        self._in_use -= 1
         try:
             for logger in self._query_loggers:
                 conn.remove_query_logger(logger)
@@ -396,6 +419,10 @@ class Database:
 
     async def close(self) -> None:
         """Close every connection; the next transaction opens a new pool."""
+        reporter, self._pool_reporter = self._pool_reporter, None
+        if reporter is not None:
+            reporter.cancel()
+            metrics.pool_usage(self._in_use, self._waiting)
         pool, self._pool = self._pool, None
         if pool is not None:
             try:

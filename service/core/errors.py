@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from service.core import metrics
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -95,6 +97,8 @@ class ServiceUnavailable(AppError):
     status = 503
     detail = "A service this request depends on is unavailable; try again shortly."
     retry_after_seconds = 5
+    # What was unavailable, for the metrics of 503s (a short fixed word, never from input).
+    cause = "other"
 
     def __init__(
         self,
@@ -102,10 +106,17 @@ class ServiceUnavailable(AppError):
         *,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        cause: str | None = None,
     ) -> None:
         super().__init__(
             detail, headers={"Retry-After": str(self.retry_after_seconds), **(headers or {})}, extra=extra
         )
+        if cause is not None:
+            self.cause = cause
+
+    def response(self) -> Response:
+        metrics.unavailable(self.cause)
+        return super().response()
 
 
 def problem_response(

@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request ids and access logs, and the body limits (413, 415)."""
+"""Pure-ASGI middleware: request ids and access logs, request metrics, and the body limits (413, 415)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.core import metrics
 from service.core.errors import (
     AppError,
     BadRequest,
@@ -117,8 +120,70 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+# Methods outside this set share one label: a client may send any token as its method.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_template(scope: Scope) -> str:
+    """The route a request matched, as written in the app (`/api/v1/scenarios/{scenario_id}`):
+    never the raw path, which holds ids and whatever a client sends."""
+    route = scope.get("route")
+    if isinstance(route, Mount):
+        return f"{route.path}/{{path}}"
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else metrics.UNMATCHED
+
+
+class MetricsMiddleware:
+    """Counts each response by route template, method and status class, and times it.
+
+    Installed only when metrics are on (`create_app`), so a process without them pays nothing here.
+    The labelled children are cached: prometheus-client's `labels()` costs more than the increment.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        instruments = metrics.instruments()
+        assert instruments is not None, "MetricsMiddleware without metrics.record()"
+        self._instruments = instruments
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # an exception that escapes is answered 500 by Starlette's outermost handler
+
+        async def send_watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_watched)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started)
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        route = route_template(scope)
+        key = (route, method, f"{status // 100}xx")
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self._instruments.http_requests.labels(*key)
+        counter.inc()
+        timer = self._timers.get(key[:2])
+        if timer is None:
+            timer = self._timers[key[:2]] = self._instruments.http_duration.labels(route, method)
+        timer.observe(seconds)
+
+
 class ShuttingDown(ServiceUnavailable):
     detail = "The server is shutting down; retry the request."
+    cause = "shutting_down"
 
     def __init__(self) -> None:
         super().__init__(headers={"Retry-After": "1", "Connection": "close"})

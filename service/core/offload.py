@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,6 +28,12 @@ log = logging.getLogger("routebook.offload")
 T = TypeVar("T")
 
 
+def _ignore_interrupts() -> None:
+    """In each worker: Ctrl-C reaches the whole process group, and a worker interrupted while it
+    waits for work printed a KeyboardInterrupt traceback. The parent ends its workers (close())."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Offload:
     """`await offload.run(fn, *args)`: fn(*args) in a worker process (fn and args picklable)."""
 
@@ -37,7 +44,9 @@ class Offload:
     def _current(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_ignore_interrupts,
             )
         return self._pool
 
@@ -66,7 +75,9 @@ class Offload:
         except BrokenProcessPool:
             self._replace(pool)
             raise ServiceUnavailable(
-                "The request could not be processed; try again shortly.", headers={"Retry-After": "1"}
+                "The request could not be processed; try again shortly.",
+                headers={"Retry-After": "1"},
+                cause="offload_failed",
             ) from None
 
     async def close(self) -> None:

@@ -34,6 +34,7 @@ from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
 from service.config import Settings
+from service.core import metrics
 from service.core.errors import problem_response
 from service.core.middleware import RequestContextMiddleware
 
@@ -63,6 +64,8 @@ def _refusal(status: int, detail: str, headers: dict[str, str]) -> ASGIApp:
     request id and an access-log line like every other response."""
 
     async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        if status == 503:
+            metrics.unavailable("concurrency_limit")
         response = problem_response(status, detail, headers={**headers, "Connection": "close"})
         await response(scope, receive, send)
 

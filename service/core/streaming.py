@@ -17,6 +17,8 @@ from typing import TypeVar
 
 from sse_starlette import EventSourceResponse
 
+from service.core import metrics
+
 log = logging.getLogger("routebook.streaming")
 
 T = TypeVar("T")
@@ -38,5 +40,16 @@ async def guarded(body: AsyncIterator[T], what: str) -> AsyncIterator[T]:
 def event_stream(body: AsyncIterator[dict[str, str]], what: str) -> EventSourceResponse:
     """A `text/event-stream` response of `body`'s events, guarded; never cached."""
     return EventSourceResponse(
-        guarded(body, what), ping=PING_INTERVAL_S, headers={"Cache-Control": "no-store"}
+        _counted(guarded(body, what)), ping=PING_INTERVAL_S, headers={"Cache-Control": "no-store"}
     )
+
+
+async def _counted(body: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`body`, counted among the open event streams while it is being sent."""
+    metrics.stream_opened(1)
+    try:
+        async with aclosing(body):  # type: ignore[type-var]  # an async generator has aclose()
+            async for item in body:
+                yield item
+    finally:
+        metrics.stream_opened(-1)

@@ -31,6 +31,7 @@ import socket
 import struct
 import sys
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 from typing import Any, Literal
@@ -60,6 +61,15 @@ Message = tuple[Literal["progress", "best", "outcome"], Any]
 
 _log = logging.getLogger("routebook.solving")
 
+# A child of the fork server re-runs the parent's main module as __mp_main__, as multiprocessing
+# does for every child. That module was preloaded under its own name (`_main_module`), so runpy
+# warned, once per solve, that it "may result in unpredictable behaviour": the two copies are what
+# is meant here (a child uses neither; the preload only makes the re-run cheap). Set at import,
+# that is in the fork server too, whose children inherit it.
+warnings.filterwarnings(
+    "ignore", r"'[\w.]+' found in sys\.modules after import of package", RuntimeWarning, "runpy"
+)
+
 
 @functools.cache
 def _context() -> ForkServerContext:
@@ -85,9 +95,17 @@ def _main_module() -> list[str]:
 
 def start_fork_server() -> None:
     """Launch the fork server now without waiting for it: it imports PRELOAD on another core while
-    the caller goes on (the worker, with its own imports and connections). `warm_up()` waits."""
+    the caller goes on (the worker, with its own imports and connections). `warm_up()` waits.
+
+    Called from the main thread. The fork server starts with SIGINT ignored: a Ctrl-C (which reaches
+    the whole process group) during its imports printed its KeyboardInterrupt traceback, and it
+    ignores SIGINT once it runs anyway."""
     _context()
-    multiprocessing.forkserver.ensure_running()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 async def warm_up() -> None:

@@ -27,6 +27,7 @@ from service.solver.request import RequestIssue, SolveRequestInvalid, parse_solv
 
 class ChecksBusy(ServiceUnavailable):
     detail = "Too many large solve requests are being checked; try again shortly."
+    cause = "solve_checks_busy"
 
     def __init__(self) -> None:
         super().__init__(headers={"Retry-After": "2"})

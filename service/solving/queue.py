@@ -104,6 +104,20 @@ _RENEW = """
 """
 
 
+# Every status a job can have in the queue, each counted even when no job has it.
+QUEUE_STATUSES = ("queued", "picked")
+
+
+async def depth(conn: Connection) -> dict[str, int]:
+    """How many solve jobs the queue holds, by status."""
+    rows = await conn.fetch(
+        "SELECT status::text, count(*) AS jobs FROM pgqueuer WHERE entrypoint = $1 GROUP BY status",
+        ENTRYPOINT,
+    )
+    counts = {row["status"]: int(row["jobs"]) for row in rows}
+    return {status: counts.get(status, 0) for status in QUEUE_STATUSES}
+
+
 async def renew(conn: Connection, job_ids: list[int], *, worker_id: uuid.UUID) -> set[int]:
     """Renew the lease of `job_ids`; the ones still held by `worker_id` (the others were taken over)."""
     return {row["id"] for row in await conn.fetch(_RENEW, job_ids, worker_id)}

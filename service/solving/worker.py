@@ -38,11 +38,11 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from service.config import Settings
-from service.core import tracing
+from service.core import metrics, tracing
 from service.core.db import Database, classify
 from service.core.notify import Listener, Subscription
 from service.solver.outcome import Progress, SolveOutcome, final_progress
@@ -61,6 +61,8 @@ from service.solving.repository import (
 log = logging.getLogger("routebook.worker")
 
 IDLE_POLL_S = 1.0
+# With metrics on, the queue's depth is read this often (one small query, by each worker).
+QUEUE_DEPTH_INTERVAL_S = 5.0
 # Progress is written (and announced) this often while a solve runs: event streams promise at least
 # one progress event a second, and PyVRP's set-up of a large instance reports nothing for seconds.
 PROGRESS_INTERVAL_S = 0.5
@@ -134,6 +136,8 @@ class SolveWorker:
             asyncio.create_task(self._sweep(), name="worker-sweeper"),
             *(asyncio.create_task(companion.run()) for companion in self._companions),
         ]
+        if metrics.enabled():
+            background.append(asyncio.create_task(self._measure_queue(), name="worker-queue-depth"))
         try:
             await self._take_jobs()
             await self._hand_back_running()
@@ -241,6 +245,18 @@ class SolveWorker:
                     item.lease_lost = True
                     item.cancel.set()
 
+    async def _measure_queue(self) -> None:
+        """The queue's depth by status, for the metrics, every QUEUE_DEPTH_INTERVAL_S."""
+        while True:
+            try:
+                # Privileged: the queue's jobs are the workers', not a user's rows.
+                async with self._db.privileged() as conn:
+                    metrics.queue_depth(await queue.depth(conn))
+            except Exception as exc:
+                if classify(exc) is None:
+                    log.exception("queue depth not measured")
+            await asyncio.sleep(QUEUE_DEPTH_INTERVAL_S)
+
     async def _sweep(self) -> None:
         """The second line behind start(): solves that nothing will finish are ended."""
         lease = self._lease
@@ -309,16 +325,20 @@ class SolveWorker:
                     reason=INTERRUPTED,
                     progress=None,
                 )
+                metrics.solve_ended("failed", None, None)
                 return "successful"
         if isinstance(started, NotStarted):
             return _not_started_status(solve, started)
         running.attempt = started.attempts
+        if started.attempts == 1:
+            metrics.solve_picked((datetime.now(UTC) - running.job.created).total_seconds())
         tracing.annotate({"routebook.solve.attempt": started.attempts})
         log.info("solving %s (attempt %d)", solve.solution_id, started.attempts)
         reporter = _ProgressReporter(self._db, solve, started.attempts, running.cancel)
         with tracing.detached():
             ticker = asyncio.create_task(reporter.tick(), name=f"progress-{solve.solution_id}")
         began_ns = time.time_ns()
+        solving_since = time.monotonic()
         try:
             outcome = await run_solve(
                 started.document,
@@ -337,6 +357,8 @@ class SolveWorker:
         if running.lease_lost:
             return None
         if await self._finish(solve, started, outcome):
+            iterations = outcome.payload["solver"]["iterations"] if outcome.payload is not None else None
+            metrics.solve_ended(outcome.status, time.monotonic() - solving_since, iterations)
             return _JOB_END[outcome.status]
         return await self._settle(running, started)
 

@@ -89,6 +89,7 @@ async def current_user(request: Request) -> Principal:
         raise ServiceUnavailable(
             "The identity provider's signing keys are unavailable; try again shortly.",
             headers={"Retry-After": "5"},
+            cause="identity_keys_unavailable",
         ) from None
     if from_cookie and claims.provider != COOKIE_PROVIDER:
         log.debug("token refused: a non-Clerk token in the Clerk session cookie")

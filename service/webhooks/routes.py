@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Request, Response
 
 from service import providers
+from service.core import metrics
 from service.core.db import Database
 from service.core.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unauthorized
 from service.core.notify import Listener
@@ -77,17 +78,29 @@ async def receive(
         # Fail closed, but as our fault (503), not the sender's: providers keep retrying, and
         # the deliveries go through once the secret is set.
         log.warning("webhook %s refused: its signing secret is not configured", provider)
-        raise ServiceUnavailable("This webhook receiver is not configured.", headers={"Retry-After": "60"})
+        metrics.webhook_delivery(receiver.name, "not_configured")
+        raise ServiceUnavailable(
+            "This webhook receiver is not configured.",
+            headers={"Retry-After": "60"},
+            cause="webhook_not_configured",
+        )
     try:
         event = receiver.read_webhook(request.headers, body, secret)
     except SignatureInvalid as exc:
         # The cause never contains the secret or the signature.
         log.debug("webhook %s refused: %s", provider, exc.cause)
+        metrics.webhook_delivery(receiver.name, "bad_signature")
         raise Unauthorized(_BAD_SIGNATURE) from None
     except MalformedPayload as exc:
+        metrics.webhook_delivery(receiver.name, "malformed")
         raise BadRequest(f"The webhook payload is not a usable event: {exc}") from None
 
-    outcome = await _apply(db, identity, event)
+    try:
+        outcome = await _apply(db, identity, event)
+    except AppError:
+        metrics.webhook_delivery(receiver.name, "unavailable")
+        raise
+    metrics.webhook_delivery(receiver.name, outcome.value)
     log.info("webhook %s %s: %s", provider, event.event_type, outcome.value)
     if outcome is Delivery.APPLIED:
         await _caught_up(listener)
@@ -118,4 +131,6 @@ async def _apply(db: Database, identity: IdentityService, event: UserEvent) -> D
         # A bug of ours, not the sender's: still a retryable 5xx rather than a 500, logged in full.
         # The transaction rolled back: nothing is half-applied, and the provider's retry is safe.
         log.exception("webhook %s %s not applied", event.provider, event.event_type)
-        raise ServiceUnavailable("The delivery could not be stored; retry later.") from None
+        raise ServiceUnavailable(
+            "The delivery could not be stored; retry later.", cause="webhook_not_applied"
+        ) from None

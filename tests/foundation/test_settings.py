@@ -99,3 +99,11 @@ def test_libpq_sslmode_from_a_hosting_provider_becomes_asyncpg_ssl() -> None:
     settings = build(database_url="postgres://app:pw@ep-cool.neon.tech/routebook?sslmode=require")
     assert settings.database_url == "postgresql+asyncpg://app:pw@ep-cool.neon.tech/routebook?ssl=require"
     assert asyncpg_connect_args(settings.database_url)["ssl"] == "require"  # the LISTEN connection too
+
+
+def test_metrics_are_off_by_default_and_never_on_the_api_port() -> None:
+    assert build().metrics_port is None
+    assert build(metrics_port="").metrics_port is None  # METRICS_PORT= in a .env file
+    assert build(port=8000, metrics_port=9100).metrics_host == "127.0.0.1"
+    with pytest.raises(ValidationError, match="METRICS_PORT must differ from PORT"):
+        build(port=9100, metrics_port=9100)
