@@ -8,7 +8,6 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -122,6 +121,8 @@ class RequestContextMiddleware:
 
 # Methods outside this set share one label: a client may send any token as its method.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
+REQUEST_METRICS_INTERVAL_S = 1.0
 
 
 def route_template(scope: Scope) -> str:
@@ -138,21 +139,26 @@ class MetricsMiddleware:
     """Counts each response by route template, method and status class, and times it.
 
     Installed only when metrics are on (`create_app`), so a process without them pays nothing here.
-    The labelled children are cached: prometheus-client's `labels()` costs more than the increment.
+    Requests are tallied in plain Python and handed to prometheus-client once a second (and when the
+    app shuts down): a scrape may be up to a second behind, a request costs a dictionary update.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         instruments = metrics.instruments()
         assert instruments is not None, "MetricsMiddleware without metrics.record()"
-        self._instruments = instruments
-        self._counters: dict[tuple[str, str, str], Any] = {}
-        self._timers: dict[tuple[str, str], Any] = {}
+        self._tally = metrics.RequestTally(instruments)
+        self._flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._flushing_at_shutdown(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_every_second(), name="request-metrics")
         started = time.perf_counter()
         status = 500  # an exception that escapes is answered 500 by Starlette's outermost handler
 
@@ -165,20 +171,29 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_watched)
         finally:
-            self._observe(scope, status, time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self._tally.add(
+                route_template(scope),
+                method,
+                _STATUS_CLASSES.get(status // 100, "other"),
+                time.perf_counter() - started,
+            )
 
-    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
-        method = scope["method"] if scope["method"] in _METHODS else "other"
-        route = route_template(scope)
-        key = (route, method, f"{status // 100}xx")
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = self._instruments.http_requests.labels(*key)
-        counter.inc()
-        timer = self._timers.get(key[:2])
-        if timer is None:
-            timer = self._timers[key[:2]] = self._instruments.http_duration.labels(route, method)
-        timer.observe(seconds)
+    async def _flush_every_second(self) -> None:
+        while True:
+            await asyncio.sleep(REQUEST_METRICS_INTERVAL_S)
+            self._tally.flush()
+
+    def _flushing_at_shutdown(self, send: Send) -> Send:
+        async def send_flushed(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                if self._flusher is not None:
+                    self._flusher.cancel()
+                    self._flusher = None
+                self._tally.flush()
+            await send(message)
+
+        return send_flushed
 
 
 class ShuttingDown(ServiceUnavailable):

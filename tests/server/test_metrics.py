@@ -115,6 +115,12 @@ async def test_one_scrape_counts_the_servers_requests_and_the_workers_solves_by_
 
         await eventually(solve_counted, timeout=30)
 
+    async def requests_counted() -> bool:
+        # Requests are handed to the metrics once a second: wait for the last one (an unmatched GET).
+        samples = await scrape(metrics_port)
+        return value(samples, "routebook_http_requests_total", route="unmatched", method="GET") == 2
+
+    await eventually(requests_counted, timeout=10)
     samples = await scrape(metrics_port)
     requests = [s for s in samples if s.name == "routebook_http_requests_total"]
     routes = {s.labels["route"] for s in requests}
