@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import signal
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -116,13 +117,35 @@ async def test_solves_queued_on_one_server_run_on_either_worker_and_stream_from_
             return str(created.json()["id"])
 
         quick = await scenario(copy.deepcopy(EXAMPLE_REQUEST))
-        solutions = []
-        for _ in range(2):  # two at once: one worker (slots=1) cannot take both
+
+        async def queue_quick() -> str:
             queued = await http.post(
                 a.url(f"{API}/scenarios/{quick}/solve"), json={"time_limit_s": 2}, headers=auth
             )
             assert queued.status_code == 202, queued.text
-            solutions.append(queued.json()["id"])
+            return str(queued.json()["id"])
+
+        def picked_by(solution: str) -> list[WorkerProcess]:
+            return [w for w in workers if solution in w.log()]
+
+        async def picked(solution: str) -> None:
+            async def logged() -> bool:
+                return bool(picked_by(solution))
+
+            await eventually(logged, timeout=60)
+
+        # Two solves, one on each worker (slots=1 each). The worker holding the first is frozen
+        # while the second is queued, so a loaded machine cannot let it finish the first and take
+        # the second too before the other worker looks: the second can only go to the other one.
+        solutions = [await queue_quick()]
+        await picked(solutions[0])
+        (holder,) = picked_by(solutions[0])
+        holder.signal(signal.SIGSTOP)
+        try:
+            solutions.append(await queue_quick())
+            await picked(solutions[1])
+        finally:
+            holder.signal(signal.SIGCONT)
         # Both streams open at once, while both solves run (2 s each), so each shows live progress.
         streams = await asyncio.gather(
             *(http.get(b.url(f"{API}/solutions/{s}/events"), headers=auth) for s in solutions)
