@@ -108,7 +108,7 @@ SYNTHETIC_STOPS = 1000
 CHECK_STOPS = 2000
 CHECK_LOAD = 4  # A's large solves in flight while B's small one is timed
 SMALL_STOPS = 5
-RC208 = ROOT / "tests" / "solving" / "data" / "RC208.vrp"
+RC208 = ROOT / "tests" / "kit" / "data" / "RC208.vrp"
 API = "/api/v1"
 
 TARGET_RATIO = 1.01
