@@ -10,7 +10,6 @@ import ipaddress
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -19,10 +18,12 @@ from service.core.db import Database
 from service.outbound.addresses import IPAddress, Resolver, system_resolver
 from service.outbound.dispatcher import Dispatcher
 from service.solver.example import EXAMPLE_REQUEST
-from tests.conftest import AppFactory, client_for
+from tests.conftest import AppFactory
 from tests.kit.receiver import Receiver, running_receiver
 from tests.kit.waiting import eventually
-from tests.planning.conftest import Caller, sign_in
+
+# The caller fixtures resolve `app` from the requesting test's own conftest.
+from tests.planning.conftest import Caller, alice, bob, http, sign_in  # noqa: F401
 from tests.solving.conftest import new_scenario, worker  # noqa: F401 (the shared solve worker fixture)
 
 EVENTS = ["solution.succeeded", "solution.failed", "solution.cancelled"]
@@ -42,22 +43,6 @@ async def app(app_factory: AppFactory) -> AsyncIterator[FastAPI]:
     """The app as development runs it: webhooks may go to loopback addresses and http://."""
     async with app_factory(outbound_webhook_allow_private=True) as application:
         yield application
-
-
-@pytest.fixture
-async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(app) as client:
-        yield client
-
-
-@pytest.fixture
-async def alice(app: FastAPI, http: httpx.AsyncClient) -> Caller:
-    return await sign_in(app, http, "alice")
-
-
-@pytest.fixture
-async def bob(app: FastAPI, http: httpx.AsyncClient) -> Caller:
-    return await sign_in(app, http, "bob")
 
 
 @pytest.fixture

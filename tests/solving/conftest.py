@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from fastapi import FastAPI
 
-from tests.conftest import client_for
 from tests.kit.server import RunningServer, running_server
 from tests.kit.waiting import eventually
 from tests.kit.worker import SharedWorker, WorkerProcess
-from tests.planning.conftest import Caller, sign_in
+
+# The caller fixtures resolve `app` from the requesting test's own conftest.
+from tests.planning.conftest import Caller, alice, bob, http, sign_in  # noqa: F401
 
 # --- solving through the API, with a real worker process ------------------------------------------
 
@@ -46,22 +46,6 @@ def parse_events(text: str) -> list[Event]:
                 Event(fields.get("event", "message"), fields.get("id"), orjson.loads(fields["data"]))
             )
     return events
-
-
-@pytest.fixture
-async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(app) as client:
-        yield client
-
-
-@pytest.fixture
-async def alice(app: FastAPI, http: httpx.AsyncClient) -> Caller:
-    return await sign_in(app, http, "alice")
-
-
-@pytest.fixture
-async def bob(app: FastAPI, http: httpx.AsyncClient) -> Caller:
-    return await sign_in(app, http, "bob")
 
 
 @pytest.fixture
@@ -128,7 +112,7 @@ def two_servers(
         yield a, b
 
 
-async def live_user(server: RunningServer, http: httpx.AsyncClient) -> dict[str, str]:
+async def live_user(server: RunningServer, http: httpx.AsyncClient) -> dict[str, str]:  # noqa: F811 (the http fixture)
     """The Authorization header of a new dev user, minted by `server` (loopback only)."""
     minted = await http.post(server.url("/dev/token"), json={"email": f"{uuid.uuid4().hex}@example.com"})
     assert minted.status_code == 200, minted.text
