@@ -18,6 +18,7 @@ transaction pooling breaks (tests/kit/wire.py). Without a pgbouncer binary those
 from __future__ import annotations
 
 import os
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -43,6 +44,9 @@ from tests.kit.wire import TransactionGuard, running_guard
 from tests.kit.worker import SharedWorker, WorkerProcess
 
 AppFactory = Callable[..., AbstractAsyncContextManager[FastAPI]]
+
+# The tests known to be slow start first (tests/kit/ordering.py).
+pytest_plugins = ["tests.kit.ordering"]
 
 # TEST_PGBOUNCER=1: through PgBouncer, skipped without a pgbouncer binary; =require: failed instead.
 _PGBOUNCER_MODE = os.environ.get("TEST_PGBOUNCER", "").strip().lower()
@@ -350,6 +354,11 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+# One TLS context for every test's outgoing client: building one loads the CA bundle (about 20 ms
+# of CPU, for each of several hundred tests); respx answers their requests anyway.
+_TLS = ssl.create_default_context()
+
+
 @pytest.fixture
 def router() -> Iterator[respx.MockRouter]:
     """Mocks every outgoing HTTP request; one without a route fails instead of going out."""
@@ -360,5 +369,5 @@ def router() -> Iterator[respx.MockRouter]:
 @pytest.fixture
 async def http(router: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
     """An outgoing client (JWKS, provider APIs) answered by `router`."""
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=_TLS) as client:
         yield client

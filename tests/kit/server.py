@@ -61,9 +61,9 @@ class RunningServer:
     def access(self, request_id: str) -> list[dict[str, Any]]:
         return [r for r in self.with_request_id(request_id) if r.get("logger") == "routebook.access"]
 
-    def healthy(self) -> bool:
+    def healthy(self, probe: httpx.Client) -> bool:
         try:
-            return httpx.get(self.url("/health"), timeout=2).status_code == 200
+            return probe.get(self.url("/health")).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -92,7 +92,14 @@ def running_server(
         )
     server = RunningServer(process, port, log_path)
     try:
-        until(lambda: process.poll() is not None or server.healthy(), timeout=STARTUP_SECONDS, every=0.1)
+        # One client for every probe: a new one loads the CA bundle each time (about 20 ms of CPU,
+        # a second or more over a start on a busy machine).
+        with httpx.Client(timeout=2) as probe:
+            until(
+                lambda: process.poll() is not None or server.healthy(probe),
+                timeout=STARTUP_SECONDS,
+                every=0.1,
+            )
         if process.poll() is not None:
             raise AssertionError(f"python -m service exited with {process.returncode}:\n{server.log_text()}")
         yield server

@@ -48,18 +48,20 @@ async def test_ctrl_c_on_make_run_stops_everything_without_a_traceback(
             start_new_session=True,
         )
     try:
+        async with httpx.AsyncClient(timeout=2) as probe:  # one client: each new one loads the CA bundle
 
-        async def up() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"make run exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                async with httpx.AsyncClient(timeout=2) as http:
-                    healthy = (await http.get(f"{base}/health")).status_code == 200
-            except httpx.HTTPError:
-                return False
-            return healthy and READY in log_path.read_text(errors="replace")
+            async def up() -> bool:
+                if process.poll() is not None:
+                    raise AssertionError(
+                        f"make run exited with {process.returncode}:\n{log_path.read_text()}"
+                    )
+                try:
+                    healthy = (await probe.get(f"{base}/health")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+                return healthy and READY in log_path.read_text(errors="replace")
 
-        await eventually(up, timeout=90)
+            await eventually(up, timeout=90)
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             minted = await http.post("/dev/token", json={"email": "ctrl-c@example.com"})
             auth = {"Authorization": f"Bearer {minted.json()['access_token']}"}
