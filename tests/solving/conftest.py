@@ -91,13 +91,23 @@ async def until_status(
 # --- the app as production runs it: `python -m service` processes, for tests of streams and logs ---
 
 
-@pytest.fixture(scope="module")
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses `two_servers` runs in one xdist group, so one test process starts the
+    pair once (a server start costs about 1.5 CPU seconds of imports) rather than each process
+    that drew one of those tests starting its own, and again after each other module's test."""
+    for item in items:
+        if "two_servers" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("two_servers"))
+
+
+@pytest.fixture(scope="session")
 def two_servers(
     migrated_url: str, data_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningServer, RunningServer]]:
     """Two `python -m service` processes on the test database (INFO logs as JSON, read by the tests),
-    for a whole module: its tests sign in as users of their own (`live_user`), so they never meet
-    another test's cached identity."""
+    for the whole run of the test process that runs their group: its tests sign in as users of
+    their own (`live_user`), so they never meet another test's cached identity."""
     env = {
         "ENVIRONMENT": "test",
         "DATABASE_URL": migrated_url,
