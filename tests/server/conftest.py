@@ -39,11 +39,23 @@ def serve(server_env: dict[str, str], tmp_path: Path) -> ServerFactory:
     return start
 
 
-@pytest.fixture(scope="module")
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses `shared_server` runs in one xdist group, so one test process starts it
+    once, rather than each process that drew one of those tests (again after another module's)."""
+    for item in items:
+        if "shared_server" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
+            "xdist_group"
+        ):
+            item.add_marker(pytest.mark.xdist_group("shared_server"))
+
+
+@pytest.fixture(scope="session")
 def shared_server(
     server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    """One server with default settings for a whole module (its tests only read its log by request id)."""
+    """One server with default settings for every test of its group (they only read its log by
+    request id)."""
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with running_server(server_env, log_path) as server:
         yield server

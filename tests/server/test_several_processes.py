@@ -32,11 +32,17 @@ def clerk() -> MockProvider:
     return MockProvider.clerk()
 
 
-@pytest.fixture
+# Both tests on one test process, one after the other, so they share one pair of servers (a start
+# is about 1.5 CPU seconds of imports each); each test signs in as users of its own.
+pytestmark = pytest.mark.xdist_group("several_processes")
+
+
+@pytest.fixture(scope="module")
 def servers(
-    server_env: dict[str, str], clerk: MockProvider, tmp_path: Path
+    server_env: dict[str, str], clerk: MockProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningServer, RunningServer]]:
     # Clerk with its PEM key (networkless: a subprocess cannot be answered by respx), beside dev.
+    tmp_path = tmp_path_factory.mktemp("servers")
     env = {
         **server_env,
         "AUTH_PROVIDERS": "dev,clerk",
