@@ -22,7 +22,7 @@ from service.core.notify import Listener
 from service.core.openapi import NO_VALIDATION_ERRORS, problem_responses
 from service.deps import AppSettings, Db, Identity, Notifications, WebhookJanitor
 from service.providers.base import Provider
-from service.providers.events import MalformedPayload, UserEvent
+from service.providers.events import MalformedPayload, ProviderEvent, UserEvent
 from service.providers.webhook_auth import SignatureInvalid
 from service.users.identity import IdentityService
 from service.webhooks.ledger import Delivery, apply_delivery
@@ -122,7 +122,10 @@ async def _caught_up(listener: Listener) -> None:
         )
 
 
-async def _apply(db: Database, identity: IdentityService, event: UserEvent) -> Delivery:
+async def _apply(db: Database, identity: IdentityService, event: ProviderEvent) -> Delivery:
+    if not isinstance(event, UserEvent):
+        # Organisation and membership events are parsed, and applied once workspaces exist.
+        return Delivery.IGNORED
     try:
         return await apply_delivery(db, identity, event)
     except AppError:
