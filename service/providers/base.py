@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import httpx
-from pydantic import AfterValidator, BeforeValidator, SecretStr
+from pydantic import BeforeValidator, SecretStr
 from pydantic_settings import NoDecode
 
 from service.auth.keys import KeySource
@@ -33,46 +33,6 @@ def split_commas(value: Any) -> Any:
 
 # A comma-separated environment variable read as a list (NoDecode: not parsed as JSON first).
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
-
-
-# A member's role in a workspace, as the provider's organisation roles map onto it.
-WORKSPACE_ROLES = ("admin", "member", "viewer")
-# Whatever a map does not name — a custom provider role, or none at all — reads only.
-UNMAPPED_ORG_ROLE = "viewer"
-
-
-def split_role_map(value: Any) -> Any:
-    """`admin=admin,member=member,billing=viewer` → {provider role: workspace role}."""
-    if not isinstance(value, str):
-        return value
-    mapping: dict[str, str] = {}
-    for part in value.split(","):
-        if not part.strip():
-            continue
-        provider_role, sep, workspace_role = part.partition("=")
-        if not sep or not provider_role.strip():
-            raise ValueError(f"{part.strip()!r} is not provider_role=workspace_role")
-        mapping[provider_role.strip()] = workspace_role.strip()
-    return mapping
-
-
-def _workspace_roles_only(mapping: dict[str, str]) -> dict[str, str]:
-    wrong = sorted({role for role in mapping.values() if role not in WORKSPACE_ROLES})
-    if wrong:
-        raise ValueError(f"workspace roles are {', '.join(WORKSPACE_ROLES)}, not {', '.join(wrong)}")
-    return mapping
-
-
-# A `<PROVIDER>_ORG_ROLE_MAP` environment variable: the provider's organisation roles → workspace roles.
-OrgRoleMap = Annotated[
-    dict[str, str], NoDecode, BeforeValidator(split_role_map), AfterValidator(_workspace_roles_only)
-]
-DEFAULT_ORG_ROLE_MAP = {"admin": "admin", "member": "member"}
-
-
-def map_org_role(role: str | None, mapping: Mapping[str, str]) -> str:
-    """The workspace role a provider's organisation role grants; unmapped or absent → viewer."""
-    return UNMAPPED_ORG_ROLE if role is None else mapping.get(role, UNMAPPED_ORG_ROLE)
 
 
 def configured(secret: SecretStr | None) -> str | None:
@@ -114,10 +74,6 @@ class Provider(Generic[S]):
     def webhook_secret(self, settings: S) -> str | None:
         """The receiver's signing secret, or None when the provider has no (configured) receiver."""
         return None
-
-    def org_role_map(self, settings: S) -> Mapping[str, str]:
-        """The provider's organisation roles → workspace roles (`<PROVIDER>_ORG_ROLE_MAP`)."""
-        return DEFAULT_ORG_ROLE_MAP
 
     def read_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> ProviderEvent:
         """Verify the raw body (SignatureInvalid → 401) and parse it (MalformedPayload → 400)."""

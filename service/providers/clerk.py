@@ -20,14 +20,7 @@ from service.auth.keys import KeySource, StaticKeys
 from service.auth.profile import ClaimCheck, ProviderProfile
 from service.providers import fields
 from service.providers.api import PAGE_SIZE, PagingGuard, api_key, fetch_one, get_json, users_from
-from service.providers.base import (
-    DEFAULT_ORG_ROLE_MAP,
-    CommaList,
-    KeyContext,
-    OrgRoleMap,
-    Provider,
-    configured,
-)
+from service.providers.base import CommaList, KeyContext, Provider, configured
 from service.providers.events import (
     MembershipEvent,
     OrganizationEvent,
@@ -58,8 +51,6 @@ class ClerkSettings(BaseSettings):
     clerk_secret_key: SecretStr | None = None
     clerk_api_url: str = "https://api.clerk.com"
     clerk_roles_claims: CommaList | None = None
-    # Roles as v2 tokens write them ("admin"); a v1 "org:admin" key means the same role.
-    clerk_org_role_map: OrgRoleMap = DEFAULT_ORG_ROLE_MAP
 
 
 def _checks(authorized_parties: Sequence[str]) -> tuple[ClaimCheck, ...]:
@@ -279,9 +270,6 @@ class Clerk(Provider[ClerkSettings]):
             session_paths=("sid",),
             checks=_checks(settings.clerk_authorized_parties),
         )
-
-    def org_role_map(self, settings: ClerkSettings) -> Mapping[str, str]:
-        return {key.removeprefix(ORG_ROLE_PREFIX): role for key, role in settings.clerk_org_role_map.items()}
 
     def webhook_secret(self, settings: ClerkSettings) -> str | None:
         return configured(settings.clerk_webhook_secret)

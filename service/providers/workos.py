@@ -33,14 +33,7 @@ from service.providers.api import (
     get_json,
     users_from,
 )
-from service.providers.base import (
-    DEFAULT_ORG_ROLE_MAP,
-    CommaList,
-    KeyContext,
-    OrgRoleMap,
-    Provider,
-    configured,
-)
+from service.providers.base import CommaList, KeyContext, Provider, configured
 from service.providers.events import (
     MembershipEvent,
     OrganizationEvent,
@@ -74,8 +67,6 @@ class WorkOSSettings(BaseSettings):
     workos_api_url: str = "https://api.workos.com"
     # No default: WorkOS's `role`/`roles` are the organisation membership's, not global roles.
     workos_roles_claims: CommaList | None = None
-    # Role slugs as WorkOS names them (`role.slug`, the token's `role`).
-    workos_org_role_map: OrgRoleMap = DEFAULT_ORG_ROLE_MAP
 
     @property
     def workos_issuers(self) -> list[str]:
@@ -292,9 +283,6 @@ class WorkOS(Provider[WorkOSSettings]):
             org_permission_paths=("permissions",),
             session_paths=("sid",),
         )
-
-    def org_role_map(self, settings: WorkOSSettings) -> Mapping[str, str]:
-        return settings.workos_org_role_map
 
     def webhook_secret(self, settings: WorkOSSettings) -> str | None:
         return configured(settings.workos_webhook_secret)
