@@ -3,7 +3,8 @@
 Both servers run under uvicorn (one worker, uvloop, httptools), each in its own process, on the same
 database for the same user. The twin runs the SAME transaction as the API, with nothing else:
 
-  BEGIN; SELECT set_config('app.user_id', $1, true), set_config('role', 'routebook_app', true);
+  BEGIN; SELECT set_config('app.user_id', $1, true), set_config('app.workspace_id', $1, true),
+  set_config('role', 'routebook_app', true);
   <the query>; COMMIT;   then orjson of the rows.
 
   list   GET /api/v1/sessions/{id}/scenarios?limit=20 of a session with SCENARIOS small scenarios;
@@ -76,18 +77,21 @@ API = "/api/v1"
 
 # -- the bare twin: uvicorn imports this factory in its own process -------------------------------
 
-_SCOPE = "SELECT set_config('app.user_id', $1, true), set_config('role', 'routebook_app', true)"
+_SCOPE = (
+    "SELECT set_config('app.user_id', $1, true), set_config('app.workspace_id', $1, true), "
+    "set_config('role', 'routebook_app', true)"
+)
 # The API's summary columns (ScenarioRecord), written out in each statement.
 _LIST = (
     "SELECT id, session_id, name, version, created_at, updated_at FROM scenarios "
-    "WHERE user_id = $1 AND session_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3"
+    "WHERE workspace_id = $1 AND session_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3"
 )
 _GET = (
     "SELECT id, session_id, name, version, created_at, updated_at, "
-    "COALESCE(request, original_request)::text AS document FROM scenarios WHERE user_id = $1 AND id = $2"
+    "COALESCE(request, original_request)::text AS document FROM scenarios WHERE workspace_id = $1 AND id = $2"
 )
 _PATCH = (
-    "UPDATE scenarios SET name = $3, version = version + 1, updated_at = now() WHERE user_id = $1 AND id = $2 "
+    "UPDATE scenarios SET name = $3, version = version + 1, updated_at = now() WHERE workspace_id = $1 AND id = $2 "
     "RETURNING id, session_id, name, version, created_at, updated_at"
 )
 
