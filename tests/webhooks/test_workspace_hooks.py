@@ -16,8 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin
-from tests.webhooks.conftest import CLERK, WORKOS, clerk_signed, ledger_count, workos_signed
+from tests.webhooks.conftest import CLERK, WEBHOOK_SETTINGS, WORKOS, clerk_signed, ledger_count, workos_signed
 from tests.webhooks.test_handlers import post
 
 T1, T2, T3 = 1_700_000_000_000, 1_700_000_100_000, 1_700_000_200_000
@@ -244,10 +245,7 @@ async def test_workos_membership_lifecycle(hooks: httpx.AsyncClient, clean_db: S
     assert await role_in(clean_db, "workos", W_ORG, W_USER) is None
 
 
-async def test_role_map_setting_is_applied(app_factory: Any, clean_db: SqlAdmin) -> None:
-    from tests.conftest import client_for
-    from tests.webhooks.conftest import WEBHOOK_SETTINGS
-
+async def test_role_map_setting_is_applied(app_factory: AppFactory, clean_db: SqlAdmin) -> None:
     settings = {**WEBHOOK_SETTINGS, "clerk_org_role_map": "admin=admin,member=viewer,billing_manager=member"}
     async with app_factory(**settings) as app, client_for(app) as client:
         for subject, role in (
