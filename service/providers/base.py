@@ -19,7 +19,7 @@ from pydantic_settings import NoDecode
 from service.auth.keys import KeySource
 from service.auth.profile import ProviderProfile
 from service.providers.api import UserDirectory
-from service.providers.events import UserEvent
+from service.providers.events import ProviderEvent
 
 # Provider names are open-ended (the registry holds them); this alias is the one spelling.
 ProviderName = str
@@ -99,7 +99,7 @@ class Provider(Generic[S]):
         """The receiver's signing secret, or None when the provider has no (configured) receiver."""
         return None
 
-    def read_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> UserEvent:
+    def read_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> ProviderEvent:
         """Verify the raw body (SignatureInvalid → 401) and parse it (MalformedPayload → 400)."""
         raise NotImplementedError(f"{self.name} has no webhook receiver")
 
