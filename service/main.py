@@ -32,7 +32,7 @@ from service.core.tracing import TracingMiddleware, configure_from_env
 from service.dev.routes import mount_playground
 from service.dev.routes import router as dev_router
 from service.outbound.addresses import TargetPolicy
-from service.outbound.repository import erase_owner_endpoints
+from service.outbound.repository import erase_owner_endpoints, erase_workspace_endpoints
 from service.outbound.routes import router as outbound_router
 from service.planning.repository import erase_owner, erase_workspace
 from service.planning.routes import router as planning_router
@@ -124,8 +124,11 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 IDENTITY_CHANNEL, identity.announced, on_live=identity.go_live, on_lost=identity.go_blind
             )
         )
-        # A deleted organisation's solves stop, then everything planned in its workspace goes.
-        workspaces = WorkspaceAccess(db, erasers=(cancel_workspace_solves, erase_workspace))
+        # A deleted organisation's webhook endpoints go first (no solve's end is reported to them
+        # again), then its solves stop, then everything planned in its workspace goes.
+        workspaces = WorkspaceAccess(
+            db, erasers=(erase_workspace_endpoints, cancel_workspace_solves, erase_workspace)
+        )
         listener.subscribe(
             Subscription(
                 MEMBERSHIP_CHANNEL,

@@ -27,7 +27,7 @@ from service.core.errors import Conflict, NotFound, PreconditionFailed
 from service.core.pagination import Cursor
 from service.core.repository import AS_BYTES, CREATED_BY, MEMBER, WorkspaceRepository, columns
 from service.outbound.events import solution_body, solution_event
-from service.outbound.repository import OutboundRepository
+from service.outbound.repository import DeliveryRepository
 from service.solver.outcome import (
     ACTIVE_STATUSES,
     CANCELLED_EARLY,
@@ -499,9 +499,9 @@ class SolutionRepository(WorkspaceRepository):
             status=status,
             distance=distance,
         )
-        # Outbound endpoints are per user: the member whose transaction ends the solve (the worker runs
-        # as the member who queued it) is told.
-        await OutboundRepository(self._conn, owner=self._user).enqueue(event, solution_id, body)
+        # Outbound endpoints are the workspace's: whoever's transaction ends the solve (the worker, a
+        # member cancelling), the solution's workspace is told.
+        await DeliveryRepository(self._conn, workspace=self.workspace).enqueue(event, solution_id, body)
 
     async def requeue(self, solution_id: uuid.UUID, attempt: int) -> bool:
         """Back to pending (a worker shutting down hands run `attempt` back to the queue); False when
