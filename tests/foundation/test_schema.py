@@ -296,3 +296,106 @@ async def test_downgrading_0012_gives_an_organisations_rows_to_their_sessions_cr
     await clean_db.engine.dispose()
     await asyncio.to_thread(upgrade, migrated_url)
     assert await count(clean_db, "solutions", alice, workspace_id=alice) == 1
+
+
+async def _outbound_rows(
+    session: AsyncSession, owner_column: str, owner: uuid.UUID, creator: uuid.UUID
+) -> None:
+    """An endpoint (created by `creator`), a delivery of it and an attempt at it, owned by `owner`
+    through `owner_column` (`user_id` before 0014, `workspace_id` since)."""
+    endpoint, delivery = new_id(), new_id()
+    creator_column = "" if owner_column == "user_id" else ", user_id"
+    creator_value = "" if owner_column == "user_id" else ", :creator"
+    await session.execute(
+        text(
+            f"INSERT INTO webhook_endpoints (id, {owner_column}{creator_column}, url, events, secret) "
+            f"VALUES (:id, :owner{creator_value}, 'https://example.com/h', ARRAY['solution.failed'], 'whsec_x')"
+        ),
+        {"id": endpoint, "owner": owner, "creator": creator},
+    )
+    await session.execute(
+        text(
+            f"INSERT INTO webhook_deliveries (id, {owner_column}, endpoint_id, event_type, solution_id, body, "
+            "status, retry_until) VALUES (:id, :owner, :endpoint, 'solution.failed', gen_random_uuid(), '{}', "
+            "'failed', now())"
+        ),
+        {"id": delivery, "owner": owner, "endpoint": endpoint},
+    )
+    await session.execute(
+        text(
+            f"INSERT INTO webhook_attempts (id, {owner_column}, delivery_id, attempted_at, status_code, duration_ms) "
+            "VALUES (gen_random_uuid(), :owner, :delivery, now(), 500, 3)"
+        ),
+        {"owner": owner, "delivery": delivery},
+    )
+
+
+async def _outbound_owners(db: SqlAdmin, column: str, scope: dict[str, str]) -> list[set[Any]]:
+    async with db.transaction() as session:
+        for name, value in scope.items():
+            await session.execute(text(f"SELECT set_config('{name}', :v, true)"), {"v": value})
+        return [
+            set((await session.execute(text(f"SELECT {column} FROM {table}"))).scalars())
+            for table in ("webhook_endpoints", "webhook_deliveries", "webhook_attempts")
+        ]
+
+
+async def test_migration_0014_moves_outbound_rows_to_their_owners_personal_workspace_and_back(
+    clean_db: SqlAdmin, migrated_url: str, shared_worker: SharedWorker, app_factory: AppFactory
+) -> None:
+    """Today's (0012) per-user endpoints, deliveries and attempts land in their owner's personal
+    workspace, served by the API there; downgraded, an endpoint bob registered in an organisation
+    goes back to bob with its deliveries and attempts, and upgrading again puts it in his personal
+    workspace."""
+    await shared_worker.close()  # the tables change under it (see the round trip above)
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(downgrade, migrated_url, "0012")
+    owners = [await insert_user(clean_db, f"old-{n}") for n in range(2)]
+    for owner in owners:
+        async with clean_db.transaction() as session:
+            await session.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": str(owner)})
+            await _outbound_rows(session, "user_id", owner, owner)
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(upgrade, migrated_url)
+    # (Policies aside: the login role may be a superuser, which row-level security does not bind.)
+    scope = {"app.workspace_id": str(owners[0])}
+    assert await _outbound_owners(clean_db, "workspace_id", scope) == [set(owners)] * 3
+    async with clean_db.transaction() as session:
+        moved = await session.execute(
+            text("SELECT count(*) FROM webhook_endpoints WHERE workspace_id <> user_id")
+        )
+    assert moved.scalar_one() == 0
+    async with app_factory() as app, client_for(app) as client:
+        for n, owner in enumerate(owners):
+            token = app_state(app).dev_issuer.mint(subject=f"old-{n}", email=None)
+            auth = {"Authorization": f"Bearer {token}"}
+            [endpoint] = (await client.get("/api/v1/webhook-endpoints", headers=auth)).json()["items"]
+            assert endpoint["created_by"] == str(owner)
+            listed = await client.get(f"/api/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=auth)
+            [delivery] = listed.json()["items"]
+            assert [attempt["status_code"] for attempt in delivery["attempts"]] == [500]
+
+    bob = owners[1]
+    org = new_id()
+    async with clean_db.transaction() as session:
+        await session.execute(
+            text("INSERT INTO workspaces (id, kind, name) VALUES (:id, 'organization', 'Acme')"), {"id": org}
+        )
+        await scope_rls_to(session, bob, org)
+        await _outbound_rows(session, "workspace_id", org, bob)
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(downgrade, migrated_url, "0012")
+    assert await _outbound_owners(clean_db, "user_id", {"app.user_id": str(bob)}) == [set(owners)] * 3
+    async with clean_db.transaction() as session:
+        await session.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": str(bob)})
+        bobs = [
+            (
+                await session.execute(text(f"SELECT count(*) FROM {table} WHERE user_id = :u"), {"u": bob})
+            ).scalar_one()
+            for table in ("webhook_endpoints", "webhook_deliveries", "webhook_attempts")
+        ]
+    assert bobs == [2, 2, 2]  # his own rows and the organisation's
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(upgrade, migrated_url)
+    scope = {"app.workspace_id": str(bob)}
+    assert await _outbound_owners(clean_db, "workspace_id", scope) == [set(owners)] * 3

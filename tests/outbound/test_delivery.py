@@ -328,9 +328,7 @@ async def test_a_url_httpx_refuses_is_recorded_and_retried_until_retry_until(
     rather than the delivery being tried again forever, unrecorded, as its claim lapses."""
     async with service_db.as_user(alice.user_id) as conn:
         outbound = OutboundRepository(conn, workspace=alice.user_id, user=alice.user_id)
-        endpoint = await outbound.create_endpoint(
-            "http://\u2603.test:9/", EVENTS, new_secret(), limit=20
-        )
+        endpoint = await outbound.create_endpoint("http://\u2603.test:9/", EVENTS, new_secret(), limit=20)
     await cancelled_solve(alice)
     async with dispatching(dispatcher_settings, service_db, resolving_to("127.0.0.1")):
         retried = await until_attempted(alice, str(endpoint.id), 2)
