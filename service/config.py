@@ -116,7 +116,7 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     # A failed delivery is retried after a random delay of up to this · 2^(attempts − 1) seconds,
     # for a day after its event.
     outbound_webhook_retry_base_s: float = Field(5, gt=0)
-    # Endpoints one owner may register (each event is sent to every one of them).
+    # Endpoints one workspace may have (each event is sent to every one of them).
     outbound_webhook_max_endpoints: int = Field(20, ge=1)
 
     log_level: str = "INFO"
