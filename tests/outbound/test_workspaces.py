@@ -230,3 +230,26 @@ async def test_a_deleted_organisations_endpoints_and_deliveries_are_erased(
     # Her personal workspace's endpoint and its delivery are hers still.
     assert await count("webhook_endpoints", alice.user_id) == 1
     assert len(await deliveries(alice, own["id"])) == 1
+
+
+async def test_a_deleted_users_personal_endpoints_go_and_those_they_registered_for_an_organisation_stay(
+    app: FastAPI, alice: Caller, bob: Caller, receiver: Receiver, clean_db: SqlAdmin
+) -> None:
+    workspace, _ = await organisation(app, [(alice, Role.ADMIN), (bob, Role.MEMBER)])
+    in_alice = acting_in(alice, workspace)
+    shared = await register(acting_in(bob, workspace), receiver.url("/shared"))
+    await register(bob, receiver.url("/own"))
+    async with app_state(app).db.privileged() as conn:
+        await app_state(app).identity.tombstone(conn, "dev", "user-bob")
+    async with clean_db.transaction() as session:
+        await session.execute(
+            text("SELECT set_config('app.workspace_id', :w, true)"), {"w": str(bob.user_id)}
+        )
+        own = await session.execute(
+            text("SELECT count(*) FROM webhook_endpoints WHERE workspace_id = :w"), {"w": bob.user_id}
+        )
+        assert own.scalar_one() == 0
+    # The organisation's endpoint is the organisation's: still listed, still sent to.
+    assert await endpoint_ids(in_alice) == [shared["id"]]
+    await cancelled_solve(in_alice)
+    assert len(await deliveries(in_alice, shared["id"])) == 1
