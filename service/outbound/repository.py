@@ -249,6 +249,10 @@ class DeliveryRepository(OwnedRepository):
     OWNER_COLUMN = "workspace_id"
 
     def __init__(self, conn: Connection, *, workspace: uuid.UUID) -> None:
+        if not isinstance(workspace, uuid.UUID):
+            raise TypeError(
+                "a DeliveryRepository is bound to its workspace: workspace must be a workspace id"
+            )
         super().__init__(conn, owner=workspace)
 
     async def enqueue(self, event: EventType, solution_id: uuid.UUID, body: str) -> None:

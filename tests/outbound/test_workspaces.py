@@ -8,12 +8,18 @@ import copy
 import uuid
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
+from service.core.db import Database
+from service.core.errors import NotFound
 from service.deps import app_state
+from service.outbound.events import EventType
+from service.outbound.repository import DeliveryRepository, OutboundRepository
+from service.outbound.routes import new_secret
 from service.solver.example import EXAMPLE_REQUEST
 from service.workspaces import store
 from service.workspaces.models import Role
@@ -253,3 +259,43 @@ async def test_a_deleted_users_personal_endpoints_go_and_those_they_registered_f
     assert await endpoint_ids(in_alice) == [shared["id"]]
     await cancelled_solve(in_alice)
     assert len(await deliveries(in_alice, shared["id"])) == 1
+
+
+async def test_row_level_security_holds_beneath_the_routes(
+    app: FastAPI, alice: Caller, bob: Caller, receiver: Receiver, service_db: Database
+) -> None:
+    """Should a route forget its check, the policies still refuse: a viewer's insert or update is
+    refused, and an outsider naming the workspace sees and changes nothing."""
+    dave = await sign_in(app, alice.http, "dave")
+    workspace, _ = await organisation(app, [(alice, Role.ADMIN), (dave, Role.VIEWER)])
+    endpoint = await register(acting_in(alice, workspace), receiver.url())
+    endpoint_id = uuid.UUID(endpoint["id"])
+
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with service_db.as_member(workspace, dave.user_id) as conn:
+            await OutboundRepository(conn, workspace=workspace, user=dave.user_id).create_endpoint(
+                receiver.url("/dave"), EVENTS, new_secret(), limit=20
+            )
+    for caller in (dave, bob):
+        async with service_db.as_member(workspace, caller.user_id) as conn:
+            repo = OutboundRepository(conn, workspace=workspace, user=caller.user_id)
+            with pytest.raises(NotFound):
+                await repo.rotate_secret(endpoint_id, new_secret())
+            with pytest.raises(NotFound):
+                await repo.delete_endpoint(endpoint_id)
+    async with service_db.as_member(workspace, bob.user_id) as conn:
+        repo = OutboundRepository(conn, workspace=workspace, user=bob.user_id)
+        assert await repo.list_endpoints(20, None) == []
+        # Nor does an outsider queue deliveries to the workspace's endpoints: he sees none of them.
+        await DeliveryRepository(conn, workspace=workspace).enqueue(
+            EventType.SOLUTION_FAILED, uuid.uuid4(), "{}"
+        )
+    # A viewer sees them, but may not queue one.
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with service_db.as_member(workspace, dave.user_id) as conn:
+            await DeliveryRepository(conn, workspace=workspace).enqueue(
+                EventType.SOLUTION_FAILED, uuid.uuid4(), "{}"
+            )
+    [kept] = (await acting_in(alice, workspace).call("GET", "/webhook-endpoints")).json()["items"]
+    assert kept["updated_at"] == endpoint["updated_at"]
+    assert await deliveries(acting_in(alice, workspace), endpoint["id"]) == []
