@@ -49,6 +49,7 @@ from service.users.routes import router as users_router
 from service.users.store import IDENTITY_CHANNEL
 from service.webhooks.ledger import LedgerJanitor
 from service.webhooks.routes import router as webhooks_router
+from service.workspaces.members import router as workspace_members_router
 
 log = logging.getLogger("routebook")
 
@@ -221,6 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount(app, solving_router)
     mount(app, webhooks_router)
     mount(app, outbound_router)
+    mount(app, workspace_members_router)
     if "dev" in settings.auth_providers:
         mount(app, dev_router)
         mount_playground(app)
