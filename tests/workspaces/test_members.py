@@ -180,6 +180,24 @@ async def test_unknown_or_deleted_users_and_non_members_are_404(
     assert await memberships(clean_db, workspace) == {alice.user_id: "admin"}
 
 
+async def test_a_deleted_workspace_answers_404_to_its_own_admin(
+    alice: Caller,  # noqa: F811
+    bob: Caller,  # noqa: F811
+    clean_db: SqlAdmin,
+) -> None:
+    workspace = await create(alice)
+    assert (await put_role(alice, workspace, bob.user_id, "member")).status_code == 200
+    async with clean_db.transaction() as session:
+        await session.execute(
+            text("UPDATE workspaces SET deleted_at = now() WHERE id = :w"), {"w": uuid.UUID(workspace)}
+        )
+    before = await memberships(clean_db, workspace)
+    assert_problem(await alice.call("GET", f"/workspaces/{workspace}/members"), 404)
+    assert_problem(await put_role(alice, workspace, bob.user_id, "admin"), 404)
+    assert_problem(await alice.call("DELETE", f"/workspaces/{workspace}/members/{bob.user_id}"), 404)
+    assert await memberships(clean_db, workspace) == before
+
+
 @pytest.mark.parametrize(
     ("body", "pointer"),
     [
