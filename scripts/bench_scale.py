@@ -343,7 +343,11 @@ async def explain_requests(target: Target) -> dict[str, list[tuple[str, list[str
             with contextlib.suppress(_Rollback):
                 async with db.as_user(seeded.user_id) as conn:
                     explaining = _Explaining(conn)
-                    await call(PlanningRepository(cast(Connection, explaining), owner=seeded.user_id))
+                    await call(
+                        PlanningRepository(
+                            cast(Connection, explaining), workspace=seeded.user_id, user=seeded.user_id
+                        )
+                    )
                     raise _Rollback
             assert explaining is not None
             plans[operation] = explaining.plans

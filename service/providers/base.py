@@ -35,6 +35,30 @@ def split_commas(value: Any) -> Any:
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
 
 
+WORKSPACE_ROLES = frozenset({"admin", "member", "viewer"})
+DEFAULT_ORG_ROLE_MAP = {"admin": "admin", "member": "member"}
+
+
+def split_role_map(value: Any) -> Any:
+    """`admin=admin,member=member` → {provider role: workspace role}; a workspace role must be one of
+    admin, member, viewer (a provider role the map does not name becomes viewer)."""
+    if not isinstance(value, str):
+        return value
+    mapping: dict[str, str] = {}
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        provider_role, sep, role = (side.strip() for side in part.partition("="))
+        if not sep or not provider_role or role not in WORKSPACE_ROLES:
+            raise ValueError(f"expected provider_role=admin|member|viewer, comma-separated; got {part!r}")
+        mapping[provider_role] = role
+    return mapping
+
+
+# `<PROVIDER>_ORG_ROLE_MAP`: an organisation role in a token or webhook → a workspace role.
+RoleMap = Annotated[dict[str, str], NoDecode, BeforeValidator(split_role_map)]
+
+
 def configured(secret: SecretStr | None) -> str | None:
     """A secret setting's value, or None when unset or blank."""
     value = secret.get_secret_value().strip() if secret is not None else ""

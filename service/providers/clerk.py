@@ -12,14 +12,14 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
 from service.auth.keys import KeySource, StaticKeys
 from service.auth.profile import ClaimCheck, ProviderProfile
 from service.providers import fields
 from service.providers.api import PAGE_SIZE, PagingGuard, api_key, fetch_one, get_json, users_from
-from service.providers.base import CommaList, KeyContext, Provider, configured
+from service.providers.base import DEFAULT_ORG_ROLE_MAP, CommaList, KeyContext, Provider, RoleMap, configured
 from service.providers.events import ProviderUser, UserEvent, bare_event, upsert_event
 from service.providers.webhook_auth import lowered, split_secrets, verification, verify_standard_webhooks
 
@@ -40,6 +40,7 @@ class ClerkSettings(BaseSettings):
     clerk_secret_key: SecretStr | None = None
     clerk_api_url: str = "https://api.clerk.com"
     clerk_roles_claims: CommaList | None = None
+    clerk_org_role_map: RoleMap = Field(default_factory=lambda: dict(DEFAULT_ORG_ROLE_MAP))
 
 
 def _checks(authorized_parties: Sequence[str]) -> tuple[ClaimCheck, ...]:

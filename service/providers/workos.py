@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
 from service.auth.profile import ProviderProfile
@@ -29,7 +29,7 @@ from service.providers.api import (
     get_json,
     users_from,
 )
-from service.providers.base import CommaList, KeyContext, Provider, configured
+from service.providers.base import DEFAULT_ORG_ROLE_MAP, CommaList, KeyContext, Provider, RoleMap, configured
 from service.providers.events import ProviderUser, UserEvent, bare_event, upsert_event
 from service.providers.webhook_auth import SignatureInvalid, verification
 
@@ -49,6 +49,7 @@ class WorkOSSettings(BaseSettings):
     workos_api_url: str = "https://api.workos.com"
     # No default: WorkOS's `role`/`roles` are the organisation membership's, not global roles.
     workos_roles_claims: CommaList | None = None
+    workos_org_role_map: RoleMap = Field(default_factory=lambda: dict(DEFAULT_ORG_ROLE_MAP))
 
     @property
     def workos_issuers(self) -> list[str]:

@@ -44,20 +44,22 @@ async def insert_tree(db: SqlAdmin, user_id: uuid.UUID) -> dict[str, uuid.UUID]:
     ids = {"session": new_id(), "scenario": new_id(), "solution": new_id()}
     async with as_owner(db, user_id) as session:
         await session.execute(
-            text("INSERT INTO sessions (id, user_id, name) VALUES (:id, :user_id, 's')"),
+            text(
+                "INSERT INTO sessions (id, workspace_id, user_id, name) VALUES (:id, :user_id, :user_id, 's')"
+            ),
             {"id": ids["session"], "user_id": user_id},
         )
         await session.execute(
             text(
-                "INSERT INTO scenarios (id, user_id, session_id, name, request, original_request) "
-                "VALUES (:id, :user_id, :session_id, 'c', '{\"stops\": []}', '{\"stops\": []}')"
+                "INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, request, original_request) "
+                "VALUES (:id, :user_id, :user_id, :session_id, 'c', '{\"stops\": []}', '{\"stops\": []}')"
             ),
             {"id": ids["scenario"], "user_id": user_id, "session_id": ids["session"]},
         )
         await session.execute(
             text(
-                "INSERT INTO solutions (id, user_id, scenario_id, status) "
-                "VALUES (:id, :user_id, :scenario_id, 'pending')"
+                "INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status) "
+                "VALUES (:id, :user_id, :user_id, :scenario_id, 'pending')"
             ),
             {"id": ids["solution"], "user_id": user_id, "scenario_id": ids["scenario"]},
         )
@@ -120,30 +122,30 @@ async def test_models_and_migrations_do_not_drift(migrated_url: str) -> None:
         pytest.fail(f"models and migrations differ: {exc}")
 
 
-async def test_scenario_owner_must_match_its_session_owner(clean_db: SqlAdmin) -> None:
+async def test_scenario_workspace_must_match_its_session_workspace(clean_db: SqlAdmin) -> None:
     alice, bob = await insert_user(clean_db), await insert_user(clean_db)
     tree = await insert_tree(clean_db, alice)
     with pytest.raises(IntegrityError):
         async with as_owner(clean_db, bob) as session:
             await session.execute(
                 text(
-                    "INSERT INTO scenarios (id, user_id, session_id, name, request, original_request) "
-                    "VALUES (:id, :user_id, :session_id, 'x', '{}', '{}')"
+                    "INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, request, original_request) "
+                    "VALUES (:id, :user_id, :user_id, :session_id, 'x', '{}', '{}')"
                 ),
                 {"id": new_id(), "user_id": bob, "session_id": tree["session"]},
             )
     assert await count(clean_db, "scenarios", bob) == 0
 
 
-async def test_solution_owner_must_match_its_scenario_owner(clean_db: SqlAdmin) -> None:
+async def test_solution_workspace_must_match_its_scenario_workspace(clean_db: SqlAdmin) -> None:
     alice, bob = await insert_user(clean_db), await insert_user(clean_db)
     tree = await insert_tree(clean_db, alice)
     with pytest.raises(IntegrityError):
         async with as_owner(clean_db, bob) as session:
             await session.execute(
                 text(
-                    "INSERT INTO solutions (id, user_id, scenario_id, status) "
-                    "VALUES (:id, :user_id, :scenario_id, 'pending')"
+                    "INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status) "
+                    "VALUES (:id, :user_id, :user_id, :scenario_id, 'pending')"
                 ),
                 {"id": new_id(), "user_id": bob, "scenario_id": tree["scenario"]},
             )
@@ -167,8 +169,8 @@ async def test_invalid_solution_status_is_refused(clean_db: SqlAdmin) -> None:
         async with as_owner(clean_db, alice) as session:
             await session.execute(
                 text(
-                    "INSERT INTO solutions (id, user_id, scenario_id, status) "
-                    "VALUES (:id, :user_id, :scenario_id, 'done')"
+                    "INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status) "
+                    "VALUES (:id, :user_id, :user_id, :scenario_id, 'done')"
                 ),
                 {"id": new_id(), "user_id": alice, "scenario_id": tree["scenario"]},
             )
@@ -178,3 +180,54 @@ async def test_provider_subject_pair_is_unique(clean_db: SqlAdmin) -> None:
     await insert_user(clean_db, subject="same")
     with pytest.raises(IntegrityError):
         await insert_user(clean_db, subject="same")
+
+
+async def test_migration_0012_moves_every_row_to_its_owners_personal_workspace(
+    clean_db: SqlAdmin, migrated_url: str, shared_worker: SharedWorker
+) -> None:
+    """A database with today's (0011) rows migrates with each row in its owner's personal workspace,
+    created by the user as its admin, and a user created afterwards gets one by the trigger."""
+    await shared_worker.close()  # the tables change under it (see the round trip above)
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(downgrade, migrated_url, "0011")
+    owners = [new_id(), new_id()]
+    async with clean_db.transaction() as session:
+        for owner in owners:
+            await session.execute(
+                text("INSERT INTO users (id, provider, subject) VALUES (:id, 'dev', :subject)"),
+                {"id": owner, "subject": f"old-{owner}"},
+            )
+            await session.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": str(owner)})
+            await session.execute(
+                text(
+                    "WITH s AS (INSERT INTO sessions (id, user_id, name) VALUES (gen_random_uuid(), :u, 'old') "
+                    "RETURNING id), c AS (INSERT INTO scenarios (id, user_id, session_id, name, original_request) "
+                    "SELECT gen_random_uuid(), :u, s.id, 'old', '{}' FROM s RETURNING id) "
+                    "INSERT INTO solutions (id, user_id, scenario_id, status) "
+                    "SELECT gen_random_uuid(), :u, c.id, 'succeeded' FROM c"
+                ),
+                {"u": owner},
+            )
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(upgrade, migrated_url)
+    for owner in owners:
+        for table in ("sessions", "scenarios", "solutions"):
+            assert await count(clean_db, table, owner, workspace_id=owner) == 1
+    async with clean_db.transaction() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT w.id, w.kind, w.created_by, m.user_id, m.role FROM workspaces w "
+                    "JOIN memberships m ON m.workspace_id = w.id ORDER BY w.id"
+                )
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [(o, "personal", o, o, "admin") for o in sorted(owners)]
+    newcomer = await insert_user(clean_db)
+    async with clean_db.transaction() as session:
+        role = (
+            await session.execute(
+                text("SELECT role FROM memberships WHERE workspace_id = :u AND user_id = :u"), {"u": newcomer}
+            )
+        ).scalar_one()
+    assert role == "admin"

@@ -207,7 +207,9 @@ async def test_the_delivery_is_queued_only_if_the_status_change_commits(
 
     with pytest.raises(RolledBack):
         async with service_db.as_user(alice.user_id) as conn:
-            assert await SolutionRepository(conn, owner=alice.user_id).abandon(solution_id, "lost")
+            assert await SolutionRepository(conn, workspace=alice.user_id, user=alice.user_id).abandon(
+                solution_id, "lost"
+            )
             raise RolledBack
     async with clean_db.transaction() as session:
         count = (await session.execute(text("SELECT count(*) FROM webhook_deliveries"))).scalar_one()
@@ -217,7 +219,9 @@ async def test_the_delivery_is_queued_only_if_the_status_change_commits(
     assert (count, status) == (0, "pending")
 
     async with service_db.as_user(alice.user_id) as conn:
-        assert await SolutionRepository(conn, owner=alice.user_id).abandon(solution_id, "lost")
+        assert await SolutionRepository(conn, workspace=alice.user_id, user=alice.user_id).abandon(
+            solution_id, "lost"
+        )
     async with clean_db.transaction() as session:
         rows = (await session.execute(text("SELECT event_type, solution_id FROM webhook_deliveries"))).all()
     assert [tuple(row) for row in rows] == [("solution.failed", solution_id)]
@@ -245,7 +249,7 @@ async def test_a_solve_cancelled_while_running_sends_solution_cancelled_with_its
     solution_id = uuid.UUID((await alice.call("POST", f"/scenarios/{scenario_id}/solve", {})).json()["id"])
     # What the worker does for a run stopped by a cancel that kept its best solution so far.
     async with service_db.as_user(alice.user_id) as conn:
-        repo = SolutionRepository(conn, owner=alice.user_id)
+        repo = SolutionRepository(conn, workspace=alice.user_id, user=alice.user_id)
         started = await repo.start(solution_id)
         assert not isinstance(started, NotStarted)
         payload = {"feasible": True, "distance": 4321, "routes": [], "unassigned": []}

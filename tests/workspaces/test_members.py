@@ -411,3 +411,36 @@ async def test_a_removal_and_a_role_change_reach_another_instance(
         assert_problem(await bob_b.call("GET", f"/workspaces/{workspace}/members"), 404)
         # Alice, on either instance, still works in it.
         assert (await alice_a.call("GET", f"/sessions/{session}", headers=inside)).status_code == 200
+
+
+async def test_a_write_the_database_refuses_before_the_cache_hears_of_a_demotion_is_403(
+    alice: Caller,  # noqa: F811
+    bob: Caller,  # noqa: F811
+    clean_db: SqlAdmin,
+) -> None:
+    """The window between a demotion's commit and its announcement: this instance still holds Bob as
+    a member, the row-level security policy reads his role fresh and refuses the insert."""
+    workspace = await create(alice)
+    assert (await put_role(alice, workspace, bob.user_id, "member")).status_code == 200
+    inside = {"Routebook-Workspace": workspace}
+    assert (await bob.call("POST", "/sessions", {"name": "first"}, headers=inside)).status_code == 201
+    # Demoted behind the app's back: no announcement, so its cached role stays `member`.
+    async with clean_db.transaction() as session:
+        await session.execute(
+            text("UPDATE memberships SET role = 'viewer' WHERE workspace_id = :w AND user_id = :u"),
+            {"w": uuid.UUID(workspace), "u": bob.user_id},
+        )
+    refused = await bob.call("POST", "/sessions", {"name": "second"}, headers=inside)
+    assert_problem(refused, 403)
+    async with clean_db.transaction() as session:
+        await session.execute(text("SELECT set_config('app.workspace_id', :w, true)"), {"w": workspace})
+        names = (
+            (
+                await session.execute(
+                    text("SELECT name FROM sessions WHERE workspace_id = :w"), {"w": uuid.UUID(workspace)}
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert names == ["first"]
