@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
@@ -43,6 +44,7 @@ async def test_two_members_see_each_others_scenarios_and_solves(
     other_context: BrowserContext,
     served: TcpServedApp,
     worker: WorkerProcess,
+    tmp_path: Path,
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
     alice_email, bob_email = f"alice-{suffix}@example.com", f"bob-{suffix}@example.com"
@@ -112,6 +114,9 @@ async def test_two_members_see_each_others_scenarios_and_solves(
     assert solution["status"] == "succeeded"
     async with served.client(bob_token) as api:
         assert (await api.get(f"/api/v1/solutions/{solution_id}")).status_code == 404  # personal
+    shot = tmp_path / "playground-shared-workspace.png"
+    await bob_page.screenshot(path=shot, full_page=True)
+    print(f"\nscreenshot of the second member's playground: {shot}")
     problems.assert_none()
     bob_problems.assert_none()
 
