@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.db import new_id
 from service.core.migrations import alembic_config, downgrade, upgrade
+from service.deps import app_state
+from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.worker import SharedWorker
 
@@ -183,10 +185,11 @@ async def test_provider_subject_pair_is_unique(clean_db: SqlAdmin) -> None:
 
 
 async def test_migration_0012_moves_every_row_to_its_owners_personal_workspace(
-    clean_db: SqlAdmin, migrated_url: str, shared_worker: SharedWorker
+    clean_db: SqlAdmin, migrated_url: str, shared_worker: SharedWorker, app_factory: AppFactory
 ) -> None:
     """A database with today's (0011) rows migrates with each row in its owner's personal workspace,
-    created by the user as its admin, and a user created afterwards gets one by the trigger."""
+    created by the user as its admin, and a user created afterwards gets one by the trigger; the API
+    then serves each owner the same rows."""
     await shared_worker.close()  # the tables change under it (see the round trip above)
     await clean_db.engine.dispose()
     await asyncio.to_thread(downgrade, migrated_url, "0011")
@@ -223,6 +226,17 @@ async def test_migration_0012_moves_every_row_to_its_owners_personal_workspace(
             )
         ).all()
     assert [tuple(row) for row in rows] == [(o, "personal", o, o, "admin") for o in sorted(owners)]
+    async with app_factory() as app, client_for(app) as client:
+        for owner in owners:
+            token = app_state(app).dev_issuer.mint(subject=f"old-{owner}", email=None)
+            auth = {"Authorization": f"Bearer {token}"}
+            assert (await client.get("/api/v1/users/me", headers=auth)).json()["id"] == str(owner)
+            sessions = (await client.get("/api/v1/sessions", headers=auth)).json()["items"]
+            assert [(item["name"], item["created_by"]) for item in sessions] == [("old", str(owner))]
+            scenarios = await client.get(f"/api/v1/sessions/{sessions[0]['id']}/scenarios", headers=auth)
+            [scenario] = scenarios.json()["items"]
+            solutions = await client.get(f"/api/v1/scenarios/{scenario['id']}/solutions", headers=auth)
+            assert [item["status"] for item in solutions.json()["items"]] == ["succeeded"]
     newcomer = await insert_user(clean_db)
     async with clean_db.transaction() as session:
         role = (
