@@ -38,13 +38,6 @@ class Member:
         return self.principal.user_id
 
 
-def _workspace_role(mapping: dict[str, str], provider_role: str | None) -> Role:
-    """A provider's organisation role through `<PROVIDER>_ORG_ROLE_MAP`; anything it does not name
-    reads only."""
-    mapped = mapping.get(provider_role) if provider_role is not None else None
-    return Role(mapped) if mapped is not None else Role.VIEWER
-
-
 async def current_member(request: Request, principal: CurrentUser) -> Member:
     """The caller in the request's workspace; 404 when they are not (or no longer) a member of it."""
     state = app_state(request)
@@ -67,7 +60,7 @@ async def current_member(request: Request, principal: CurrentUser) -> Member:
             principal.provider,
             org.id,
             principal.user_id,
-            _workspace_role(mapping, org.role),
+            Role.mapped(mapping, org.role),
             principal.issued_at,
         )
     if found is None or found.role is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, Text, UniqueConstraint
@@ -34,6 +35,13 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
     MEMBER = "member"
     VIEWER = "viewer"
+
+    @classmethod
+    def mapped(cls, mapping: Mapping[str, str], provider_role: str | None) -> Role:
+        """A provider's organisation role (a token's, or a membership webhook's) through
+        `<PROVIDER>_ORG_ROLE_MAP`; a role the map does not name reads only."""
+        role = mapping.get(provider_role) if provider_role is not None else None
+        return cls(role) if role is not None else cls.VIEWER
 
     @property
     def writes(self) -> bool:

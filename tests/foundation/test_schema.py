@@ -245,3 +245,54 @@ async def test_migration_0012_moves_every_row_to_its_owners_personal_workspace(
             )
         ).scalar_one()
     assert role == "admin"
+
+
+async def test_downgrading_0012_gives_an_organisations_rows_to_their_sessions_creators(
+    clean_db: SqlAdmin, migrated_url: str, shared_worker: SharedWorker
+) -> None:
+    """Before workspaces a child's owner was its parent's: a scenario bob added to alice's session in
+    their organisation goes to alice, so the composite foreign keys of 0011 hold again."""
+    await shared_worker.close()  # the tables change under it (see the round trip above)
+    alice, bob, org = await insert_user(clean_db), await insert_user(clean_db), new_id()
+    session_id, scenario_id, solution_id = new_id(), new_id(), new_id()
+    async with clean_db.transaction() as session:
+        await session.execute(
+            text("INSERT INTO workspaces (id, kind, name) VALUES (:id, 'organization', 'Acme')"), {"id": org}
+        )
+        await scope_rls_to(session, alice, org)
+        await session.execute(
+            text("INSERT INTO sessions (id, workspace_id, user_id, name) VALUES (:id, :w, :u, 's')"),
+            {"id": session_id, "w": org, "u": alice},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, original_request) "
+                "VALUES (:id, :w, :u, :s, 'c', '{}')"
+            ),
+            {"id": scenario_id, "w": org, "u": bob, "s": session_id},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status) "
+                "VALUES (:id, :w, :u, :c, 'succeeded')"
+            ),
+            {"id": solution_id, "w": org, "u": bob, "c": scenario_id},
+        )
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(downgrade, migrated_url, "0011")
+    async with clean_db.transaction() as session:
+        await session.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": str(alice)})
+        owners = [
+            (
+                await session.execute(text(f"SELECT user_id FROM {table} WHERE id = :id"), {"id": item})
+            ).scalar_one()
+            for table, item in (
+                ("sessions", session_id),
+                ("scenarios", scenario_id),
+                ("solutions", solution_id),
+            )
+        ]
+    assert owners == [alice, alice, alice]
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(upgrade, migrated_url)
+    assert await count(clean_db, "solutions", alice, workspace_id=alice) == 1

@@ -120,3 +120,24 @@ async def test_a_deleted_organisation_is_erased_and_its_tokens_find_nothing(
         assert await workspace_of(env, clerk.token("user_d", org=Org(id="org_gone", role="admin"))) is None
         async with state.db.privileged() as conn:
             assert not await store.apply_organization(conn, "clerk", "org_gone", "Back", None)
+
+
+async def test_a_workos_token_acts_in_its_organisation_and_the_header_reaches_the_personal_one(
+    provider_app: ProviderAppFactory,
+) -> None:
+    workos = MockProvider.workos()
+    async with provider_app(workos) as env:
+        token = workos.token("user_01W", org_id="org_01WORK", roles=["member"])
+        workspace = await workspace_of(env, token)
+        assert workspace is not None and (workspace["kind"], workspace["role"]) == ("organization", "member")
+        created = await env.client.post("/api/v1/sessions", json={"name": "team plan"}, headers=bearer(token))
+        assert created.status_code == 201, created.text
+        # The same token, naming its personal workspace (its id is the user's): the team's rows are not there.
+        me = (await env.me(token)).json()
+        personal = {**bearer(token), "Routebook-Workspace": me["id"]}
+        assert (await env.client.get("/api/v1/sessions", headers=personal)).json()["items"] == []
+        assert (await env.me(token, **{"Routebook-Workspace": me["id"]})).json()["workspace"][
+            "kind"
+        ] == "personal"
+        team = (await env.client.get("/api/v1/sessions", headers=bearer(token))).json()["items"]
+        assert [item["name"] for item in team] == ["team plan"]
