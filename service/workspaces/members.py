@@ -9,14 +9,11 @@ is read, each validation error with a JSON pointer into the body (`/name`, `/rol
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Response
 
-from service.core.bodies import json_model
-from service.core.errors import ValidationFailed
+from service.core.bodies import pointed_json_model
 from service.core.openapi import READ_PROBLEMS, WRITE_PROBLEMS, json_body, located, problem_responses
 from service.deps import Db
 from service.users.gate import CurrentUser, current_user
@@ -31,40 +28,14 @@ from service.workspaces.management_schemas import (
 
 PREFIX = "/api/v1"
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def _pointer(path: list[Any]) -> str:
-    """An RFC 6901 JSON pointer (`~` and `/` in a member's name escaped)."""
-    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
-
-
-def pointed_model(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    """`json_model(model)`, each validation error of the body also carrying its JSON pointer."""
-    read = json_model(model)
-
-    async def checked(request: Request) -> M:
-        try:
-            return await read(request)
-        except ValidationFailed as exc:
-            errors = [
-                {**error, "pointer": _pointer(error["loc"][1:])}
-                if error.get("loc", [])[:1] == ["body"]
-                else error
-                for error in exc.extra["errors"]
-            ]
-            raise ValidationFailed(errors, exc.detail) from None
-
-    return checked
-
 
 async def caller_management(db: Db, principal: CurrentUser) -> ManagementScope:
     return ManagementScope(db, principal.user_id)
 
 
 Managing = Annotated[ManagementScope, Depends(caller_management)]
-CreateBody = Annotated[WorkspaceCreate, Depends(pointed_model(WorkspaceCreate))]
-RoleBody = Annotated[MemberUpdate, Depends(pointed_model(MemberUpdate))]
+CreateBody = Annotated[WorkspaceCreate, Depends(pointed_json_model(WorkspaceCreate))]
+RoleBody = Annotated[MemberUpdate, Depends(pointed_json_model(MemberUpdate))]
 
 router = APIRouter(prefix=PREFIX, tags=["workspaces"], dependencies=[Depends(current_user)])
 
