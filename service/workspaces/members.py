@@ -39,14 +39,16 @@ RoleBody = Annotated[MemberUpdate, Depends(pointed_json_model(MemberUpdate))]
 
 router = APIRouter(prefix=PREFIX, tags=["workspaces"], dependencies=[Depends(current_user)])
 
-CHANGE_PROBLEMS = {**problem_responses(403, 409)}
+CHANGE_PROBLEMS = problem_responses(403, 409)
+# Creating a workspace names none, so it is never a 404.
+CREATE_PROBLEMS = problem_responses(401, 413, 415, 422, 503)
 
 
 @router.post(
     "/workspaces",
     status_code=201,
     response_model=CreatedWorkspaceRead,
-    responses={**WRITE_PROBLEMS, **located("Created; the caller is its admin")},
+    responses={**CREATE_PROBLEMS, **located("Created; the caller is its admin")},
     summary="Create a workspace that Routebook manages (for providers without organisations)",
     openapi_extra=json_body(WorkspaceCreate),
 )
