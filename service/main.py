@@ -50,6 +50,7 @@ from service.users.store import IDENTITY_CHANNEL
 from service.webhooks.ledger import LedgerJanitor
 from service.webhooks.routes import router as webhooks_router
 from service.workspaces.access import WorkspaceAccess
+from service.workspaces.members import router as workspace_members_router
 from service.workspaces.routes import router as workspaces_router
 from service.workspaces.store import MEMBERSHIP_CHANNEL
 
@@ -246,6 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount(app, solving_router)
     mount(app, webhooks_router)
     mount(app, outbound_router)
+    mount(app, workspace_members_router)
     if "dev" in settings.auth_providers:
         mount(app, dev_router)
         mount_playground(app)

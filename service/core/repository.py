@@ -37,6 +37,7 @@ _DOCUMENT_ERRORS = {
     "54001": "The document nests too deeply to store.",
 }
 _FOREIGN_KEY_VIOLATION = "23503"
+_INSUFFICIENT_PRIVILEGE = "42501"
 
 # The document member of a body, parsed by PostgreSQL and only there.
 MEMBER = "(convert_from({param}::bytea, 'UTF8')::jsonb -> '{member}')"
@@ -70,6 +71,10 @@ def _client_error(exc: asyncpg.PostgresError, *, document: bool) -> AppError | N
     sqlstate = exc.sqlstate or ""
     if sqlstate == _FOREIGN_KEY_VIOLATION:
         return NotFound()  # the parent went away between the lookup and the insert
+    if sqlstate == _INSUFFICIENT_PRIVILEGE:
+        # A row-level security policy refused a write: the caller's role was narrowed (or the
+        # membership removed) after this instance last read it, and the policy reads it fresh.
+        return Forbidden("Your role in this workspace does not allow this change.")
     if document and sqlstate[:2] in {"22", "54"}:
         message = _DOCUMENT_ERRORS.get(sqlstate, "The document cannot be stored.")
         return ValidationFailed([{"loc": ["body"], "msg": message, "type": "document_invalid"}])

@@ -18,11 +18,11 @@ import base64
 import logging
 import secrets
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
-from service.core.bodies import json_model
+from service.core.bodies import pointed_json_model
 from service.core.errors import Forbidden, ValidationFailed
 from service.core.openapi import (
     READ_PROBLEMS,
@@ -56,32 +56,10 @@ async def caller_outbound(db: Db, member: CurrentMember) -> WorkspaceScope[Outbo
     return WorkspaceScope(db, member.workspace.id, member.user_id, member.role.writes, OutboundRepository)
 
 
-def _pointer(path: list[Any]) -> str:
-    """An RFC 6901 JSON pointer (`~` and `/` in a member's name escaped)."""
-    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
-
-
-def _with_pointers(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {**error, "pointer": _pointer(error["loc"][1:])} if error.get("loc", [])[:1] == ["body"] else error
-        for error in errors
-    ]
-
-
-_read_endpoint = json_model(WebhookEndpointCreate)
-
-
-async def endpoint_body(request: Request) -> WebhookEndpointCreate:
-    """The body, its validation errors each with a JSON pointer into it (`/url`, `/events/0`)."""
-    try:
-        return await _read_endpoint(request)
-    except ValidationFailed as exc:
-        raise ValidationFailed(_with_pointers(exc.extra["errors"]), exc.detail) from None
-
-
 Outbound = Annotated[WorkspaceScope[OutboundRepository], Depends(caller_outbound)]
 Paging = Annotated[PageRequest, Depends(page_request)]
-EndpointBody = Annotated[WebhookEndpointCreate, Depends(endpoint_body)]
+# Each validation error with a JSON pointer into the body (`/url`, `/events/0`).
+EndpointBody = Annotated[WebhookEndpointCreate, Depends(pointed_json_model(WebhookEndpointCreate))]
 
 
 def new_secret() -> str:
