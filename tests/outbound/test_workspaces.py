@@ -15,7 +15,7 @@ from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
 from service.core.db import Database
-from service.core.errors import NotFound
+from service.core.errors import Forbidden, NotFound
 from service.deps import app_state
 from service.outbound.events import EventType
 from service.outbound.repository import DeliveryRepository, OutboundRepository
@@ -290,8 +290,8 @@ async def test_row_level_security_holds_beneath_the_routes(
         await DeliveryRepository(conn, workspace=workspace).enqueue(
             EventType.SOLUTION_FAILED, uuid.uuid4(), "{}"
         )
-    # A viewer sees them, but may not queue one.
-    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+    # A viewer sees them, but may not queue one: the policy refuses (a 403 when it reaches a route).
+    with pytest.raises(Forbidden):
         async with service_db.as_member(workspace, dave.user_id) as conn:
             await DeliveryRepository(conn, workspace=workspace).enqueue(
                 EventType.SOLUTION_FAILED, uuid.uuid4(), "{}"
