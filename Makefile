@@ -46,6 +46,8 @@ bench: $(STAMP)
 	$(BIN)/python -m scripts.bench_auth
 	$(BIN)/python -m scripts.bench_payload
 	$(BIN)/python -m scripts.bench_planning
+	$(BIN)/python -m scripts.bench_planning --workspace organization --operations list
+	$(BIN)/python -m scripts.bench_workspaces
 	$(BIN)/python -m scripts.bench_loop
 	$(BIN)/python -m scripts.bench_scale $(SCALE_ARGS)
 	$(BIN)/python -m scripts.bench_solve

@@ -1,10 +1,16 @@
 """`make bench`: the planning API's small reads and writes against a bare Starlette + asyncpg twin.
 
 Both servers run under uvicorn (one worker, uvloop, httptools), each in its own process, on the same
-database for the same user. The twin runs the SAME transaction as the API, with nothing else:
+database for the same user in the same workspace. The twin runs the SAME transaction as the API,
+with nothing else:
 
-  BEGIN; SELECT set_config('app.user_id', $1, true), set_config('role', 'routebook_app', true);
-  <the query>; COMMIT;   then orjson of the rows.
+  BEGIN; SELECT set_config('app.user_id', $1, true), set_config('app.workspace_id', $2, true),
+  set_config('role', 'routebook_app', true); <the query>; COMMIT;   then orjson of the rows.
+
+`--workspace organization`: the data is in a workspace the user created (POST /workspaces, its
+admin), named on every request by `Routebook-Workspace`, so the API's figures include resolving
+that header and checking the membership (cached, as in production); by default the user's personal
+workspace (no header).
 
   list   GET /api/v1/sessions/{id}/scenarios?limit=20 of a session with SCENARIOS small scenarios;
          twin: the keyset SELECT of the first page (limit + 1 rows), as {items, next_cursor}
@@ -76,19 +82,23 @@ API = "/api/v1"
 
 # -- the bare twin: uvicorn imports this factory in its own process -------------------------------
 
-_SCOPE = "SELECT set_config('app.user_id', $1, true), set_config('role', 'routebook_app', true)"
+_SCOPE = (
+    "SELECT set_config('app.user_id', $1, true), set_config('app.workspace_id', $2, true), "
+    "set_config('role', 'routebook_app', true)"
+)
 # The API's summary columns (ScenarioRecord), written out in each statement.
 _LIST = (
-    "SELECT id, session_id, name, version, created_at, updated_at FROM scenarios "
-    "WHERE user_id = $1 AND session_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3"
+    "SELECT id, session_id, name, version, created_at, updated_at, user_id AS created_by FROM scenarios "
+    "WHERE workspace_id = $1 AND session_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3"
 )
 _GET = (
-    "SELECT id, session_id, name, version, created_at, updated_at, "
-    "COALESCE(request, original_request)::text AS document FROM scenarios WHERE user_id = $1 AND id = $2"
+    "SELECT id, session_id, name, version, created_at, updated_at, user_id AS created_by, "
+    "COALESCE(request, original_request)::text AS document FROM scenarios WHERE workspace_id = $1 AND id = $2"
 )
 _PATCH = (
-    "UPDATE scenarios SET name = $3, version = version + 1, updated_at = now() WHERE user_id = $1 AND id = $2 "
-    "RETURNING id, session_id, name, version, created_at, updated_at"
+    "UPDATE scenarios SET name = $3, version = version + 1, updated_at = now() "
+    "WHERE workspace_id = $1 AND id = $2 "
+    "RETURNING id, session_id, name, version, created_at, updated_at, user_id AS created_by"
 )
 
 
@@ -107,8 +117,9 @@ def _cursor(scope: str, created_at: datetime, item_id: uuid.UUID) -> str:
 def bare_app() -> Starlette:
     """`uvicorn --factory scripts.bench_planning:bare_app`: the planning transactions and nothing else."""
     pools: dict[str, asyncpg.Pool] = {}
-    user_id = uuid.UUID(os.environ["BENCH_USER_ID"])
-    user_text = str(user_id)
+    user_text = os.environ["BENCH_USER_ID"]
+    workspace_id = uuid.UUID(os.environ.get("BENCH_WORKSPACE_ID") or user_text)
+    workspace_text = str(workspace_id)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -124,7 +135,7 @@ def bare_app() -> Starlette:
     @asynccontextmanager
     async def scoped() -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
         async with pools["db"].acquire() as conn, conn.transaction():
-            await conn.execute(_SCOPE, user_text)
+            await conn.execute(_SCOPE, user_text, workspace_text)
             yield conn
 
     async def health(request: Request) -> Response:
@@ -134,7 +145,7 @@ def bare_app() -> Starlette:
         session_id: uuid.UUID = request.path_params["session_id"]
         limit = int(request.query_params.get("limit", "50"))
         async with scoped() as conn:
-            rows = await conn.fetch(_LIST, user_id, session_id, limit + 1)
+            rows = await conn.fetch(_LIST, workspace_id, session_id, limit + 1)
         items = [dict(row) for row in rows[:limit]]
         last = items[-1] if len(rows) > limit else None
         cursor = _cursor(f"scenarios:{session_id}", last["created_at"], last["id"]) if last else None
@@ -142,7 +153,7 @@ def bare_app() -> Starlette:
 
     async def get_scenario(request: Request) -> Response:
         async with scoped() as conn:
-            row = await conn.fetchrow(_GET, user_id, request.path_params["scenario_id"])
+            row = await conn.fetchrow(_GET, workspace_id, request.path_params["scenario_id"])
         if row is None:
             return Response(status_code=404)
         fields = dict(row)
@@ -153,7 +164,7 @@ def bare_app() -> Starlette:
     async def patch_scenario(request: Request) -> Response:
         name = orjson.loads(await request.body())["name"]
         async with scoped() as conn:
-            row = await conn.fetchrow(_PATCH, user_id, request.path_params["scenario_id"], name)
+            row = await conn.fetchrow(_PATCH, workspace_id, request.path_params["scenario_id"], name)
         if row is None:
             return Response(status_code=404)
         return Response(
@@ -177,15 +188,27 @@ def bare_app() -> Starlette:
 @dataclass(frozen=True)
 class Fixture:
     user_id: str
+    workspace_id: str
     session_id: str
     scenario_ids: list[str]
+    # What every request sends: the token, and the workspace when it is not the personal one.
+    headers: dict[str, str]
 
 
-def create_fixture(port: int, auth: dict[str, str]) -> Fixture:
-    """One user's session with SCENARIOS small scenarios, created through the API."""
+def create_fixture(port: int, auth: dict[str, str], workspace: str) -> Fixture:
+    """One user's session with SCENARIOS small scenarios, created through the API, in their personal
+    workspace or (`organization`) in one they create."""
     with httpx.Client(base_url=f"http://127.0.0.1:{port}{API}", headers=auth, timeout=30) as client:
         me = client.get("/users/me")
         me.raise_for_status()
+        headers = dict(auth)
+        workspace_id = me.json()["id"]  # the personal workspace's id is its user's
+        if workspace == "organization":
+            created = client.post("/workspaces", json={"name": "bench-planning"})
+            created.raise_for_status()
+            workspace_id = created.json()["id"]
+            headers["Routebook-Workspace"] = workspace_id
+            client.headers.update(headers)
         session = client.post("/sessions", json={"name": "bench-planning"})
         session.raise_for_status()
         session_id = session.json()["id"]
@@ -197,7 +220,7 @@ def create_fixture(port: int, auth: dict[str, str]) -> Fixture:
             )
             created.raise_for_status()
             scenario_ids.append(created.json()["id"])
-    return Fixture(me.json()["id"], session_id, scenario_ids)
+    return Fixture(me.json()["id"], workspace_id, session_id, scenario_ids, headers)
 
 
 @dataclass(frozen=True)
@@ -207,7 +230,8 @@ class Operation:
     per_connection: list[list[bytes]]  # what each keep-alive connection sends, in turn
 
 
-def operations(fixture: Fixture, auth: dict[str, str], connections: int) -> dict[str, Operation]:
+def operations(fixture: Fixture, connections: int) -> dict[str, Operation]:
+    auth = fixture.headers
     listing = http_request("GET", f"{API}/sessions/{fixture.session_id}/scenarios?limit={PAGE}", headers=auth)
     getting = http_request("GET", f"{API}/scenarios/{fixture.scenario_ids[0]}", headers=auth)
     json_auth = {**auth, "Content-Type": "application/json"}
@@ -321,6 +345,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
     parser.add_argument("--operations", default=",".join(OPERATIONS), help="a comma-separated subset")
     parser.add_argument("--metrics", action="store_true", help="also an API with metrics on, side by side")
+    parser.add_argument(
+        "--workspace",
+        choices=("personal", "organization"),
+        default="personal",
+        help="where the data is: the user's personal workspace, or one they created (sent as Routebook-Workspace)",
+    )
     args = parser.parse_args()
     chosen = [name.strip() for name in args.operations.split(",")]
     if unknown := set(chosen) - set(OPERATIONS):
@@ -332,7 +362,7 @@ def main() -> int:
     with bench_database() as url, ExitStack() as stack:
         env, auth = app_environment(url, "bench-planning")
         api_port, api_pid = stack.enter_context(uvicorn_server("service.main:app", env))
-        fixture = create_fixture(api_port, auth)
+        fixture = create_fixture(api_port, auth, args.workspace)
         servers = [Server("API", api_port, api_pid)]
         if args.metrics:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="routebook-bench-metrics-"))
@@ -340,20 +370,26 @@ def main() -> int:
             servers.append(
                 Server("API+m", *stack.enter_context(uvicorn_server("service.main:app", metered_env)))
             )
-        bare_env = {**env, "BENCH_URL": url, "BENCH_USER_ID": fixture.user_id}
+        bare_env = {
+            **env,
+            "BENCH_URL": url,
+            "BENCH_USER_ID": fixture.user_id,
+            "BENCH_WORKSPACE_ID": fixture.workspace_id,
+        }
         bare_port, bare_pid = stack.enter_context(
             uvicorn_server("scripts.bench_planning:bare_app", bare_env, factory=True)
         )
         servers.append(Server("bare", bare_port, bare_pid))
         print(
-            f"bench_planning (uvicorn, 1 worker, uvloop + httptools; {args.connections} keep-alive "
+            f"bench_planning ({args.workspace} workspace; uvicorn, 1 worker, uvloop + httptools; "
+            f"{args.connections} keep-alive "
             f"connections; {args.rounds} alternated rounds of {args.seconds:g} s per side; "
             + ", ".join(f"{server.side} pid {server.pid}" for server in servers)
             + ("; API+m: the API with metrics on" if args.metrics else "")
             + ")",
             flush=True,
         )
-        planned = operations(fixture, auth, args.connections)
+        planned = operations(fixture, args.connections)
         try:
             for name in chosen:
                 operation = planned[name]
@@ -363,7 +399,8 @@ def main() -> int:
             return 1
     for side in ratios[chosen[0]]:
         print(
-            f"planning ({side}): " + " ".join(f"{name}={value[side]:.2f}" for name, value in ratios.items())
+            f"planning ({side}, {args.workspace} workspace): "
+            + " ".join(f"{name}={value[side]:.2f}" for name, value in ratios.items())
         )
     return 0
 

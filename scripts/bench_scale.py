@@ -131,7 +131,8 @@ async def seed(label: str, url: str, rows: int) -> Seeded:
     def session_records() -> Iterator[tuple[Any, ...]]:
         for index, session_id in enumerate(session_ids):
             at = epoch + timedelta(seconds=index)
-            yield (session_id, session_owner[index], f"session {index}", at, at)
+            # Each in its owner's personal workspace, whose id is the owner's.
+            yield (session_id, session_owner[index], session_owner[index], f"session {index}", at, at)
 
     def scenario_records() -> Iterator[tuple[Any, ...]]:
         # Time order, interleaved: every stride-th row goes to the measured session, the others to
@@ -150,6 +151,7 @@ async def seed(label: str, url: str, rows: int) -> Seeded:
             at = start + timedelta(milliseconds=index)
             yield (
                 new_id(),
+                session_owner[session],
                 session_owner[session],
                 session_ids[session],
                 f"scenario {index}",
@@ -173,12 +175,24 @@ async def seed(label: str, url: str, rows: int) -> Seeded:
                 user_records(),
             )
             await _copy(
-                conn, "sessions", ("id", "user_id", "name", "created_at", "updated_at"), session_records()
+                conn,
+                "sessions",
+                ("id", "workspace_id", "user_id", "name", "created_at", "updated_at"),
+                session_records(),
             )
             await _copy(
                 conn,
                 "scenarios",
-                ("id", "user_id", "session_id", "name", "original_request", "created_at", "updated_at"),
+                (
+                    "id",
+                    "workspace_id",
+                    "user_id",
+                    "session_id",
+                    "name",
+                    "original_request",
+                    "created_at",
+                    "updated_at",
+                ),
                 scenario_records(),
             )
             counted = await conn.fetchval("SELECT count(*) FROM scenarios")
@@ -343,7 +357,11 @@ async def explain_requests(target: Target) -> dict[str, list[tuple[str, list[str
             with contextlib.suppress(_Rollback):
                 async with db.as_user(seeded.user_id) as conn:
                     explaining = _Explaining(conn)
-                    await call(PlanningRepository(cast(Connection, explaining), owner=seeded.user_id))
+                    await call(
+                        PlanningRepository(
+                            cast(Connection, explaining), workspace=seeded.user_id, user=seeded.user_id
+                        )
+                    )
                     raise _Rollback
             assert explaining is not None
             plans[operation] = explaining.plans
@@ -470,7 +488,7 @@ def main() -> int:
 
             plans = asyncio.run(explain_requests(large))
             print(
-                f"plans on the {args.rows:,}-row database (as the request runs them: app role, app.user_id set):"
+                f"plans on the {args.rows:,}-row database (as the request runs them: app role, app.workspace_id and app.user_id set):"
             )
             for operation in OPERATIONS:
                 for sql, lines in plans[operation]:

@@ -373,7 +373,10 @@ class Api:
     async def times(self, solution_id: str) -> asyncpg.Record:
         # As the owner under row-level security, whether or not this login bypasses it.
         async with self.db.transaction():
-            await self.db.execute("SELECT set_config('app.user_id', $1, true)", str(self.user_id))
+            await self.db.execute(
+                "SELECT set_config('app.user_id', $1, true), set_config('app.workspace_id', $1, true)",
+                str(self.user_id),
+            )
             row = await self.db.fetchrow(_TIMES, self.user_id, uuid.UUID(solution_id))
         if row is None:
             raise BenchFailed(f"solution {solution_id} is not in the database")

@@ -45,7 +45,7 @@ async def seed(settings: Settings, url: str) -> str:
     try:
         user = await identity_for(db, settings).resolve("dev", dev_subject(EMAIL), EMAIL)
         async with db.as_user(user.id) as conn:
-            repo = PlanningRepository(conn, owner=user.id)
+            repo = PlanningRepository(conn, workspace=user.id, user=user.id)
             existing = [s for s in await repo.list_sessions(100, None) if s.name == SESSION]
             if existing:
                 return str(existing[0].id)
@@ -68,7 +68,9 @@ async def seed(settings: Settings, url: str) -> str:
                 raise SystemExit(f"the demo solve failed: {outcome.reason}")
             payload = {**outcome.payload, "scenario_version": "1"}
             body = orjson.dumps({"status": "succeeded", "payload": payload})
-            await SolutionRepository(conn, owner=user.id).create(scenarios[0].id, "succeeded", body)
+            await SolutionRepository(conn, workspace=user.id, user=user.id).create(
+                scenarios[0].id, "succeeded", body
+            )
             return str(session.id)
     finally:
         await db.close()

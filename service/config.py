@@ -92,6 +92,7 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     # Solves one worker process runs at once (each in its own OS process); default: CPU count.
     solve_workers: int | None = Field(None, ge=1)
     solve_max_active_per_user: int = Field(3, ge=1)
+    solve_max_active_per_workspace: int = Field(10, ge=1)
     solve_max_stops: int = Field(2000, ge=1)
     solve_max_time_limit_s: int = Field(300, ge=1)
     # Beyond the time limit, for parsing, matrices and PyVRP's set-up, before the watchdog kills a solve.
@@ -115,7 +116,7 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     # A failed delivery is retried after a random delay of up to this · 2^(attempts − 1) seconds,
     # for a day after its event.
     outbound_webhook_retry_base_s: float = Field(5, gt=0)
-    # Endpoints one owner may register (each event is sent to every one of them).
+    # Endpoints one workspace may have (each event is sent to every one of them).
     outbound_webhook_max_endpoints: int = Field(20, ge=1)
 
     log_level: str = "INFO"
@@ -180,6 +181,12 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("DATABASE_URL must be a postgresql+asyncpg:// (or postgresql://) URL")
         return _libpq_ssl_to_asyncpg(value)
+
+    def org_role_map(self, provider: str) -> dict[str, str] | None:
+        """`<PROVIDER>_ORG_ROLE_MAP` of a provider whose tokens name organisations (Clerk, WorkOS); None
+        for one without organisations, whose tokens then always act in the personal workspace."""
+        mapping: dict[str, str] | None = getattr(self, f"{provider}_org_role_map", None)
+        return mapping
 
     @model_validator(mode="after")
     def _defaults_and_production_rules(self) -> Settings:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from service.state import AppState
     from service.users.identity import IdentityService
     from service.webhooks.ledger import LedgerJanitor
+    from service.workspaces.access import WorkspaceAccess
 
 
 def app_state(holder: Starlette | HTTPConnection) -> AppState:
@@ -45,6 +46,10 @@ async def _db(request: Request) -> Database:
 
 async def _identity(request: Request) -> IdentityService:
     return app_state(request).identity
+
+
+async def _workspaces(request: Request) -> WorkspaceAccess:
+    return app_state(request).workspaces
 
 
 async def _verifier(request: Request) -> TokenVerifier:
@@ -79,6 +84,7 @@ AppSettings = Annotated["Settings", Depends(_settings)]
 Db = Annotated["Database", Depends(_db)]
 Identity = Annotated["IdentityService", Depends(_identity)]
 Verifier = Annotated["TokenVerifier", Depends(_verifier)]
+Workspaces = Annotated["WorkspaceAccess", Depends(_workspaces)]
 Notifications = Annotated["Listener", Depends(_listener)]
 Events = Annotated["EventHub", Depends(_events)]
 SolveChecking = Annotated["SolveChecks", Depends(_solve_checks)]

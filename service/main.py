@@ -32,16 +32,16 @@ from service.core.tracing import TracingMiddleware, configure_from_env
 from service.dev.routes import mount_playground
 from service.dev.routes import router as dev_router
 from service.outbound.addresses import TargetPolicy
-from service.outbound.repository import erase_owner_endpoints
+from service.outbound.repository import erase_owner_endpoints, erase_workspace_endpoints
 from service.outbound.routes import router as outbound_router
-from service.planning.repository import erase_owner
+from service.planning.repository import erase_owner, erase_workspace
 from service.planning.routes import router as planning_router
 from service.probes import router as probes_router
 from service.providers.dev import DevIssuer
 from service.solver.request import SolveRequest
 from service.solving.checks import SolveChecks
 from service.solving.events import EventHub
-from service.solving.repository import SOLUTIONS_CHANNEL, cancel_owner_solves
+from service.solving.repository import SOLUTIONS_CHANNEL, cancel_owner_solves, cancel_workspace_solves
 from service.solving.routes import router as solving_router
 from service.state import AppState
 from service.users.identity import IdentityService
@@ -49,6 +49,10 @@ from service.users.routes import router as users_router
 from service.users.store import IDENTITY_CHANNEL
 from service.webhooks.ledger import LedgerJanitor
 from service.webhooks.routes import router as webhooks_router
+from service.workspaces.access import WorkspaceAccess
+from service.workspaces.members import router as workspace_members_router
+from service.workspaces.routes import router as workspaces_router
+from service.workspaces.store import MEMBERSHIP_CHANNEL
 
 log = logging.getLogger("routebook")
 
@@ -121,6 +125,19 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 IDENTITY_CHANNEL, identity.announced, on_live=identity.go_live, on_lost=identity.go_blind
             )
         )
+        # A deleted organisation's webhook endpoints go first (no solve's end is reported to them
+        # again), then its solves stop, then everything planned in its workspace goes.
+        workspaces = WorkspaceAccess(
+            db, erasers=(erase_workspace_endpoints, cancel_workspace_solves, erase_workspace)
+        )
+        listener.subscribe(
+            Subscription(
+                MEMBERSHIP_CHANNEL,
+                workspaces.announced,
+                on_live=workspaces.go_live,
+                on_lost=workspaces.go_blind,
+            )
+        )
         events = EventHub()
         listener.subscribe(Subscription(SOLUTIONS_CHANNEL, events.announced))
         state = AppState(
@@ -129,6 +146,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             http=http,
             verifier=verifier,
             identity=identity,
+            workspaces=workspaces,
             listener=listener,
             events=events,
             bodies=BodyPolicy(
@@ -204,7 +222,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=settings.cors_origins or [],
         allow_credentials=True,
         allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID", "Last-Event-ID"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "If-Match",
+            "X-Request-ID",
+            "Last-Event-ID",
+            "Routebook-Workspace",
+        ],
         expose_headers=["ETag", "X-Request-ID", "Location", "Retry-After"],
         max_age=600,
     )
@@ -217,10 +242,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     mount(app, probes_router)
     mount(app, users_router)
+    mount(app, workspaces_router)
     mount(app, planning_router)
     mount(app, solving_router)
     mount(app, webhooks_router)
     mount(app, outbound_router)
+    mount(app, workspace_members_router)
     if "dev" in settings.auth_providers:
         mount(app, dev_router)
         mount_playground(app)

@@ -17,6 +17,7 @@ from service.solving.checks import SolveChecks
 from service.solving.events import EventHub
 from service.users.identity import IdentityService
 from service.webhooks.ledger import LedgerJanitor
+from service.workspaces.access import WorkspaceAccess
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,8 @@ class AppState:
     http: httpx.AsyncClient
     verifier: TokenVerifier
     identity: IdentityService
+    # Who is a member of which workspace, with what role: cached, kept true by NOTIFY.
+    workspaces: WorkspaceAccess
     # One LISTEN connection per process: identity announcements and solve events.
     listener: Listener
     events: EventHub

@@ -5,8 +5,10 @@ from service.planning.models import PlanningSession, Scenario
 from service.solving.models import Solution, StreamTicket
 from service.users.models import RevokedSession, User
 from service.webhooks.models import WebhookEvent
+from service.workspaces.models import Membership, Workspace
 
 __all__ = [
+    "Membership",
     "PlanningSession",
     "RevokedSession",
     "Scenario",
@@ -17,4 +19,5 @@ __all__ = [
     "WebhookDelivery",
     "WebhookEndpoint",
     "WebhookEvent",
+    "Workspace",
 ]

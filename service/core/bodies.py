@@ -163,6 +163,31 @@ def json_model(model: type[M]) -> Callable[[Request], Awaitable[M]]:
     return read
 
 
+def json_pointer(path: Sequence[Any]) -> str:
+    """An RFC 6901 JSON pointer (`~` and `/` in a member's name escaped)."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+def pointed_json_model(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """`json_model(model)`, each validation error of the body also carrying a JSON pointer into it
+    (`/url`, `/events/0`)."""
+    read = json_model(model)
+
+    async def checked(request: Request) -> M:
+        try:
+            return await read(request)
+        except ValidationFailed as exc:
+            errors = [
+                {**error, "pointer": json_pointer(error["loc"][1:])}
+                if error.get("loc", [])[:1] == ["body"]
+                else error
+                for error in exc.extra["errors"]
+            ]
+            raise ValidationFailed(errors, exc.detail) from None
+
+    return checked
+
+
 def document_body(
     model: type[M], member: str, *, required: bool
 ) -> Callable[[Request], Awaitable[DocumentBody[M]]]:

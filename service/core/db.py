@@ -1,4 +1,4 @@
-"""The connection pool and the ways in: `as_user()` (under RLS) and `privileged()` (across users).
+"""The connection pool and the ways in: `as_member()` (under RLS) and `privileged()` (across workspaces).
 
 The app talks to PostgreSQL through asyncpg directly. SQLModel tables still define the schema (for
 Alembic); statements are plain SQL in the repositories, which keeps a request at its round trips
@@ -15,7 +15,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -49,7 +49,7 @@ metadata = SQLModel.metadata
 APP_ROLE = "routebook_app"
 # The role that reads every user's active solves, and nothing else (migration 0010).
 SWEEPER_ROLE = "routebook_sweeper"
-# The role that finds due outbound webhook deliveries of every user and claims them (migration 0011).
+# The role that finds due outbound webhook deliveries of every workspace and claims them (migration 0011).
 DISPATCHER_ROLE = "routebook_dispatcher"
 
 # A pooled connection (what the transactions yield) or a plain one (tests, the listener).
@@ -254,18 +254,49 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def as_user(self, user_id: uuid.UUID) -> AsyncIterator[Proxy]:
-        """Request work for one user: runs as the app role, so RLS admits only `user_id`'s rows.
+    async def as_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> AsyncIterator[Proxy]:
+        """Request work of one member in one workspace: runs as the app role, so RLS admits only that
+        workspace's rows, and only while `user_id` is a member of it (writes: member or admin).
 
-        BEGIN and the scope travel in one simple-protocol message (one round trip); both settings
-        are transaction-local, so a pooled connection carries nothing to the next user.
+        BEGIN and the scope travel in one simple-protocol message (one round trip); the settings are
+        transaction-local, so a pooled connection carries nothing to the next request.
         """
-        if not isinstance(user_id, uuid.UUID):
-            raise TypeError("as_user needs a user id")
+        if not isinstance(workspace_id, uuid.UUID) or not isinstance(user_id, uuid.UUID):
+            raise TypeError("as_member needs a workspace id and a user id")
         begin = (
             f"BEGIN; {self._begin_settings}SELECT set_config('app.user_id', '{user_id}', true), "
+            f"set_config('app.workspace_id', '{workspace_id}', true), "
             f"set_config('role', '{APP_ROLE}', true)"
         )
+        async with self._transaction(begin) as conn:
+            yield conn
+
+    def as_user(self, user_id: uuid.UUID) -> AbstractAsyncContextManager[Proxy]:
+        """`as_member` in the user's personal workspace (its id is the user's): their own rows."""
+        return self.as_member(user_id, user_id)
+
+    @asynccontextmanager
+    async def as_worker(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> AsyncIterator[Proxy]:
+        """A solve worker's writes to the solve it holds: the login role bound to the solve's workspace,
+        whatever the creator's membership is by now — a solve
+        that was queued by a member is finished even if they were removed or made a viewer since."""
+        if not isinstance(workspace_id, uuid.UUID) or not isinstance(user_id, uuid.UUID):
+            raise TypeError("as_worker needs a workspace id and a user id")
+        begin = (
+            f"BEGIN; {self._begin_settings}SELECT set_config('app.user_id', '{user_id}', true), "
+            f"set_config('app.workspace_id', '{workspace_id}', true)"
+        )
+        async with self._transaction(begin) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def as_workspace(self, workspace_id: uuid.UUID) -> AsyncIterator[Proxy]:
+        """Work of one workspace that no member does: the outbound dispatcher reading and recording
+        one delivery. The login role bound to `workspace_id` alone by the tables' system policies
+        (like `as_worker`, without a member): a delivery is sent whoever is left in the workspace."""
+        if not isinstance(workspace_id, uuid.UUID):
+            raise TypeError("as_workspace needs a workspace id")
+        begin = f"BEGIN; {self._begin_settings}SELECT set_config('app.workspace_id', '{workspace_id}', true)"
         async with self._transaction(begin) as conn:
             yield conn
 
@@ -280,9 +311,9 @@ class Database:
 
     @asynccontextmanager
     async def as_dispatcher(self) -> AsyncIterator[Proxy]:
-        """Across users, and narrow: which outbound deliveries are due and whose they are, a claim
-        on them, and the purge of week-old bodies — all the dispatcher role may touch. What is sent,
-        and what came back, is read and written as the delivery's owner (`as_user`)."""
+        """Across workspaces, and narrow: which outbound deliveries are due and whose they are, a
+        claim on them, and the purge of week-old bodies — all the dispatcher role may touch. What is
+        sent, and what came back, is read and written in the delivery's workspace (`as_workspace`)."""
         begin = f"BEGIN; {self._begin_settings}SELECT set_config('role', '{DISPATCHER_ROLE}', true)"
         async with self._transaction(begin) as conn:
             yield conn

@@ -121,6 +121,8 @@ _LOCATION_HEADER = {
 READ_PROBLEMS = problem_responses(401, 404, 422, 503)
 WRITE_PROBLEMS = problem_responses(401, 404, 413, 415, 422, 503)
 STALE_PROBLEM = problem_responses(412)
+# A viewer's write in a workspace.
+ROLE_PROBLEM = problem_responses(403)
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """The base of every repository bound to its caller: it cannot be built without its owner.
 
 The owner filter is written once: every statement of a bound repository takes the owner as `$1`
-(`_fetch` and `_fetchrow` prepend it) and filters or inserts `user_id = $1`. Row-level security
-binds underneath, so a statement that forgot the filter would still see only the owner's rows.
+(`_fetch` and `_fetchrow` prepend it) and filters or inserts `<owner column> = $1` — `workspace_id`
+for planning and solving (`WorkspaceRepository`, bound to a workspace and the member acting in it),
+`user_id` for a user's own tables. Row-level security binds underneath, so a statement that forgot
+the filter would still see only the owner's rows.
 
-A repository runs in the request's transaction (`Database.as_user`) and never commits. Missing and
+A repository runs in the request's transaction (`Database.as_member`) and never commits. Missing and
 foreign rows raise the same NotFound, so no route can tell them apart. Writes guarded by If-Match
 (`_versioned`) and documents stored by PostgreSQL from the raw body (`MEMBER`) are shared here too.
 """
@@ -13,14 +15,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Collection
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, fields
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import asyncpg
 
 from service.core.db import Connection, Database
-from service.core.errors import AppError, NotFound, PreconditionFailed, ValidationFailed
+from service.core.errors import AppError, Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from service.core.pagination import Cursor
 
 # SQLSTATEs PostgreSQL raises for a document it cannot store: the client's input, so 422, never 500.
@@ -35,6 +37,7 @@ _DOCUMENT_ERRORS = {
     "54001": "The document nests too deeply to store.",
 }
 _FOREIGN_KEY_VIOLATION = "23503"
+_INSUFFICIENT_PRIVILEGE = "42501"
 
 # The document member of a body, parsed by PostgreSQL and only there.
 MEMBER = "(convert_from({param}::bytea, 'UTF8')::jsonb -> '{member}')"
@@ -43,10 +46,17 @@ AS_BYTES = "convert_to(({document})::text, 'UTF8')"
 _NEWEST_FIRST = "ORDER BY created_at DESC, id DESC"
 
 
+# A record's `created_by: uuid.UUID = field(metadata=CREATED_BY)`: read from the row's `user_id` (who
+# created it; the workspace owns it).
+CREATED_BY = {"column": "user_id"}
+
+
 def columns(record: type) -> str:
     """A record's columns, in the order of its fields: a row selected with them builds the record
     positionally (`Record(*row)`), a seventh of the cost of `Record(**row)` per row."""
-    return ", ".join(field.name for field in fields(record))
+    return ", ".join(
+        f"{f.metadata['column']} AS {f.name}" if "column" in f.metadata else f.name for f in fields(record)
+    )
 
 
 def page(base: str, cursor: Cursor | None, next_param: int) -> tuple[str, tuple[Any, ...]]:
@@ -61,6 +71,10 @@ def _client_error(exc: asyncpg.PostgresError, *, document: bool) -> AppError | N
     sqlstate = exc.sqlstate or ""
     if sqlstate == _FOREIGN_KEY_VIOLATION:
         return NotFound()  # the parent went away between the lookup and the insert
+    if sqlstate == _INSUFFICIENT_PRIVILEGE:
+        # A row-level security policy refused a write: the caller's role was narrowed (or the
+        # membership removed) after this instance last read it, and the policy reads it fresh.
+        return Forbidden("Your role in this workspace does not allow this change.")
     if document and sqlstate[:2] in {"22", "54"}:
         message = _DOCUMENT_ERRORS.get(sqlstate, "The document cannot be stored.")
         return ValidationFailed([{"loc": ["body"], "msg": message, "type": "document_invalid"}])
@@ -68,7 +82,11 @@ def _client_error(exc: asyncpg.PostgresError, *, document: bool) -> AppError | N
 
 
 class OwnedRepository:
-    """Rows of one user, `owner`, in one transaction."""
+    """Rows of one owner, `owner`, in one transaction: the value of `OWNER_COLUMN` in every row."""
+
+    # The column every statement filters on `= $1`: a user's own rows (outbound webhooks), or a
+    # workspace's (planning and solving: `WorkspaceRepository`).
+    OWNER_COLUMN: ClassVar[str] = "user_id"
 
     def __init__(self, conn: Connection, *, owner: uuid.UUID) -> None:
         if not isinstance(owner, uuid.UUID):
@@ -114,7 +132,9 @@ class OwnedRepository:
         return rows
 
     async def _exists(self, table: str, item_id: uuid.UUID) -> bool:
-        return bool(await self._fetch(f"SELECT 1 FROM {table} WHERE user_id = $1 AND id = $2", item_id))
+        return bool(
+            await self._fetch(f"SELECT 1 FROM {table} WHERE {self.OWNER_COLUMN} = $1 AND id = $2", item_id)
+        )
 
     async def _versioned(
         self,
@@ -145,11 +165,35 @@ class OwnedRepository:
     IF_MATCH = "($3::text IS NULL OR version = ANY(string_to_array($3::text, ',')::int[]))"
 
     async def _delete(self, table: str, item_id: uuid.UUID, expected: Collection[int] | None) -> None:
-        sql = f"DELETE FROM {table} WHERE user_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING id"
+        sql = (
+            f"DELETE FROM {table} WHERE {self.OWNER_COLUMN} = $1 AND id = $2 AND {self.IF_MATCH} RETURNING id"
+        )
         await self._versioned(table, sql, item_id, expected, document=False)
 
 
+class WorkspaceRepository(OwnedRepository):
+    """Rows of one workspace, in one transaction of one of its members (`user`): every statement
+    filters `workspace_id = $1`, and an insert names `user` as the row's creator."""
+
+    OWNER_COLUMN = "workspace_id"
+
+    def __init__(self, conn: Connection, *, workspace: uuid.UUID, user: uuid.UUID) -> None:
+        super().__init__(conn, owner=workspace)
+        if not isinstance(user, uuid.UUID):
+            raise TypeError(f"a {type(self).__name__} is bound to its caller: user must be a user id")
+        self._user = user
+
+    @property
+    def workspace(self) -> uuid.UUID:
+        return self._owner
+
+    @property
+    def user(self) -> uuid.UUID:
+        return self._user
+
+
 R = TypeVar("R", bound=OwnedRepository)
+W = TypeVar("W", bound=WorkspaceRepository)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,3 +211,34 @@ class OwnerScope(Generic[R]):
         client never sees a 201 for a write that then fails to commit."""
         async with self.db.as_user(self.owner) as conn:
             yield self.repository(conn, owner=self.owner)
+
+
+# A viewer's write: refused by the route before any statement (and by row-level security beneath).
+READ_ONLY_DETAIL = "Your role in this workspace allows reading only."
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceScope(Generic[W]):
+    """A member's view of one workspace, reached one transaction at a time: what a planning or
+    solving route's dependency hands it. `transaction()` reads; `writing()` also writes, and is
+    refused (403) for a member whose role only reads."""
+
+    db: Database
+    workspace: uuid.UUID
+    user: uuid.UUID
+    may_write: bool
+    repository: type[W]
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[W]:
+        """The request's transaction: as the app role, with the workspace and the caller set in the
+        same round trip. A route's work runs inside the block, so it commits before the response is
+        sent and a client never sees a 201 for a write that then fails to commit."""
+        async with self.db.as_member(self.workspace, self.user) as conn:
+            yield self.repository(conn, workspace=self.workspace, user=self.user)
+
+    def writing(self) -> AbstractAsyncContextManager[W]:
+        """`transaction()` for a route that changes something (create, edit, delete, solve, cancel)."""
+        if not self.may_write:
+            raise Forbidden(READ_ONLY_DETAIL)
+        return self.transaction()

@@ -2,18 +2,18 @@
 
 - Wake-ups: a NOTIFY on OUTBOUND_CHANNEL (a delivery queued, or replayed) through the process's one
   LISTEN connection, and a poll every POLL_S for retries that came due and anything missed.
-- Claim: due deliveries of every user, as the dispatcher role (`Database.as_dispatcher`), FOR
+- Claim: due deliveries of every workspace, as the dispatcher role (`Database.as_dispatcher`), FOR
   UPDATE SKIP LOCKED, each for LEASE: several workers' dispatchers share the work and never wait
-  for each other; one that dies mid-attempt leaves its claims to lapse and be retried. Owners take
-  turns (`claim_due`): one owner's backlog, or slow receivers, cannot hold every slot.
-- An attempt: the delivery is read as its owner; the URL is checked again (addresses.py) and the
+  for each other; one that dies mid-attempt leaves its claims to lapse and be retried. Workspaces
+  take turns (`claim_due`): one workspace's backlog, or slow receivers, cannot hold every slot.
+- An attempt: the delivery is read in its workspace (`Database.as_workspace`); the URL is checked again (addresses.py) and the
   connection goes to a checked address (transport.py); the body is signed per Standard Webhooks
   with the endpoint's current secret and POSTed — TIMEOUT_S in all, redirects not followed, at most
   MAX_RESPONSE_BYTES of the answer read. Any exception of the attempt is recorded as one (never
   left to the claim's lapse). 2xx: delivered. 410: the endpoint is disabled. Anything
   else is retried after a delay drawn uniformly between 0 and OUTBOUND_WEBHOOK_RETRY_BASE_S · 2^n
   (full jitter, n the attempts so far, the window capped at MAX_DELAY_S) until a day after the
-  event (the last retry at that moment at the latest); then it has failed. Every attempt is recorded, as the owner; a retry keeps the delivery's
+  event (the last retry at that moment at the latest); then it has failed. Every attempt is recorded, in the workspace; a retry keeps the delivery's
   id, and so its `webhook-id`.
 - Bounded: at most CONCURRENCY attempts at once, none holding a database connection while it
   waits for the receiver; the pool is the worker's, whose solves take one connection per write.
@@ -44,7 +44,7 @@ from service.outbound.repository import (
     GONE_REASON,
     OUTBOUND_CHANNEL,
     Claimed,
-    OutboundRepository,
+    DeliveryRepository,
     Outgoing,
     claim_due,
     purge_bodies,
@@ -127,7 +127,7 @@ class Dispatcher:
             claimed: list[Claimed] = []
             if free > 0:
                 try:
-                    # The dispatcher role: due deliveries are every user's (migration 0011).
+                    # The dispatcher role: due deliveries are every workspace's (migration 0011).
                     async with self._db.as_dispatcher() as conn:
                         claimed = await claim_due(conn, limit=free, lease=LEASE)
                 except Exception as exc:
@@ -150,10 +150,13 @@ class Dispatcher:
 
     async def _send(self, claimed: Claimed) -> None:
         try:
-            async with self._db.as_user(claimed.owner) as conn:
-                outgoing = await OutboundRepository(conn, owner=claimed.owner).outgoing(claimed.delivery_id)
+            # Bound to the delivery's workspace, with no member: it is sent whoever is left in it.
+            async with self._db.as_workspace(claimed.workspace) as conn:
+                outgoing = await DeliveryRepository(conn, workspace=claimed.workspace).outgoing(
+                    claimed.delivery_id
+                )
             if outgoing is not None:
-                await self._attempt(claimed.owner, outgoing)
+                await self._attempt(claimed.workspace, outgoing)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -163,7 +166,7 @@ class Dispatcher:
             else:
                 log.warning("webhook delivery %s: database unavailable", claimed.delivery_id)
 
-    async def _attempt(self, owner: uuid.UUID, outgoing: Outgoing) -> None:
+    async def _attempt(self, workspace: uuid.UUID, outgoing: Outgoing) -> None:
         attempted_at = datetime.now(UTC)
         started = time.monotonic()
         status_code: int | None = None
@@ -205,8 +208,8 @@ class Dispatcher:
                 status = DeliveryStatus.PENDING
                 wait = (next_attempt_at - now).total_seconds()
                 asyncio.get_running_loop().call_later(wait, self._wake.set)
-        async with self._db.as_user(owner) as conn:
-            repo = OutboundRepository(conn, owner=owner)
+        async with self._db.as_workspace(workspace) as conn:
+            repo = DeliveryRepository(conn, workspace=workspace)
             await repo.record_attempt(
                 outgoing.delivery_id,
                 attempted_at=attempted_at,
@@ -243,7 +246,7 @@ class Dispatcher:
     async def _purge(self) -> None:
         while True:
             try:
-                # The dispatcher role: bodies of every user's week-old deliveries are erased, one
+                # The dispatcher role: bodies of every workspace's week-old deliveries are erased, one
                 # transaction per batch (no long transaction, and what is done stays done).
                 while True:
                     async with self._db.as_dispatcher() as conn:

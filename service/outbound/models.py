@@ -1,6 +1,7 @@
-"""Tables of outbound webhooks: a user's endpoints, the deliveries queued for them and every
-attempt to send one. Each row carries `user_id`; composite foreign keys keep it equal to the
-parent's, and row-level security binds it (migration 0011)."""
+"""Tables of outbound webhooks: a workspace's endpoints, the deliveries queued for them and every
+attempt to send one. Each row carries its owner, `workspace_id` (an endpoint also its creator,
+`user_id`); composite foreign keys keep a child in its parent's workspace, and row-level security
+binds it like the planning tables (migration 0014)."""
 
 from __future__ import annotations
 
@@ -33,12 +34,15 @@ _STATUSES = ", ".join(f"'{status}'" for status in DELIVERY_STATUSES)
 class WebhookEndpoint(SQLModel, table=True):
     __tablename__ = "webhook_endpoints"
     __table_args__ = (
-        UniqueConstraint("id", "user_id"),  # the target of deliveries' composite foreign key
+        UniqueConstraint("id", "workspace_id"),  # the target of deliveries' composite foreign key
         CheckConstraint(f"events <@ ARRAY[{_EVENTS}]::text[] AND cardinality(events) > 0", name="events"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    # The owner (a workspace, once workspaces exist, takes this place).
+    workspace_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    )
+    # The member who registered it (shown as `created_by`); the workspace owns it.
     user_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     )
@@ -60,11 +64,13 @@ class WebhookDelivery(SQLModel, table=True):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["endpoint_id", "user_id"],
-            ["webhook_endpoints.id", "webhook_endpoints.user_id"],
+            ["endpoint_id", "workspace_id"],
+            ["webhook_endpoints.id", "webhook_endpoints.workspace_id"],
             ondelete="CASCADE",
+            # The conventional name is one character over PostgreSQL's 63.
+            name="fk_webhook_deliveries_endpoint_workspace_webhook_endpoints",
         ),
-        UniqueConstraint("id", "user_id"),
+        UniqueConstraint("id", "workspace_id"),
         CheckConstraint(f"status IN ({_STATUSES})", name="status"),
         CheckConstraint(f"event_type IN ({_EVENTS})", name="event_type"),
         # The dispatcher's claim: pending deliveries, soonest first.
@@ -78,7 +84,7 @@ class WebhookDelivery(SQLModel, table=True):
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    user_id: uuid.UUID = Field(nullable=False)
+    workspace_id: uuid.UUID = Field(nullable=False)
     endpoint_id: uuid.UUID = Field(nullable=False)
     event_type: str = Field(sa_type=Text, nullable=False)
     solution_id: uuid.UUID = Field(nullable=False)
@@ -109,15 +115,15 @@ class WebhookAttempt(SQLModel, table=True):
     __tablename__ = "webhook_attempts"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["delivery_id", "user_id"],
-            ["webhook_deliveries.id", "webhook_deliveries.user_id"],
+            ["delivery_id", "workspace_id"],
+            ["webhook_deliveries.id", "webhook_deliveries.workspace_id"],
             ondelete="CASCADE",
         ),
         Index(None, "delivery_id", "attempted_at"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    user_id: uuid.UUID = Field(nullable=False)
+    workspace_id: uuid.UUID = Field(nullable=False)
     delivery_id: uuid.UUID = Field(nullable=False)
     attempted_at: datetime = Field(sa_column=timestamp_column(server_default=False))
     status_code: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
@@ -126,5 +132,5 @@ class WebhookAttempt(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
-newest_first(WebhookEndpoint, "user_id")
+newest_first(WebhookEndpoint, "workspace_id")
 newest_first(WebhookDelivery, "endpoint_id")

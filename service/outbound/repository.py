@@ -1,10 +1,12 @@
-"""Every statement on the outbound webhook tables, bound to the rows' owner (RLS underneath).
+"""Every statement on the outbound webhook tables, bound to the rows' workspace (RLS underneath).
 
-`OutboundRepository` is a user's endpoints and deliveries: what the routes manage, what a solve's
-end queues (in the transaction of the status change, so a delivery exists exactly when the change
-committed), and what the dispatcher reads and records for one delivery. The dispatcher's only
-cross-user statements — which deliveries are due, their claim, the purge of old bodies — are the
-module functions at the end, run as the dispatcher role (`Database.as_dispatcher`).
+`OutboundRepository` is a workspace's endpoints and deliveries as one of its members: what the
+routes manage. `DeliveryRepository` is a workspace's deliveries with no member: what a solve's end
+queues (in the transaction of the status change, so a delivery exists exactly when the change
+committed, whoever ended the solve), and what the dispatcher reads and records for one delivery.
+The dispatcher's only cross-workspace statements — which deliveries are due, their claim, the purge
+of old bodies — are the module functions at the end, run as the dispatcher role
+(`Database.as_dispatcher`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import orjson
 from service.core.db import Connection, new_id
 from service.core.errors import Conflict
 from service.core.pagination import Cursor
-from service.core.repository import OwnedRepository, page
+from service.core.repository import OwnedRepository, WorkspaceRepository, page
 from service.outbound.events import DeliveryStatus, EventType
 
 # Deliveries queued or made due (payload: empty): the dispatcher wakes.
@@ -29,14 +31,15 @@ OUTBOUND_CHANNEL = "routebook_outbound"
 BODY_KEPT = timedelta(days=7)
 # An event is retried this long after it happened (or after a replay), then it has failed.
 RETRY_WINDOW = timedelta(hours=24)
-# Deliveries of one owner under way at once, across every dispatcher: the rest of the slots are
-# for other owners.
+# Deliveries of one workspace under way at once, across every dispatcher: the rest of the slots are
+# for other workspaces.
 PER_OWNER_IN_FLIGHT = 4
 GONE_REASON = "the endpoint answered 410 Gone"
 
 # `events` travels as comma-joined text both ways: no array type for asyncpg to introspect.
 _ENDPOINT_COLUMNS = (
-    "id, url, array_to_string(events, ',') AS events, enabled, disabled_reason, created_at, updated_at"
+    "id, url, array_to_string(events, ',') AS events, enabled, disabled_reason, user_id AS created_by, "
+    "created_at, updated_at"
 )
 _DELIVERY = """
     d.id, d.endpoint_id, d.event_type, d.solution_id, d.status, d.next_attempt_at, d.retry_until,
@@ -45,7 +48,7 @@ _DELIVERY = """
         SELECT json_agg(json_build_object(
             'attempted_at', a.attempted_at, 'status_code', a.status_code,
             'duration_ms', a.duration_ms, 'error', a.error) ORDER BY a.attempted_at, a.id)
-        FROM webhook_attempts a WHERE a.user_id = $1 AND a.delivery_id = d.id
+        FROM webhook_attempts a WHERE a.workspace_id = $1 AND a.delivery_id = d.id
     ), '[]')::text AS attempts
 """
 
@@ -57,6 +60,7 @@ class EndpointRecord:
     events: list[str]
     enabled: bool
     disabled_reason: str | None
+    created_by: uuid.UUID
     created_at: datetime
     updated_at: datetime
     secret: str | None = None  # only when just created or rotated
@@ -99,7 +103,7 @@ class Outgoing:
 @dataclass(frozen=True, slots=True)
 class Claimed:
     delivery_id: uuid.UUID
-    owner: uuid.UUID
+    workspace: uuid.UUID
 
 
 def _endpoint(row: Any, secret: str | None = None) -> EndpointRecord:
@@ -127,54 +131,58 @@ def _delivery(row: Any) -> DeliveryRecord:
     )
 
 
-class OutboundRepository(OwnedRepository):
-    """One owner's webhook endpoints and their deliveries."""
+class OutboundRepository(WorkspaceRepository):
+    """One workspace's webhook endpoints and their deliveries, as one of its members."""
 
     # -- endpoints ------------------------------------------------------------------------------
 
     async def create_endpoint(
         self, url: str, events: Sequence[str], secret: str, *, limit: int
     ) -> EndpointRecord:
-        """Conflict when the owner already has `limit` endpoints (each event is sent to every one
-        of them: the cap bounds what one solve's end queues)."""
-        # Two registrations at once must not both see room for one: the owner's count is taken
+        """Conflict when the workspace already has `limit` endpoints (each event is sent to every
+        one of them: the cap bounds what one solve's end queues)."""
+        # Two registrations at once must not both see room for one: the workspace's count is taken
         # under a lock of its own, held to the end of the transaction.
         await self._conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('webhook_endpoints:' || $1::uuid::text, 0))",
-            self.owner,
+            self.workspace,
         )
         row = await self._fetchrow_or_none(
-            "INSERT INTO webhook_endpoints (id, user_id, url, events, secret) "
-            "SELECT $2, $1, $3, string_to_array($4::text, ','), $5 "
-            "WHERE (SELECT count(*) FROM webhook_endpoints WHERE user_id = $1) < $6 "
+            "INSERT INTO webhook_endpoints (id, workspace_id, user_id, url, events, secret) "
+            "SELECT $2, $1, $7, $3, string_to_array($4::text, ','), $5 "
+            "WHERE (SELECT count(*) FROM webhook_endpoints WHERE workspace_id = $1) < $6 "
             f"RETURNING {_ENDPOINT_COLUMNS}",
             new_id(),
             url,
             ",".join(events),
             secret,
             limit,
+            self.user,
         )
         if row is None:
             raise Conflict(
-                f"You have {limit} webhook endpoints, the most allowed: delete one to register another."
+                f"This workspace has {limit} webhook endpoints, the most allowed: "
+                "delete one to register another."
             )
         return _endpoint(row, secret)
 
     async def list_endpoints(self, limit: int, cursor: Cursor | None) -> list[EndpointRecord]:
-        sql, args = page(f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE user_id = $1", cursor, 2)
+        sql, args = page(
+            f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE workspace_id = $1", cursor, 2
+        )
         return [_endpoint(row) for row in await self._fetch(sql, *args, limit + 1)]
 
     async def delete_endpoint(self, endpoint_id: uuid.UUID) -> None:
         """Its deliveries and their attempts go with it (ON DELETE CASCADE)."""
         await self._fetchrow(
-            "DELETE FROM webhook_endpoints WHERE user_id = $1 AND id = $2 RETURNING id", endpoint_id
+            "DELETE FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2 RETURNING id", endpoint_id
         )
 
     async def rotate_secret(self, endpoint_id: uuid.UUID, secret: str) -> EndpointRecord:
         """Every attempt from now on, retries of earlier deliveries too, is signed with `secret`."""
         row = await self._fetchrow(
             "UPDATE webhook_endpoints SET secret = $3, updated_at = now() "
-            f"WHERE user_id = $1 AND id = $2 RETURNING {_ENDPOINT_COLUMNS}",
+            f"WHERE workspace_id = $1 AND id = $2 RETURNING {_ENDPOINT_COLUMNS}",
             endpoint_id,
             secret,
         )
@@ -185,7 +193,7 @@ class OutboundRepository(OwnedRepository):
     async def list_deliveries(
         self, endpoint_id: uuid.UUID, limit: int, cursor: Cursor | None
     ) -> list[DeliveryRecord]:
-        sql = f"SELECT {_DELIVERY} FROM webhook_deliveries d WHERE d.user_id = $1 AND d.endpoint_id = $2"
+        sql = f"SELECT {_DELIVERY} FROM webhook_deliveries d WHERE d.workspace_id = $1 AND d.endpoint_id = $2"
         rows = await self._children(sql, "webhook_endpoints", endpoint_id, limit, cursor)
         return [_delivery(row) for row in rows]
 
@@ -200,8 +208,8 @@ class OutboundRepository(OwnedRepository):
             SELECT d.body IS NOT NULL AND d.body_expires_at > now() AS kept, e.enabled,
                 COALESCE(d.claimed_until > now(), false) AS claimed
             FROM webhook_deliveries d
-            JOIN webhook_endpoints e ON e.user_id = d.user_id AND e.id = d.endpoint_id
-            WHERE d.user_id = $1 AND d.endpoint_id = $2 AND d.id = $3
+            JOIN webhook_endpoints e ON e.workspace_id = d.workspace_id AND e.id = d.endpoint_id
+            WHERE d.workspace_id = $1 AND d.endpoint_id = $2 AND d.id = $3
             FOR UPDATE OF d
             """,
             endpoint_id,
@@ -217,29 +225,48 @@ class OutboundRepository(OwnedRepository):
             f"""
             UPDATE webhook_deliveries SET status = '{DeliveryStatus.PENDING}', next_attempt_at = now(),
                 retry_until = now() + $3::interval, updated_at = now()
-            WHERE user_id = $1 AND id = $2
+            WHERE workspace_id = $1 AND id = $2
             """,
             delivery_id,
             RETRY_WINDOW,
         )
         await self._notify()
         row = await self._fetchrow(
-            f"SELECT {_DELIVERY} FROM webhook_deliveries d WHERE d.user_id = $1 AND d.id = $2", delivery_id
+            f"SELECT {_DELIVERY} FROM webhook_deliveries d WHERE d.workspace_id = $1 AND d.id = $2",
+            delivery_id,
         )
         return _delivery(row)
 
+    async def _notify(self) -> None:
+        await self._conn.execute("SELECT pg_notify($1, '')", OUTBOUND_CHANNEL)
+
+
+class DeliveryRepository(OwnedRepository):
+    """One workspace's deliveries with no member acting: queued by a solve's end (in the
+    transaction that ends it, as the worker or as the member who cancelled) and sent by the
+    dispatcher (`Database.as_workspace`)."""
+
+    OWNER_COLUMN = "workspace_id"
+
+    def __init__(self, conn: Connection, *, workspace: uuid.UUID) -> None:
+        if not isinstance(workspace, uuid.UUID):
+            raise TypeError(
+                "a DeliveryRepository is bound to its workspace: workspace must be a workspace id"
+            )
+        super().__init__(conn, owner=workspace)
+
     async def enqueue(self, event: EventType, solution_id: uuid.UUID, body: str) -> None:
-        """A delivery of `body` for each enabled endpoint of the owner subscribed to `event`, and the
-        dispatcher woken — both only once the caller's transaction commits. One statement, however
-        many endpoints (most owners have none)."""
+        """A delivery of `body` for each enabled endpoint of the workspace subscribed to `event`, and
+        the dispatcher woken — both only once the caller's transaction commits. One statement,
+        however many endpoints (most workspaces have none)."""
         await self._fetch(
             f"""
             WITH queued AS (
-                INSERT INTO webhook_deliveries (id, user_id, endpoint_id, event_type, solution_id, body,
-                    body_expires_at, status, next_attempt_at, retry_until)
-                SELECT gen_random_uuid(), e.user_id, e.id, $2, $3, $4, now() + $5::interval,
+                INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, event_type, solution_id,
+                    body, body_expires_at, status, next_attempt_at, retry_until)
+                SELECT gen_random_uuid(), e.workspace_id, e.id, $2, $3, $4, now() + $5::interval,
                     '{DeliveryStatus.PENDING}', now(), now() + $6::interval
-                FROM webhook_endpoints e WHERE e.user_id = $1 AND e.enabled AND $2 = ANY(e.events)
+                FROM webhook_endpoints e WHERE e.workspace_id = $1 AND e.enabled AND $2 = ANY(e.events)
                 RETURNING 1
             )
             SELECT pg_notify('{OUTBOUND_CHANNEL}', '') FROM (SELECT count(*) AS n FROM queued) q WHERE q.n > 0
@@ -251,9 +278,6 @@ class OutboundRepository(OwnedRepository):
             RETRY_WINDOW,
         )
 
-    async def _notify(self) -> None:
-        await self._conn.execute("SELECT pg_notify($1, '')", OUTBOUND_CHANNEL)
-
     # -- one delivery, for the dispatcher ---------------------------------------------------------
 
     async def outgoing(self, delivery_id: uuid.UUID) -> Outgoing | None:
@@ -264,8 +288,8 @@ class OutboundRepository(OwnedRepository):
             SELECT CASE WHEN d.body_expires_at > now() THEN d.body END AS body, d.attempts,
                 d.retry_until, e.url, e.secret, e.enabled
             FROM webhook_deliveries d
-            JOIN webhook_endpoints e ON e.user_id = d.user_id AND e.id = d.endpoint_id
-            WHERE d.user_id = $1 AND d.id = $2 AND d.status = '{DeliveryStatus.PENDING}'
+            JOIN webhook_endpoints e ON e.workspace_id = d.workspace_id AND e.id = d.endpoint_id
+            WHERE d.workspace_id = $1 AND d.id = $2 AND d.status = '{DeliveryStatus.PENDING}'
             """,
             delivery_id,
         )
@@ -298,9 +322,10 @@ class OutboundRepository(OwnedRepository):
         `next_attempt_at`. Nothing is written for a delivery deleted meanwhile."""
         await self._fetch(
             """
-            INSERT INTO webhook_attempts (id, user_id, delivery_id, attempted_at, status_code, duration_ms, error)
-            SELECT $3, d.user_id, d.id, $4, $5, $6, $7 FROM webhook_deliveries d
-            WHERE d.user_id = $1 AND d.id = $2
+            INSERT INTO webhook_attempts (id, workspace_id, delivery_id, attempted_at, status_code,
+                duration_ms, error)
+            SELECT $3, d.workspace_id, d.id, $4, $5, $6, $7 FROM webhook_deliveries d
+            WHERE d.workspace_id = $1 AND d.id = $2
             """,
             delivery_id,
             new_id(),
@@ -323,7 +348,7 @@ class OutboundRepository(OwnedRepository):
             f"""
             UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4, claimed_until = NULL,
                 attempts = attempts + $5, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND status = '{DeliveryStatus.PENDING}'
+            WHERE workspace_id = $1 AND id = $2 AND status = '{DeliveryStatus.PENDING}'
             """,
             delivery_id,
             str(status),
@@ -338,12 +363,12 @@ class OutboundRepository(OwnedRepository):
             WITH endpoint AS (
                 UPDATE webhook_endpoints e SET enabled = false, disabled_reason = $3, updated_at = now()
                 FROM webhook_deliveries d
-                WHERE d.user_id = $1 AND d.id = $2 AND e.user_id = $1 AND e.id = d.endpoint_id
+                WHERE d.workspace_id = $1 AND d.id = $2 AND e.workspace_id = $1 AND e.id = d.endpoint_id
                 RETURNING e.id
             )
             UPDATE webhook_deliveries SET status = '{DeliveryStatus.FAILED}', next_attempt_at = NULL,
                 claimed_until = NULL, updated_at = now()
-            WHERE user_id = $1 AND status = '{DeliveryStatus.PENDING}'
+            WHERE workspace_id = $1 AND status = '{DeliveryStatus.PENDING}'
                 AND endpoint_id IN (SELECT id FROM endpoint)
             """,
             delivery_id,
@@ -351,15 +376,22 @@ class OutboundRepository(OwnedRepository):
         )
 
 
+async def erase_workspace_endpoints(conn: Connection, workspace_id: uuid.UUID) -> None:
+    """A deleted workspace's endpoints (and so their deliveries and attempts) go, in the caller's
+    privileged transaction: nothing is sent for it again."""
+    # FORCEd row-level security binds the tables' owner too: admit this workspace's rows first.
+    await conn.execute("SELECT set_config('app.workspace_id', $1, true)", str(workspace_id))
+    await conn.execute("DELETE FROM webhook_endpoints WHERE workspace_id = $1", workspace_id)
+
+
 async def erase_owner_endpoints(conn: Connection, user_id: uuid.UUID) -> None:
-    """A deleted user's endpoints (and so their deliveries) go, in the identity service's privileged
-    tombstone transaction: nothing is sent for them again."""
-    # FORCEd row-level security binds the tables' owner too: admit this user's rows first.
-    await conn.execute("SELECT set_config('app.user_id', $1, true)", str(user_id))
-    await conn.execute("DELETE FROM webhook_endpoints WHERE user_id = $1", user_id)
+    """A deleted user's personal workspace's endpoints (its id is theirs), in the identity service's
+    tombstone transaction. Endpoints they registered in an organisation's workspace are the
+    organisation's, and stay."""
+    await erase_workspace_endpoints(conn, user_id)
 
 
-# -- across users: the dispatcher role only (Database.as_dispatcher) -------------------------------
+# -- across workspaces: the dispatcher role only (Database.as_dispatcher) -------------------------------
 
 
 async def claim_due(
@@ -369,19 +401,19 @@ async def claim_due(
     other dispatcher takes it meanwhile; a dispatcher that dies mid-attempt leaves it to be retried
     once the claim lapses). SKIP LOCKED: dispatchers of several workers never wait for each other.
 
-    Owners take turns: every owner's soonest due delivery comes before anyone's second, and an
-    owner with `per_owner` deliveries under way (claimed here or by another dispatcher) gets no
-    more until one ends — one owner's backlog, or slow receivers, cannot hold every slot."""
+    Workspaces take turns: every workspace's soonest due delivery comes before anyone's second, and
+    a workspace with `per_owner` deliveries under way (claimed here or by another dispatcher) gets
+    no more until one ends — one workspace's backlog, or slow receivers, cannot hold every slot."""
     pending = f"status = '{DeliveryStatus.PENDING}'"
     rows = await conn.fetch(
         f"""
         WITH busy AS (
-            SELECT user_id, count(*) AS n FROM webhook_deliveries
-            WHERE {pending} AND claimed_until > now() GROUP BY user_id
+            SELECT workspace_id, count(*) AS n FROM webhook_deliveries
+            WHERE {pending} AND claimed_until > now() GROUP BY workspace_id
         ), turns AS (
             SELECT d.id, d.next_attempt_at, COALESCE(b.n, 0)
-                + row_number() OVER (PARTITION BY d.user_id ORDER BY d.next_attempt_at) AS turn
-            FROM webhook_deliveries d LEFT JOIN busy b ON b.user_id = d.user_id
+                + row_number() OVER (PARTITION BY d.workspace_id ORDER BY d.next_attempt_at) AS turn
+            FROM webhook_deliveries d LEFT JOIN busy b ON b.workspace_id = d.workspace_id
             WHERE d.{pending} AND d.next_attempt_at <= now()
         )
         UPDATE webhook_deliveries d SET next_attempt_at = now() + $2::interval,
@@ -393,13 +425,13 @@ async def claim_due(
             ) AND {pending} AND next_attempt_at <= now()
             FOR UPDATE SKIP LOCKED
         )
-        RETURNING d.id, d.user_id
+        RETURNING d.id, d.workspace_id
         """,
         limit,
         lease,
         per_owner,
     )
-    return [Claimed(row["id"], row["user_id"]) for row in rows]
+    return [Claimed(row["id"], row["workspace_id"]) for row in rows]
 
 
 async def purge_bodies(conn: Connection, *, batch: int = 1000) -> int:

@@ -1,10 +1,15 @@
-"""/api/v1/webhook-endpoints: a caller's outbound webhook endpoints, their deliveries and replays.
+"""/api/v1/webhook-endpoints: the active workspace's outbound webhook endpoints, their deliveries
+and replays.
 
-Each request runs in one transaction as the caller under row-level security; another user's
-endpoint or delivery answers exactly as a missing one (404). A URL is checked (addresses.py)
+Each request runs in one transaction as the caller in the request's workspace under row-level
+security, like the planning routes; another workspace's endpoint or delivery, or a workspace the
+caller is not a member of, answers exactly as a missing one (404). Every member reads (a viewer
+too: endpoints without their secrets, deliveries); registering, deleting, rotating a secret and
+replaying are changes, for members and admins (a viewer: 403) — the same line as planning data,
+since a member may already read every solution the webhooks report. A URL is checked (addresses.py)
 before anything is written: 422 with the pointer `/url` when it may not be delivered to (why
 exactly is logged, not told: whether a name resolves, and to what, is the network's business).
-An owner has at most OUTBOUND_WEBHOOK_MAX_ENDPOINTS endpoints: one more is 409.
+A workspace has at most OUTBOUND_WEBHOOK_MAX_ENDPOINTS endpoints: one more is 409.
 """
 
 from __future__ import annotations
@@ -13,15 +18,22 @@ import base64
 import logging
 import secrets
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
-from service.core.bodies import json_model
-from service.core.errors import ValidationFailed
-from service.core.openapi import READ_PROBLEMS, WRITE_PROBLEMS, json_body, located, problem_responses
+from service.core.bodies import pointed_json_model
+from service.core.errors import Forbidden, ValidationFailed
+from service.core.openapi import (
+    READ_PROBLEMS,
+    ROLE_PROBLEM,
+    WRITE_PROBLEMS,
+    json_body,
+    located,
+    problem_responses,
+)
 from service.core.pagination import Paged, PageRequest, page_request, paginate
-from service.core.repository import OwnerScope
+from service.core.repository import READ_ONLY_DETAIL, WorkspaceScope
 from service.deps import AppSettings, Db, WebhookTargets
 from service.outbound.addresses import AddressRefused
 from service.outbound.repository import DeliveryRecord, EndpointRecord, OutboundRepository
@@ -32,44 +44,22 @@ from service.outbound.schemas import (
     WebhookEndpointPage,
     WebhookEndpointWithSecret,
 )
-from service.users.gate import CurrentUser, current_user
+from service.users.gate import current_user
+from service.workspaces.gate import CurrentMember
 
 PREFIX = "/api/v1"
 
 log = logging.getLogger("routebook.outbound")
 
 
-async def caller_outbound(db: Db, principal: CurrentUser) -> OwnerScope[OutboundRepository]:
-    # The owner binding: a workspace takes the user's place here once workspaces exist.
-    return OwnerScope(db, principal.user_id, OutboundRepository)
+async def caller_outbound(db: Db, member: CurrentMember) -> WorkspaceScope[OutboundRepository]:
+    return WorkspaceScope(db, member.workspace.id, member.user_id, member.role.writes, OutboundRepository)
 
 
-def _pointer(path: list[Any]) -> str:
-    """An RFC 6901 JSON pointer (`~` and `/` in a member's name escaped)."""
-    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
-
-
-def _with_pointers(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {**error, "pointer": _pointer(error["loc"][1:])} if error.get("loc", [])[:1] == ["body"] else error
-        for error in errors
-    ]
-
-
-_read_endpoint = json_model(WebhookEndpointCreate)
-
-
-async def endpoint_body(request: Request) -> WebhookEndpointCreate:
-    """The body, its validation errors each with a JSON pointer into it (`/url`, `/events/0`)."""
-    try:
-        return await _read_endpoint(request)
-    except ValidationFailed as exc:
-        raise ValidationFailed(_with_pointers(exc.extra["errors"]), exc.detail) from None
-
-
-Outbound = Annotated[OwnerScope[OutboundRepository], Depends(caller_outbound)]
+Outbound = Annotated[WorkspaceScope[OutboundRepository], Depends(caller_outbound)]
 Paging = Annotated[PageRequest, Depends(page_request)]
-EndpointBody = Annotated[WebhookEndpointCreate, Depends(endpoint_body)]
+# Each validation error with a JSON pointer into the body (`/url`, `/events/0`).
+EndpointBody = Annotated[WebhookEndpointCreate, Depends(pointed_json_model(WebhookEndpointCreate))]
 
 
 def new_secret() -> str:
@@ -85,6 +75,7 @@ router = APIRouter(prefix=PREFIX, tags=["webhook endpoints"], dependencies=[Depe
     status_code=201,
     response_model=WebhookEndpointWithSecret,
     responses={
+        **ROLE_PROBLEM,
         **WRITE_PROBLEMS,
         **located("Registered; the secret is shown only now"),
         **problem_responses(409),
@@ -99,15 +90,17 @@ async def create_endpoint(
     settings: AppSettings,
     response: Response,
 ) -> EndpointRecord:
+    if not outbound.may_write:
+        raise Forbidden(READ_ONLY_DETAIL)  # before the URL is looked up
     try:
         await targets.check(body.url)
     except AddressRefused as exc:
         # The detail for the operator; the URL's query (which may carry a receiver's token) is not.
-        log.info("webhook endpoint refused for %s: %s", outbound.owner, exc.detail)
+        log.info("webhook endpoint refused in workspace %s: %s", outbound.workspace, exc.detail)
         raise ValidationFailed(
             [{"loc": ["body", "url"], "pointer": "/url", "msg": str(exc), "type": "url_refused"}]
         ) from None
-    async with outbound.transaction() as repo:
+    async with outbound.writing() as repo:
         record = await repo.create_endpoint(
             body.url,
             [str(event) for event in body.events],
@@ -122,22 +115,22 @@ async def create_endpoint(
     "/webhook-endpoints",
     response_model=WebhookEndpointPage,
     responses=READ_PROBLEMS,
-    summary="The caller's webhook endpoints, newest first (without their secrets)",
+    summary="The workspace's webhook endpoints, newest first (without their secrets)",
 )
 async def list_endpoints(outbound: Outbound, page: Paging) -> Paged[EndpointRecord]:
     async with outbound.transaction() as repo:
-        return await paginate(f"webhook-endpoints:{repo.owner}", page, repo.list_endpoints)
+        return await paginate(f"webhook-endpoints:{repo.workspace}", page, repo.list_endpoints)
 
 
 @router.delete(
     "/webhook-endpoints/{endpoint_id}",
     status_code=204,
     response_class=Response,
-    responses=READ_PROBLEMS,
+    responses={**ROLE_PROBLEM, **READ_PROBLEMS},
     summary="Delete an endpoint with its deliveries (nothing more is sent to it)",
 )
 async def delete_endpoint(endpoint_id: uuid.UUID, outbound: Outbound) -> Response:
-    async with outbound.transaction() as repo:
+    async with outbound.writing() as repo:
         await repo.delete_endpoint(endpoint_id)
     return Response(status_code=204)
 
@@ -145,11 +138,11 @@ async def delete_endpoint(endpoint_id: uuid.UUID, outbound: Outbound) -> Respons
 @router.post(
     "/webhook-endpoints/{endpoint_id}/rotate-secret",
     response_model=WebhookEndpointWithSecret,
-    responses={**READ_PROBLEMS, 200: {"description": "The new secret, shown only now"}},
+    responses={**ROLE_PROBLEM, **READ_PROBLEMS, 200: {"description": "The new secret, shown only now"}},
     summary="Replace the signing secret: every attempt from now on is signed with the new one",
 )
 async def rotate_secret(endpoint_id: uuid.UUID, outbound: Outbound) -> EndpointRecord:
-    async with outbound.transaction() as repo:
+    async with outbound.writing() as repo:
         return await repo.rotate_secret(endpoint_id, new_secret())
 
 
@@ -174,6 +167,7 @@ async def list_deliveries(endpoint_id: uuid.UUID, outbound: Outbound, page: Pagi
     response_model=WebhookDeliveryRead,
     responses={
         202: {"description": "Queued to be sent again now, with the same `webhook-id`"},
+        **ROLE_PROBLEM,
         **READ_PROBLEMS,
         **problem_responses(409),
     },
@@ -182,5 +176,5 @@ async def list_deliveries(endpoint_id: uuid.UUID, outbound: Outbound, page: Pagi
 async def replay_delivery(
     endpoint_id: uuid.UUID, delivery_id: uuid.UUID, outbound: Outbound
 ) -> DeliveryRecord:
-    async with outbound.transaction() as repo:
+    async with outbound.writing() as repo:
         return await repo.replay(endpoint_id, delivery_id)

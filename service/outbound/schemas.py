@@ -58,6 +58,9 @@ class WebhookEndpointRead(Read):
     events: list[EventType]
     enabled: bool = Field(description="False once the endpoint answered 410 Gone: nothing more is sent.")
     disabled_reason: str | None
+    created_by: uuid.UUID = Field(
+        description="The id of the member who registered it (the workspace owns it)."
+    )
     created_at: Timestamp
     updated_at: Timestamp
 

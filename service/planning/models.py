@@ -1,5 +1,6 @@
-"""Planning tables (sessions, scenarios). Every row carries `user_id`; composite foreign keys keep it
-equal to the parent's. `solutions` hang off scenarios the same way and belong to solving."""
+"""Planning tables (sessions, scenarios). Every row carries its owner, `workspace_id`, and its creator,
+`user_id`; composite foreign keys keep a child in its parent's workspace. `solutions` hang off
+scenarios the same way and belong to solving."""
 
 from __future__ import annotations
 
@@ -26,10 +27,14 @@ from service.core.db import new_id, timestamp_column, utcnow
 class PlanningSession(SQLModel, table=True):
     __tablename__ = "sessions"
     __table_args__ = (
-        UniqueConstraint("id", "user_id"),  # the target of children's composite foreign keys
+        UniqueConstraint("id", "workspace_id"),  # the target of children's composite foreign keys
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    workspace_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    )
+    # The creator (shown as `created_by`); the workspace owns the row.
     user_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     )
@@ -44,13 +49,14 @@ class Scenario(SQLModel, table=True):
     __tablename__ = "scenarios"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["session_id", "user_id"], ["sessions.id", "sessions.user_id"], ondelete="CASCADE"
+            ["session_id", "workspace_id"], ["sessions.id", "sessions.workspace_id"], ondelete="CASCADE"
         ),
-        UniqueConstraint("id", "user_id"),
+        UniqueConstraint("id", "workspace_id"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    user_id: uuid.UUID = Field(nullable=False)
+    workspace_id: uuid.UUID = Field(nullable=False)
+    user_id: uuid.UUID = Field(nullable=False)  # the creator
     session_id: uuid.UUID = Field(nullable=False)
     name: str = Field(sa_type=Text, nullable=False)
     # NULL until edited, and then it reads as the original: a document of tens of megabytes is
@@ -74,5 +80,5 @@ def newest_first(model: type[SQLModel], parent_column: str) -> Index:
     )
 
 
-newest_first(PlanningSession, "user_id")
+newest_first(PlanningSession, "workspace_id")
 newest_first(Scenario, "session_id")

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from service.core.db import Connection, new_id
 from service.core.pagination import Cursor
-from service.core.repository import AS_BYTES, MEMBER, OwnedRepository, columns, page
+from service.core.repository import AS_BYTES, CREATED_BY, MEMBER, WorkspaceRepository, columns, page
 
 # NULL until a PATCH changes it: the scenario's request is then its original (migration 0004).
 _CURRENT_REQUEST = "COALESCE(request, original_request)"
@@ -25,6 +25,7 @@ class SessionRecord:
     version: int
     created_at: datetime
     updated_at: datetime
+    created_by: uuid.UUID = field(metadata=CREATED_BY)
 
 
 @dataclass(slots=True)
@@ -35,39 +36,48 @@ class ScenarioRecord:
     version: int
     created_at: datetime
     updated_at: datetime
+    created_by: uuid.UUID = field(metadata=CREATED_BY)
 
 
 _SESSION = columns(SessionRecord)
 _SCENARIO = columns(ScenarioRecord)
 
 
+async def erase_workspace(conn: Connection, workspace_id: uuid.UUID) -> None:
+    """Erase everything planned in a workspace, in the caller's (privileged) transaction: a deleted
+    organisation's, or a deleted user's personal one. Scenarios and solutions follow by CASCADE."""
+    # FORCEd row-level security binds the tables' owner too: admit this workspace's rows first.
+    await conn.execute("SELECT set_config('app.workspace_id', $1, true)", str(workspace_id))
+    await conn.execute("DELETE FROM sessions WHERE workspace_id = $1", workspace_id)
+
+
 async def erase_owner(conn: Connection, user_id: uuid.UUID) -> None:
-    """Erase everything `user_id` planned, in the caller's (privileged) transaction: the identity
-    service's tombstone runs this. Scenarios and solutions follow by ON DELETE CASCADE."""
-    # FORCEd row-level security binds the tables' owner too: admit this user's rows first.
-    await conn.execute("SELECT set_config('app.user_id', $1, true)", str(user_id))
-    await conn.execute("DELETE FROM sessions WHERE user_id = $1", user_id)
+    """Erase what a deleted user planned in their personal workspace (its id is theirs): the identity
+    service's tombstone runs this. What they created in an organisation's workspace is the
+    organisation's, and stays."""
+    await erase_workspace(conn, user_id)
 
 
-class PlanningRepository(OwnedRepository):
-    """Sessions and scenarios of one user, `owner`."""
+class PlanningRepository(WorkspaceRepository):
+    """Sessions and scenarios of one workspace, as one of its members."""
 
     # -- sessions -------------------------------------------------------------------------------
 
     async def create_session(self, name: str) -> SessionRecord:
         row = await self._fetchrow(
-            f"INSERT INTO sessions (id, user_id, name) VALUES ($2, $1, $3) RETURNING {_SESSION}",
+            f"INSERT INTO sessions (id, workspace_id, user_id, name) VALUES ($2, $1, $3, $4) RETURNING {_SESSION}",
             new_id(),
+            self._user,
             name,
         )
         return SessionRecord(*row)
 
     async def list_sessions(self, limit: int, cursor: Cursor | None) -> list[SessionRecord]:
-        sql, args = page(f"SELECT {_SESSION} FROM sessions WHERE user_id = $1", cursor, 2)
+        sql, args = page(f"SELECT {_SESSION} FROM sessions WHERE workspace_id = $1", cursor, 2)
         return [SessionRecord(*row) for row in await self._fetch(sql, *args, limit + 1)]
 
     async def get_session(self, session_id: uuid.UUID) -> SessionRecord:
-        sql = f"SELECT {_SESSION} FROM sessions WHERE user_id = $1 AND id = $2"
+        sql = f"SELECT {_SESSION} FROM sessions WHERE workspace_id = $1 AND id = $2"
         return SessionRecord(*await self._fetchrow(sql, session_id))
 
     async def rename_session(
@@ -75,7 +85,7 @@ class PlanningRepository(OwnedRepository):
     ) -> SessionRecord:
         sql = f"""
             UPDATE sessions SET name = COALESCE($4, name), version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SESSION}
+            WHERE workspace_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SESSION}
         """
         return SessionRecord(
             *await self._versioned("sessions", sql, session_id, expected, name, document=False)
@@ -88,19 +98,20 @@ class PlanningRepository(OwnedRepository):
     # -- scenarios ------------------------------------------------------------------------------
 
     async def create_scenario(self, session_id: uuid.UUID, name: str, raw_body: bytes) -> ScenarioRecord:
-        """Inserts under the session only if the caller owns it: one statement, nothing written otherwise."""
+        """Inserts under the session only if it is in the workspace: one statement, nothing written otherwise."""
         sql = f"""
-            INSERT INTO scenarios (id, user_id, session_id, name, original_request)
-            SELECT $3, s.user_id, s.id, $4, {MEMBER.format(param="$5", member="request")}
-            FROM sessions s WHERE s.user_id = $1 AND s.id = $2
+            INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, original_request)
+            SELECT $3, s.workspace_id, $6, s.id, $4, {MEMBER.format(param="$5", member="request")}
+            FROM sessions s WHERE s.workspace_id = $1 AND s.id = $2
             RETURNING {_SCENARIO}
         """
-        return ScenarioRecord(*await self._fetchrow(sql, session_id, new_id(), name, raw_body, document=True))
+        row = await self._fetchrow(sql, session_id, new_id(), name, raw_body, self._user, document=True)
+        return ScenarioRecord(*row)
 
     async def list_scenarios(
         self, session_id: uuid.UUID, limit: int, cursor: Cursor | None
     ) -> list[ScenarioRecord]:
-        sql = f"SELECT {_SCENARIO} FROM scenarios WHERE user_id = $1 AND session_id = $2"
+        sql = f"SELECT {_SCENARIO} FROM scenarios WHERE workspace_id = $1 AND session_id = $2"
         return [
             ScenarioRecord(*row) for row in await self._children(sql, "sessions", session_id, limit, cursor)
         ]
@@ -108,14 +119,14 @@ class PlanningRepository(OwnedRepository):
     async def get_scenario(self, scenario_id: uuid.UUID) -> tuple[ScenarioRecord, bytes]:
         """The scenario and its current request as JSON text."""
         document = AS_BYTES.format(document=_CURRENT_REQUEST)
-        sql = f"SELECT {_SCENARIO}, {document} AS document FROM scenarios WHERE user_id = $1 AND id = $2"
+        sql = f"SELECT {_SCENARIO}, {document} AS document FROM scenarios WHERE workspace_id = $1 AND id = $2"
         values = dict(await self._fetchrow(sql, scenario_id))
         text: bytes = values.pop("document")
         return ScenarioRecord(**values), text
 
     async def get_original_request(self, scenario_id: uuid.UUID) -> bytes:
         document = AS_BYTES.format(document="original_request")
-        sql = f"SELECT {document} AS document FROM scenarios WHERE user_id = $1 AND id = $2"
+        sql = f"SELECT {document} AS document FROM scenarios WHERE workspace_id = $1 AND id = $2"
         text: bytes = (await self._fetchrow(sql, scenario_id))["document"]
         return text
 
@@ -133,7 +144,7 @@ class PlanningRepository(OwnedRepository):
         sql = f"""
             UPDATE scenarios
             SET name = COALESCE($4, name), request = {request}, version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SCENARIO}
+            WHERE workspace_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SCENARIO}
         """
         row = await self._versioned(
             "scenarios", sql, scenario_id, expected, name, raw_body, document=raw_body is not None
@@ -146,7 +157,7 @@ class PlanningRepository(OwnedRepository):
         """The request becomes the original again: NULL reads as the original, no copy is made."""
         sql = f"""
             UPDATE scenarios SET request = NULL, version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SCENARIO}
+            WHERE workspace_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SCENARIO}
         """
         return ScenarioRecord(*await self._versioned("scenarios", sql, scenario_id, expected, document=False))
 

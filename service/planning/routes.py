@@ -1,8 +1,9 @@
 """/api/v1 sessions and scenarios (a scenario's solutions are solving's: service/solving/routes.py).
 
-Each request runs in one transaction as the caller under row-level security, opened by the route
-(`planning.transaction()`) and committed before the response is sent. Another user's resource
-answers exactly as a missing one: the repository raises the same NotFound for both. Responses are
+Each request runs in one transaction of the caller in the request's workspace under row-level
+security, opened by the route (`planning.transaction()`, or `planning.writing()`, refused with 403 for
+a viewer) and committed before the response is sent. Another workspace's resource answers exactly as
+a missing one: the repository raises the same NotFound for both. Responses are
 validated by their declared models (records are read by attribute); the documents (a scenario's
 request) is spliced in as PostgreSQL's own JSON text (service/core/bodies.py).
 """
@@ -16,10 +17,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 
 from service.core.bodies import DocumentBody, SplicedJSONResponse, document_body, json_model
-from service.core.openapi import READ_PROBLEMS, STALE_PROBLEM, WRITE_PROBLEMS, created, json_body, ok
+from service.core.openapi import (
+    READ_PROBLEMS,
+    ROLE_PROBLEM,
+    STALE_PROBLEM,
+    WRITE_PROBLEMS,
+    created,
+    json_body,
+    ok,
+)
 from service.core.pagination import Paged, PageRequest, page_request, paginate
 from service.core.preconditions import ExpectedVersions, etag, tag
-from service.core.repository import OwnerScope
+from service.core.repository import WorkspaceScope
 from service.deps import Db
 from service.planning.repository import PlanningRepository, ScenarioRecord, SessionRecord
 from service.planning.schemas import (
@@ -35,18 +44,19 @@ from service.planning.schemas import (
     SessionRead,
     SessionUpdate,
 )
-from service.users.gate import CurrentUser, current_user
+from service.users.gate import current_user
+from service.workspaces.gate import CurrentMember
 
 PREFIX = "/api/v1"
 
 
-async def caller_planning(db: Db, principal: CurrentUser) -> OwnerScope[PlanningRepository]:
+async def caller_planning(db: Db, member: CurrentMember) -> WorkspaceScope[PlanningRepository]:
     # A plain dependency, the transaction opened by the route: a yield dependency costs FastAPI's
     # exit-stack machinery on every request.
-    return OwnerScope(db, principal.user_id, PlanningRepository)
+    return WorkspaceScope(db, member.workspace.id, member.user_id, member.role.writes, PlanningRepository)
 
 
-Planning = Annotated[OwnerScope[PlanningRepository], Depends(caller_planning)]
+Planning = Annotated[WorkspaceScope[PlanningRepository], Depends(caller_planning)]
 Paging = Annotated[PageRequest, Depends(page_request)]
 
 SessionBody = Annotated[SessionCreate, Depends(json_model(SessionCreate))]
@@ -72,12 +82,12 @@ router = APIRouter(prefix=PREFIX, tags=["planning"], dependencies=[Depends(curre
     "/sessions",
     status_code=201,
     response_model=SessionRead,
-    responses={**WRITE_PROBLEMS, **created("Created")},
+    responses={**ROLE_PROBLEM, **WRITE_PROBLEMS, **created("Created")},
     summary="Create a planning session",
     openapi_extra=json_body(SessionCreate),
 )
 async def create_session(body: SessionBody, planning: Planning, response: Response) -> SessionRecord:
-    async with planning.transaction() as repo:
+    async with planning.writing() as repo:
         record = await repo.create_session(body.name)
     tag(response, record.version, f"{PREFIX}/sessions/{record.id}")
     return record
@@ -110,7 +120,7 @@ async def get_session(session_id: uuid.UUID, planning: Planning, response: Respo
 @router.patch(
     "/sessions/{session_id}",
     response_model=SessionRead,
-    responses={**WRITE_PROBLEMS, **STALE_PROBLEM, **ok("Renamed")},
+    responses={**ROLE_PROBLEM, **WRITE_PROBLEMS, **STALE_PROBLEM, **ok("Renamed")},
     summary="Rename a session (honours If-Match)",
     openapi_extra=json_body(SessionUpdate),
 )
@@ -121,7 +131,7 @@ async def update_session(
     planning: Planning,
     response: Response,
 ) -> SessionRecord:
-    async with planning.transaction() as repo:
+    async with planning.writing() as repo:
         record = await repo.rename_session(session_id, body.name, expected)
     tag(response, record.version)
     return record
@@ -131,11 +141,11 @@ async def update_session(
     "/sessions/{session_id}",
     status_code=204,
     response_class=Response,
-    responses={**READ_PROBLEMS, **STALE_PROBLEM},
+    responses={**ROLE_PROBLEM, **READ_PROBLEMS, **STALE_PROBLEM},
     summary="Delete a session with its scenarios and solutions (honours If-Match)",
 )
 async def delete_session(session_id: uuid.UUID, expected: ExpectedVersions, planning: Planning) -> Response:
-    async with planning.transaction() as repo:
+    async with planning.writing() as repo:
         await repo.delete_session(session_id, expected)
     return Response(status_code=204)
 
@@ -147,7 +157,7 @@ async def delete_session(session_id: uuid.UUID, expected: ExpectedVersions, plan
     "/sessions/{session_id}/scenarios",
     status_code=201,
     response_model=ScenarioSummary,
-    responses={**WRITE_PROBLEMS, **created("Created; GET `Location` for the request")},
+    responses={**ROLE_PROBLEM, **WRITE_PROBLEMS, **created("Created; GET `Location` for the request")},
     summary="Create a scenario; its request is also frozen as the original",
     openapi_extra=json_body(ScenarioCreate),
 )
@@ -156,7 +166,7 @@ async def create_scenario(
 ) -> ScenarioRecord:
     # The summary, not the request: echoing megabytes the client just sent would cost as much as
     # a GET, for nothing.
-    async with body.write_slot(), planning.transaction() as repo:
+    async with body.write_slot(), planning.writing() as repo:
         record = await repo.create_scenario(session_id, body.fields.name, body.raw)
     tag(response, record.version, f"{PREFIX}/scenarios/{record.id}")
     return record
@@ -189,7 +199,7 @@ async def get_scenario(scenario_id: uuid.UUID, planning: Planning) -> Response:
 @router.patch(
     "/scenarios/{scenario_id}",
     response_model=ScenarioSummary,
-    responses={**WRITE_PROBLEMS, **STALE_PROBLEM, **ok("Updated")},
+    responses={**ROLE_PROBLEM, **WRITE_PROBLEMS, **STALE_PROBLEM, **ok("Updated")},
     summary="Rename a scenario or replace its request (honours If-Match)",
     openapi_extra=json_body(ScenarioUpdate),
 )
@@ -200,7 +210,7 @@ async def update_scenario(
     planning: Planning,
     response: Response,
 ) -> ScenarioRecord:
-    async with body.write_slot(), planning.transaction() as repo:
+    async with body.write_slot(), planning.writing() as repo:
         record = await repo.update_scenario(
             scenario_id,
             name=body.fields.name,
@@ -226,13 +236,13 @@ async def get_original(scenario_id: uuid.UUID, planning: Planning) -> Response:
 @router.post(
     "/scenarios/{scenario_id}/reset",
     response_model=ScenarioSummary,
-    responses={**READ_PROBLEMS, **STALE_PROBLEM, **ok("Reset")},
+    responses={**ROLE_PROBLEM, **READ_PROBLEMS, **STALE_PROBLEM, **ok("Reset")},
     summary="Restore the scenario's request to the original (honours If-Match)",
 )
 async def reset_scenario(
     scenario_id: uuid.UUID, expected: ExpectedVersions, planning: Planning, response: Response
 ) -> ScenarioRecord:
-    async with planning.transaction() as repo:
+    async with planning.writing() as repo:
         record = await repo.reset_scenario(scenario_id, expected)
     tag(response, record.version)
     return record
@@ -242,10 +252,10 @@ async def reset_scenario(
     "/scenarios/{scenario_id}",
     status_code=204,
     response_class=Response,
-    responses={**READ_PROBLEMS, **STALE_PROBLEM},
+    responses={**ROLE_PROBLEM, **READ_PROBLEMS, **STALE_PROBLEM},
     summary="Delete a scenario with its solutions (honours If-Match)",
 )
 async def delete_scenario(scenario_id: uuid.UUID, expected: ExpectedVersions, planning: Planning) -> Response:
-    async with planning.transaction() as repo:
+    async with planning.writing() as repo:
         await repo.delete_scenario(scenario_id, expected)
     return Response(status_code=204)

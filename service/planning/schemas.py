@@ -39,6 +39,7 @@ class SessionRead(Read):
     name: str
     created_at: Timestamp
     updated_at: Timestamp
+    created_by: uuid.UUID = Field(description="The id of the user who created it (the workspace owns it).")
 
 
 class ScenarioFields(Body):
@@ -63,6 +64,7 @@ class ScenarioSummary(Read):
     name: str
     created_at: Timestamp
     updated_at: Timestamp
+    created_by: uuid.UUID = Field(description="The id of the user who created it (the workspace owns it).")
 
 
 class ScenarioRead(ScenarioSummary):

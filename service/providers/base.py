@@ -19,7 +19,7 @@ from pydantic_settings import NoDecode
 from service.auth.keys import KeySource
 from service.auth.profile import ProviderProfile
 from service.providers.api import UserDirectory
-from service.providers.events import UserEvent
+from service.providers.events import ProviderEvent
 
 # Provider names are open-ended (the registry holds them); this alias is the one spelling.
 ProviderName = str
@@ -33,6 +33,30 @@ def split_commas(value: Any) -> Any:
 
 # A comma-separated environment variable read as a list (NoDecode: not parsed as JSON first).
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
+
+
+WORKSPACE_ROLES = frozenset({"admin", "member", "viewer"})
+DEFAULT_ORG_ROLE_MAP = {"admin": "admin", "member": "member"}
+
+
+def split_role_map(value: Any) -> Any:
+    """`admin=admin,member=member` → {provider role: workspace role}; a workspace role must be one of
+    admin, member, viewer (a provider role the map does not name becomes viewer)."""
+    if not isinstance(value, str):
+        return value
+    mapping: dict[str, str] = {}
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        provider_role, sep, role = (side.strip() for side in part.partition("="))
+        if not sep or not provider_role or role not in WORKSPACE_ROLES:
+            raise ValueError(f"expected provider_role=admin|member|viewer, comma-separated; got {part!r}")
+        mapping[provider_role] = role
+    return mapping
+
+
+# `<PROVIDER>_ORG_ROLE_MAP`: an organisation role in a token or webhook → a workspace role.
+RoleMap = Annotated[dict[str, str], NoDecode, BeforeValidator(split_role_map)]
 
 
 def configured(secret: SecretStr | None) -> str | None:
@@ -75,7 +99,7 @@ class Provider(Generic[S]):
         """The receiver's signing secret, or None when the provider has no (configured) receiver."""
         return None
 
-    def read_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> UserEvent:
+    def read_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> ProviderEvent:
         """Verify the raw body (SignatureInvalid → 401) and parse it (MalformedPayload → 400)."""
         raise NotImplementedError(f"{self.name} has no webhook receiver")
 

@@ -8,24 +8,35 @@ Clerk sends session revocations, so its session tokens are checked against them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
 from service.auth.keys import KeySource, StaticKeys
 from service.auth.profile import ClaimCheck, ProviderProfile
 from service.providers import fields
 from service.providers.api import PAGE_SIZE, PagingGuard, api_key, fetch_one, get_json, users_from
-from service.providers.base import CommaList, KeyContext, Provider, configured
-from service.providers.events import ProviderUser, UserEvent, bare_event, upsert_event
+from service.providers.base import DEFAULT_ORG_ROLE_MAP, CommaList, KeyContext, Provider, RoleMap, configured
+from service.providers.events import (
+    MembershipEvent,
+    OrganizationEvent,
+    ProviderEvent,
+    ProviderUser,
+    bare_event,
+    upsert_event,
+)
 from service.providers.webhook_auth import lowered, split_secrets, verification, verify_standard_webhooks
 
 NAME = "clerk"
 UPSERT = frozenset({"user.created", "user.updated"})
 SESSION_END = frozenset({"session.revoked", "session.ended", "session.removed"})
+ORGANIZATION_UPSERT = frozenset({"organization.created", "organization.updated"})
+MEMBERSHIP_UPSERT = frozenset({"organizationMembership.created", "organizationMembership.updated"})
+ORG_ROLE_PREFIX = "org:"
 DEFAULT_ROLES_CLAIMS = ("metadata.role", "metadata.roles")
 # The organisation claims (v2 `o`, v1 `org_*`): any user can create an organisation and be its admin.
 _ORG_CLAIMS = frozenset({"o", "org_id", "org_slug", "org_role", "org_permissions"})
@@ -40,6 +51,7 @@ class ClerkSettings(BaseSettings):
     clerk_secret_key: SecretStr | None = None
     clerk_api_url: str = "https://api.clerk.com"
     clerk_roles_claims: CommaList | None = None
+    clerk_org_role_map: RoleMap = Field(default_factory=lambda: dict(DEFAULT_ORG_ROLE_MAP))
 
 
 def _checks(authorized_parties: Sequence[str]) -> tuple[ClaimCheck, ...]:
@@ -101,12 +113,74 @@ def clerk_user(data: Mapping[str, Any]) -> ProviderUser:
     return ProviderUser(subject, email, display_name, updated_at)
 
 
+def _event_time(envelope: Mapping[str, Any], data: Mapping[str, Any]) -> datetime | None:
+    """When Clerk made the change: the envelope's `timestamp` (Unix ms, when the event was created),
+    else the object's `updated_at` (Unix ms). A deletion's `data` is only `{object, id, deleted}`,
+    so the envelope's time is the one that dates it."""
+    for container, key in ((envelope, "timestamp"), (data, "updated_at")):
+        value = container.get(key)
+        if value is not None:
+            return fields.millis(value, key)
+    return None
+
+
+def clerk_role(data: Mapping[str, Any]) -> str | None:
+    """A membership's `role` ("org:admin", "org:member", or a custom "org:<key>") without the prefix,
+    the spelling v2 session tokens use in `o.rol`."""
+    role = fields.optional_str(data, "role")
+    if role is None:
+        return None
+    return fields.id_text(role.removeprefix(ORG_ROLE_PREFIX), "role")
+
+
+def _organization_event(
+    envelope: Mapping[str, Any], data: Mapping[str, Any], event_id: str, event_type: str
+) -> OrganizationEvent:
+    # organization.created|updated: `data` is the Organization object (`id` "org_…", `name`);
+    # organization.deleted: `data` is `{object: "organization", id, deleted: true}`.
+    deleted = event_type == "organization.deleted"
+    return OrganizationEvent(
+        kind="delete" if deleted else "upsert",
+        provider=NAME,
+        event_id=event_id,
+        event_type=event_type,
+        org_id=fields.id_at(data, "id"),
+        name=None if deleted else fields.display_name(fields.optional_str(data, "name")),
+        occurred_at=_event_time(envelope, data),
+    )
+
+
+def _membership_event(
+    envelope: Mapping[str, Any], data: Mapping[str, Any], event_id: str, event_type: str
+) -> MembershipEvent:
+    # organizationMembership.*: `data` is the OrganizationMembership object — the organisation
+    # nested in `organization` (its `id`), the user in `public_user_data.user_id`, the role in `role`.
+    # A deletion sends the membership as it was.
+    deleted = event_type == "organizationMembership.deleted"
+    organization = fields.object_at(data, "organization")
+    user = fields.object_at(data, "public_user_data")
+    return MembershipEvent(
+        kind="delete" if deleted else "upsert",
+        provider=NAME,
+        event_id=event_id,
+        event_type=event_type,
+        org_id=fields.id_at(organization, "id"),
+        subject=fields.id_at(user, "user_id"),
+        role=None if deleted else clerk_role(data),
+        occurred_at=_event_time(envelope, data),
+    )
+
+
 @fields.never_raise_other
-def parse_clerk(body: bytes, event_id: str) -> UserEvent:
+def parse_clerk(body: bytes, event_id: str) -> ProviderEvent:
     """Parse a verified Clerk delivery; `event_id` is its `svix-id`."""
     envelope = fields.load_object(body)
     event_type = fields.required_str(envelope, "type")
     data = fields.object_at(envelope, "data")
+    if event_type in ORGANIZATION_UPSERT or event_type == "organization.deleted":
+        return _organization_event(envelope, data, event_id, event_type)
+    if event_type in MEMBERSHIP_UPSERT or event_type == "organizationMembership.deleted":
+        return _membership_event(envelope, data, event_id, event_type)
     if event_type in UPSERT:
         return upsert_event(NAME, event_id, event_type, clerk_user(data))
     if event_type == "user.deleted":
@@ -201,7 +275,7 @@ class Clerk(Provider[ClerkSettings]):
     def webhook_secret(self, settings: ClerkSettings) -> str | None:
         return configured(settings.clerk_webhook_secret)
 
-    def read_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> UserEvent:
+    def read_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> ProviderEvent:
         # Several space-separated secrets: old and new side by side while rotating.
         message_id = verify_clerk(headers, body, split_secrets(secret))
         return parse_clerk(body, message_id)

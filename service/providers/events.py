@@ -1,7 +1,8 @@
-"""What a provider tells us about its users, in one provider-neutral vocabulary.
+"""What a provider tells us about its users and organisations, in one provider-neutral vocabulary.
 
 Provider modules turn their webhook bodies and user-list API records into these; the identity
-service (`service.users.identity`) applies them. Whatever is returned is storable as it is: the
+service (`service.users.identity`) applies the user and session events, the workspace sync
+(`service.workspaces.sync`) the organisation and membership events. Whatever is returned is storable as it is: the
 parsers refuse what PostgreSQL could not hold.
 """
 
@@ -91,3 +92,43 @@ def bare_event(
         session_id=session_id,
         event_type=event_type,
     )
+
+
+ChangeKind = Literal["upsert", "delete"]
+
+
+@dataclass(frozen=True)
+class OrganizationEvent:
+    """An organisation created, renamed or deleted at the provider. `occurred_at` (tz-aware UTC) is
+    when the provider made the change: the order guard compares it, never the arrival order."""
+
+    kind: ChangeKind
+    provider: str
+    event_id: str
+    event_type: str
+    org_id: str
+    name: str | None
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True)
+class MembershipEvent:
+    """A user's membership of an organisation created, changed or ended at the provider.
+
+    `role` is the provider's role name without any provider prefix (Clerk's "org:admin" → "admin"),
+    not yet mapped to a workspace role: the mapping is configuration, applied where it is stored.
+    A delete carries no role.
+    """
+
+    kind: ChangeKind
+    provider: str
+    event_id: str
+    event_type: str
+    org_id: str
+    subject: str
+    role: str | None
+    occurred_at: datetime | None
+
+
+# Everything a webhook delivery can be read into.
+ProviderEvent = UserEvent | OrganizationEvent | MembershipEvent

@@ -98,6 +98,13 @@ def id_at(container: Mapping[str, Any], key: str) -> str:
     return _storable(required_str(container, key), key, MAX_ID_LENGTH)
 
 
+def id_text(value: str, key: str) -> str:
+    """An identifier-like string already read from the payload (e.g. a role name), made storable."""
+    if not value:
+        raise MalformedPayload(f"{key} must be a non-empty string")
+    return _storable(value, key, MAX_ID_LENGTH)
+
+
 def email_at(container: Mapping[str, Any], key: str) -> str | None:
     value = optional_str(container, key)
     return None if value is None else _storable(value, key, MAX_EMAIL_LENGTH)

@@ -1,5 +1,8 @@
 """WorkOS AuthKit: access tokens (RS256), `WorkOS-Signature` webhooks, the User Management API.
 
+WorkOS sends session revocations (`session.revoked`), so its tokens are checked against them, as
+Clerk's are.
+
 WorkOS puts the organisation membership's role and permissions in its tokens: they are the
 organisation context, never global roles — unless `WORKOS_ROLES_CLAIMS` names a claim explicitly.
 """
@@ -11,11 +14,12 @@ import hmac
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
 from service.auth.profile import ProviderProfile
@@ -29,12 +33,26 @@ from service.providers.api import (
     get_json,
     users_from,
 )
-from service.providers.base import CommaList, KeyContext, Provider, configured
-from service.providers.events import ProviderUser, UserEvent, bare_event, upsert_event
+from service.providers.base import DEFAULT_ORG_ROLE_MAP, CommaList, KeyContext, Provider, RoleMap, configured
+from service.providers.events import (
+    MembershipEvent,
+    OrganizationEvent,
+    ProviderEvent,
+    ProviderUser,
+    bare_event,
+    upsert_event,
+)
 from service.providers.webhook_auth import SignatureInvalid, verification
 
 NAME = "workos"
 UPSERT = frozenset({"user.created", "user.updated"})
+ORGANIZATION = frozenset({"organization.created", "organization.updated", "organization.deleted"})
+MEMBERSHIP = frozenset(
+    {"organization_membership.created", "organization_membership.updated", "organization_membership.deleted"}
+)
+# Only an `active` membership admits; `pending` (invited, not yet accepted) and `inactive`
+# (deactivated) do not.
+ACTIVE = "active"
 TOLERANCE_S = 180
 _MILLIS = re.compile(r"[0-9]{1,15}")
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -49,6 +67,7 @@ class WorkOSSettings(BaseSettings):
     workos_api_url: str = "https://api.workos.com"
     # No default: WorkOS's `role`/`roles` are the organisation membership's, not global roles.
     workos_roles_claims: CommaList | None = None
+    workos_org_role_map: RoleMap = Field(default_factory=lambda: dict(DEFAULT_ORG_ROLE_MAP))
 
     @property
     def workos_issuers(self) -> list[str]:
@@ -109,13 +128,84 @@ def workos_user(data: Mapping[str, Any]) -> ProviderUser:
     return ProviderUser(subject, fields.email_at(data, "email"), display_name, updated_at)
 
 
+def _event_time(envelope: Mapping[str, Any], data: Mapping[str, Any]) -> datetime | None:
+    """When WorkOS made the change: the event's own `created_at` (ISO 8601), else the object's
+    `updated_at`. WorkOS does not deliver in order; this is what the order guard compares."""
+    occurred = fields.optional_timestamp(envelope, "created_at")
+    return occurred if occurred is not None else fields.optional_timestamp(data, "updated_at")
+
+
+def workos_role(data: Mapping[str, Any]) -> str | None:
+    """A membership's role slug: `role.slug`, else the first of `roles[].slug` (multiple roles)."""
+    role = data.get("role")
+    if role is None:
+        roles = data.get("roles")
+        if roles is None or roles == []:
+            return None
+        if not isinstance(roles, list):
+            raise fields.MalformedPayload("roles must be a list")
+        role = roles[0]
+    if not isinstance(role, dict):
+        raise fields.MalformedPayload("role must be an object")
+    return fields.id_at(role, "slug")
+
+
+def _organization_event(
+    envelope: Mapping[str, Any], data: Mapping[str, Any], event_id: str, event_type: str
+) -> OrganizationEvent:
+    # organization.*: `data` is the Organization object (`id` "org_…", `name`), a deletion included.
+    deleted = event_type == "organization.deleted"
+    return OrganizationEvent(
+        kind="delete" if deleted else "upsert",
+        provider=NAME,
+        event_id=event_id,
+        event_type=event_type,
+        org_id=fields.id_at(data, "id"),
+        name=None if deleted else fields.display_name(fields.optional_str(data, "name")),
+        occurred_at=_event_time(envelope, data),
+    )
+
+
+def _membership_event(
+    envelope: Mapping[str, Any], data: Mapping[str, Any], event_id: str, event_type: str
+) -> MembershipEvent:
+    # organization_membership.*: `data` is the OrganizationMembership object — `organization_id`,
+    # `user_id`, `role: {slug}`, `status` (active | inactive | pending).
+    status = fields.optional_str(data, "status")
+    removed = event_type == "organization_membership.deleted" or (status is not None and status != ACTIVE)
+    return MembershipEvent(
+        kind="delete" if removed else "upsert",
+        provider=NAME,
+        event_id=event_id,
+        event_type=event_type,
+        org_id=fields.id_at(data, "organization_id"),
+        subject=fields.id_at(data, "user_id"),
+        role=None if removed else workos_role(data),
+        occurred_at=_event_time(envelope, data),
+    )
+
+
 @fields.never_raise_other
-def parse_workos(body: bytes) -> UserEvent:
+def parse_workos(body: bytes) -> ProviderEvent:
     """Parse a verified WorkOS delivery; the event `id` is the de-duplication key."""
     envelope = fields.load_object(body)
     event_id = fields.id_at(envelope, "id")
     event_type = fields.required_str(envelope, "event")
     data = fields.object_at(envelope, "data")
+    if event_type in ORGANIZATION:
+        return _organization_event(envelope, data, event_id, event_type)
+    if event_type in MEMBERSHIP:
+        return _membership_event(envelope, data, event_id, event_type)
+    if event_type == "session.revoked":
+        # `data` is the Session object: `id` ("session_…", the access token's `sid`), `user_id`.
+        return bare_event(
+            "session_revoked",
+            NAME,
+            event_id,
+            event_type,
+            subject=fields.id_at(data, "user_id"),
+            session_id=fields.id_at(data, "id"),
+        )
     if event_type in UPSERT:
         return upsert_event(NAME, event_id, event_type, workos_user(data))
     if event_type == "user.deleted":
@@ -169,6 +259,9 @@ class WorkOSDirectory:
 class WorkOS(Provider[WorkOSSettings]):
     name = NAME
     has_webhooks = True
+    # WorkOS sends `session.revoked`: its tokens are checked against revocations, and so are capped
+    # at the lifetime a revocation is kept.
+    receives_revocations = True
 
     def check_settings(self, settings: WorkOSSettings) -> None:
         if not settings.workos_client_id:
@@ -195,7 +288,7 @@ class WorkOS(Provider[WorkOSSettings]):
     def webhook_secret(self, settings: WorkOSSettings) -> str | None:
         return configured(settings.workos_webhook_secret)
 
-    def read_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> UserEvent:
+    def read_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> ProviderEvent:
         verify_workos(headers.get("workos-signature"), body, secret)
         return parse_workos(body)
 

@@ -31,13 +31,14 @@ class Solution(SQLModel, table=True):
     __tablename__ = "solutions"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["scenario_id", "user_id"], ["scenarios.id", "scenarios.user_id"], ondelete="CASCADE"
+            ["scenario_id", "workspace_id"], ["scenarios.id", "scenarios.workspace_id"], ondelete="CASCADE"
         ),
         CheckConstraint(f"status IN {sql_list(frozenset(SolutionStatus))}", name="status"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    user_id: uuid.UUID = Field(nullable=False)
+    workspace_id: uuid.UUID = Field(nullable=False)
+    user_id: uuid.UUID = Field(nullable=False)  # the creator: who asked for the solve
     scenario_id: uuid.UUID = Field(nullable=False)
     status: str = Field(sa_type=Text, nullable=False)
     payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
@@ -73,6 +74,12 @@ Index(
     Solution.__table__.c.user_id,  # type: ignore[attr-defined]
     postgresql_where=text(f"status IN {sql_list(ACTIVE_STATUSES)}"),
 )
+# Counts a workspace's pending and running solves (the SOLVE_MAX_ACTIVE_PER_WORKSPACE check).
+Index(
+    "ix_solutions_workspace_id_active",
+    Solution.__table__.c.workspace_id,  # type: ignore[attr-defined]
+    postgresql_where=text(f"status IN {sql_list(ACTIVE_STATUSES)}"),
+)
 
 
 class StreamTicket(SQLModel, table=True):
@@ -83,6 +90,7 @@ class StreamTicket(SQLModel, table=True):
     __table_args__ = (Index(None, "expires_at"),)
 
     ticket_hash: bytes = Field(sa_type=LargeBinary, primary_key=True)
+    workspace_id: uuid.UUID = Field(nullable=False)
     user_id: uuid.UUID = Field(nullable=False)
     solution_id: uuid.UUID = Field(nullable=False)
     expires_at: datetime = Field(sa_column=timestamp_column(server_default=False))

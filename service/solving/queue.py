@@ -45,12 +45,17 @@ JobEnd = Literal["successful", "canceled", "deleted"]
 @dataclass(frozen=True, slots=True)
 class SolveJob:
     solution_id: uuid.UUID
-    user_id: uuid.UUID
+    user_id: uuid.UUID  # who queued it
+    workspace_id: uuid.UUID  # whose it is: the worker writes in this workspace
     # `traceparent` (and `tracestate`) of the span that queued it: the worker continues that trace.
     trace: dict[str, str] = field(default_factory=dict, compare=False)
 
     def encode(self) -> bytes:
-        data: dict[str, object] = {"solution_id": str(self.solution_id), "user_id": str(self.user_id)}
+        data: dict[str, object] = {
+            "solution_id": str(self.solution_id),
+            "user_id": str(self.user_id),
+            "workspace_id": str(self.workspace_id),
+        }
         if self.trace:
             data["trace"] = self.trace
         return orjson.dumps(data)
@@ -59,9 +64,12 @@ class SolveJob:
     def decode(cls, payload: bytes | None) -> SolveJob:
         data = orjson.loads(payload or b"{}")
         carried = data.get("trace")
+        user_id = uuid.UUID(data["user_id"])
         return cls(
             solution_id=uuid.UUID(data["solution_id"]),
-            user_id=uuid.UUID(data["user_id"]),
+            user_id=user_id,
+            # A job queued before workspaces existed is its user's: their personal workspace has their id.
+            workspace_id=uuid.UUID(data["workspace_id"]) if "workspace_id" in data else user_id,
             trace={str(k): str(v) for k, v in carried.items()} if isinstance(carried, dict) else {},
         )
 
@@ -78,7 +86,7 @@ async def enqueue(conn: Connection, job: SolveJob) -> int:
         kind=tracing.SpanKind.PRODUCER,
         attributes={"routebook.solution.id": str(job.solution_id)},
     ) as span:
-        traced = SolveJob(job.solution_id, job.user_id, trace=tracing.inject())
+        traced = SolveJob(job.solution_id, job.user_id, job.workspace_id, trace=tracing.inject())
         (job_id,) = await _queries(conn).enqueue(ENTRYPOINT, traced.encode(), dedupe_key=str(job.solution_id))
         span.set_attribute("routebook.job.id", int(job_id))
     return int(job_id)
@@ -166,6 +174,7 @@ async def close_abandoned(conn: Connection, solution_id: uuid.UUID, *, lease: ti
 class StrandedSolve:
     id: uuid.UUID
     user_id: uuid.UUID
+    workspace_id: uuid.UUID
     cancel_requested: bool
 
 
@@ -173,7 +182,7 @@ class StrandedSolve:
 # carry out (its job is held by a worker that fell silent, $2 ago): nothing else will ever finish it.
 # $1: how long it must have been so (its last change is older), $2: the lease. As the sweeper role.
 _STRANDED = f"""
-    SELECT s.id, s.user_id, s.cancel_requested FROM solutions s
+    SELECT s.id, s.user_id, s.workspace_id, s.cancel_requested FROM solutions s
     WHERE s.status IN {sql_list(ACTIVE_STATUSES)} AND s.updated_at < now() - $1::interval
       AND NOT EXISTS (
         SELECT 1 FROM pgqueuer q
@@ -191,4 +200,6 @@ async def stranded_solves(
     """Every user's solves that nothing will finish (see _STRANDED), oldest first; in a transaction
     of `Database.as_sweeper()`."""
     rows = await conn.fetch(_STRANDED, stranded_for, lease)
-    return [StrandedSolve(row["id"], row["user_id"], row["cancel_requested"]) for row in rows]
+    return [
+        StrandedSolve(row["id"], row["user_id"], row["workspace_id"], row["cancel_requested"]) for row in rows
+    ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -25,9 +25,9 @@ import orjson
 from service.core.db import Connection, new_id, utcnow
 from service.core.errors import Conflict, NotFound, PreconditionFailed
 from service.core.pagination import Cursor
-from service.core.repository import AS_BYTES, MEMBER, OwnedRepository, columns
+from service.core.repository import AS_BYTES, CREATED_BY, MEMBER, WorkspaceRepository, columns
 from service.outbound.events import solution_body, solution_event
-from service.outbound.repository import OutboundRepository
+from service.outbound.repository import DeliveryRepository
 from service.solver.outcome import (
     ACTIVE_STATUSES,
     CANCELLED_EARLY,
@@ -64,6 +64,7 @@ class SolutionRecord:
     version: int
     created_at: datetime
     updated_at: datetime
+    created_by: uuid.UUID = field(metadata=CREATED_BY)
 
 
 @dataclass(slots=True)
@@ -152,21 +153,27 @@ async def end_stranded(conn: Connection, solve: StrandedSolve, *, lease: timedel
     """End one stranded solve, in a privileged transaction: its job, held by a worker that fell
     silent, is closed, and the solve is `failed` — as cancelled before a solution was found, or as
     lost. False when a worker has it again meanwhile."""
-    await conn.execute("SELECT set_config('app.user_id', $1, true)", str(solve.user_id))
+    await conn.execute(
+        "SELECT set_config('app.user_id', $1, true), set_config('app.workspace_id', $2, true)",
+        str(solve.user_id),
+        str(solve.workspace_id),
+    )
     if not await queue.close_abandoned(conn, solve.id, lease=lease):
         return False
     reason = CANCELLED_EARLY if solve.cancel_requested else LOST
-    return await SolutionRepository(conn, owner=solve.user_id).abandon(solve.id, reason)
+    return await SolutionRepository(conn, workspace=solve.workspace_id, user=solve.user_id).abandon(
+        solve.id, reason
+    )
 
 
-async def cancel_owner_solves(conn: Connection, user_id: uuid.UUID) -> None:
-    """A deleted user's pending and running solves stop (the identity service's tombstone runs this
-    before the planning rows are erased, in the same privileged transaction)."""
-    await conn.execute("SELECT set_config('app.user_id', $1, true)", str(user_id))
+async def cancel_workspace_solves(conn: Connection, workspace_id: uuid.UUID) -> None:
+    """A deleted workspace's pending and running solves stop (run before its planning rows are
+    erased, in the same privileged transaction)."""
+    await conn.execute("SELECT set_config('app.workspace_id', $1, true)", str(workspace_id))
     rows = await conn.fetch(
         "UPDATE solutions SET cancel_requested = true "
-        f"WHERE user_id = $1 AND status IN {_ACTIVE} RETURNING id",
-        user_id,
+        f"WHERE workspace_id = $1 AND status IN {_ACTIVE} RETURNING id",
+        workspace_id,
     )
     ids = [str(row["id"]) for row in rows]
     for solution_id in ids:
@@ -176,7 +183,13 @@ async def cancel_owner_solves(conn: Connection, user_id: uuid.UUID) -> None:
         await queue.drop_queued(conn, ids)
 
 
-class SolutionRepository(OwnedRepository):
+async def cancel_owner_solves(conn: Connection, user_id: uuid.UUID) -> None:
+    """A deleted user's pending and running solves in their personal workspace (its id is theirs)
+    stop: the identity service's tombstone runs this before their planning rows are erased."""
+    await cancel_workspace_solves(conn, user_id)
+
+
+class SolutionRepository(WorkspaceRepository):
     """One user's solutions, recorded or solved."""
 
     # -- recorded solutions (a client's own) ----------------------------------------------------
@@ -185,18 +198,18 @@ class SolutionRepository(OwnedRepository):
         """`raw_body`, when given, carries the payload as its `payload` member."""
         payload = MEMBER.format(param="$5", member="payload")  # NULL without a body
         sql = f"""
-            INSERT INTO solutions (id, user_id, scenario_id, status, payload)
-            SELECT $3, c.user_id, c.id, $4, {payload}
-            FROM scenarios c WHERE c.user_id = $1 AND c.id = $2
+            INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status, payload)
+            SELECT $3, c.workspace_id, $6, c.id, $4, {payload}
+            FROM scenarios c WHERE c.workspace_id = $1 AND c.id = $2
             RETURNING {_SOLUTION}
         """
         row = await self._fetchrow(
-            sql, scenario_id, new_id(), status, raw_body, document=raw_body is not None
+            sql, scenario_id, new_id(), status, raw_body, self._user, document=raw_body is not None
         )
         return SolutionRecord(*row)
 
     async def list(self, scenario_id: uuid.UUID, limit: int, cursor: Cursor | None) -> list[SolutionRecord]:
-        sql = f"SELECT {_SOLUTION} FROM solutions WHERE user_id = $1 AND scenario_id = $2"
+        sql = f"SELECT {_SOLUTION} FROM solutions WHERE workspace_id = $1 AND scenario_id = $2"
         return [
             SolutionRecord(*row) for row in await self._children(sql, "scenarios", scenario_id, limit, cursor)
         ]
@@ -206,7 +219,7 @@ class SolutionRepository(OwnedRepository):
         document = AS_BYTES.format(document="payload")
         sql = (
             f"SELECT {_SOLUTION}, progress::text AS progress, reason, {document} AS document "
-            "FROM solutions WHERE user_id = $1 AND id = $2"
+            "FROM solutions WHERE workspace_id = $1 AND id = $2"
         )
         values = dict(await self._fetchrow(sql, solution_id))
         text: bytes | None = values.pop("document")
@@ -227,7 +240,7 @@ class SolutionRepository(OwnedRepository):
         sql = f"""
             UPDATE solutions
             SET status = COALESCE($4, status), payload = {payload}, version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND status NOT IN {_ACTIVE} AND {self.IF_MATCH}
+            WHERE workspace_id = $1 AND id = $2 AND status NOT IN {_ACTIVE} AND {self.IF_MATCH}
             RETURNING {_SOLUTION}
         """
         rows = await self._fetch(
@@ -236,7 +249,7 @@ class SolutionRepository(OwnedRepository):
         if rows:
             return SolutionRecord(*rows[0])
         row = await self._fetchrow_or_none(
-            "SELECT status FROM solutions WHERE user_id = $1 AND id = $2", solution_id
+            "SELECT status FROM solutions WHERE workspace_id = $1 AND id = $2", solution_id
         )
         if row is None:
             raise NotFound()
@@ -251,21 +264,24 @@ class SolutionRepository(OwnedRepository):
     # -- the request path -----------------------------------------------------------------------
 
     async def serialize_queueing(self) -> None:
-        """Concurrent solve requests of one user take turns, so the active-solve limit holds."""
+        """Concurrent solve requests in one workspace take turns, so the active-solve limits hold."""
         await self._fetchrow_or_none("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 7))")
 
-    async def active_solves(self) -> int:
+    async def active_solves(self) -> tuple[int, int]:
+        """(the caller's, the whole workspace's) pending and running solves in this workspace."""
         row = await self._fetchrow_or_none(
-            f"SELECT count(*) AS n FROM solutions WHERE user_id = $1 AND status IN {_ACTIVE}"
+            "SELECT count(*) FILTER (WHERE user_id = $2) AS mine, count(*) AS every "
+            f"FROM solutions WHERE workspace_id = $1 AND status IN {_ACTIVE}",
+            self._user,
         )
-        return int(row["n"]) if row else 0
+        return (int(row["mine"]), int(row["every"])) if row else (0, 0)
 
     async def scenario_to_solve(self, scenario_id: uuid.UUID) -> tuple[int, bytes]:
         """(version, request JSON) of the scenario. Nothing is locked: `queue()` takes the snapshot only
         if the version is still this one."""
         row = await self._fetchrow_or_none(
             "SELECT version, convert_to(COALESCE(request, original_request)::text, 'UTF8') AS document "
-            "FROM scenarios WHERE user_id = $1 AND id = $2",
+            "FROM scenarios WHERE workspace_id = $1 AND id = $2",
             scenario_id,
         )
         if row is None:
@@ -279,9 +295,9 @@ class SolutionRepository(OwnedRepository):
         scenario has been edited since (NotFound when it is gone)."""
         row = await self._fetchrow_or_none(
             f"""
-            INSERT INTO solutions (id, user_id, scenario_id, status, request, scenario_version, time_limit_s, seed)
-            SELECT $3, c.user_id, c.id, {_PENDING}, COALESCE(c.request, c.original_request), c.version, $4, $5
-            FROM scenarios c WHERE c.user_id = $1 AND c.id = $2 AND c.version = $6
+            INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status, request, scenario_version, time_limit_s, seed)
+            SELECT $3, c.workspace_id, $7, c.id, {_PENDING}, COALESCE(c.request, c.original_request), c.version, $4, $5
+            FROM scenarios c WHERE c.workspace_id = $1 AND c.id = $2 AND c.version = $6
             RETURNING {_SOLUTION}
             """,
             scenario_id,
@@ -289,10 +305,11 @@ class SolutionRepository(OwnedRepository):
             time_limit_s,
             seed,
             version,
+            self._user,
         )
         if row is None:
             if await self._fetchrow_or_none(
-                "SELECT 1 FROM scenarios WHERE user_id = $1 AND id = $2", scenario_id
+                "SELECT 1 FROM scenarios WHERE workspace_id = $1 AND id = $2", scenario_id
             ):
                 return None
             raise NotFound()
@@ -303,8 +320,8 @@ class SolutionRepository(OwnedRepository):
         await queue.enqueue(self._conn, job)
 
     async def issue_ticket(self, solution_id: uuid.UUID) -> str:
-        """A stream ticket for one of the owner's solutions (the caller has read it: it is theirs)."""
-        return await tickets.issue(self._conn, self._owner, solution_id)
+        """A stream ticket for one of the workspace's solutions (the caller has read it)."""
+        return await tickets.issue(self._conn, self._owner, self._user, solution_id)
 
     async def cancel(self, solution_id: uuid.UUID) -> SolutionRecord:
         """Ask the solve to stop: a pending one ends at once (nothing found: failed), a running one is
@@ -319,7 +336,7 @@ class SolutionRepository(OwnedRepository):
                 progress_seq = progress_seq + 1,
                 version = version + 1,
                 updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND status IN {_ACTIVE}
+            WHERE workspace_id = $1 AND id = $2 AND status IN {_ACTIVE}
             RETURNING {_SOLUTION}, progress_seq, reason
             """,
             solution_id,
@@ -327,7 +344,7 @@ class SolutionRepository(OwnedRepository):
         )
         if row is None:
             if await self._fetchrow_or_none(
-                "SELECT 1 FROM solutions WHERE user_id = $1 AND id = $2", solution_id
+                "SELECT 1 FROM solutions WHERE workspace_id = $1 AND id = $2", solution_id
             ):
                 raise Conflict("The solve has already finished.")
             raise NotFound()
@@ -343,7 +360,7 @@ class SolutionRepository(OwnedRepository):
     async def stream_state(self, solution_id: uuid.UUID) -> StreamState:
         row = await self._fetchrow_or_none(
             "SELECT status, progress_seq, progress::text AS progress, reason FROM solutions "
-            "WHERE user_id = $1 AND id = $2",
+            "WHERE workspace_id = $1 AND id = $2",
             solution_id,
         )
         if row is None:
@@ -361,7 +378,7 @@ class SolutionRepository(OwnedRepository):
             f"""
             UPDATE solutions SET status = {_RUNNING}, attempts = attempts + 1, started_at = now(),
                 progress = NULL, progress_seq = progress_seq + 1, version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND status IN {_ACTIVE} AND NOT cancel_requested
+            WHERE workspace_id = $1 AND id = $2 AND status IN {_ACTIVE} AND NOT cancel_requested
             RETURNING convert_to(request::text, 'UTF8') AS document, scenario_version, time_limit_s, seed,
                 attempts, progress_seq
             """,
@@ -382,7 +399,7 @@ class SolutionRepository(OwnedRepository):
         if await self.abandon(solution_id, CANCELLED_EARLY, cancelled_only=True):
             return NotStarted("cancelled", "failed")
         row = await self._fetchrow_or_none(
-            "SELECT status FROM solutions WHERE user_id = $1 AND id = $2", solution_id
+            "SELECT status FROM solutions WHERE workspace_id = $1 AND id = $2", solution_id
         )
         if row is None:
             return NotStarted("gone")
@@ -395,7 +412,7 @@ class SolutionRepository(OwnedRepository):
             f"""
             UPDATE solutions SET status = {_FAILED}, reason = $3, finished_at = now(),
                 progress_seq = progress_seq + 1, version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND status IN {_ACTIVE} AND (cancel_requested OR NOT $4)
+            WHERE workspace_id = $1 AND id = $2 AND status IN {_ACTIVE} AND (cancel_requested OR NOT $4)
             RETURNING progress_seq, scenario_id
             """,
             solution_id,
@@ -412,7 +429,7 @@ class SolutionRepository(OwnedRepository):
         """(status, attempts) of the solve, None when it is gone: what became of a run whose writes
         were refused."""
         row = await self._fetchrow_or_none(
-            "SELECT status, attempts FROM solutions WHERE user_id = $1 AND id = $2", solution_id
+            "SELECT status, attempts FROM solutions WHERE workspace_id = $1 AND id = $2", solution_id
         )
         return None if row is None else (row["status"], row["attempts"])
 
@@ -421,7 +438,7 @@ class SolutionRepository(OwnedRepository):
         that run may no longer write (the solve was deleted, ended, or started again elsewhere)."""
         row = await self._fetchrow_or_none(
             "UPDATE solutions SET progress = $4::jsonb, progress_seq = progress_seq + 1 "
-            f"WHERE user_id = $1 AND id = $2 AND status = {_RUNNING} AND attempts = $3 "
+            f"WHERE workspace_id = $1 AND id = $2 AND status = {_RUNNING} AND attempts = $3 "
             "RETURNING cancel_requested, progress_seq",
             solution_id,
             attempt,
@@ -448,7 +465,7 @@ class SolutionRepository(OwnedRepository):
             UPDATE solutions SET status = $4, payload = $5::jsonb, reason = $6,
                 progress = COALESCE($7::jsonb, progress), progress_seq = progress_seq + 1,
                 finished_at = now(), version = version + 1, updated_at = now()
-            WHERE user_id = $1 AND id = $2 AND status = {_RUNNING} AND attempts = $3
+            WHERE workspace_id = $1 AND id = $2 AND status = {_RUNNING} AND attempts = $3
             RETURNING progress_seq, progress::text AS progress, scenario_id, payload ->> 'distance' AS distance
             """,
             solution_id,
@@ -482,7 +499,9 @@ class SolutionRepository(OwnedRepository):
             status=status,
             distance=distance,
         )
-        await OutboundRepository(self._conn, owner=self._owner).enqueue(event, solution_id, body)
+        # Outbound endpoints are the workspace's: whoever's transaction ends the solve (the worker, a
+        # member cancelling), the solution's workspace is told.
+        await DeliveryRepository(self._conn, workspace=self.workspace).enqueue(event, solution_id, body)
 
     async def requeue(self, solution_id: uuid.UUID, attempt: int) -> bool:
         """Back to pending (a worker shutting down hands run `attempt` back to the queue); False when
@@ -490,7 +509,7 @@ class SolutionRepository(OwnedRepository):
         row = await self._fetchrow_or_none(
             f"UPDATE solutions SET status = {_PENDING}, progress = NULL, progress_seq = progress_seq + 1, "
             "version = version + 1, updated_at = now() "
-            f"WHERE user_id = $1 AND id = $2 AND status = {_RUNNING} AND attempts = $3 RETURNING progress_seq",
+            f"WHERE workspace_id = $1 AND id = $2 AND status = {_RUNNING} AND attempts = $3 RETURNING progress_seq",
             solution_id,
             attempt,
         )

@@ -1,8 +1,9 @@
 """/api/v1 solutions: a scenario's solutions (recorded by a client, or filled by a solve), and solving
 itself — queue a solve, cancel it, follow it as server-sent events.
 
-Like every planning route, each request's work runs in transactions as the caller under row-level
-security, and another user's scenario or solution answers exactly as a missing one (404). Queueing
+Like every planning route, each request's work runs in transactions of the caller in the request's
+workspace under row-level security, and another workspace's scenario or solution answers exactly as
+a missing one (404); a viewer reads and follows solves, and every write is 403. Queueing
 a solve is the one route with two: the request's check (CPU) runs between them, with nothing held.
 """
 
@@ -20,6 +21,7 @@ from service.core.bodies import DocumentBody, SplicedJSONResponse, document_body
 from service.core.errors import AppError, Conflict, NotFound, Unauthorized, ValidationFailed
 from service.core.openapi import (
     READ_PROBLEMS,
+    ROLE_PROBLEM,
     STALE_PROBLEM,
     WRITE_PROBLEMS,
     created,
@@ -29,9 +31,9 @@ from service.core.openapi import (
 )
 from service.core.pagination import Paged, PageRequest, page_request, paginate
 from service.core.preconditions import ExpectedVersions, etag, tag
-from service.core.repository import OwnerScope
+from service.core.repository import WorkspaceScope
 from service.core.streaming import event_stream
-from service.deps import AppSettings, Db, Events, SolveChecking
+from service.deps import AppSettings, Db, Events, SolveChecking, app_state
 from service.solver.request import RequestIssue
 from service.solving import tickets
 from service.solving.events import last_event_id, stream
@@ -49,7 +51,8 @@ from service.solving.schemas import (
     SolveOptions,
     TicketRead,
 )
-from service.users.gate import CurrentUser, current_user
+from service.users.gate import current_user
+from service.workspaces.gate import CurrentMember, current_member
 
 PREFIX = "/api/v1"
 
@@ -86,11 +89,16 @@ def _unsolvable(errors: list[RequestIssue]) -> ValidationFailed:
     )
 
 
-async def _solutions(db: Db, principal: CurrentUser) -> OwnerScope[SolutionRepository]:
-    return OwnerScope(db, principal.user_id, SolutionRepository)
+async def _solutions(db: Db, member: CurrentMember) -> WorkspaceScope[SolutionRepository]:
+    return WorkspaceScope(db, member.workspace.id, member.user_id, member.role.writes, SolutionRepository)
 
 
-Solutions = Annotated[OwnerScope[SolutionRepository], Depends(_solutions)]
+Solutions = Annotated[WorkspaceScope[SolutionRepository], Depends(_solutions)]
+
+
+def _at_limit(active: tuple[int, int], settings: AppSettings) -> bool:
+    mine, workspace = active
+    return mine >= settings.solve_max_active_per_user or workspace >= settings.solve_max_active_per_workspace
 
 
 SolutionBody = Annotated[
@@ -114,7 +122,7 @@ _CHECK_ROUNDS = 3
     response_model=SolutionSummary,
     responses={
         202: {"description": "Queued; follow `Location` (GET) or its `/events`"},
-        **problem_responses(401, 404, 409, 413, 415, 422, 429, 503),
+        **problem_responses(401, 403, 404, 409, 413, 415, 422, 429, 503),
     },
     summary="Solve the scenario's current request (a pending solution, run by a worker)",
     description=(
@@ -125,7 +133,8 @@ _CHECK_ROUNDS = 3
         "Its payload is then a [SolutionPayload](#/components/schemas/SolutionPayload): routes with "
         "distances in metres and times in seconds from the start of the planning day. Follow it with a "
         "GET of `Location` or its `/events`. 429 (with `Retry-After`) when the caller already has "
-        "SOLVE_MAX_ACTIVE_PER_USER solves pending or running; 409 when the scenario kept changing while "
+        "SOLVE_MAX_ACTIVE_PER_USER solves pending or running in the workspace, or the workspace has "
+        "SOLVE_MAX_ACTIVE_PER_WORKSPACE; 403 for a viewer; 409 when the scenario kept changing while "
         "its request was being checked."
     ),
     openapi_extra={
@@ -147,24 +156,26 @@ async def solve(
     transaction that reads the request and one that queues it if the scenario is still at the
     version that was checked (else it is read and checked again)."""
     for _ in range(_CHECK_ROUNDS):
-        async with solutions.transaction() as repo:
+        async with solutions.writing() as repo:
             version, document = await repo.scenario_to_solve(scenario_id)
             # Also before the check: a caller at the limit spends no CPU.
-            if await repo.active_solves() >= settings.solve_max_active_per_user:
+            if _at_limit(await repo.active_solves(), settings):
                 raise TooManySolves(headers={"Retry-After": "5"})
-        errors = await checks.errors(solutions.owner, document, settings.solve_max_stops)
+        errors = await checks.errors(solutions.user, document, settings.solve_max_stops)
         if errors is not None:
             raise _unsolvable(errors)
         del document
-        async with solutions.transaction() as repo:
+        async with solutions.writing() as repo:
             await repo.serialize_queueing()
-            if await repo.active_solves() >= settings.solve_max_active_per_user:
+            if _at_limit(await repo.active_solves(), settings):
                 raise TooManySolves(headers={"Retry-After": "5"})
             record = await repo.queue(
                 scenario_id, version, time_limit_s=options.time_limit_s, seed=options.seed
             )
             if record is not None:
-                await repo.enqueue(SolveJob(solution_id=record.id, user_id=solutions.owner))
+                await repo.enqueue(
+                    SolveJob(solution_id=record.id, user_id=solutions.user, workspace_id=solutions.workspace)
+                )
                 response.headers["Location"] = f"{PREFIX}/solutions/{record.id}"
                 return record
     raise Conflict("The scenario changed while its request was being checked; try again.")
@@ -176,12 +187,12 @@ async def solve(
     response_model=SolutionSummary,
     responses={
         202: {"description": "Stopping; the final status follows"},
-        **problem_responses(401, 404, 409, 503),
+        **problem_responses(401, 403, 404, 409, 503),
     },
     summary="Stop a solve: it keeps the best solution found so far (cancelled), or failed if none",
 )
 async def cancel(solution_id: uuid.UUID, solutions: Solutions) -> SolutionRecord:
-    async with solutions.transaction() as repo:
+    async with solutions.writing() as repo:
         return await repo.cancel(solution_id)
 
 
@@ -199,21 +210,28 @@ async def ticket(solution_id: uuid.UUID, solutions: Solutions) -> TicketRead:
     return TicketRead(ticket=value, expires_in=int(tickets.TICKET_TTL.total_seconds()))
 
 
-async def _stream_owner(
+async def _stream_member(
     solution_id: uuid.UUID,
     request: Request,
     db: Db,
     ticket: Annotated[str | None, Query(description="From POST …/events/ticket, for EventSource")] = None,
-) -> uuid.UUID:
-    """The Bearer token's user, or a ticket's (a browser's EventSource cannot send a header)."""
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """(workspace, user) of the Bearer token's caller, or of a ticket (a browser's EventSource cannot
+    send a header) whose user is still a member of its workspace."""
     if ticket is None:
-        return (await current_user(request)).user_id
-    owner = await tickets.redeem(db, ticket, solution_id)
-    if owner is None:
+        member = await current_member(request, await current_user(request))
+        return member.workspace.id, member.user_id
+    redeemed = await tickets.redeem(db, ticket, solution_id)
+    if redeemed is None:
         raise Unauthorized(
             "The stream ticket is missing, used or expired.", headers={"WWW-Authenticate": "Bearer"}
         )
-    return owner
+    workspace_id, user_id = redeemed
+    if workspace_id != user_id:  # not the personal workspace: the membership may have ended since
+        access = await app_state(request).workspaces.access(workspace_id, user_id)
+        if access is None or access.role is None:
+            raise NotFound()
+    return redeemed
 
 
 @router.get(
@@ -236,7 +254,7 @@ async def events(
     solution_id: uuid.UUID,
     db: Db,
     hub: Events,
-    owner: Annotated[uuid.UUID, Depends(_stream_owner)],
+    member: Annotated[tuple[uuid.UUID, uuid.UUID], Depends(_stream_member)],
     last_event: Annotated[
         str | None,
         Header(
@@ -250,7 +268,8 @@ async def events(
     ] = None,
 ) -> EventSourceResponse:
     resume_after = last_event_id(last_event)  # read now: nothing may fail once the response started
-    solutions = OwnerScope(db, owner, SolutionRepository)
+    # Reading only: a viewer follows solves too.
+    solutions = WorkspaceScope(db, *member, may_write=False, repository=SolutionRepository)
 
     async def read() -> StreamState:
         async with solutions.transaction() as repo:
@@ -287,14 +306,14 @@ async def events(
     "/scenarios/{scenario_id}/solutions",
     status_code=201,
     response_model=SolutionSummary,
-    responses={**WRITE_PROBLEMS, **created("Created; GET `Location` for the payload")},
+    responses={**ROLE_PROBLEM, **WRITE_PROBLEMS, **created("Created; GET `Location` for the payload")},
     summary="Record a solution of a scenario",
     openapi_extra=json_body(SolutionCreate),
 )
 async def create_solution(
     scenario_id: uuid.UUID, body: SolutionBody, solutions: Solutions, response: Response
 ) -> SolutionRecord:
-    async with body.write_slot(), solutions.transaction() as repo:
+    async with body.write_slot(), solutions.writing() as repo:
         record = await repo.create(scenario_id, body.fields.status, body.raw if body.has_document else None)
     tag(response, record.version, f"{PREFIX}/solutions/{record.id}")
     return record
@@ -329,7 +348,7 @@ async def get_solution(solution_id: uuid.UUID, solutions: Solutions) -> Response
 @router.patch(
     "/solutions/{solution_id}",
     response_model=SolutionSummary,
-    responses={**WRITE_PROBLEMS, **STALE_PROBLEM, **ok("Updated")},
+    responses={**ROLE_PROBLEM, **WRITE_PROBLEMS, **STALE_PROBLEM, **ok("Updated")},
     summary="Change a solution's status or payload (honours If-Match)",
     openapi_extra=json_body(SolutionUpdate),
 )
@@ -340,7 +359,7 @@ async def update_solution(
     solutions: Solutions,
     response: Response,
 ) -> SolutionRecord:
-    async with body.write_slot(), solutions.transaction() as repo:
+    async with body.write_slot(), solutions.writing() as repo:
         record = await repo.update(
             solution_id,
             status=body.fields.status,
@@ -355,12 +374,12 @@ async def update_solution(
     "/solutions/{solution_id}",
     status_code=204,
     response_class=Response,
-    responses={**READ_PROBLEMS, **STALE_PROBLEM},
+    responses={**ROLE_PROBLEM, **READ_PROBLEMS, **STALE_PROBLEM},
     summary="Delete a solution (honours If-Match)",
 )
 async def delete_solution(
     solution_id: uuid.UUID, expected: ExpectedVersions, solutions: Solutions
 ) -> Response:
-    async with solutions.transaction() as repo:
+    async with solutions.writing() as repo:
         await repo.delete(solution_id, expected)
     return Response(status_code=204)

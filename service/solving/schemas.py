@@ -97,6 +97,7 @@ class SolutionSummary(Read):
     ]
     created_at: Timestamp
     updated_at: Timestamp
+    created_by: uuid.UUID = Field(description="The id of the user who created it (the workspace owns it).")
 
 
 class SolutionHead(SolutionSummary):

@@ -313,8 +313,8 @@ class SolveWorker:
         """Run the job's solve; the job's status for the queue's log, or None to leave the job alone
         (its lease was lost: it is another worker's now)."""
         solve = running.solve
-        async with self._db.as_user(solve.user_id) as conn:
-            repo = SolutionRepository(conn, owner=solve.user_id)
+        async with self._db.as_worker(solve.workspace_id, solve.user_id) as conn:
+            repo = SolutionRepository(conn, workspace=solve.workspace_id, user=solve.user_id)
             started = await repo.start(solve.solution_id)
             if isinstance(started, StartedSolve) and started.attempts > self._settings.solve_max_attempts:
                 await repo.finish(
@@ -365,8 +365,10 @@ class SolveWorker:
     async def _settle(self, running: _Running, started: StartedSolve) -> JobEnd | None:
         """The run's result was refused: say what became of the solve, and so of its job."""
         solve = running.solve
-        async with self._db.as_user(solve.user_id) as conn:
-            state = await SolutionRepository(conn, owner=solve.user_id).run_state(solve.solution_id)
+        async with self._db.as_worker(solve.workspace_id, solve.user_id) as conn:
+            state = await SolutionRepository(
+                conn, workspace=solve.workspace_id, user=solve.user_id
+            ).run_state(solve.solution_id)
         if state is None:
             log.info("solve %s was deleted while it ran", solve.solution_id)
             return "deleted"
@@ -388,8 +390,10 @@ class SolveWorker:
         with tracing.span(
             "write result", attributes={"routebook.solve.outcome": outcome.status.value}
         ) as span:
-            async with self._db.as_user(solve.user_id) as conn:
-                finished = await SolutionRepository(conn, owner=solve.user_id).finish(
+            async with self._db.as_worker(solve.workspace_id, solve.user_id) as conn:
+                finished = await SolutionRepository(
+                    conn, workspace=solve.workspace_id, user=solve.user_id
+                ).finish(
                     solve.solution_id,
                     started.attempts,
                     outcome.status,
@@ -434,8 +438,10 @@ class SolveWorker:
                 if item.lease_lost:
                     continue  # another worker's now
                 if item.attempt is not None:
-                    async with self._db.as_user(item.solve.user_id) as tx:
-                        repo = SolutionRepository(tx, owner=item.solve.user_id)
+                    async with self._db.as_worker(item.solve.workspace_id, item.solve.user_id) as tx:
+                        repo = SolutionRepository(
+                            tx, workspace=item.solve.workspace_id, user=item.solve.user_id
+                        )
                         if not await repo.requeue(item.solve.solution_id, item.attempt):
                             continue  # finished, deleted or started elsewhere meanwhile
                 # Privileged: the job goes back to the queue, which is the workers'.
@@ -518,10 +524,10 @@ class _ProgressReporter:
                 feasible=latest.feasible if latest else False,
             )
             try:
-                async with self._db.as_user(self._solve.user_id) as conn:
-                    cancel = await SolutionRepository(conn, owner=self._solve.user_id).report(
-                        self._solve.solution_id, self._attempt, progress
-                    )
+                async with self._db.as_worker(self._solve.workspace_id, self._solve.user_id) as conn:
+                    cancel = await SolutionRepository(
+                        conn, workspace=self._solve.workspace_id, user=self._solve.user_id
+                    ).report(self._solve.solution_id, self._attempt, progress)
             except Exception as exc:
                 log.warning("progress of %s not written (%s)", self._solve.solution_id, type(exc).__name__)
                 continue

@@ -3,6 +3,7 @@
 token (Bearer, else Clerk's `__session` cookie) → verified `Claims` (service.auth) → the local user
 (the identity service) → `Principal`. Every refusal is one generic 401 (the cause goes to a debug
 log), so a client learns nothing about why a token failed.
+
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Principal:
     org: OrgContext | None
     email: str | None
     created_at: datetime
+    # The token's `iat` (epoch seconds), when it has one: orders it against membership changes.
+    issued_at: float | None = None
 
 
 def _unauthorized(token_sent: bool) -> Unauthorized:
@@ -110,6 +113,7 @@ async def current_user(request: Request) -> Principal:
         # The synced address (webhooks) wins; a first-seen user may only have the token's.
         email=user.email or claims.email,
         created_at=user.created_at,
+        issued_at=claims.issued_at,
     )
 
 

@@ -2,7 +2,9 @@
 
 Each delivery is one transaction on the privileged path (user sync crosses users by nature): a retry
 after a failure applies the effect once, and two copies arriving at the same moment are serialized
-by the ledger's primary key. The effect itself is the identity service's (`IdentityService.apply`).
+by the ledger's primary key. The effect itself is the identity service's (`IdentityService.apply`)
+for users and sessions, the workspace sync's (`WorkspaceSync.apply`) for organisations and
+memberships.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from service.core.db import Connection, Database, utcnow
-from service.providers.events import UserEvent
+from service.providers.events import MembershipEvent, OrganizationEvent, ProviderEvent, UserEvent
 from service.users.identity import IdentityService
 
 log = logging.getLogger("routebook.webhooks")
@@ -39,24 +42,35 @@ class Delivery(enum.StrEnum):
     IGNORED = "ignored"
 
 
-async def record_delivery(conn: Connection, event: UserEvent) -> bool:
+class OrganizationSync(Protocol):
+    """Applies organisation and membership events in the caller's transaction."""
+
+    async def apply(self, conn: Connection, event: OrganizationEvent | MembershipEvent) -> None: ...
+
+
+async def record_delivery(conn: Connection, event: ProviderEvent) -> bool:
     """Enter the event in the ledger; False when it is already there (a duplicate delivery)."""
     assert event.event_id is not None
     return await conn.fetchval(_RECORD, event.provider, event.event_id, event.event_type) is not None
 
 
-async def apply_delivery(db: Database, identity: IdentityService, event: UserEvent) -> Delivery:
+async def apply_delivery(
+    db: Database, identity: IdentityService, organizations: OrganizationSync, event: ProviderEvent
+) -> Delivery:
     """Apply one verified, parsed delivery in one transaction; a database error propagates with
     nothing committed (the caller answers 503 and the provider retries)."""
-    if event.kind == "ignored":
+    if isinstance(event, UserEvent) and event.kind == "ignored":
         # Not entered in the ledger: there is no effect to protect, and Clerk sends many such events.
         return Delivery.IGNORED
-    # Privileged: a provider's event may create, change or erase any user.
+    # Privileged: a provider's event may create, change or erase any user or organisation.
     async with db.privileged() as conn:
         # Supabase has no stable event id; its effects are idempotent by construction instead.
         if event.event_id is not None and not await record_delivery(conn, event):
             return Delivery.DUPLICATE
-        await identity.apply(conn, event)
+        if isinstance(event, UserEvent):
+            await identity.apply(conn, event)
+        else:
+            await organizations.apply(conn, event)
     return Delivery.APPLIED
 
 

@@ -1,4 +1,5 @@
-"""POST /api/v1/webhooks/{provider}: verify the raw bytes, parse, apply once.
+"""POST /api/v1/webhooks/{provider}: verify the raw bytes, parse, apply once (users and sessions through
+the identity service, organisations and memberships through the workspace sync).
 
 Statuses: handled, duplicate or ignored → 204; bad, missing or stale signature →
 401; malformed payload under a valid signature → 400; body over WEBHOOK_MAX_BODY_BYTES → 413 (the
@@ -20,12 +21,13 @@ from service.core.db import Database
 from service.core.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unauthorized
 from service.core.notify import Listener
 from service.core.openapi import NO_VALIDATION_ERRORS, problem_responses
-from service.deps import AppSettings, Db, Identity, Notifications, WebhookJanitor
+from service.deps import AppSettings, Db, Identity, Notifications, WebhookJanitor, Workspaces
 from service.providers.base import Provider
-from service.providers.events import MalformedPayload, UserEvent
+from service.providers.events import MalformedPayload, ProviderEvent
 from service.providers.webhook_auth import SignatureInvalid
 from service.users.identity import IdentityService
-from service.webhooks.ledger import Delivery, apply_delivery
+from service.webhooks.ledger import Delivery, OrganizationSync, apply_delivery
+from service.workspaces.sync import WorkspaceSync
 
 log = logging.getLogger("routebook.webhooks")
 
@@ -58,7 +60,7 @@ def _receiver(name: str) -> Provider[Any]:
     status_code=204,
     response_class=Response,
     responses=RESPONSES,
-    summary="User and session events from an identity provider (clerk: Svix; workos; supabase: auth.users)",
+    summary="User, session, organisation and membership events from an identity provider",
     openapi_extra=NO_VALIDATION_ERRORS,
 )
 async def receive(
@@ -66,6 +68,7 @@ async def receive(
     settings: AppSettings,
     db: Db,
     identity: Identity,
+    workspaces: Workspaces,
     listener: Notifications,
     janitor: WebhookJanitor,
     provider: str = Path(description="clerk, workos or supabase (or another registered provider)"),
@@ -96,7 +99,7 @@ async def receive(
         raise BadRequest(f"The webhook payload is not a usable event: {exc}") from None
 
     try:
-        outcome = await _apply(db, identity, event)
+        outcome = await _apply(db, identity, WorkspaceSync(workspaces, settings.org_role_map), event)
     except AppError:
         metrics.webhook_delivery(receiver.name, "unavailable")
         raise
@@ -122,9 +125,11 @@ async def _caught_up(listener: Listener) -> None:
         )
 
 
-async def _apply(db: Database, identity: IdentityService, event: UserEvent) -> Delivery:
+async def _apply(
+    db: Database, identity: IdentityService, organizations: OrganizationSync, event: ProviderEvent
+) -> Delivery:
     try:
-        return await apply_delivery(db, identity, event)
+        return await apply_delivery(db, identity, organizations, event)
     except AppError:
         raise  # already a problem (the database is unavailable: 503 with Retry-After)
     except Exception:

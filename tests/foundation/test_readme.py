@@ -99,7 +99,11 @@ def _varies(value: Any) -> bool:
 def _matches(excerpt: Any, printed: Any) -> bool:
     if not isinstance(printed, dict) or set(printed) != set(excerpt):
         return False
-    return all(_varies(value) or printed[key] == value for key, value in excerpt.items())
+    return all(
+        _varies(value)
+        or (_matches(value, printed[key]) if isinstance(value, dict) else printed[key] == value)
+        for key, value in excerpt.items()
+    )
 
 
 def check_answers(step: Step) -> None:

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.db import new_id
 from service.core.migrations import alembic_config, downgrade, upgrade
+from service.deps import app_state
+from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.kit.worker import SharedWorker
 
@@ -44,20 +46,22 @@ async def insert_tree(db: SqlAdmin, user_id: uuid.UUID) -> dict[str, uuid.UUID]:
     ids = {"session": new_id(), "scenario": new_id(), "solution": new_id()}
     async with as_owner(db, user_id) as session:
         await session.execute(
-            text("INSERT INTO sessions (id, user_id, name) VALUES (:id, :user_id, 's')"),
+            text(
+                "INSERT INTO sessions (id, workspace_id, user_id, name) VALUES (:id, :user_id, :user_id, 's')"
+            ),
             {"id": ids["session"], "user_id": user_id},
         )
         await session.execute(
             text(
-                "INSERT INTO scenarios (id, user_id, session_id, name, request, original_request) "
-                "VALUES (:id, :user_id, :session_id, 'c', '{\"stops\": []}', '{\"stops\": []}')"
+                "INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, request, original_request) "
+                "VALUES (:id, :user_id, :user_id, :session_id, 'c', '{\"stops\": []}', '{\"stops\": []}')"
             ),
             {"id": ids["scenario"], "user_id": user_id, "session_id": ids["session"]},
         )
         await session.execute(
             text(
-                "INSERT INTO solutions (id, user_id, scenario_id, status) "
-                "VALUES (:id, :user_id, :scenario_id, 'pending')"
+                "INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status) "
+                "VALUES (:id, :user_id, :user_id, :scenario_id, 'pending')"
             ),
             {"id": ids["solution"], "user_id": user_id, "scenario_id": ids["scenario"]},
         )
@@ -120,30 +124,30 @@ async def test_models_and_migrations_do_not_drift(migrated_url: str) -> None:
         pytest.fail(f"models and migrations differ: {exc}")
 
 
-async def test_scenario_owner_must_match_its_session_owner(clean_db: SqlAdmin) -> None:
+async def test_scenario_workspace_must_match_its_session_workspace(clean_db: SqlAdmin) -> None:
     alice, bob = await insert_user(clean_db), await insert_user(clean_db)
     tree = await insert_tree(clean_db, alice)
     with pytest.raises(IntegrityError):
         async with as_owner(clean_db, bob) as session:
             await session.execute(
                 text(
-                    "INSERT INTO scenarios (id, user_id, session_id, name, request, original_request) "
-                    "VALUES (:id, :user_id, :session_id, 'x', '{}', '{}')"
+                    "INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, request, original_request) "
+                    "VALUES (:id, :user_id, :user_id, :session_id, 'x', '{}', '{}')"
                 ),
                 {"id": new_id(), "user_id": bob, "session_id": tree["session"]},
             )
     assert await count(clean_db, "scenarios", bob) == 0
 
 
-async def test_solution_owner_must_match_its_scenario_owner(clean_db: SqlAdmin) -> None:
+async def test_solution_workspace_must_match_its_scenario_workspace(clean_db: SqlAdmin) -> None:
     alice, bob = await insert_user(clean_db), await insert_user(clean_db)
     tree = await insert_tree(clean_db, alice)
     with pytest.raises(IntegrityError):
         async with as_owner(clean_db, bob) as session:
             await session.execute(
                 text(
-                    "INSERT INTO solutions (id, user_id, scenario_id, status) "
-                    "VALUES (:id, :user_id, :scenario_id, 'pending')"
+                    "INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status) "
+                    "VALUES (:id, :user_id, :user_id, :scenario_id, 'pending')"
                 ),
                 {"id": new_id(), "user_id": bob, "scenario_id": tree["scenario"]},
             )
@@ -167,8 +171,8 @@ async def test_invalid_solution_status_is_refused(clean_db: SqlAdmin) -> None:
         async with as_owner(clean_db, alice) as session:
             await session.execute(
                 text(
-                    "INSERT INTO solutions (id, user_id, scenario_id, status) "
-                    "VALUES (:id, :user_id, :scenario_id, 'done')"
+                    "INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status) "
+                    "VALUES (:id, :user_id, :user_id, :scenario_id, 'done')"
                 ),
                 {"id": new_id(), "user_id": alice, "scenario_id": tree["scenario"]},
             )
@@ -178,3 +182,220 @@ async def test_provider_subject_pair_is_unique(clean_db: SqlAdmin) -> None:
     await insert_user(clean_db, subject="same")
     with pytest.raises(IntegrityError):
         await insert_user(clean_db, subject="same")
+
+
+async def test_migration_0012_moves_every_row_to_its_owners_personal_workspace(
+    clean_db: SqlAdmin, migrated_url: str, shared_worker: SharedWorker, app_factory: AppFactory
+) -> None:
+    """A database with today's (0011) rows migrates with each row in its owner's personal workspace,
+    created by the user as its admin, and a user created afterwards gets one by the trigger; the API
+    then serves each owner the same rows."""
+    await shared_worker.close()  # the tables change under it (see the round trip above)
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(downgrade, migrated_url, "0011")
+    owners = [new_id(), new_id()]
+    async with clean_db.transaction() as session:
+        for owner in owners:
+            await session.execute(
+                text("INSERT INTO users (id, provider, subject) VALUES (:id, 'dev', :subject)"),
+                {"id": owner, "subject": f"old-{owner}"},
+            )
+            await session.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": str(owner)})
+            await session.execute(
+                text(
+                    "WITH s AS (INSERT INTO sessions (id, user_id, name) VALUES (gen_random_uuid(), :u, 'old') "
+                    "RETURNING id), c AS (INSERT INTO scenarios (id, user_id, session_id, name, original_request) "
+                    "SELECT gen_random_uuid(), :u, s.id, 'old', '{}' FROM s RETURNING id) "
+                    "INSERT INTO solutions (id, user_id, scenario_id, status) "
+                    "SELECT gen_random_uuid(), :u, c.id, 'succeeded' FROM c"
+                ),
+                {"u": owner},
+            )
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(upgrade, migrated_url)
+    for owner in owners:
+        for table in ("sessions", "scenarios", "solutions"):
+            assert await count(clean_db, table, owner, workspace_id=owner) == 1
+    async with clean_db.transaction() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT w.id, w.kind, w.created_by, m.user_id, m.role FROM workspaces w "
+                    "JOIN memberships m ON m.workspace_id = w.id ORDER BY w.id"
+                )
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [(o, "personal", o, o, "admin") for o in sorted(owners)]
+    async with app_factory() as app, client_for(app) as client:
+        for owner in owners:
+            token = app_state(app).dev_issuer.mint(subject=f"old-{owner}", email=None)
+            auth = {"Authorization": f"Bearer {token}"}
+            assert (await client.get("/api/v1/users/me", headers=auth)).json()["id"] == str(owner)
+            sessions = (await client.get("/api/v1/sessions", headers=auth)).json()["items"]
+            assert [(item["name"], item["created_by"]) for item in sessions] == [("old", str(owner))]
+            scenarios = await client.get(f"/api/v1/sessions/{sessions[0]['id']}/scenarios", headers=auth)
+            [scenario] = scenarios.json()["items"]
+            solutions = await client.get(f"/api/v1/scenarios/{scenario['id']}/solutions", headers=auth)
+            assert [item["status"] for item in solutions.json()["items"]] == ["succeeded"]
+    newcomer = await insert_user(clean_db)
+    async with clean_db.transaction() as session:
+        role = (
+            await session.execute(
+                text("SELECT role FROM memberships WHERE workspace_id = :u AND user_id = :u"), {"u": newcomer}
+            )
+        ).scalar_one()
+    assert role == "admin"
+
+
+async def test_downgrading_0012_gives_an_organisations_rows_to_their_sessions_creators(
+    clean_db: SqlAdmin, migrated_url: str, shared_worker: SharedWorker
+) -> None:
+    """Before workspaces a child's owner was its parent's: a scenario bob added to alice's session in
+    their organisation goes to alice, so the composite foreign keys of 0011 hold again."""
+    await shared_worker.close()  # the tables change under it (see the round trip above)
+    alice, bob, org = await insert_user(clean_db), await insert_user(clean_db), new_id()
+    session_id, scenario_id, solution_id = new_id(), new_id(), new_id()
+    async with clean_db.transaction() as session:
+        await session.execute(
+            text("INSERT INTO workspaces (id, kind, name) VALUES (:id, 'organization', 'Acme')"), {"id": org}
+        )
+        await scope_rls_to(session, alice, org)
+        await session.execute(
+            text("INSERT INTO sessions (id, workspace_id, user_id, name) VALUES (:id, :w, :u, 's')"),
+            {"id": session_id, "w": org, "u": alice},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, original_request) "
+                "VALUES (:id, :w, :u, :s, 'c', '{}')"
+            ),
+            {"id": scenario_id, "w": org, "u": bob, "s": session_id},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status) "
+                "VALUES (:id, :w, :u, :c, 'succeeded')"
+            ),
+            {"id": solution_id, "w": org, "u": bob, "c": scenario_id},
+        )
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(downgrade, migrated_url, "0011")
+    async with clean_db.transaction() as session:
+        await session.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": str(alice)})
+        owners = [
+            (
+                await session.execute(text(f"SELECT user_id FROM {table} WHERE id = :id"), {"id": item})
+            ).scalar_one()
+            for table, item in (
+                ("sessions", session_id),
+                ("scenarios", scenario_id),
+                ("solutions", solution_id),
+            )
+        ]
+    assert owners == [alice, alice, alice]
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(upgrade, migrated_url)
+    assert await count(clean_db, "solutions", alice, workspace_id=alice) == 1
+
+
+async def _outbound_rows(
+    session: AsyncSession, owner_column: str, owner: uuid.UUID, creator: uuid.UUID
+) -> None:
+    """An endpoint (created by `creator`), a delivery of it and an attempt at it, owned by `owner`
+    through `owner_column` (`user_id` before 0014, `workspace_id` since)."""
+    endpoint, delivery = new_id(), new_id()
+    creator_column = "" if owner_column == "user_id" else ", user_id"
+    creator_value = "" if owner_column == "user_id" else ", :creator"
+    await session.execute(
+        text(
+            f"INSERT INTO webhook_endpoints (id, {owner_column}{creator_column}, url, events, secret) "
+            f"VALUES (:id, :owner{creator_value}, 'https://example.com/h', ARRAY['solution.failed'], 'whsec_x')"
+        ),
+        {"id": endpoint, "owner": owner, "creator": creator},
+    )
+    await session.execute(
+        text(
+            f"INSERT INTO webhook_deliveries (id, {owner_column}, endpoint_id, event_type, solution_id, body, "
+            "status, retry_until) VALUES (:id, :owner, :endpoint, 'solution.failed', gen_random_uuid(), '{}', "
+            "'failed', now())"
+        ),
+        {"id": delivery, "owner": owner, "endpoint": endpoint},
+    )
+    await session.execute(
+        text(
+            f"INSERT INTO webhook_attempts (id, {owner_column}, delivery_id, attempted_at, status_code, duration_ms) "
+            "VALUES (gen_random_uuid(), :owner, :delivery, now(), 500, 3)"
+        ),
+        {"owner": owner, "delivery": delivery},
+    )
+
+
+async def _outbound_owners(db: SqlAdmin, column: str, scope: dict[str, str]) -> list[set[Any]]:
+    async with db.transaction() as session:
+        for name, value in scope.items():
+            await session.execute(text(f"SELECT set_config('{name}', :v, true)"), {"v": value})
+        return [
+            set((await session.execute(text(f"SELECT {column} FROM {table}"))).scalars())
+            for table in ("webhook_endpoints", "webhook_deliveries", "webhook_attempts")
+        ]
+
+
+async def test_migration_0014_moves_outbound_rows_to_their_owners_personal_workspace_and_back(
+    clean_db: SqlAdmin, migrated_url: str, shared_worker: SharedWorker, app_factory: AppFactory
+) -> None:
+    """Today's (0012) per-user endpoints, deliveries and attempts land in their owner's personal
+    workspace, served by the API there; downgraded, an endpoint bob registered in an organisation
+    goes back to bob with its deliveries and attempts, and upgrading again puts it in his personal
+    workspace."""
+    await shared_worker.close()  # the tables change under it (see the round trip above)
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(downgrade, migrated_url, "0012")
+    owners = [await insert_user(clean_db, f"old-{n}") for n in range(2)]
+    for owner in owners:
+        async with clean_db.transaction() as session:
+            await session.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": str(owner)})
+            await _outbound_rows(session, "user_id", owner, owner)
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(upgrade, migrated_url)
+    # (Policies aside: the login role may be a superuser, which row-level security does not bind.)
+    scope = {"app.workspace_id": str(owners[0])}
+    assert await _outbound_owners(clean_db, "workspace_id", scope) == [set(owners)] * 3
+    async with clean_db.transaction() as session:
+        moved = await session.execute(
+            text("SELECT count(*) FROM webhook_endpoints WHERE workspace_id <> user_id")
+        )
+    assert moved.scalar_one() == 0
+    async with app_factory() as app, client_for(app) as client:
+        for n, owner in enumerate(owners):
+            token = app_state(app).dev_issuer.mint(subject=f"old-{n}", email=None)
+            auth = {"Authorization": f"Bearer {token}"}
+            [endpoint] = (await client.get("/api/v1/webhook-endpoints", headers=auth)).json()["items"]
+            assert endpoint["created_by"] == str(owner)
+            listed = await client.get(f"/api/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=auth)
+            [delivery] = listed.json()["items"]
+            assert [attempt["status_code"] for attempt in delivery["attempts"]] == [500]
+
+    bob = owners[1]
+    org = new_id()
+    async with clean_db.transaction() as session:
+        await session.execute(
+            text("INSERT INTO workspaces (id, kind, name) VALUES (:id, 'organization', 'Acme')"), {"id": org}
+        )
+        await scope_rls_to(session, bob, org)
+        await _outbound_rows(session, "workspace_id", org, bob)
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(downgrade, migrated_url, "0012")
+    assert await _outbound_owners(clean_db, "user_id", {"app.user_id": str(bob)}) == [set(owners)] * 3
+    async with clean_db.transaction() as session:
+        await session.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": str(bob)})
+        bobs = [
+            (
+                await session.execute(text(f"SELECT count(*) FROM {table} WHERE user_id = :u"), {"u": bob})
+            ).scalar_one()
+            for table in ("webhook_endpoints", "webhook_deliveries", "webhook_attempts")
+        ]
+    assert bobs == [2, 2, 2]  # his own rows and the organisation's
+    await clean_db.engine.dispose()
+    await asyncio.to_thread(upgrade, migrated_url)
+    scope = {"app.workspace_id": str(bob)}
+    assert await _outbound_owners(clean_db, "workspace_id", scope) == [set(owners)] * 3

@@ -31,6 +31,14 @@ class SqlAdmin:
         await self.engine.dispose()
 
 
-async def scope_rls_to(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Let the RLS policies admit `user_id`'s rows (and only theirs) while staying the login role."""
-    await session.execute(text("SELECT set_config('app.user_id', :user_id, true)"), {"user_id": str(user_id)})
+async def scope_rls_to(
+    session: AsyncSession, user_id: uuid.UUID, workspace_id: uuid.UUID | None = None
+) -> None:
+    """Let the RLS policies admit the rows of one workspace (by default `user_id`'s personal one,
+    whose id is the user's) while staying the login role; `user_id` is the creator of inserts."""
+    await session.execute(
+        text(
+            "SELECT set_config('app.user_id', :user_id, true), set_config('app.workspace_id', :workspace, true)"
+        ),
+        {"user_id": str(user_id), "workspace": str(workspace_id or user_id)},
+    )

@@ -192,7 +192,10 @@ async def _stopped(pid: int) -> None:
 async def _cancel(conn: asyncpg.Connection, job: SolveJob) -> None:
     """What POST …/cancel does to a running solve, as the login role under the owner's RLS scope."""
     async with conn.transaction():
-        await conn.execute("SELECT set_config('app.user_id', $1, true)", str(job.user_id))
+        await conn.execute(
+            "SELECT set_config('app.user_id', $1, true), set_config('app.workspace_id', $1, true)",
+            str(job.user_id),
+        )
         await conn.execute(
             "UPDATE solutions SET cancel_requested = true WHERE user_id = $1 AND id = $2",
             job.user_id,

@@ -50,6 +50,7 @@ async def test_endpoints_are_listed_newest_first_in_pages_and_deleted(
         "events",
         "enabled",
         "disabled_reason",
+        "created_by",
         "created_at",
         "updated_at",
     }
@@ -115,7 +116,7 @@ async def test_the_scheme_may_be_upper_case(alice: Caller, receiver: Receiver) -
     assert endpoint["url"].startswith("HTTP://")
 
 
-async def test_an_owner_has_at_most_the_configured_number_of_endpoints(
+async def test_a_workspace_has_at_most_the_configured_number_of_endpoints(
     app_factory: AppFactory, receiver: Receiver
 ) -> None:
     async with (
@@ -133,6 +134,6 @@ async def test_an_owner_has_at_most_the_configured_number_of_endpoints(
         assert refused.headers["content-type"] == "application/problem+json"
         assert "2 webhook endpoints" in refused.json()["detail"]
         assert len((await alice.call("GET", "/webhook-endpoints")).json()["items"]) == 2
-        await register(bob, receiver.url("/bob"))  # the cap is each owner's
+        await register(bob, receiver.url("/bob"))  # the cap is each workspace's
         assert (await alice.call("DELETE", f"/webhook-endpoints/{first['id']}")).status_code == 204
         await register(alice, receiver.url("/3"))

@@ -24,7 +24,7 @@ from service.deps import app_state
 from service.outbound import addresses, dispatcher
 from service.outbound.addresses import IPAddress
 from service.outbound.events import EventType
-from service.outbound.repository import OutboundRepository, claim_due, purge_bodies
+from service.outbound.repository import DeliveryRepository, OutboundRepository, claim_due, purge_bodies
 from service.outbound.routes import new_secret
 from service.solver.example import EXAMPLE_REQUEST
 from service.solving.repository import NotStarted, SolutionRepository
@@ -207,7 +207,9 @@ async def test_the_delivery_is_queued_only_if_the_status_change_commits(
 
     with pytest.raises(RolledBack):
         async with service_db.as_user(alice.user_id) as conn:
-            assert await SolutionRepository(conn, owner=alice.user_id).abandon(solution_id, "lost")
+            assert await SolutionRepository(conn, workspace=alice.user_id, user=alice.user_id).abandon(
+                solution_id, "lost"
+            )
             raise RolledBack
     async with clean_db.transaction() as session:
         count = (await session.execute(text("SELECT count(*) FROM webhook_deliveries"))).scalar_one()
@@ -217,7 +219,9 @@ async def test_the_delivery_is_queued_only_if_the_status_change_commits(
     assert (count, status) == (0, "pending")
 
     async with service_db.as_user(alice.user_id) as conn:
-        assert await SolutionRepository(conn, owner=alice.user_id).abandon(solution_id, "lost")
+        assert await SolutionRepository(conn, workspace=alice.user_id, user=alice.user_id).abandon(
+            solution_id, "lost"
+        )
     async with clean_db.transaction() as session:
         rows = (await session.execute(text("SELECT event_type, solution_id FROM webhook_deliveries"))).all()
     assert [tuple(row) for row in rows] == [("solution.failed", solution_id)]
@@ -245,7 +249,7 @@ async def test_a_solve_cancelled_while_running_sends_solution_cancelled_with_its
     solution_id = uuid.UUID((await alice.call("POST", f"/scenarios/{scenario_id}/solve", {})).json()["id"])
     # What the worker does for a run stopped by a cancel that kept its best solution so far.
     async with service_db.as_user(alice.user_id) as conn:
-        repo = SolutionRepository(conn, owner=alice.user_id)
+        repo = SolutionRepository(conn, workspace=alice.user_id, user=alice.user_id)
         started = await repo.start(solution_id)
         assert not isinstance(started, NotStarted)
         payload = {"feasible": True, "distance": 4321, "routes": [], "unassigned": []}
@@ -323,9 +327,8 @@ async def test_a_url_httpx_refuses_is_recorded_and_retried_until_retry_until(
     """Registered before httpx's check existed (IDNA 2003, not 2008): each attempt is recorded,
     rather than the delivery being tried again forever, unrecorded, as its claim lapses."""
     async with service_db.as_user(alice.user_id) as conn:
-        endpoint = await OutboundRepository(conn, owner=alice.user_id).create_endpoint(
-            "http://\u2603.test:9/", EVENTS, new_secret(), limit=20
-        )
+        outbound = OutboundRepository(conn, workspace=alice.user_id, user=alice.user_id)
+        endpoint = await outbound.create_endpoint("http://\u2603.test:9/", EVENTS, new_secret(), limit=20)
     await cancelled_solve(alice)
     async with dispatching(dispatcher_settings, service_db, resolving_to("127.0.0.1")):
         retried = await until_attempted(alice, str(endpoint.id), 2)
@@ -412,29 +415,30 @@ async def test_the_last_retry_comes_at_retry_until_rather_than_never(
     assert delivery["next_attempt_at"] == delivery["retry_until"]
 
 
-async def _queue(db: Database, owner: uuid.UUID, count: int) -> None:
-    async with db.as_user(owner) as conn:
-        repo = OutboundRepository(conn, owner=owner)
+async def _queue(db: Database, workspace: uuid.UUID, count: int) -> None:
+    async with db.as_workspace(workspace) as conn:
+        repo = DeliveryRepository(conn, workspace=workspace)
         for _ in range(count):
             await repo.enqueue(EventType.SOLUTION_FAILED, uuid.uuid4(), "{}")
 
 
-async def test_owners_take_turns_when_deliveries_are_claimed(
+async def test_workspaces_take_turns_when_deliveries_are_claimed(
     alice: Caller, bob: Caller, receiver: Receiver, service_db: Database
 ) -> None:
-    """Alice's backlog, queued first, does not hold every slot: Bob's delivery is among the first
-    claimed, and Alice gets no more than her share in flight."""
+    """The backlog of Alice's personal workspace, queued first, does not hold every slot: a delivery
+    of Bob's is among the first claimed, and Alice's workspace gets no more than its share in
+    flight."""
     await register(alice, receiver.url())
     await register(bob, receiver.url())
     await _queue(service_db, alice.user_id, 10)
     await _queue(service_db, bob.user_id, 1)
     async with service_db.as_dispatcher() as conn:
         first = await claim_due(conn, limit=2, lease=timedelta(minutes=1), per_owner=3)
-    assert sorted(str(c.owner) for c in first) == sorted([str(alice.user_id), str(bob.user_id)])
+    assert sorted(str(c.workspace) for c in first) == sorted([str(alice.user_id), str(bob.user_id)])
     async with service_db.as_dispatcher() as conn:
         more = await claim_due(conn, limit=10, lease=timedelta(minutes=1), per_owner=3)
     # Alice had one under way: two more make three; Bob has nothing left due.
-    assert [c.owner for c in more] == [alice.user_id, alice.user_id]
+    assert [c.workspace for c in more] == [alice.user_id, alice.user_id]
 
 
 async def test_a_body_past_its_expiry_is_not_shown_nor_replayed_before_the_purge(

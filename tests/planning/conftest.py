@@ -86,8 +86,8 @@ async def insert_scenarios(
         await scope_rls_to(session, user_id)
         await session.execute(
             text(
-                "INSERT INTO scenarios (id, user_id, session_id, name, original_request) "
-                "SELECT id, :user_id, :session_id, 'bulk ' || ord, CAST(:doc AS jsonb) "
+                "INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, original_request) "
+                "SELECT id, :user_id, :user_id, :session_id, 'bulk ' || ord, CAST(:doc AS jsonb) "
                 "FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS t(id, ord)"
             ),
             {"ids": ids, "user_id": user_id, "session_id": session_id, "doc": document},

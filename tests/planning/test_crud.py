@@ -69,7 +69,8 @@ async def test_reads_and_lists_have_the_documented_shapes(alice: Caller) -> None
         await alice.call("POST", f"/sessions/{session_id}/scenarios", {"name": "c", "request": {"k": [1]}})
     ).json()
     read = (await alice.call("GET", f"/scenarios/{scenario['id']}")).json()
-    assert set(read) == {"id", "session_id", "name", "request", "created_at", "updated_at"}
+    assert set(read) == {"id", "session_id", "name", "request", "created_at", "updated_at", "created_by"}
+    assert read["created_by"] == str(alice.user_id)
     assert read == {**scenario, "request": {"k": [1]}}
     listed = (await alice.call("GET", f"/sessions/{session_id}/scenarios")).json()
     assert listed == {"items": [scenario], "next_cursor": None}
@@ -77,7 +78,7 @@ async def test_reads_and_lists_have_the_documented_shapes(alice: Caller) -> None
     solution = (
         await alice.call("POST", f"/scenarios/{scenario['id']}/solutions", {"status": "failed"})
     ).json()
-    assert set(solution) == {"id", "scenario_id", "status", "created_at", "updated_at"}
+    assert set(solution) == {"id", "scenario_id", "status", "created_at", "updated_at", "created_by"}
     patched = await alice.call("PATCH", f"/solutions/{solution['id']}", {"payload": {"route": [3, 1]}})
     assert patched.json()["status"] == "failed"
     full = (await alice.call("GET", f"/solutions/{solution['id']}")).json()

@@ -50,7 +50,8 @@ async def test_the_request_role_is_refused_directly_too(
     with pytest.raises(asyncpg.PostgresError, match="has been deleted"):
         async with service_db.as_user(alice.user_id) as conn:
             await conn.execute(
-                "INSERT INTO sessions (id, user_id, name) VALUES (gen_random_uuid(), $1, 'x')", alice.user_id
+                "INSERT INTO sessions (id, workspace_id, user_id, name) VALUES (gen_random_uuid(), $1, $1, 'x')",
+                alice.user_id,
             )
 
 
@@ -70,7 +71,7 @@ async def test_an_insert_racing_the_deletion_waits_and_is_refused(
         async with service_db.as_user(alice.user_id) as conn:
             insert_started.set()
             await conn.execute(
-                "INSERT INTO sessions (id, user_id, name) VALUES (gen_random_uuid(), $1, 'late')",
+                "INSERT INTO sessions (id, workspace_id, user_id, name) VALUES (gen_random_uuid(), $1, $1, 'late')",
                 alice.user_id,
             )
 

@@ -49,7 +49,8 @@ async def test_120_scenarios_page_through_without_duplicates_or_gaps(
     assert set(served) == set(ids)
     # Newest first: all share one transaction's created_at, so the time-ordered ids decide.
     assert served == sorted(ids, reverse=True)
-    assert all(set(item) == {"id", "session_id", "name", "created_at", "updated_at"} for item in result[0])
+    shape = {"id", "session_id", "name", "created_at", "updated_at", "created_by"}
+    assert all(set(item) == shape for item in result[0])
 
 
 async def test_rows_inserted_between_pages_neither_repeat_nor_hide_others(
@@ -154,4 +155,6 @@ async def test_a_database_error_outside_a_document_write_propagates(
     unusable = Cursor(created_at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))), id=new_id())
     with pytest.raises((asyncpg.PostgresError, asyncpg.DataError, OverflowError, ValueError)):
         async with service_db.as_user(alice.user_id) as conn:
-            await PlanningRepository(conn, owner=alice.user_id).list_sessions(10, unusable)
+            await PlanningRepository(conn, workspace=alice.user_id, user=alice.user_id).list_sessions(
+                10, unusable
+            )

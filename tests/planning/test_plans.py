@@ -48,10 +48,10 @@ async def arrange(db: SqlAdmin, owner: uuid.UUID) -> uuid.UUID:
             await scope_rls_to(session, user_id)
             await session.execute(
                 text(
-                    "WITH s AS (INSERT INTO sessions (id, user_id, name) "
-                    "SELECT gen_random_uuid(), :u, 'small' FROM generate_series(1, :sessions) RETURNING id) "
-                    "INSERT INTO scenarios (id, user_id, session_id, name, original_request, created_at) "
-                    "SELECT gen_random_uuid(), :u, s.id, 'small', '{}', now() - random() * :span * interval '1 s' "
+                    "WITH s AS (INSERT INTO sessions (id, workspace_id, user_id, name) "
+                    "SELECT gen_random_uuid(), :u, :u, 'small' FROM generate_series(1, :sessions) RETURNING id) "
+                    "INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, original_request, created_at) "
+                    "SELECT gen_random_uuid(), :u, :u, s.id, 'small', '{}', now() - random() * :span * interval '1 s' "
                     "FROM s, generate_series(1, :scenarios)"
                 ),
                 {"u": user_id, "sessions": SESSIONS_EACH, "scenarios": SCENARIOS_EACH, "span": MEASURED},
@@ -59,13 +59,13 @@ async def arrange(db: SqlAdmin, owner: uuid.UUID) -> uuid.UUID:
         await scope_rls_to(session, owner)
         session_id = uuid.uuid4()
         await session.execute(
-            text("INSERT INTO sessions (id, user_id, name) VALUES (:id, :u, 'big')"),
+            text("INSERT INTO sessions (id, workspace_id, user_id, name) VALUES (:id, :u, :u, 'big')"),
             {"id": session_id, "u": owner},
         )
         await session.execute(
             text(
-                "INSERT INTO scenarios (id, user_id, session_id, name, original_request, created_at) "
-                "SELECT gen_random_uuid(), :u, :s, 'big', '{}', now() - n * interval '1 second' "
+                "INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, original_request, created_at) "
+                "SELECT gen_random_uuid(), :u, :u, :s, 'big', '{}', now() - n * interval '1 second' "
                 "FROM generate_series(1, :n) AS n"
             ),
             {"u": owner, "s": session_id, "n": MEASURED},
@@ -82,7 +82,7 @@ async def test_scenario_pages_are_index_ordered_scans(
     explaining: Explaining | None = None
     async with service_db.as_user(alice.user_id) as conn:
         explaining = Explaining(conn)
-        repo = PlanningRepository(cast(Connection, explaining), owner=alice.user_id)
+        repo = PlanningRepository(cast(Connection, explaining), workspace=alice.user_id, user=alice.user_id)
         first = await repo.list_scenarios(session_id, 20, None)
         await repo.list_scenarios(session_id, 20, Cursor(first[19].created_at, first[19].id))
     assert len(explaining.plans) == 2

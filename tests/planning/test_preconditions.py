@@ -181,7 +181,7 @@ async def test_the_version_check_binds_one_parameter_whatever_the_number_of_vers
     """asyncpg refuses statements past 32,767 parameters: the versions go as one array."""
     scenario_id = uuid.UUID(await scenario(alice))
     async with service_db.as_user(alice.user_id) as conn:
-        repository = PlanningRepository(conn, owner=alice.user_id)
+        repository = PlanningRepository(conn, workspace=alice.user_id, user=alice.user_id)
         record = await repository.update_scenario(
             scenario_id, name="many", raw_body=None, expected=frozenset(range(1, 40_001))
         )

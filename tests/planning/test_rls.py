@@ -20,6 +20,7 @@ from service.deps import app_state
 from service.planning.repository import PlanningRepository
 from service.planning.routes import caller_planning
 from service.planning.routes import router as planning_router
+from service.workspaces.models import Role
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.planning.conftest import Caller, insert_scenarios, owners, row_snapshot
 
@@ -108,26 +109,36 @@ async def test_the_scope_ends_with_the_transaction(clean_db: SqlAdmin) -> None:
         await single.close()
 
 
-async def test_the_request_path_opens_the_users_transaction(app: FastAPI, clean_db: SqlAdmin) -> None:
-    """What every planning route works in: the app role, and the caller's id, before any query."""
-    user_id = new_id()
-    principal = cast(Any, SimpleNamespace(user_id=user_id))
-    planning = await caller_planning(app_state(app).db, principal)
+async def test_the_request_path_opens_the_members_transaction(app: FastAPI, clean_db: SqlAdmin) -> None:
+    """What every planning route works in: the app role, the workspace and the caller's id, before
+    any query."""
+    user_id, workspace_id = new_id(), new_id()
+    member = cast(
+        Any, SimpleNamespace(user_id=user_id, workspace=SimpleNamespace(id=workspace_id), role=Role.MEMBER)
+    )
+    planning = await caller_planning(app_state(app).db, member)
     async with planning.transaction() as repository:
-        assert repository.owner == user_id
+        assert (repository.workspace, repository.user) == (workspace_id, user_id)
         conn = repository._conn  # the test looks inside: what does this transaction run as?
-        row = await conn.fetchrow("SELECT current_user, current_setting('app.user_id', true)")
-        assert row is not None and tuple(row) == (APP_ROLE, str(user_id))
+        row = await conn.fetchrow(
+            "SELECT current_user, current_setting('app.user_id', true), current_setting('app.workspace_id', true)"
+        )
+        assert row is not None and tuple(row) == (APP_ROLE, str(user_id), str(workspace_id))
     assert planning_router.dependencies  # authentication comes before any planning route body
 
 
-def test_a_repository_cannot_be_built_without_its_owner() -> None:
+def test_a_repository_cannot_be_built_without_its_workspace_and_member() -> None:
+    some = new_id()
     with pytest.raises(TypeError):
-        PlanningRepository(cast(Any, None), owner=cast(Any, None))
+        PlanningRepository(cast(Any, None), workspace=cast(Any, None), user=some)
     with pytest.raises(TypeError):
-        PlanningRepository(cast(Any, None), owner=cast(Any, "01a20887-9aef-715a-bba9-7a10b66ea2d6"))
+        PlanningRepository(cast(Any, None), workspace=some, user=cast(Any, None))
     with pytest.raises(TypeError):
-        PlanningRepository(cast(Any, None))  # type: ignore[call-arg]
+        PlanningRepository(
+            cast(Any, None), workspace=cast(Any, "01a20887-9aef-715a-bba9-7a10b66ea2d6"), user=some
+        )
+    with pytest.raises(TypeError):
+        PlanningRepository(cast(Any, None), workspace=some)  # type: ignore[call-arg]
 
 
 class _RlsBoundLogin(SqlAdmin):

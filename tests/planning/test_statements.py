@@ -1,6 +1,7 @@
 """What each request sends to PostgreSQL: a budget of round trips per planning request (so the gain
 of issue 13 cannot silently regress), and a shard-ready discipline — every statement on a planning
-table names its `user_id`, so on Citus (distributed by user_id) each routes to a single shard."""
+table names its `workspace_id`, so on Citus (distributed by workspace_id, the tenant) each routes
+to a single shard."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.kit.waiting import eventually
 from tests.planning.conftest import Caller
 
 PLANNING_TABLE = re.compile(r"\b(sessions|scenarios|solutions|stream_tickets)\b")
-OWNER = re.compile(r"\buser_id\b")
+OWNER = re.compile(r"\bworkspace_id\b")
 # Statements that touch no planning table: the transaction's own, the RLS scope, announcements,
 # the per-user lock, and the queue (pgqueuer's table stays on the coordinator: docs/scaling.md).
 NOT_TABLE_WORK = re.compile(
@@ -130,7 +131,7 @@ async def test_every_solve_statement_names_its_owner(
     # The worker's statements, through the same repository a worker uses.
     async with service_db.observe(lambda query: sent.append(query.query)):
         async with service_db.as_user(alice.user_id) as conn:
-            repo = SolutionRepository(conn, owner=alice.user_id)
+            repo = SolutionRepository(conn, workspace=alice.user_id, user=alice.user_id)
             started = await repo.start(uuid.UUID(solution))
             assert isinstance(started, StartedSolve)
             await repo.report(
@@ -144,7 +145,9 @@ async def test_every_solve_statement_names_its_owner(
             await repo.run_state(uuid.UUID(solution))
             await repo.abandon(uuid.UUID(solution), "test")
         async with service_db.as_user(alice.user_id) as conn:
-            await SolutionRepository(conn, owner=alice.user_id).stream_state(uuid.UUID(solution))
+            await SolutionRepository(conn, workspace=alice.user_id, user=alice.user_id).stream_state(
+                uuid.UUID(solution)
+            )
     _assert_owned(sent)
 
 

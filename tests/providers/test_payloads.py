@@ -1,4 +1,5 @@
-"""Parsing verified webhook bodies into UserEvent: happy paths, missing fields, hostile input."""
+"""Parsing verified webhook bodies into user events: happy paths, missing fields, hostile input.
+(Organisation and membership events: test_org_payloads.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.providers.clerk import clerk_user, parse_clerk
-from service.providers.events import MalformedPayload, ProviderUser, UserEvent
+from service.providers.events import MalformedPayload, ProviderEvent, ProviderUser, UserEvent
 from service.providers.supabase import parse_supabase, supabase_user
 from service.providers.workos import parse_workos
 
@@ -24,6 +25,11 @@ CLERK_CREATED = (
     b'"first_name":"Example","last_name":"Example","external_id":"567772","created_at":1654012591514,'
     b'"updated_at":1654012591835}}'
 )
+
+
+def user_event(event: ProviderEvent) -> UserEvent:
+    assert isinstance(event, UserEvent), event
+    return event
 
 
 def ms(value: int) -> datetime:
@@ -152,10 +158,10 @@ def test_clerk_session_end(event_type: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "event_type", ["session.created", "organization.created", "email.created", "user.whatever"]
+    "event_type", ["session.created", "organizationInvitation.created", "email.created", "user.whatever"]
 )
 def test_clerk_other_types_ignored(event_type: str) -> None:
-    event = parse_clerk(dumps({"type": event_type, "data": {"id": 5}}), "msg_6")
+    event = user_event(parse_clerk(dumps({"type": event_type, "data": {"id": 5}}), "msg_6"))
     assert (event.kind, event.subject, event.event_type, event.event_id) == (
         "ignored",
         None,
@@ -290,7 +296,7 @@ def test_workos_deleted_and_ignored() -> None:
         "event_01",
         None,
     )
-    ignored = parse_workos(workos_body("organization.created"))
+    ignored = user_event(parse_workos(workos_body("dsync.user.created")))
     assert (ignored.kind, ignored.subject, ignored.event_id) == ("ignored", None, "event_01")
 
 
@@ -559,7 +565,8 @@ def parse_all(body: bytes) -> None:
             event = parse(body)
         except MalformedPayload:
             continue
-        assert event.updated_at is None or event.updated_at.tzinfo is not None
+        when = event.updated_at if isinstance(event, UserEvent) else event.occurred_at
+        assert when is None or when.tzinfo is not None
 
 
 @FUZZ

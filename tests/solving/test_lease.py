@@ -162,8 +162,8 @@ async def test_the_sweep_ends_only_solves_nothing_will_finish(
             ids[name] = str(uuid.uuid4())
             await session.execute(
                 text(
-                    "INSERT INTO solutions (id, user_id, scenario_id, status, cancel_requested, updated_at) "
-                    "VALUES (:id, :user_id, :scenario_id, :status, :cancelled, now() - :age * interval '1 s')"
+                    "INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status, cancel_requested, updated_at) "
+                    "VALUES (:id, :user_id, :user_id, :scenario_id, :status, :cancelled, now() - :age * interval '1 s')"
                 ),
                 {
                     "id": ids[name],

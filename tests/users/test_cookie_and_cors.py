@@ -80,13 +80,15 @@ async def test_preflight_from_a_listed_origin_succeeds(provider_app: ProviderApp
             headers={
                 "Origin": SPA,
                 "Access-Control-Request-Method": "GET",
-                "Access-Control-Request-Headers": "authorization",
+                "Access-Control-Request-Headers": "authorization, routebook-workspace",
             },
         )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == SPA
     assert response.headers["access-control-allow-credentials"] == "true"
-    assert "authorization" in response.headers["access-control-allow-headers"].lower()
+    allowed = response.headers["access-control-allow-headers"].lower()
+    # An SPA names the workspace it acts in with Routebook-Workspace.
+    assert "authorization" in allowed and "routebook-workspace" in allowed
     assert int(response.headers["access-control-max-age"]) > 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from service.core.db import Database
@@ -43,21 +45,37 @@ async def test_a_session_token_outliving_revocation_retention_is_refused(
     assert sessionless.status_code == 200
 
 
-@pytest.mark.parametrize("kind", ["supabase", "workos"])
 async def test_a_long_lived_session_token_of_a_provider_without_revocations_is_accepted(
-    provider_app: ProviderAppFactory, kind: str
+    provider_app: ProviderAppFactory,
 ) -> None:
-    # No revocation can ever arrive for these sessions, so no retention can be outlived: a project
+    # No revocation can ever arrive for Supabase sessions, so no retention can be outlived: a project
     # configured for week-long access tokens must keep working.
-    provider = MockProvider.supabase() if kind == "supabase" else MockProvider.workos()
+    supabase = MockProvider.supabase()
     week = 7 * 24 * 3600
-    async with provider_app(provider) as env:
-        token = provider.token(expires_in=week)
+    async with provider_app(supabase) as env:
+        token = supabase.token(expires_in=week)
         response = await env.me(token)
     _, payload, _ = split(token)
-    assert payload["session_id" if kind == "supabase" else "sid"]  # it does name a session
+    assert payload["session_id"]  # it does name a session
     assert payload["exp"] - payload["iat"] == week
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("kind", ["clerk", "workos"])
+async def test_a_session_token_issued_more_than_a_day_ago_is_refused(
+    provider_app: ProviderAppFactory, kind: str
+) -> None:
+    # WorkOS sends session revocations as Clerk does, so its tokens get the same cap: one issued over
+    # 24 h ago (and still unexpired) would outlive the revocation that should refuse it.
+    provider = MockProvider.clerk() if kind == "clerk" else MockProvider.workos()
+    now = int(time.time())
+    issued = now - int(MAX_SESSION_TOKEN_LIFETIME.total_seconds()) - 3600
+    async with provider_app(provider) as env:
+        old = await env.me(provider.token("user_old", iat=issued, exp=now + 60))
+        fresh = await env.me(provider.token("user_old", expires_in=3600))
+    assert old.status_code == 401
+    assert old.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert fresh.status_code == 200, fresh.text
 
 
 async def test_a_clerk_session_token_living_a_week_is_refused(provider_app: ProviderAppFactory) -> None:

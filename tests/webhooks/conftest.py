@@ -234,20 +234,22 @@ async def insert_planning_rows(db: SqlAdmin, user_id: uuid.UUID) -> None:
     async with db.transaction() as session:
         await scope_rls_to(session, user_id)  # FORCEd RLS binds a non-superuser owning login role
         await session.execute(
-            text("INSERT INTO sessions (id, user_id, name) VALUES (:id, :user_id, 'trip')"),
+            text(
+                "INSERT INTO sessions (id, workspace_id, user_id, name) VALUES (:id, :user_id, :user_id, 'trip')"
+            ),
             {"id": session_id, "user_id": user_id},
         )
         await session.execute(
             text(
-                "INSERT INTO scenarios (id, user_id, session_id, name, request, original_request) "
-                "VALUES (:id, :user_id, :session_id, 'plan', '{}'::jsonb, '{}'::jsonb)"
+                "INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, request, original_request) "
+                "VALUES (:id, :user_id, :user_id, :session_id, 'plan', '{}'::jsonb, '{}'::jsonb)"
             ),
             {"id": scenario_id, "user_id": user_id, "session_id": session_id},
         )
         await session.execute(
             text(
-                "INSERT INTO solutions (id, user_id, scenario_id, status, payload) "
-                "VALUES (:id, :user_id, :scenario_id, 'succeeded', '{\"km\": 12}'::jsonb)"
+                "INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status, payload) "
+                "VALUES (:id, :user_id, :user_id, :scenario_id, 'succeeded', '{\"km\": 12}'::jsonb)"
             ),
             {"id": uuid.uuid4(), "user_id": user_id, "scenario_id": scenario_id},
         )

@@ -27,6 +27,12 @@ from tests.webhooks.conftest import (
     workos_signed,
     workos_user_event,
 )
+from tests.webhooks.test_workspace_hooks import (
+    clerk_membership_event,
+    clerk_org_event,
+    workos_membership_event,
+    workos_org_event,
+)
 
 # With the database up, every answer is the sender's doing: never a 5xx.
 ALLOWED = {204, 400, 401, 413, 415}
@@ -54,6 +60,11 @@ TEMPLATES: list[dict[str, Any]] = [
     workos_user_event("user_01FUZZ", kind="user.deleted"),
     supabase_event("UPDATE", "00000000-0000-0000-0000-00000000f022"),
     supabase_event("DELETE", "00000000-0000-0000-0000-00000000f022"),
+    clerk_org_event("organization.updated", "org_fuzz"),
+    clerk_org_event("organization.deleted", "org_fuzz"),
+    clerk_membership_event("organizationMembership.updated", "user_fuzz", "org_fuzz"),
+    workos_org_event("organization.created", "org_01FUZZ"),
+    workos_membership_event("organization_membership.updated", "user_01FUZZ", "org_01FUZZ"),
 ]
 
 json_values = st.recursive(

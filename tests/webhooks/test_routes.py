@@ -214,7 +214,10 @@ async def test_ignored_event_types_are_204_and_not_recorded(
     hooks: httpx.AsyncClient, clean_db: SqlAdmin
 ) -> None:
     deliveries = [
-        (CLERK, *clerk_signed({"type": "organization.created", "object": "event", "data": {"id": "org_1"}})),
+        (
+            CLERK,
+            *clerk_signed({"type": "organizationInvitation.created", "object": "event", "data": {"id": "i"}}),
+        ),
         (CLERK, *clerk_signed({"type": "session.created", "data": {"id": "sess_1", "user_id": "user_1"}})),
         (WORKOS, *workos_signed({"id": "event_x", "event": "dsync.user.created", "data": {"id": "x"}})),
         (

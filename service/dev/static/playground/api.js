@@ -1,18 +1,29 @@
 // The Routebook HTTP API, same origin. The access token lives only in this module's variable:
-// never in storage, a cookie or the URL, so closing or reloading the tab forgets it.
+// never in storage, a cookie or the URL, so closing or reloading the tab forgets it. So does the
+// chosen workspace, sent as the Routebook-Workspace header on every API call (none: the server's
+// default, the token's organisation or the personal workspace).
 
 const API = '/api/v1';
 const PAGE_SIZE = 20;
 
 let token = null;
+let workspace = null;
 let unauthorizedHandler = () => {};
 
 export function setToken(value) {
   token = value || null;
 }
 
+/** The workspace every API call acts in from now on; null for the server's default. */
+export function setWorkspace(id) {
+  workspace = id || null;
+}
+
+/** What every API call carries: the token and the chosen workspace (the event stream too). */
 export function authHeaders() {
-  return token ? { Authorization: `Bearer ${token}` } : {};
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  if (token && workspace) headers['Routebook-Workspace'] = workspace;
+  return headers;
 }
 
 /** Called with the ApiError when the server refuses the token (401), e.g. after it expired. */
@@ -83,6 +94,13 @@ export const api = {
     call('POST', '/dev/token', { body: roles.length ? { email, roles } : { email }, auth: false }),
   me: () => call('GET', `${API}/users/me`),
 
+  listWorkspaces: () => call('GET', `${API}/workspaces`),
+  createWorkspace: (name) => call('POST', `${API}/workspaces`, { body: { name } }),
+  listMembers: (workspaceId) => call('GET', at('workspaces', workspaceId) + '/members'),
+  setMember: (workspaceId, userId, role) =>
+    call('PUT', at('workspaces', workspaceId, 'members', userId), { body: { role } }),
+  removeMember: (workspaceId, userId) => call('DELETE', at('workspaces', workspaceId, 'members', userId)),
+
   listSessions: (cursor) => page(`${API}/sessions`, cursor),
   createSession: (name) => call('POST', `${API}/sessions`, { body: { name } }),
   getSession: (id) => call('GET', at('sessions', id)),
@@ -97,6 +115,7 @@ export const api = {
   deleteScenario: (id, etag) => call('DELETE', at('scenarios', id), { etag }),
 
   solve: (scenarioId, options) => call('POST', at('scenarios', scenarioId) + '/solve', { body: options }),
+  listSolutions: (scenarioId) => call('GET', at('scenarios', scenarioId) + '/solutions?limit=1'),
   getSolution: (id) => call('GET', at('solutions', id)),
   cancelSolution: (id) => call('POST', at('solutions', id) + '/cancel'),
   solutionEventsUrl: (id) => at('solutions', id) + '/events',

@@ -1,6 +1,7 @@
-// The playground page: sign in, sessions and scenarios, solving with live progress, the plan.
+// The playground page: sign in, workspaces and their members, sessions and scenarios, solving with
+// live progress, the plan.
 
-import { api, ApiError, authHeaders, onUnauthorized, setToken } from './api.js';
+import { api, ApiError, authHeaders, onUnauthorized, setToken, setWorkspace } from './api.js';
 import { drawProgressChart } from './chart.js';
 import { formatDistance } from './format.js';
 import { attachTooltip, drawPlan, isPlanar } from './plan.js';
@@ -13,6 +14,9 @@ const STREAM_ATTEMPTS = 3;
 
 // The page's last read of the server, which stays the source of truth.
 const state = {
+  // The workspace requests act in (/users/me's `workspace`), and the caller's workspaces.
+  workspace: null,
+  workspaces: [],
   sessions: [],
   sessionCursor: null,
   session: null,
@@ -130,20 +134,105 @@ async function useToken(token) {
   const roles = me.roles?.length ? `, roles: ${me.roles.join(', ')}` : '';
   const org = me.org?.id ? `, organisation ${me.org.id}${me.org.role ? ` (${me.org.role})` : ''}` : '';
   $('whoami').textContent = `Signed in as ${me.email || me.subject} (${me.provider}${roles}${org}).`;
+  $('my-user-id').textContent = me.id;
+  showWorkspace(me.workspace);
   showSignedIn(true);
   announce(`Signed in as ${me.email || me.subject}.`);
+  await loadWorkspaces();
+  await loadMembers();
   await loadSessions();
 }
 
 function showSignedIn(signedIn) {
   $('signed-in').hidden = !signedIn;
   $('signed-out').hidden = signedIn;
-  for (const id of ['sessions', 'solve-panel', 'plan-panel']) $(id).hidden = !signedIn;
+  for (const id of ['workspace', 'sessions', 'solve-panel', 'plan-panel']) $(id).hidden = !signedIn;
+}
+
+const describeWorkspace = (workspace) => `${workspace.name} (${workspace.kind}, ${workspace.role})`;
+
+function showWorkspace(workspace) {
+  state.workspace = workspace ?? null;
+  $('workspace-current').textContent = workspace ? describeWorkspace(workspace) : '—';
+  $('workspace-current').dataset.workspaceId = workspace?.id ?? '';
+  // Only an admin of a workspace Routebook manages adds members; the server says so either way.
+  $('add-member-form').hidden = !workspace || workspace.kind === 'personal' || workspace.role !== 'admin';
+}
+
+function renderWorkspaces() {
+  const options = state.workspaces.map((workspace) => {
+    const option = document.createElement('option');
+    option.value = workspace.id;
+    option.textContent = describeWorkspace(workspace);
+    option.selected = workspace.id === state.workspace?.id;
+    return option;
+  });
+  $('workspace-select').replaceChildren(...options);
+}
+
+async function loadWorkspaces() {
+  const { data } = await api.listWorkspaces();
+  state.workspaces = Array.isArray(data) ? data : data.items;
+  renderWorkspaces();
+}
+
+function renderMembers(members) {
+  const entries = members.map((member) => {
+    const entry = document.createElement('li');
+    entry.dataset.userId = member.user_id;
+    entry.dataset.role = member.role;
+    entry.textContent = `${member.email || member.user_id} — ${member.role}`;
+    return entry;
+  });
+  $('member-list').replaceChildren(...entries);
+}
+
+async function loadMembers() {
+  if (!state.workspace) return renderMembers([]);
+  const { data } = await api.listMembers(state.workspace.id);
+  renderMembers(data.items);
+}
+
+/** Act in another workspace: every later call sends it; the page's planning state starts over. */
+async function switchWorkspace(id) {
+  stopWatching();
+  setWorkspace(id);
+  const { data: me } = await api.me();
+  showWorkspace(me.workspace);
+  renderWorkspaces();
+  Object.assign(state, { sessions: [], sessionCursor: null, session: null });
+  Object.assign(state, { scenarios: [], scenarioCursor: null, scenario: null });
+  renderSessions();
+  showSession(null);
+  resetSolveView();
+  await loadMembers();
+  await loadSessions();
+  announce(`Now in workspace “${me.workspace?.name ?? id}”.`);
+}
+
+async function createWorkspace() {
+  const { data } = await api.createWorkspace($('new-workspace-name').value.trim());
+  $('new-workspace-name').value = '';
+  await loadWorkspaces();
+  await switchWorkspace(data.id);
+  announce(`Workspace “${data.name}” created; you are its admin.`);
+}
+
+async function addMember() {
+  const userId = $('member-user-id').value.trim();
+  const { data } = await api.setMember(state.workspace.id, userId, $('member-role').value);
+  $('member-user-id').value = '';
+  await loadMembers();
+  announce(`${data.email || data.user_id} is now a ${data.role} of “${state.workspace.name}”.`);
 }
 
 function signOut() {
   stopWatching();
   setToken(null);
+  setWorkspace(null);
+  Object.assign(state, { workspace: null, workspaces: [] });
+  renderWorkspaces();
+  renderMembers([]);
   Object.assign(state, { sessions: [], sessionCursor: null, session: null });
   Object.assign(state, { scenarios: [], scenarioCursor: null, scenario: null });
   state.etags.clear();
@@ -275,6 +364,28 @@ async function selectScenario(id) {
   state.scenarios = replaceItem(state.scenarios, data);
   renderScenarios();
   showScenario(data);
+  await showLatestSolution(data);
+}
+
+/** The scenario's newest solution (anyone's in the workspace), drawn when the page is not solving. */
+async function showLatestSolution(scenario) {
+  const latest = $('latest-solution');
+  const { data: page } = await api.listSolutions(scenario.id);
+  const [newest] = page.items;
+  latest.dataset.status = newest?.status ?? '';
+  if (!newest) {
+    latest.textContent = 'none yet';
+    return;
+  }
+  const { data: solution } = await api.getSolution(newest.id);
+  latest.dataset.status = solution.status;
+  latest.dataset.solutionId = solution.id;
+  const payload = solution.payload ?? null;
+  const found = payload ? `, distance ${formatDistance(payload.distance, isPlanar(scenario.request))}` : '';
+  latest.textContent = `${solution.status}${found}`;
+  if (!state.solve && state.scenario?.id === scenario.id && payload) {
+    drawPlan(planParts(), scenario.request, payload);
+  }
 }
 
 function showScenario(scenario) {
@@ -517,6 +628,20 @@ function wire() {
   $('dev-token-form').addEventListener('submit', action('Sign in', signInWithDevToken));
   $('paste-token-form').addEventListener('submit', action('Sign in', signInWithPastedToken));
   $('sign-out').addEventListener('click', action('Sign out', signOut));
+
+  $('workspace-select').addEventListener(
+    'change',
+    action('Switch workspace', () => switchWorkspace($('workspace-select').value)),
+  );
+  $('refresh-workspaces').addEventListener(
+    'click',
+    action('Reload workspaces', async () => {
+      await loadWorkspaces();
+      await loadMembers();
+    }),
+  );
+  $('new-workspace-form').addEventListener('submit', action('Create workspace', createWorkspace));
+  $('add-member-form').addEventListener('submit', action('Add member', addMember));
 
   $('new-session-form').addEventListener('submit', action('Create session', createSession));
   $('refresh-sessions').addEventListener(

@@ -1,0 +1,71 @@
+"""`CurrentMember`: the gate behind `CurrentUser` for every route on a workspace's data.
+
+`Principal` → the request's workspace (the `Routebook-Workspace` header, else the token's active
+organisation, else the personal workspace) → the caller's role in it, read from the memberships
+table (cached per process and kept true by NOTIFY: `access.WorkspaceAccess`) → `Member`. A
+workspace the caller is not a member of answers 404, exactly as a missing id would; so does a header
+that is not a workspace id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.core.errors import NotFound
+from service.deps import app_state
+from service.users.gate import CurrentUser, Principal
+from service.workspaces.access import Access, personal
+from service.workspaces.models import Role
+from service.workspaces.store import WorkspaceRef
+
+WORKSPACE_HEADER = "Routebook-Workspace"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """The caller acting in the request's workspace, with their role there (never a global role)."""
+
+    principal: Principal
+    workspace: WorkspaceRef
+    role: Role
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return self.principal.user_id
+
+
+async def current_member(request: Request, principal: CurrentUser) -> Member:
+    """The caller in the request's workspace; 404 when they are not (or no longer) a member of it."""
+    state = app_state(request)
+    header = request.headers.get(WORKSPACE_HEADER)
+    found: Access | None
+    if header is not None:
+        try:
+            workspace_id = uuid.UUID(header.strip())
+        except ValueError:
+            raise NotFound() from None
+        if workspace_id == principal.user_id:
+            return Member(principal, personal(principal.user_id), Role.ADMIN)
+        found = await state.workspaces.access(workspace_id, principal.user_id)
+    else:
+        org = principal.org
+        mapping = state.settings.org_role_map(principal.provider)
+        if org is None or not org.id or mapping is None:
+            return Member(principal, personal(principal.user_id), Role.ADMIN)
+        found = await state.workspaces.organization(
+            principal.provider,
+            org.id,
+            principal.user_id,
+            Role.mapped(mapping, org.role),
+            principal.issued_at,
+        )
+    if found is None or found.role is None:
+        raise NotFound()
+    return Member(principal, found.workspace, found.role)
+
+
+CurrentMember = Annotated[Member, Depends(current_member)]
