@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import pyvrp
@@ -36,8 +36,12 @@ def solve(
     on_progress: Callable[[Progress], None],
     should_stop: Callable[[], bool],
     on_best: Callable[[dict[str, Any]], None] | None = None,
+    pin_conflicts: Collection[str] = (),
 ) -> SolveOutcome:
-    """Minimise total distance within `time_limit_s` of wall time, counted from this call.
+    """Minimise the request's objective within `time_limit_s` of wall time, counted from this call.
+
+    `pin_conflicts` names stops and shipments that pins rule out: they stay off every route and
+    are listed as unassigned with that reason.
 
     `on_progress` is called at most every PROGRESS_INTERVAL_S and once at the end; `on_best`,
     if given, receives the payload of an improved best solution at most as often, so a caller
@@ -50,7 +54,7 @@ def solve(
         raise ValueError("time_limit_s must be positive")
     started = time.perf_counter()
     try:
-        problem = build_problem(request, *build_matrices(request))
+        problem = build_problem(request, *build_matrices(request), pin_conflicts=pin_conflicts)
     except (ValueError, IndexError) as exc:
         # PyVRP checks what the request's rules cannot see, e.g. a shift outside its depot's hours.
         return SolveOutcome.failed(f"the solver refused the problem: {_first_line(exc)}")
