@@ -83,7 +83,9 @@ console.log(
     status: solution.status,
     stops,
     distance_m: payload.distance,
-    unassigned: payload.unassigned,
+    // Each unassigned stop comes with its reasons; the ids are what this check compares.
+    unassigned: payload.unassigned.map((entry) => entry.id),
+    unassigned_required: payload.unassigned_required,
     scenario_version: payload.scenario_version,
   }),
 );

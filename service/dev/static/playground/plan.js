@@ -88,8 +88,14 @@ function visits(payload) {
   return byStop;
 }
 
-const unassignedIds = (payload) =>
-  new Set(list(payload?.unassigned).map((entry) => (typeof entry === 'string' ? entry : entry?.id)));
+// Stop id -> why it is unassigned. A solve lists {id, reasons}; an older or recorded payload may
+// list bare ids, which have no reasons to show.
+const unassignedReasons = (payload) =>
+  new Map(
+    list(payload?.unassigned).map((entry) =>
+      typeof entry === 'string' ? [entry, []] : [entry?.id, list(entry?.reasons)],
+    ),
+  );
 
 function focusable(node, lines) {
   node.setAttribute('tabindex', '0');
@@ -127,10 +133,10 @@ function drawDepots(layer, request, positions) {
   }
 }
 
-function stopLines(stop, visit, unassigned, planar) {
+function stopLines(stop, visit, reasons, planar) {
   let served = 'Not solved yet';
   if (visit) served = `Arrival ${formatClock(visit.arrival)} (route ${visit.routeIndex + 1}, ${visit.route.vehicle_type})`;
-  else if (unassigned) served = 'Unassigned';
+  else if (reasons) served = reasons.length ? `Unassigned: ${reasons.join(', ').replaceAll('_', ' ')}` : 'Unassigned';
   return [
     `Stop ${stop.id}`,
     `Time window ${formatWindow(stop.time_window)}`,
@@ -142,7 +148,7 @@ function stopLines(stop, visit, unassigned, planar) {
 function drawStops(layer, request, payload, positions) {
   const planar = isPlanar(request);
   const visited = visits(payload);
-  const unassigned = unassignedIds(payload);
+  const unassigned = unassignedReasons(payload);
   for (const stop of list(request.stops)) {
     const at = positions.get(stop.id);
     if (!at) continue;
@@ -161,7 +167,7 @@ function drawStops(layer, request, payload, positions) {
       const fill = visit ? routeStyle(visit.routeIndex).colour : UNROUTED;
       svg('circle', { r: 6, fill, stroke: '#ffffff', 'stroke-width': 1.5 }, group);
     }
-    focusable(group, stopLines(stop, visit, isUnassigned, planar));
+    focusable(group, stopLines(stop, visit, unassigned.get(stop.id), planar));
   }
 }
 
