@@ -37,6 +37,9 @@ Printed, per instance, then one summary line per target:
   after a random pause (target <= 200 ms); beside it, POST sent -> started_at (same host clock);
   the event stream cannot show it: it sends nothing for `running` until the first progress write;
 - matrix build for 2,000 lat/lon stops: `measure_matrix_build(2000)`, median of 5 (target <= 1 s);
+- the reasons pass (why a stop is unassigned) on 2,000 lat/lon stops: `measure_reasons(2000)`, the
+  checks before the solve and the pricing of 200 left-out optional stops after it, median of 5,
+  as a share of the overhead target above (target <= 5 %);
 - /health p50/p99/max from a separate process (benchlib.health_under_load), idle and while two
   lanes keep one 1,000-stop solve each running (target p99 <= 100 ms).
 
@@ -115,6 +118,7 @@ TARGET_RATIO = 1.01
 TARGET_OVERHEAD_S = 0.5
 TARGET_PICKUP_MS = 200.0
 TARGET_MATRIX_S = 1.0
+TARGET_REASONS_SHARE = 0.05  # of TARGET_OVERHEAD_S
 TARGET_HEALTH_P99_MS = 100.0
 TARGET_REFUSAL_RATIO = 1.0
 
@@ -727,7 +731,7 @@ def side_line(label: str, runs: list[DirectRun] | list[ApiRun]) -> str:
     )
 
 
-def report(results: Results, matrix_s: float) -> list[str]:
+def report(results: Results, matrix_s: float, reasons_s: float) -> list[str]:
     """Prints the details; returns the summary lines (one per target)."""
     limit = results.time_limit_s
     ratios: dict[str, float] = {}
@@ -787,6 +791,7 @@ def report(results: Results, matrix_s: float) -> list[str]:
     )
     print(f"    POST sent -> started_at: p50 {ms(p50(client))} ms, max {ms(max(client))} ms")
     print(f"  matrix build, {MATRIX_STOPS} lat/lon stops: {matrix_s:.3f} s (median of 5)")
+    print(f"  reasons pass, {MATRIX_STOPS} lat/lon stops: {reasons_s * 1000:.1f} ms (median of 5)")
     for label, probe in (("idle", results.baseline), ("2 solves", results.loaded)):
         values = [s * 1000 for s in probe.seconds]
         print(
@@ -809,6 +814,9 @@ def report(results: Results, matrix_s: float) -> list[str]:
         f"{verdict(p50(pickups) * 1000 <= TARGET_PICKUP_MS)}",
         f"matrix build {MATRIX_STOPS} stops  {matrix_s:.3f} s   target <= {TARGET_MATRIX_S:.0f} s: "
         f"{verdict(matrix_s <= TARGET_MATRIX_S)}",
+        f"reasons pass {MATRIX_STOPS} stops  {reasons_s * 1000:.1f} ms = "
+        f"{reasons_s / TARGET_OVERHEAD_S:.1%} of the {TARGET_OVERHEAD_S} s overhead budget   target <= "
+        f"{TARGET_REASONS_SHARE:.0%}: {verdict(reasons_s <= TARGET_REASONS_SHARE * TARGET_OVERHEAD_S)}",
         f"/health p99, 2 solves    {health_p99:.1f} ms   target <= {TARGET_HEALTH_P99_MS:.0f} ms: "
         f"{verdict(health_p99 <= TARGET_HEALTH_P99_MS)}",
     ]
@@ -838,9 +846,10 @@ def main() -> int:
         parser.error("--sections: checks and/or solve")
 
     from service.providers.dev import DevIssuer
-    from tests.kit.instances import measure_matrix_build
+    from tests.kit.instances import measure_matrix_build, measure_reasons
 
     matrix_s = measure_matrix_build(MATRIX_STOPS) if "solve" in sections else 0.0
+    reasons_s = measure_reasons(MATRIX_STOPS) if "solve" in sections else 0.0
     app = "service.main:app"
     summary: list[str] = []
     results: Results | None = None
@@ -875,7 +884,7 @@ def main() -> int:
                         print(f"bench_solve: {exc}", file=sys.stderr)
                         return 1
     if results is not None:
-        summary = report(results, matrix_s) + summary
+        summary = report(results, matrix_s, reasons_s) + summary
     print("  summary")
     for line in summary:
         print(f"    {line}")

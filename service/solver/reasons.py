@@ -171,25 +171,31 @@ def reasons_after(
     places = np.array([optional[item][0] for item in candidates], dtype=np.int64)
     service = np.array([optional[item][1].service_duration for item in candidates], dtype=np.int64)
     prizes = np.array([optional[item][1].prize * scale for item in candidates], dtype=np.int64)
-    distances, durations = data.distance_matrix(0), data.duration_matrix(0)
-    cheapest = np.full(len(candidates), np.iinfo(np.int64).max, dtype=np.float64)
-    used = np.zeros(data.num_vehicle_types, dtype=np.int64)
-    for vehicle, path in routes:
-        used[vehicle] += 1
-        kind = data.vehicle_type(vehicle)
-        a, b = np.array(path[:-1], dtype=np.int64), np.array(path[1:], dtype=np.int64)
-        extra_distance = (
-            distances[a[None, :], places[:, None]] + distances[places[:, None], b[None, :]] - distances[a, b]
-        )
-        extra_time = (
-            durations[a[None, :], places[:, None]] + durations[places[:, None], b[None, :]] - durations[a, b]
-        )
-        detour = kind.unit_distance_cost * extra_distance + kind.unit_duration_cost * (
-            extra_time + service[:, None]
-        )
-        cheapest = np.minimum(cheapest, detour.min(axis=1))
-    for k in range(data.num_vehicle_types):
-        kind = data.vehicle_type(k)
+    # PyVRP hands back its own int64 matrices (no copy).
+    distances: IntMatrix = np.asarray(data.distance_matrix(0), dtype=np.int64)
+    durations: IntMatrix = np.asarray(data.duration_matrix(0), dtype=np.int64)
+    kinds = [data.vehicle_type(k) for k in range(data.num_vehicle_types)]
+    # Every edge of every route at once: inserting a stop into edge (a, b) adds a -> stop -> b and
+    # removes a -> b, at that route's vehicle type's costs. The routes' places are laid end to end,
+    # so that the travel to and from each candidate is gathered once per place, not per edge.
+    path = np.array([place for _, places_ in routes for place in places_], dtype=np.int64)
+    # Column i is the pair path[i] -> path[i + 1]; the pairs joining two routes are no edges.
+    joins = np.cumsum([len(places_) for _, places_ in routes])[:-1] - 1
+    per_metre = np.array(
+        [kinds[k].unit_distance_cost for k, places_ in routes for _ in places_], dtype=np.int64
+    )
+    per_second = np.array(
+        [kinds[k].unit_duration_cost for k, places_ in routes for _ in places_], dtype=np.int64
+    )
+    cheapest = np.full(len(candidates), np.inf)
+    if len(path) > 1:
+        detour = per_metre[:-1] * _extra(distances, places, path)
+        if per_second.any():  # the distance objective has no duration costs: skip the gathers
+            detour += per_second[:-1] * (_extra(durations, places, path) + service[:, None])
+        detour[:, joins] = np.iinfo(np.int64).max
+        cheapest = detour.min(axis=1).astype(np.float64)
+    used = np.bincount([k for k, _ in routes], minlength=len(kinds))
+    for k, kind in enumerate(kinds):
         if used[k] >= kind.num_available:
             continue
         start, end = kind.start_depot, kind.end_depot
@@ -202,3 +208,11 @@ def reasons_after(
         if worth_less:
             reasons[item] = ["not_worth_serving"]
     return reasons
+
+
+def _extra(matrix: IntMatrix, places: NDArray[np.int64], path: NDArray[np.int64]) -> IntMatrix:
+    """[i, j]: place i inserted between path[j] and path[j + 1] adds this much travel."""
+    into = np.ascontiguousarray(matrix[:, places][path].T)
+    out_of = matrix[places][:, path]
+    extra: IntMatrix = into[:, :-1] + out_of[:, 1:] - matrix[path[:-1], path[1:]]
+    return extra
