@@ -20,8 +20,8 @@ from service.core.timestamps import Timestamp
 # A scenario's request: any JSON object is kept; solving needs the named shape.
 SOLVABLE = (
     " To be solved (`POST /api/v1/scenarios/{scenario_id}/solve`) it must be a "
-    "[SolveRequest](#/components/schemas/SolveRequest): depots, stops, vehicle types and an optional "
-    "matrix, in metres and seconds from the start of the planning day."
+    "[SolveRequest](#/components/schemas/SolveRequest): depots, stops, vehicle types, optional "
+    "shipments and an optional matrix, in metres and seconds from the start of the planning day."
 )
 RequestDocument = Annotated[JsonObject, Field(description=DOCUMENT + SOLVABLE)]
 

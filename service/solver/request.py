@@ -46,6 +46,8 @@ MAX_COORDINATE = 1e9
 MAX_ERRORS = 50
 # Load dimensions of a demand or a capacity (PyVRP takes any number; real fleets use a few).
 MAX_LOAD_DIMENSIONS = 64
+# Depots one vehicle type may reload at: a fleet reloads at a few; the bound keeps the list cheap.
+MAX_RELOAD_DEPOTS = 64
 
 Amount = Annotated[int, Strict(), Field(ge=0, le=MAX_INT)]
 Latitude = Annotated[float, Strict(), Field(ge=-90, le=90, allow_inf_nan=False)]
@@ -311,7 +313,7 @@ class VehicleType(_Strict):
     fixed_cost: Cost = Field(default=0, description="Cost of using one vehicle (smallest currency unit).")
     cost_per_km: Cost = Field(default=0, description="Cost per 1,000 m driven.")
     cost_per_hour: Cost = Field(default=0, description="Cost per 3,600 s of route duration.")
-    reload_depots: Annotated[list[Id], Field(max_length=MAX_LOAD_DIMENSIONS)] | None = Field(
+    reload_depots: Annotated[list[Id], Field(max_length=MAX_RELOAD_DEPOTS)] | None = Field(
         default=None,
         description="Depot ids where a vehicle may unload and reload during its route (several trips).",
     )
