@@ -194,7 +194,7 @@ def reasons_after(
             detour += per_second[:-1] * (_extra(durations, places, path) + service[:, None])
         detour[:, joins] = np.iinfo(np.int64).max
         cheapest = detour.min(axis=1).astype(np.float64)
-    used = np.bincount([k for k, _ in routes], minlength=len(kinds))
+    used = np.bincount(np.array([k for k, _ in routes], dtype=np.int64), minlength=len(kinds))
     for k, kind in enumerate(kinds):
         if used[k] >= kind.num_available:
             continue

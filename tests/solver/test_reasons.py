@@ -64,6 +64,12 @@ def test_an_optional_stop_whose_prize_is_below_its_detour_is_not_worth_serving(
     assert payload is not None
     assert payload["unassigned"] == [{"id": "far", "reasons": ["not_worth_serving"]}]
     assert payload["unassigned_required"] == 0
+    # With nothing else to serve there is no route at all: priced against an unused van.
+    document = _document([_stop("far", 5000, required=False, prize=100)])
+    document["stops"].pop(0)
+    payload = solve_checked(document).payload
+    assert payload is not None and payload["routes"] == []
+    assert payload["unassigned"] == [{"id": "far", "reasons": ["not_worth_serving"]}]
 
 
 def test_a_stop_worth_serving_without_room_is_no_capacity_left(solve_checked: SolveChecked) -> None:
