@@ -36,7 +36,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from service.solver.example import EXAMPLE_REQUEST
+from service.solver.example import EXAMPLE_REQUEST, EXAMPLE_RICHER_REQUEST
 
 # Every integer is bounded so that sums over a 2,000-stop route stay far inside int64 and below
 # PyVRP's scaling limit (2**44), whatever the solver adds up or multiplies by its penalties.
@@ -349,7 +349,7 @@ class SolveRequest(_Strict):
     (`options.objective`): the least total distance, or the least cost; every required stop and
     shipment is served once unless it cannot be feasibly served."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REQUEST]})
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REQUEST, EXAMPLE_RICHER_REQUEST]})
 
     depots: Annotated[list[Depot], Field(min_length=1), WrapValidator(_items_until_max_errors)]
     stops: Annotated[list[Stop], Field(min_length=1), WrapValidator(_items_until_max_errors)]

@@ -12,7 +12,13 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import pyvrp
-from pyvrp import IteratedLocalSearch, IteratedLocalSearchCallbacks, IteratedLocalSearchParams, Solution
+from pyvrp import (
+    IteratedLocalSearch,
+    IteratedLocalSearchCallbacks,
+    IteratedLocalSearchParams,
+    PenaltyParams,
+    Solution,
+)
 
 from service.solver.matrix import build_matrices
 from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolutionStatus, SolveOutcome
@@ -97,7 +103,15 @@ def solve(
 
 
 def _run(problem: Problem, seed: int, monitor: _SearchMonitor) -> pyvrp.Result:
-    params = pyvrp.SolveParams(ils=IteratedLocalSearchParams(callbacks=monitor))
+    # PyVRP's penalty bounds are per unit of violation (load, time warp, excess distance) in
+    # objective units; under the cost objective those are 1/scale of the currency unit, so the
+    # bounds are scaled alike. Unscaled, a van's fixed cost outweighed the largest penalty for
+    # overloading another, and the search settled on an overloaded route.
+    defaults = PenaltyParams()
+    penalty = PenaltyParams(
+        min_penalty=defaults.min_penalty * problem.scale, max_penalty=defaults.max_penalty * problem.scale
+    )
+    params = pyvrp.SolveParams(ils=IteratedLocalSearchParams(callbacks=monitor), penalty=penalty)
     # Statistics would cost Python time in every iteration, and nothing reads them.
     return pyvrp.solve(problem.data, stop=monitor, seed=seed, collect_stats=False, params=params)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from service.solver.example import EXAMPLE_RICHER_REQUEST
 from service.solver.request import (
     EXAMPLE_REQUEST,
     MAX_COST,
@@ -397,7 +398,9 @@ def test_the_example_request_is_valid_and_documented() -> None:
     assert request.location_kind == "latlon" and len(request.depots) == 2 and len(request.vehicle_types) == 2
     assert any(not stop.required for stop in request.stops)
     schema = SolveRequest.model_json_schema()
-    assert schema["examples"] == [EXAMPLE_REQUEST]
+    assert schema["examples"] == [EXAMPLE_REQUEST, EXAMPLE_RICHER_REQUEST]
+    richer = parse_solve_request(copy.deepcopy(EXAMPLE_RICHER_REQUEST), max_stops=100)
+    assert richer.shipments and richer.options.objective == "cost"
     assert schema["additionalProperties"] is False
     matrix_schema = schema["$defs"]["MatrixInput"]["properties"]["distances"]
     assert matrix_schema["items"]["items"]["type"] == "integer"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from service.solver.example import EXAMPLE_RICHER_REQUEST
 from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress
 from service.solver.request import EXAMPLE_REQUEST, parse_solve_request
 from service.solver.solver import PROGRESS_INTERVAL_S, solve
@@ -145,6 +146,14 @@ def test_optional_stops_are_served_only_when_their_prize_pays(solve_checked: Sol
 def test_the_example_request_solves_feasibly(solve_checked: SolveChecked) -> None:
     payload = solve_checked(EXAMPLE_REQUEST).payload
     assert payload is not None and payload["routes"]
+
+
+def test_the_richer_example_request_solves_feasibly_and_completely(solve_checked: SolveChecked) -> None:
+    payload = solve_checked(EXAMPLE_RICHER_REQUEST).payload
+    assert payload is not None and payload["unassigned_required"] == 0
+    kinds = {visit["kind"] for route in payload["routes"] for visit in route["visits"]}
+    assert {"pickup", "delivery"} <= kinds
+    assert payload["cost"] >= 5000  # at least one van's fixed cost
 
 
 # PyVRP warns that its penalties hit their bound, which is exactly the situation under test.
