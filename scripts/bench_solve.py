@@ -38,8 +38,8 @@ Printed, per instance, then one summary line per target:
   the event stream cannot show it: it sends nothing for `running` until the first progress write;
 - matrix build for 2,000 lat/lon stops: `measure_matrix_build(2000)`, median of 5 (target <= 1 s);
 - the reasons pass (why a stop is unassigned) on 2,000 lat/lon stops: `measure_reasons(2000)`, the
-  checks before the solve and the pricing of 200 left-out optional stops after it, median of 5,
-  as a share of the overhead target above (target <= 5 %);
+  checks before the solve and the pricing of 200 left-out optional stops after it, median of 5 (CPU
+  seconds of the one process), as a share of the overhead target above (target <= 5 %);
 - /health p50/p99/max from a separate process (benchlib.health_under_load), idle and while two
   lanes keep one 1,000-stop solve each running (target p99 <= 100 ms).
 
@@ -791,7 +791,7 @@ def report(results: Results, matrix_s: float, reasons_s: float) -> list[str]:
     )
     print(f"    POST sent -> started_at: p50 {ms(p50(client))} ms, max {ms(max(client))} ms")
     print(f"  matrix build, {MATRIX_STOPS} lat/lon stops: {matrix_s:.3f} s (median of 5)")
-    print(f"  reasons pass, {MATRIX_STOPS} lat/lon stops: {reasons_s * 1000:.1f} ms (median of 5)")
+    print(f"  reasons pass, {MATRIX_STOPS} lat/lon stops: {reasons_s * 1000:.1f} ms CPU (median of 5)")
     for label, probe in (("idle", results.baseline), ("2 solves", results.loaded)):
         values = [s * 1000 for s in probe.seconds]
         print(
