@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
@@ -22,8 +23,13 @@ def build_payload(
     runtime_s: float,
     seed: int,
     time_limit_s: float,
+    vehicles: Sequence[int],
 ) -> dict[str, Any]:
-    routes = [_route(request, problem, route) for route in solution.routes()]
+    """`vehicles`: each route's vehicle, numbered from 0 within its type (pinning.to_base)."""
+    routes = [
+        _route(request, problem, route, vehicle)
+        for route, vehicle in zip(solution.routes(), vehicles, strict=True)
+    ]
     served = {stop for route in routes for stop in route["stops"]}
     return {
         "feasible": solution.is_feasible(),
@@ -44,11 +50,12 @@ def build_payload(
     }
 
 
-def _route(request: SolveRequest, problem: Problem, route: Route) -> dict[str, Any]:
+def _route(request: SolveRequest, problem: Problem, route: Route, vehicle: int) -> dict[str, Any]:
     visits = [activity for activity in route.schedule() if activity.is_client()]
     start, end = route.start_time(), route.end_time()
     return {
         "vehicle_type": request.vehicle_types[route.vehicle_type()].id,
+        "vehicle": vehicle,
         "stops": [request.stops[problem.client_stops[visit.idx]].id for visit in visits],
         "distance": route.distance(),
         "duration": end - start,

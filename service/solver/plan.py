@@ -15,6 +15,9 @@ class RoutePlan(BaseModel):
     """One vehicle's route. Times are seconds from the start of the planning day."""
 
     vehicle_type: str = Field(description="The vehicle type's id in the request.")
+    vehicle: int = Field(
+        default=0, description="Which vehicle of its type, numbered from 0 (what a pin names)."
+    )
     stops: list[str] = Field(description="The stop ids in the order they are visited.")
     distance: int = Field(description="Metres driven, from the depot back to the (end) depot.")
     duration: int = Field(description="Seconds from `start` to `end`: driving, waiting and service.")
@@ -35,6 +38,11 @@ class SolverStats(BaseModel):
     runtime_s: float = Field(description="Seconds of search (the solver's own clock).")
     seed: int = Field(description="The random seed: the same seed and iterations give the same solution.")
     time_limit_s: float = Field(description="The solve's time limit, in seconds.")
+    initial_distance: int | None = Field(
+        default=None,
+        description="Metres of the solution the search started from (a re-solve's earlier routes, or "
+        "the solver's own start) when it was feasible: the result is never longer.",
+    )
 
 
 _PAYLOAD_EXAMPLE: dict[str, Any] = {
@@ -44,6 +52,7 @@ _PAYLOAD_EXAMPLE: dict[str, Any] = {
     "routes": [
         {
             "vehicle_type": "van",
+            "vehicle": 0,
             "stops": ["s3", "s1"],
             "distance": 9000,
             "duration": 4500,
@@ -78,6 +87,11 @@ class SolutionPayload(BaseModel):
     routes: list[RoutePlan] = Field(description="One per vehicle used; unused vehicles have none.")
     unassigned: list[str] = Field(
         description="Ids of the stops on no route (not feasibly servable, or optional and not worth it), in request order."
+    )
+    pin_conflicts: list[str] = Field(
+        default_factory=list,
+        description="A re-solve's pinned stops that are not on their pinned vehicle's route (left out, or "
+        "elsewhere in an infeasible solution), in request order: empty when every pin holds.",
     )
     solver: SolverStats
     scenario_version: str = Field(

@@ -17,8 +17,11 @@ from pyvrp import IteratedLocalSearch, IteratedLocalSearchCallbacks, IteratedLoc
 from service.solver.matrix import build_matrices
 from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress, SolutionStatus, SolveOutcome
 from service.solver.payload import build_payload
-from service.solver.problem import Problem, build_problem
+from service.solver.pinning import PinnedProblem, broken_pins, pin_problem, to_base
+from service.solver.pins import Replan
+from service.solver.problem import build_problem
 from service.solver.request import SolveRequest
+from service.solver.warmstart import seed_solution
 
 PROGRESS_INTERVAL_S = 0.25
 # should_stop() may cost a system call (process.py polls a socket); every 50 ms is still far
@@ -36,13 +39,15 @@ def solve(
     on_progress: Callable[[Progress], None],
     should_stop: Callable[[], bool],
     on_best: Callable[[dict[str, Any]], None] | None = None,
+    replan: Replan | None = None,
 ) -> SolveOutcome:
     """Minimise total distance within `time_limit_s` of wall time, counted from this call.
 
     `on_progress` is called at most every PROGRESS_INTERVAL_S and once at the end; `on_best`,
     if given, receives the payload of an improved best solution at most as often, so a caller
     that must abandon a run (process.py) still holds the best so far. Exceptions raised by the
-    callbacks propagate; PyVRP's own end in a `failed` outcome with a short reason.
+    callbacks propagate; PyVRP's own end in a `failed` outcome with a short reason. `replan`, if
+    given, pins routes and stops (pinning.py) and seeds the search with earlier routes (warmstart.py).
     """
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be in 0..{MAX_SEED}")
@@ -50,7 +55,13 @@ def solve(
         raise ValueError("time_limit_s must be positive")
     started = time.perf_counter()
     try:
-        problem = build_problem(request, *build_matrices(request))
+        distances, durations = build_matrices(request)
+        problem = build_problem(request, distances, durations)
+        pinned = pin_problem(problem, request, replan.pins if replan else [], distances, durations)
+        initial = None
+        if replan is not None and replan.routes is not None:
+            initial = seed_solution(pinned, request, replan.routes)
+        del distances, durations
     except (ValueError, IndexError) as exc:
         # PyVRP checks what the request's rules cannot see, e.g. a shift outside its depot's hours.
         return SolveOutcome.failed(f"the solver refused the problem: {_first_line(exc)}")
@@ -59,18 +70,25 @@ def solve(
 
     def payload(solution: Solution, iterations: int) -> dict[str, Any]:
         runtime_s = time.perf_counter() - started
-        return build_payload(
+        routes, vehicles = to_base(pinned, solution)
+        built = build_payload(
             request,
             problem,
-            solution,
+            routes,
             iterations=iterations,
             runtime_s=runtime_s,
             seed=seed,
             time_limit_s=time_limit_s,
+            vehicles=vehicles,
         )
+        built["solver"]["initial_distance"] = monitor.initial_distance
+        if replan is not None and replan.pins:
+            built["pin_conflicts"] = broken_pins(pinned, request, built["routes"])
+        return built
 
     monitor = _SearchMonitor(
         started=started,
+        offset=pinned.offset,
         time_limit_s=time_limit_s,
         on_progress=on_progress,
         should_stop=should_stop,
@@ -79,7 +97,7 @@ def solve(
         else lambda solution, iterations: on_best(payload(solution, iterations)),
     )
     try:
-        result = _run(problem, seed, monitor)
+        result = _run(pinned, seed, monitor, initial)
     except Exception as exc:
         if monitor.error is not None:
             raise monitor.error from None
@@ -92,10 +110,12 @@ def solve(
     return SolveOutcome(status=status, payload=payload(result.best, result.num_iterations))
 
 
-def _run(problem: Problem, seed: int, monitor: _SearchMonitor) -> pyvrp.Result:
+def _run(pinned: PinnedProblem, seed: int, monitor: _SearchMonitor, initial: Solution | None) -> pyvrp.Result:
     params = pyvrp.SolveParams(ils=IteratedLocalSearchParams(callbacks=monitor))
     # Statistics would cost Python time in every iteration, and nothing reads them.
-    return pyvrp.solve(problem.data, stop=monitor, seed=seed, collect_stats=False, params=params)
+    return pyvrp.solve(
+        pinned.data, stop=monitor, seed=seed, collect_stats=False, params=params, initial_solution=initial
+    )
 
 
 def _first_line(exc: Exception) -> str:
@@ -109,13 +129,15 @@ class _SearchMonitor(IteratedLocalSearchCallbacks):
     PyVRP calls the criterion with the best cost before every iteration, but that cost is a
     sentinel for an infeasible solution and includes uncollected prizes, so the best solution
     itself is taken from the `on_start`/`on_best` callbacks. The time limit is MaxRuntime's test
-    (elapsed > limit), on a clock started before the matrices were built.
+    (elapsed > limit), on a clock started before the matrices were built. Distances are the
+    request's: `offset` adds what pins keep out of the solver's problem (pinned routes' own).
     """
 
     def __init__(
         self,
         *,
         started: float,
+        offset: int,
         time_limit_s: float,
         on_progress: Callable[[Progress], None],
         should_stop: Callable[[], bool],
@@ -124,6 +146,9 @@ class _SearchMonitor(IteratedLocalSearchCallbacks):
         self.cancelled = False
         # A callback's own exception, kept to re-raise once PyVRP has unwound.
         self.error: Exception | None = None
+        # The first incumbent's distance (the warm start's seed, or PyVRP's own start), if feasible.
+        self.initial_distance: int | None = None
+        self._offset = offset
         self._started = started
         self._time_limit_s = time_limit_s
         self._on_progress = on_progress
@@ -136,7 +161,10 @@ class _SearchMonitor(IteratedLocalSearchCallbacks):
         self._next_stop_check = started
 
     def on_start(self, ils: IteratedLocalSearch) -> None:
-        self._new_best(ils.initial_solution)
+        first = ils.initial_solution
+        if first.is_feasible():
+            self.initial_distance = first.distance() + self._offset
+        self._new_best(first)
 
     def on_best(self, best: Solution) -> None:
         self._new_best(best)
@@ -177,6 +205,6 @@ class _SearchMonitor(IteratedLocalSearchCallbacks):
         return Progress(
             elapsed_s=round(time.perf_counter() - self._started, 3),
             iterations=iterations,
-            best_distance=best.distance() if best is not None and feasible else None,
+            best_distance=best.distance() + self._offset if best is not None and feasible else None,
             feasible=feasible,
         )

@@ -1,0 +1,74 @@
+"""A warm start: an earlier solution's routes as the solver's initial solution.
+
+PyVRP's `solve(initial_solution=...)` starts its search from the given solution, which is then its
+first best: a feasible seed can only be improved on, so a warm start never ends worse than the
+solution it starts from. The earlier routes are read by stop id and vehicle: stops the request no
+longer has (or can no longer serve) are dropped, a pinned stop is kept only on its own vehicle,
+routes of vehicles the request no longer has are dropped, and a prefix vehicle's route starts with
+its anchor (see pinning.py). The seed may then miss stops (new ones, or dropped ones): PyVRP takes
+an incomplete initial solution, and its search inserts what is missing — the first complete
+feasible solution it finds becomes the best.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pyvrp import Route, Solution
+
+from service.solver.pinning import PinnedProblem
+from service.solver.request import SolveRequest
+
+
+def seed_solution(pinned: PinnedProblem, request: SolveRequest, routes: Sequence[Any]) -> Solution:
+    """The routes of an earlier payload (`vehicle_type`, `vehicle`, `stops`) as a solution of the
+    pinned problem. A recorded solution's payload may be any JSON: what is not a route is skipped."""
+    types = {vehicle.id: i for i, vehicle in enumerate(request.vehicle_types)}
+    stop_index = {stop.id: i for i, stop in enumerate(request.stops)}
+    client_of = {stop: c for c, stop in enumerate(pinned.base.client_stops)}
+    ghosts = {c for kind in pinned.types for c in kind.prefix} | {
+        c for _, _, route in pinned.locked for c in route
+    }
+    numbered: Counter[str] = Counter()
+    seeded: set[int] = set()  # pinned-problem vehicle types given a route
+    visits_of: list[tuple[int, list[int]]] = []
+    seen: set[int] = set()
+    capacity = Counter({i: vt.num_available for i, vt in enumerate(pinned.data.vehicle_types())})
+    for route in routes:
+        if not isinstance(route, Mapping):
+            continue
+        type_id = route.get("vehicle_type")
+        if not isinstance(type_id, str) or type_id not in types:
+            continue
+        # Payloads from before routes carried their vehicle: numbered in order within their type.
+        number = route.get("vehicle")
+        vehicle = number if type(number) is int else numbered[type_id]
+        numbered[type_id] += 1
+        kind = pinned.pinned_type(types[type_id], vehicle)
+        if kind is None or capacity[kind] == 0:
+            continue
+        visits = []
+        stops = route.get("stops")
+        for stop in stops if isinstance(stops, list) else []:
+            c = client_of.get(stop_index.get(stop, -1)) if isinstance(stop, str) else None
+            if c is None or c in seen or c in ghosts:
+                continue
+            owner = pinned.pinned.get(c)
+            if owner is not None and owner != (types[type_id], vehicle):
+                continue
+            seen.add(c)
+            visits.append(c)
+        anchor = pinned.types[kind].anchor
+        if anchor is not None:
+            visits.insert(0, anchor)
+        if visits:
+            capacity[kind] -= 1
+            seeded.add(kind)
+            visits_of.append((kind, visits))
+    for kind, pinned_type in enumerate(pinned.types):
+        if pinned_type.anchor is not None and kind not in seeded:
+            visits_of.append((kind, [pinned_type.anchor]))
+    data = pinned.data
+    return Solution(data, [Route(data, visits, kind) for kind, visits in visits_of])
