@@ -310,7 +310,8 @@ def to_base(pinned: PinnedProblem, solution: Solution) -> tuple[Solution, list[i
 def broken_pins(
     pinned: PinnedProblem, request: SolveRequest, payload_routes: list[dict[str, object]]
 ) -> list[str]:
-    """Ids of the pinned stops not on their vehicle's route (unserved or elsewhere), request order."""
+    """Ids of the pinned stops not on their vehicle's route (elsewhere, or left out while required),
+    in request order. An optional stop pinned to a vehicle may be left out: served, it is there."""
     if not pinned.pinned:
         return []
     where = {
@@ -321,6 +322,9 @@ def broken_pins(
     broken = []
     for c, (t, vehicle) in pinned.pinned.items():
         stop = request.stops[pinned.base.client_stops[c]]
-        if where.get(stop.id) != (request.vehicle_types[t].id, vehicle):
+        found = where.get(stop.id)
+        if (found is None and stop.required) or (
+            found is not None and found != (request.vehicle_types[t].id, vehicle)
+        ):
             broken.append((pinned.base.client_stops[c], stop.id))
     return [stop_id for _, stop_id in sorted(broken)]

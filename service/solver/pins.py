@@ -14,7 +14,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    TypeAdapter,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from service.solver.request import MAX_INT, Id, IntMatrix, RequestIssue, SolveRequest
@@ -51,6 +60,12 @@ class Pin(BaseModel):
     locked: Annotated[list[Id], Field(min_length=1, max_length=MAX_PINS)] | None = Field(
         default=None, description="Its whole route: exactly these stops, in this order."
     )
+
+    @model_serializer(mode="wrap")
+    def _as_sent(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # Without the kinds the pin is not: as the client wrote it. No return annotation, so that
+        # the serialisation schema stays the model's own.
+        return {name: value for name, value in handler(self).items() if value is not None}
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:

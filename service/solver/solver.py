@@ -84,6 +84,8 @@ def solve(
         built["solver"]["initial_distance"] = monitor.initial_distance
         if replan is not None and replan.pins:
             built["pin_conflicts"] = broken_pins(pinned, request, built["routes"])
+            # The routes alone may be feasible with a pin broken; the pinned model is not.
+            built["feasible"] = built["feasible"] and solution.is_feasible()
         return built
 
     monitor = _SearchMonitor(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, WithJsonSchema
+from pydantic import BaseModel, Field, PlainValidator, StrictInt, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from service.core.pagination import Page
@@ -41,11 +41,9 @@ RecordedStatus = Annotated[
 ]
 
 
-class SolveOptions(BaseModel):
+class SolveOptions(Patch):
     """Strict like the request document: each option a JSON integer literal, never a string, a boolean
-    or a whole number written as a float (10.0)."""
-
-    model_config = ConfigDict(extra="forbid")
+    or a whole number written as a float (10.0); an option may be left out, never sent as null."""
 
     time_limit_s: Annotated[
         StrictInt,

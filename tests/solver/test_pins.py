@@ -248,3 +248,31 @@ def test_a_pin_names_exactly_one_of_stop_prefix_locked() -> None:
         parse_pins([{"vehicle_type": "van", "vehicle": 0, "stop": "wedding", "prefix": ["kreuzberg"]}])
     with pytest.raises(ValueError, match="exactly one"):
         parse_pins([{"vehicle_type": "van", "vehicle": 0}])
+
+
+# Penalties hit PyVRP's bound when no feasible solution exists; that is the point here.
+@pytest.mark.filterwarnings("ignore::pyvrp.exceptions.PenaltyBoundWarning")
+def test_pins_that_cannot_all_hold_are_reported_never_hidden() -> None:
+    # Each pin fits alone, together they do not: the bike carries 6, kreuzberg is 4 and tempelhof 5.
+    pins = [
+        {"stop": "kreuzberg", "vehicle_type": "cargo-bike", "vehicle": 0},
+        {"stop": "tempelhof", "vehicle_type": "cargo-bike", "vehicle": 0},
+    ]
+    assert issues(pins) == []
+    request = parse_solve_request(copy.deepcopy(EXAMPLE_REQUEST), max_stops=100)
+    outcome = solve(
+        request,
+        time_limit_s=0.5,
+        seed=1,
+        on_progress=lambda progress: None,
+        should_stop=lambda: False,
+        replan=Replan(parse_pins(pins)),
+    )
+    assert outcome.payload is not None
+    payload = outcome.payload
+    assert payload["feasible"] is False
+    bike = [r for r in payload["routes"] if r["vehicle_type"] == "cargo-bike"]
+    overloaded = bool(bike) and bike[0]["load"][0] > 6
+    assert payload["pin_conflicts"] or overloaded, payload
+    for stop in payload["pin_conflicts"]:
+        assert stop not in route_of(payload, "cargo-bike", 0)
