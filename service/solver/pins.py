@@ -33,21 +33,21 @@ _UNBOUNDED = 2**62
 MAX_PINS = 10_000
 
 
+def _one_of_three(schema: dict[str, Any]) -> None:
+    """Document what the model enforces: exactly one kind, and a member sent is never null."""
+    schema["oneOf"] = [{"required": ["stop"]}, {"required": ["prefix"]}, {"required": ["locked"]}]
+    for member in schema.get("properties", {}).values():
+        alternatives = member.pop("anyOf", None)
+        if alternatives:
+            member.update(next(a for a in alternatives if a != {"type": "null"}))
+        if member.get("default", 0) is None:
+            del member["default"]
+
+
 class Pin(BaseModel):
     """One vehicle's pin: exactly one of `stop`, `prefix` or `locked`."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            "oneOf": [{"required": ["stop"]}, {"required": ["prefix"]}, {"required": ["locked"]}],
-            "examples": [
-                {"stop": "s3", "vehicle_type": "van", "vehicle": 1},
-                {"vehicle_type": "van", "vehicle": 0, "prefix": ["s1", "s7"]},
-                {"vehicle_type": "van", "vehicle": 2, "locked": ["s4", "s5", "s6"]},
-            ],
-        },
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_one_of_three)
 
     vehicle_type: Id = Field(description="The vehicle type's id in the request.")
     vehicle: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
@@ -69,6 +69,8 @@ class Pin(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
+        if any(getattr(self, name) is None for name in self.model_fields_set):
+            raise PydanticCustomError("pin_null", "a member may be left out, never sent as null")
         if sum(value is not None for value in (self.stop, self.prefix, self.locked)) != 1:
             raise PydanticCustomError("pin_kind", "give exactly one of stop, prefix or locked")
         return self

@@ -132,6 +132,11 @@ SolutionPatch = Annotated[
 
 router = APIRouter(prefix=PREFIX, tags=["solving"])
 
+# The solve body, inlined (a dependency reads it): its Pin is the one a solution's `pins` names in
+# the document's components, so the local definitions pydantic adds are dropped.
+_SOLVE_BODY = SolveOptions.model_json_schema(ref_template="#/components/schemas/{model}")
+_SOLVE_BODY.pop("$defs", None)
+
 # A scenario edited while its request was being checked is read and checked again, at most this
 # many times in all; then 409.
 _CHECK_ROUNDS = 3
@@ -163,7 +168,7 @@ _CHECK_ROUNDS = 3
     openapi_extra={
         "requestBody": {
             "required": False,
-            "content": {"application/json": {"schema": SolveOptions.model_json_schema()}},
+            "content": {"application/json": {"schema": _SOLVE_BODY}},
         }
     },
 )
