@@ -21,7 +21,7 @@ from service.solver.pinning import PinnedProblem, broken_pins, pin_problem, to_b
 from service.solver.pins import Replan
 from service.solver.problem import build_problem
 from service.solver.request import SolveRequest
-from service.solver.warmstart import seed_solution
+from service.solver.warmstart import seed_solution, solve_from
 
 PROGRESS_INTERVAL_S = 0.25
 # should_stop() may cost a system call (process.py polls a socket); every 50 ms is still far
@@ -114,10 +114,10 @@ def solve(
 
 def _run(pinned: PinnedProblem, seed: int, monitor: _SearchMonitor, initial: Solution | None) -> pyvrp.Result:
     params = pyvrp.SolveParams(ils=IteratedLocalSearchParams(callbacks=monitor))
+    if initial is not None:
+        return solve_from(pinned.data, initial, stop=monitor, seed=seed, params=params)
     # Statistics would cost Python time in every iteration, and nothing reads them.
-    return pyvrp.solve(
-        pinned.data, stop=monitor, seed=seed, collect_stats=False, params=params, initial_solution=initial
-    )
+    return pyvrp.solve(pinned.data, stop=monitor, seed=seed, collect_stats=False, params=params)
 
 
 def _first_line(exc: Exception) -> str:
