@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -267,44 +268,77 @@ def _shipment(base: Shipment, amount: list[int]) -> Shipment:
     )
 
 
-def to_base(pinned: PinnedProblem, solution: Solution) -> tuple[Solution, list[int]]:
+def to_base(
+    pinned: PinnedProblem, solution: Solution, earlier: Mapping[int, tuple[int, int]] | None = None
+) -> tuple[Solution, list[int]]:
     """`solution` of the pinned problem as a solution of the request's problem, and each of its
-    routes' vehicle number within its type (routes ordered by vehicle type, then vehicle)."""
+    routes' vehicle number within its type. `earlier`: client -> (vehicle type, vehicle) in the plan
+    a warm start began from, so that a route keeps its vehicle's number across re-solves."""
     base = pinned.base.data
+    earlier = earlier or {}
     if pinned.data is base:
-        counters: Counter[int] = Counter()
-        numbers = []
-        for route in solution.routes():
-            numbers.append(counters[route.vehicle_type()])
-            counters[route.vehicle_type()] += 1
-        return solution, numbers
-    routes: list[tuple[int, int, list[Activity]]] = []
-    taken: Counter[int] = Counter()
+        found = [(route.vehicle_type(), _clients(route)) for route in solution.routes()]
+        return solution, _numbers(found, pinned.free, earlier)
+    routes: list[tuple[int, int | None, list[Activity]]] = []
     served_prefix: set[int] = set()
     for route in solution.routes():
         kind = pinned.types[route.vehicle_type()]
-        if kind.vehicle is None:
-            vehicle = pinned.free[kind.base][taken[kind.base]]
-            taken[kind.base] += 1
-        else:
-            vehicle = kind.vehicle
         schedule = list(route.schedule())[1:-1]
         visits = [
             Activity(a.type, a.idx) for a in schedule if not (a.is_client() and a.idx in pinned.anchors)
         ]
         prefix = [Activity(ActivityType.CLIENT, c) for c in kind.prefix]
         served_prefix.add(route.vehicle_type())
-        routes.append((kind.base, vehicle, prefix + visits))
+        routes.append((kind.base, kind.vehicle, prefix + visits))
+    unpinned = [(t, {a.idx for a in visits if a.is_client()}) for t, v, visits in routes if v is None]
+    numbers = iter(_numbers(unpinned, pinned.free, earlier))
+    numbered = [(t, next(numbers) if v is None else v, visits) for t, v, visits in routes]
     for index, kind in enumerate(pinned.types):
         if kind.prefix and index not in served_prefix:
             # The solver left the anchor out (an infeasible solution): the prefix is still driven.
             assert kind.vehicle is not None  # a prefix belongs to one vehicle
-            routes.append((kind.base, kind.vehicle, [Activity(ActivityType.CLIENT, c) for c in kind.prefix]))
+            numbered.append(
+                (kind.base, kind.vehicle, [Activity(ActivityType.CLIENT, c) for c in kind.prefix])
+            )
     for t, vehicle, clients in pinned.locked:
-        routes.append((t, vehicle, [Activity(ActivityType.CLIENT, c) for c in clients]))
-    routes.sort(key=lambda item: (item[0], item[1]))
-    rebuilt = Solution(base, [Route(base, activities, t) for t, _, activities in routes])
-    return rebuilt, [vehicle for _, vehicle, _ in routes]
+        numbered.append((t, vehicle, [Activity(ActivityType.CLIENT, c) for c in clients]))
+    numbered.sort(key=lambda item: (item[0], item[1]))
+    rebuilt = Solution(base, [Route(base, activities, t) for t, _, activities in numbered])
+    return rebuilt, [vehicle for _, vehicle, _ in numbered]
+
+
+def _clients(route: Route) -> set[int]:
+    return {activity.idx for activity in route.schedule() if activity.is_client()}
+
+
+def _numbers(
+    routes: list[tuple[int, set[int]]], free: Mapping[int, list[int]], earlier: Mapping[int, tuple[int, int]]
+) -> list[int]:
+    """Numbers for routes of unpinned vehicles (request vehicle type, clients): a route takes the
+    number of the earlier vehicle it shares most stops with (most shared first), the rest the lowest
+    numbers left, so a re-solve renumbers no route it barely changed."""
+    offered = {t: set(vehicles) for t, vehicles in free.items()}
+    candidates = sorted(
+        (-shared, i, vehicle)
+        for i, (t, clients) in enumerate(routes)
+        for (was_type, vehicle), shared in Counter(earlier[c] for c in clients if c in earlier).items()
+        if was_type == t and vehicle in offered[t]
+    )
+    numbers: list[int | None] = [None] * len(routes)
+    used: dict[int, set[int]] = {t: set() for t in free}
+    for _, i, vehicle in candidates:
+        t = routes[i][0]
+        if numbers[i] is None and vehicle not in used[t]:
+            numbers[i] = vehicle
+            used[t].add(vehicle)
+    result = []
+    for i, (t, _) in enumerate(routes):
+        number = numbers[i]
+        if number is None:
+            number = next(v for v in free[t] if v not in used[t])
+            used[t].add(number)
+        result.append(number)
+    return result
 
 
 def broken_pins(

@@ -58,9 +58,9 @@ def solve(
         distances, durations = build_matrices(request)
         problem = build_problem(request, distances, durations)
         pinned = pin_problem(problem, request, replan.pins if replan else [], distances, durations)
-        initial = None
+        initial, earlier = None, None
         if replan is not None and replan.routes is not None:
-            initial = seed_solution(pinned, request, replan.routes)
+            initial, earlier = seed_solution(pinned, request, replan.routes)
         del distances, durations
     except (ValueError, IndexError) as exc:
         # PyVRP checks what the request's rules cannot see, e.g. a shift outside its depot's hours.
@@ -70,7 +70,7 @@ def solve(
 
     def payload(solution: Solution, iterations: int) -> dict[str, Any]:
         runtime_s = time.perf_counter() - started
-        routes, vehicles = to_base(pinned, solution)
+        routes, vehicles = to_base(pinned, solution, earlier)
         built = build_payload(
             request,
             problem,

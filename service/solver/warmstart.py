@@ -31,9 +31,12 @@ from service.solver.pinning import PinnedProblem
 from service.solver.request import SolveRequest
 
 
-def seed_solution(pinned: PinnedProblem, request: SolveRequest, routes: Sequence[Any]) -> Solution:
+def seed_solution(
+    pinned: PinnedProblem, request: SolveRequest, routes: Sequence[Any]
+) -> tuple[Solution, dict[int, tuple[int, int]]]:
     """The routes of an earlier payload (`vehicle_type`, `vehicle`, `stops`) as a solution of the
-    pinned problem. A recorded solution's payload may be any JSON: what is not a route is skipped."""
+    pinned problem, and each client's vehicle in them (request vehicle type, vehicle). A recorded
+    solution's payload may be any JSON: what is not a route is skipped."""
     types = {vehicle.id: i for i, vehicle in enumerate(request.vehicle_types)}
     stop_index = {stop.id: i for i, stop in enumerate(request.stops)}
     client_of = {stop: c for c, stop in enumerate(pinned.base.client_stops)}
@@ -44,6 +47,7 @@ def seed_solution(pinned: PinnedProblem, request: SolveRequest, routes: Sequence
     seeded: set[int] = set()  # pinned-problem vehicle types given a route
     visits_of: list[tuple[int, list[int]]] = []
     seen: set[int] = set()
+    earlier: dict[int, tuple[int, int]] = {}
     capacity = Counter({i: vt.num_available for i, vt in enumerate(pinned.data.vehicle_types())})
     for route in routes:
         if not isinstance(route, Mapping):
@@ -69,6 +73,7 @@ def seed_solution(pinned: PinnedProblem, request: SolveRequest, routes: Sequence
                 continue
             seen.add(c)
             visits.append(c)
+            earlier[c] = (types[type_id], vehicle)
         anchor = pinned.types[kind].anchor
         if anchor is not None:
             visits.insert(0, anchor)
@@ -80,7 +85,7 @@ def seed_solution(pinned: PinnedProblem, request: SolveRequest, routes: Sequence
         if pinned_type.anchor is not None and kind not in seeded:
             visits_of.append((kind, [pinned_type.anchor]))
     data = pinned.data
-    return Solution(data, [Route(data, visits, kind) for kind, visits in visits_of])
+    return Solution(data, [Route(data, visits, kind) for kind, visits in visits_of]), earlier
 
 
 def solve_from(

@@ -276,3 +276,18 @@ def test_pins_that_cannot_all_hold_are_reported_never_hidden() -> None:
     assert payload["pin_conflicts"] or overloaded, payload
     for stop in payload["pin_conflicts"]:
         assert stop not in route_of(payload, "cargo-bike", 0)
+
+
+def test_a_warm_start_keeps_each_routes_vehicle_number(
+    rc208: dict[str, Any], earlier: dict[str, Any]
+) -> None:
+    # The earlier plan drove vehicles 10, 11, ...: a re-solve names each route after the earlier
+    # vehicle whose stops it shares most, not 0, 1, ... in the solver's order.
+    renumbered = [{**route, "vehicle": 10 + i} for i, route in enumerate(earlier["routes"])]
+    payload = solved(rc208, 1, Replan([], renumbered))
+    was = {stop: route["vehicle"] for route in renumbered for stop in route["stops"]}
+    for route in payload["routes"]:
+        shared = Counter(was[stop] for stop in route["stops"])
+        if route["vehicle"] >= 10:
+            assert shared[route["vehicle"]] > 0, (route["vehicle"], shared)
+    assert sum(route["vehicle"] >= 10 for route in payload["routes"]) >= len(renumbered) - 1
