@@ -291,3 +291,22 @@ def test_a_warm_start_keeps_each_routes_vehicle_number(
         if route["vehicle"] >= 10:
             assert shared[route["vehicle"]] > 0, (route["vehicle"], shared)
     assert sum(route["vehicle"] >= 10 for route in payload["routes"]) >= len(renumbered) - 1
+
+
+def test_a_pinned_plan_re_solved_with_its_pins_starts_from_itself(
+    rc208: dict[str, Any], earlier: dict[str, Any]
+) -> None:
+    first, second = (route["stops"] for route in earlier["routes"][:2])
+    pins = parse_pins(
+        [
+            {"vehicle_type": TYPE, "vehicle": 2, "prefix": first[:5]},
+            {"vehicle_type": TYPE, "vehicle": 8, "locked": second},
+            {"vehicle_type": TYPE, "vehicle": 2, "stop": first[7]},
+        ]
+    )
+    pinned = solved(rc208, 1, Replan(pins))
+    again = solved(rc208, 1, Replan(pins, pinned["routes"]), seed=5)
+    assert again["solver"]["initial_distance"] == pinned["distance"]
+    assert again["distance"] <= pinned["distance"]
+    assert route_of(again, TYPE, 2)[:5] == first[:5] and first[7] in route_of(again, TYPE, 2)
+    assert route_of(again, TYPE, 8) == second
