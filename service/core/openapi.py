@@ -126,6 +126,9 @@ STALE_PROBLEM = problem_responses(412)
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI (`openapi_extra`) for a body read by a dependency rather than a body parameter."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    # Its nested models are named in the components by the responses that use them; left here,
+    # client generators read `$defs` as a member of the body.
+    schema.pop("$defs", None)
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 

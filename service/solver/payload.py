@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Sequence
 from fractions import Fraction
 from importlib.metadata import version
 from typing import Any
@@ -25,13 +25,13 @@ def build_payload(
     runtime_s: float,
     seed: int,
     time_limit_s: float,
+    vehicles: Sequence[int],
 ) -> dict[str, Any]:
-    numbering: Counter[int] = Counter()
-    routes = []
-    for route in solution.routes():
-        vehicle_type = route.vehicle_type()
-        routes.append(_route(request, problem, route, vehicle=numbering[vehicle_type]))
-        numbering[vehicle_type] += 1
+    """`vehicles`: each route's vehicle, numbered from 0 within its type (pinning.to_base)."""
+    routes = [
+        _route(request, problem, route, vehicle=vehicle)
+        for route, vehicle in zip(solution.routes(), vehicles, strict=True)
+    ]
     return {
         "feasible": solution.is_feasible(),
         "distance": sum(route["distance"] for route in routes),

@@ -37,7 +37,10 @@ class RoutePlan(BaseModel):
     """One vehicle's route. Times are seconds from the start of the planning day."""
 
     vehicle_type: str = Field(description="The vehicle type's id in the request.")
-    vehicle: int = Field(description="Which vehicle of its type, numbered from 0.")
+    vehicle: int = Field(
+        description="Which vehicle of its type, numbered from 0 (what a pin names; a re-solve keeps the "
+        "number of the earlier route a route shares most stops with)."
+    )
     stops: list[str] = Field(
         description="The stop ids in the order they are visited (no shipments, no reloads)."
     )
@@ -83,6 +86,11 @@ class SolverStats(BaseModel):
     runtime_s: float = Field(description="Seconds of search (the solver's own clock).")
     seed: int = Field(description="The random seed: the same seed and iterations give the same solution.")
     time_limit_s: float = Field(description="The solve's time limit, in seconds.")
+    initial_distance: int | None = Field(
+        default=None,
+        description="Metres of the solution the search started from (a re-solve's earlier routes, or "
+        "the solver's own start) when it was feasible: the result is never longer.",
+    )
 
 
 _PAYLOAD_EXAMPLE: dict[str, Any] = {
@@ -143,6 +151,11 @@ class SolutionPayload(BaseModel):
     )
     unassigned_required: int = Field(
         description="How many of `unassigned` are required (every shipment is): a complete plan has 0."
+    )
+    pin_conflicts: list[str] = Field(
+        default_factory=list,
+        description="A re-solve's pinned stops that are not on their pinned vehicle's route (left out, or "
+        "elsewhere in an infeasible solution), in request order: empty when every pin holds.",
     )
     solver: SolverStats
     scenario_version: str = Field(

@@ -15,7 +15,7 @@ migration 0010) finds what `end_stranded` then ends, one owner at a time.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -68,10 +68,13 @@ class SolutionRecord:
 
 @dataclass(slots=True)
 class SolutionHeadRecord(SolutionRecord):
-    """A solution with its solve's latest progress and, when it failed, why (None when recorded)."""
+    """A solution with its solve's latest progress and, when it failed, why (None when recorded),
+    and for a re-solve the solution it started from and its pins."""
 
     progress: Progress | None
     reason: str | None
+    from_solution: uuid.UUID | None = None
+    pins: list[Any] | None = None
 
 
 _SOLUTION = columns(SolutionRecord)
@@ -118,6 +121,9 @@ class StartedSolve:
     time_limit_s: int
     seed: int
     attempts: int  # this run's number: the fence of its writes
+    # A re-solve's pins and seed routes, as JSON text (None for a plain solve).
+    pins: bytes | None = None
+    seed_routes: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,13 +211,17 @@ class SolutionRepository(OwnedRepository):
         """The solution with its solve state, and its payload as JSON text (None when it has none)."""
         document = AS_BYTES.format(document="payload")
         sql = (
-            f"SELECT {_SOLUTION}, progress::text AS progress, reason, {document} AS document "
-            "FROM solutions WHERE user_id = $1 AND id = $2"
+            f"SELECT {_SOLUTION}, progress::text AS progress, reason, from_solution, pins::text AS pins, "
+            f"{document} AS document FROM solutions WHERE user_id = $1 AND id = $2"
         )
         values = dict(await self._fetchrow(sql, solution_id))
         text: bytes | None = values.pop("document")
         progress = values.pop("progress")
-        return SolutionHeadRecord(**values, progress=progress_from(progress)), text
+        pins = values.pop("pins")
+        record = SolutionHeadRecord(
+            **values, progress=progress_from(progress), pins=None if pins is None else orjson.loads(pins)
+        )
+        return record, text
 
     async def update(
         self,
@@ -272,15 +282,36 @@ class SolutionRepository(OwnedRepository):
             raise NotFound()
         return int(row["version"]), bytes(row["document"])
 
+    async def replan_source(self, solution_id: uuid.UUID) -> tuple[uuid.UUID, SolutionStatus]:
+        """(scenario, status) of a solution a re-solve would start from; NotFound when not theirs."""
+        row = await self._fetchrow_or_none(
+            "SELECT scenario_id, status FROM solutions WHERE user_id = $1 AND id = $2", solution_id
+        )
+        if row is None:
+            raise NotFound("The solution to start from was not found.")
+        return row["scenario_id"], SolutionStatus(row["status"])
+
     async def queue(
-        self, scenario_id: uuid.UUID, version: int, *, time_limit_s: int, seed: int
+        self,
+        scenario_id: uuid.UUID,
+        version: int,
+        *,
+        time_limit_s: int,
+        seed: int,
+        from_solution: uuid.UUID | None = None,
+        pins: Sequence[dict[str, Any]] | None = None,
     ) -> SolutionRecord | None:
-        """A pending solution holding a snapshot of the scenario's request at `version`; None when the
-        scenario has been edited since (NotFound when it is gone)."""
+        """A pending solution holding a snapshot of the scenario's request at `version` (and, for a
+        re-solve, of the routes of `from_solution`); None when the scenario has been edited since
+        (NotFound when it is gone)."""
         row = await self._fetchrow_or_none(
             f"""
-            INSERT INTO solutions (id, user_id, scenario_id, status, request, scenario_version, time_limit_s, seed)
-            SELECT $3, c.user_id, c.id, {_PENDING}, COALESCE(c.request, c.original_request), c.version, $4, $5
+            INSERT INTO solutions (id, user_id, scenario_id, status, request, scenario_version, time_limit_s, seed,
+                from_solution, pins, seed_routes)
+            SELECT $3, c.user_id, c.id, {_PENDING}, COALESCE(c.request, c.original_request), c.version, $4, $5,
+                $7, $8::jsonb,
+                (SELECT f.payload -> 'routes' FROM solutions f
+                 WHERE f.user_id = $1 AND f.id = $7 AND f.scenario_id = c.id)
             FROM scenarios c WHERE c.user_id = $1 AND c.id = $2 AND c.version = $6
             RETURNING {_SOLUTION}
             """,
@@ -289,6 +320,8 @@ class SolutionRepository(OwnedRepository):
             time_limit_s,
             seed,
             version,
+            from_solution,
+            _json(pins),
         )
         if row is None:
             if await self._fetchrow_or_none(
@@ -363,7 +396,8 @@ class SolutionRepository(OwnedRepository):
                 progress = NULL, progress_seq = progress_seq + 1, version = version + 1, updated_at = now()
             WHERE user_id = $1 AND id = $2 AND status IN {_ACTIVE} AND NOT cancel_requested
             RETURNING convert_to(request::text, 'UTF8') AS document, scenario_version, time_limit_s, seed,
-                attempts, progress_seq
+                attempts, progress_seq, convert_to(pins::text, 'UTF8') AS pins,
+                convert_to(seed_routes::text, 'UTF8') AS seed_routes
             """,
             solution_id,
         )
@@ -376,6 +410,8 @@ class SolutionRepository(OwnedRepository):
             time_limit_s=row["time_limit_s"],
             seed=row["seed"],
             attempts=row["attempts"],
+            pins=None if row["pins"] is None else bytes(row["pins"]),
+            seed_routes=None if row["seed_routes"] is None else bytes(row["seed_routes"]),
         )
 
     async def _not_started(self, solution_id: uuid.UUID) -> NotStarted:

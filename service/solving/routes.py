@@ -32,8 +32,10 @@ from service.core.preconditions import ExpectedVersions, etag, tag
 from service.core.repository import OwnerScope
 from service.core.streaming import event_stream
 from service.deps import AppSettings, Db, Events, SolveChecking
+from service.solver.outcome import SolutionStatus
 from service.solver.request import RequestIssue
 from service.solving import tickets
+from service.solving.checks import Refusal
 from service.solving.events import last_event_id, stream
 from service.solving.queue import SolveJob
 from service.solving.repository import SolutionRecord, SolutionRepository, StreamState
@@ -71,6 +73,33 @@ async def _options(request: Request, settings: AppSettings) -> SolveOptions:
     return options
 
 
+# A re-solve starts from a solution that has routes: one a solve finished (or stopped with its best).
+_STARTING_POINTS = (SolutionStatus.SUCCEEDED, SolutionStatus.CANCELLED)
+
+
+def _refused(refusal: Refusal) -> ValidationFailed:
+    if refusal.where == "request":
+        return _unsolvable(refusal.errors)
+    return ValidationFailed(
+        [
+            {
+                "loc": ["body", *[int(p) if p.isdigit() else p for p in error["pointer"].split("/")[1:]]],
+                "pointer": error["pointer"],
+                "msg": error["msg"],
+                "type": error["type"],
+            }
+            for error in refusal.errors
+        ],
+        detail="The pins cannot hold in the scenario's request (`errors` point into the solve's body).",
+    )
+
+
+def _not_a_starting_point(msg: str, kind: str) -> ValidationFailed:
+    return ValidationFailed(
+        [{"loc": ["body", "from_solution"], "pointer": "/from_solution", "msg": msg, "type": kind}]
+    )
+
+
 def _unsolvable(errors: list[RequestIssue]) -> ValidationFailed:
     return ValidationFailed(
         [
@@ -103,6 +132,11 @@ SolutionPatch = Annotated[
 
 router = APIRouter(prefix=PREFIX, tags=["solving"])
 
+# The solve body, inlined (a dependency reads it): its Pin is the one a solution's `pins` names in
+# the document's components, so the local definitions pydantic adds are dropped.
+_SOLVE_BODY = SolveOptions.model_json_schema(ref_template="#/components/schemas/{model}")
+_SOLVE_BODY.pop("$defs", None)
+
 # A scenario edited while its request was being checked is read and checked again, at most this
 # many times in all; then 409.
 _CHECK_ROUNDS = 3
@@ -127,12 +161,15 @@ _CHECK_ROUNDS = 3
         "no route with its reasons. Follow it with a "
         "GET of `Location` or its `/events`. 429 (with `Retry-After`) when the caller already has "
         "SOLVE_MAX_ACTIVE_PER_USER solves pending or running; 409 when the scenario kept changing while "
-        "its request was being checked."
+        "its request was being checked. A re-solve names `from_solution` (its routes seed the search; 404 "
+        "when the caller cannot read it, 422 when it is not a succeeded or cancelled solution of this "
+        "scenario) and/or `pins` (422 with a pointer such as `/pins/2/stop` when they cannot hold); "
+        "nothing is queued when either is refused."
     ),
     openapi_extra={
         "requestBody": {
             "required": False,
-            "content": {"application/json": {"schema": SolveOptions.model_json_schema()}},
+            "content": {"application/json": {"schema": _SOLVE_BODY}},
         }
     },
 )
@@ -147,22 +184,34 @@ async def solve(
     """Read, check, queue: the check (CPU) runs with no connection or lock held, between a short
     transaction that reads the request and one that queues it if the scenario is still at the
     version that was checked (else it is read and checked again)."""
+    pins = None if options.pins is None else [pin.model_dump(exclude_none=True) for pin in options.pins]
     for _ in range(_CHECK_ROUNDS):
         async with solutions.transaction() as repo:
             version, document = await repo.scenario_to_solve(scenario_id)
+            if options.from_solution is not None:
+                source_scenario, source_status = await repo.replan_source(options.from_solution)
+                if source_scenario != scenario_id:
+                    raise _not_a_starting_point("must be a solution of this scenario", "other_scenario")
+                if source_status not in _STARTING_POINTS:
+                    raise _not_a_starting_point("must be a succeeded or cancelled solution", "no_plan")
             # Also before the check: a caller at the limit spends no CPU.
             if await repo.active_solves() >= settings.solve_max_active_per_user:
                 raise TooManySolves(headers={"Retry-After": "5"})
-        errors = await checks.errors(solutions.owner, document, settings.solve_max_stops)
-        if errors is not None:
-            raise _unsolvable(errors)
+        refusal = await checks.errors(solutions.owner, document, settings.solve_max_stops, pins)
+        if refusal is not None:
+            raise _refused(refusal)
         del document
         async with solutions.transaction() as repo:
             await repo.serialize_queueing()
             if await repo.active_solves() >= settings.solve_max_active_per_user:
                 raise TooManySolves(headers={"Retry-After": "5"})
             record = await repo.queue(
-                scenario_id, version, time_limit_s=options.time_limit_s, seed=options.seed
+                scenario_id,
+                version,
+                time_limit_s=options.time_limit_s,
+                seed=options.seed,
+                from_solution=options.from_solution,
+                pins=pins,
             )
             if record is not None:
                 await repo.enqueue(SolveJob(solution_id=record.id, user_id=solutions.owner))
