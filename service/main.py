@@ -43,6 +43,7 @@ from service.solving.checks import SolveChecks
 from service.solving.events import EventHub
 from service.solving.repository import SOLUTIONS_CHANNEL, cancel_owner_solves
 from service.solving.routes import router as solving_router
+from service.solving.views import FeatureCollection
 from service.state import AppState
 from service.users.identity import IdentityService
 from service.users.routes import router as users_router
@@ -224,8 +225,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if "dev" in settings.auth_providers:
         mount(app, dev_router)
         mount_playground(app)
-    # The solvable request is no operation's body (it is a scenario's `request`), but is named.
-    install_openapi(app, schemas=[SolveRequest])
+    # The solvable request is no operation's body (it is a scenario's `request`), and GeoJSON is no
+    # response model (JSON is the solution's), but both are named.
+    install_openapi(app, schemas=[SolveRequest, FeatureCollection])
     install_docs(app)
     return app
 

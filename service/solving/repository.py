@@ -56,6 +56,37 @@ _PENDING, _RUNNING, _FAILED = (
 DELETED = "deleted"
 
 
+# A payload cut to what a comparison reads: totals, unassigned stops, and per route its vehicle, its
+# stops (or, for a payload without `stops`, its visits) and its totals. Anything that is not an
+# array where routes belong is passed on as it is, for the reader to refuse.
+_PLAN_TO_COMPARE = """
+CASE WHEN payload IS NOT NULL THEN jsonb_build_object(
+    'distance', payload -> 'distance', 'duration', payload -> 'duration', 'cost', payload -> 'cost',
+    'unassigned', COALESCE(payload -> 'unassigned', '[]'::jsonb),
+    'routes', CASE jsonb_typeof(payload -> 'routes') WHEN 'array' THEN (
+        SELECT COALESCE(jsonb_agg(CASE jsonb_typeof(route) WHEN 'object' THEN jsonb_build_object(
+            'vehicle_type', route -> 'vehicle_type', 'vehicle', route -> 'vehicle',
+            'stops', route -> 'stops',
+            'visits', CASE WHEN route -> 'stops' IS NULL THEN route -> 'visits' END,
+            'distance', route -> 'distance', 'duration', route -> 'duration'
+        ) ELSE route END ORDER BY n), '[]'::jsonb)
+        FROM jsonb_array_elements(payload -> 'routes') WITH ORDINALITY AS t(route, n)
+    ) ELSE payload -> 'routes' END
+) END
+"""
+# A payload cut to what a map draws: its routes (the solver statistics and totals left out).
+_ROUTES_TO_DRAW = (
+    "CASE WHEN s.payload IS NOT NULL THEN jsonb_build_object('routes', s.payload -> 'routes') END"
+)
+# A request cut to its places: no matrix (millions of cells at 2,000 stops), no options.
+_PLACES = """
+CASE WHEN jsonb_typeof({request}) = 'object' THEN jsonb_build_object(
+    'depots', {request} -> 'depots', 'stops', {request} -> 'stops',
+    'shipments', {request} -> 'shipments', 'vehicle_types', {request} -> 'vehicle_types'
+) END
+"""
+
+
 @dataclass(slots=True)
 class SolutionRecord:
     id: uuid.UUID
@@ -212,6 +243,46 @@ class SolutionRepository(OwnedRepository):
         text: bytes | None = values.pop("document")
         progress = values.pop("progress")
         return SolutionHeadRecord(**values, progress=progress_from(progress)), text
+
+    async def plans(self, *solution_ids: uuid.UUID) -> dict[uuid.UUID, bytes | None]:
+        """What a comparison reads of each solution: its totals, unassigned stops, and each route's
+        vehicle and stops (not the arrivals, loads or solver statistics of a payload of megabytes);
+        None for a solution without a payload. NotFound unless every one is the owner's."""
+        rows = await self._fetch(
+            f"SELECT id, {AS_BYTES.format(document=_PLAN_TO_COMPARE)} AS document "
+            "FROM solutions WHERE user_id = $1 AND id = ANY($2::text::uuid[])",
+            "{" + ",".join(map(str, solution_ids)) + "}",
+        )
+        found: dict[uuid.UUID, bytes | None] = {
+            row["id"]: None if row["document"] is None else bytes(row["document"]) for row in rows
+        }
+        if set(solution_ids) - found.keys():
+            raise NotFound()
+        return found
+
+    async def located_plan(self, solution_id: uuid.UUID) -> tuple[int, bytes | None, bytes | None]:
+        """(version, the payload's routes, the places of the request they were solved from) as JSON text: the
+        solve's own snapshot of the request, or for a recorded solution its scenario's current one.
+        Only what a map needs is read: no matrix, no solver statistics."""
+        row = await self._fetchrow(
+            f"""
+            SELECT s.version, {AS_BYTES.format(document=_ROUTES_TO_DRAW)} AS plan,
+                   {AS_BYTES.format(document=_PLACES.format(request="r.request"))} AS places
+            FROM solutions s
+            CROSS JOIN LATERAL (
+                SELECT COALESCE(s.request, c.request, c.original_request) AS request
+                FROM scenarios c WHERE c.user_id = $1 AND c.id = s.scenario_id
+            ) r
+            WHERE s.user_id = $1 AND s.id = $2
+            """,
+            solution_id,
+        )
+        plan, places = row["plan"], row["places"]
+        return (
+            int(row["version"]),
+            None if plan is None else bytes(plan),
+            None if places is None else bytes(places),
+        )
 
     async def update(
         self,

@@ -1,0 +1,67 @@
+"""Two plans side by side: their totals, and where each stop went from the first to the second.
+
+A function of the two payloads' JSON text alone (picklable in and out), so a large pair is compared
+in a worker process exactly as a small one is inline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from service.core.errors import Conflict
+from service.solving.plan_reading import Number, Plan, PlanUnreadable, read_plan
+
+
+def _plan(document: bytes, which: str) -> Plan:
+    try:
+        return read_plan(orjson.loads(document))
+    except (PlanUnreadable, orjson.JSONDecodeError) as exc:
+        raise Conflict(f"The {which} solution's payload is not a plan ({exc}).") from None
+
+
+def _kpi(a: Number | None, b: Number | None) -> list[Number | None]:
+    return [a, b, None if a is None or b is None else b - a]
+
+
+def compare(first: bytes, second: bytes) -> dict[str, Any]:
+    """The comparison of plan `first` (a) with plan `second` (b), as the API's `Comparison`."""
+    a, b = _plan(first, "first"), _plan(second, "second")
+    before = {
+        stop: (route.vehicle_type, route.vehicle, position) for stop, route, position in a.placed_stops()
+    }
+    moved: list[dict[str, Any]] = []
+    added: list[str] = []
+    unchanged = 0
+    served_after: set[str] = set()
+    for stop, route, position in b.placed_stops():
+        served_after.add(stop)
+        now = (route.vehicle_type, route.vehicle, position)
+        then = before.get(stop)
+        if then is None:
+            added.append(stop)
+        elif then == now:
+            unchanged += 1
+        else:
+            moved.append({"id": stop, "from": _place(then), "to": _place(now)})
+    return {
+        "kpis": {
+            "distance": _kpi(a.distance, b.distance),
+            "duration": _kpi(a.duration, b.duration),
+            "cost": _kpi(a.cost, b.cost),
+            "routes": _kpi(len(a.routes), len(b.routes)),
+            "unassigned": _kpi(len(a.unassigned), len(b.unassigned)),
+        },
+        "stops": {
+            "moved": moved,
+            "added": added,
+            "dropped": [stop for stop in before if stop not in served_after],
+            "unchanged": unchanged,
+        },
+    }
+
+
+def _place(where: tuple[str, int, int]) -> dict[str, Any]:
+    vehicle_type, vehicle, position = where
+    return {"vehicle_type": vehicle_type, "vehicle": vehicle, "position": position}
