@@ -22,7 +22,12 @@ from service.core.context import install, uninstall
 from service.core.cors import LoggedCORSMiddleware
 from service.core.db import Database
 from service.core.docs import install_docs
-from service.core.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
+from service.core.middleware import (
+    BodyLimitMiddleware,
+    BodyRule,
+    MetricsMiddleware,
+    RequestContextMiddleware,
+)
 from service.core.notify import Listener, Subscription
 from service.core.observability import configure_logging
 from service.core.offload import Offload
@@ -35,6 +40,7 @@ from service.outbound.addresses import TargetPolicy
 from service.outbound.repository import erase_owner_endpoints
 from service.outbound.routes import router as outbound_router
 from service.planning.repository import erase_owner
+from service.planning.routes import IMPORT_FORMATS, IMPORT_PATH
 from service.planning.routes import router as planning_router
 from service.probes import router as probes_router
 from service.providers.dev import DevIssuer
@@ -199,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         limits={"/api/v1/webhooks/": settings.webhook_max_body_bytes},
+        rules=[BodyRule(IMPORT_PATH, frozenset(IMPORT_FORMATS), settings.import_max_body_bytes)],
     )
     app.add_middleware(
         LoggedCORSMiddleware,

@@ -144,10 +144,13 @@ class BodyPolicy:
     large_writes: asyncio.Semaphore
     wait_s: float
 
-    async def run(self, size: int, work: Callable[..., T], *args: Any) -> T:
-        """`work(*args)` on `size` bytes of input: inline up to the policy's size, else in the
-        offload pool (work and arguments picklable)."""
-        if size <= self.inline_max_bytes:
+    async def run(
+        self, size: int, work: Callable[..., T], *args: Any, inline_max_bytes: int | None = None
+    ) -> T:
+        """`work(*args)` on `size` bytes of input: inline up to the policy's size (or
+        `inline_max_bytes`, for work dearer per byte than parsing JSON), else in the offload pool
+        (work and arguments picklable)."""
+        if size <= (self.inline_max_bytes if inline_max_bytes is None else inline_max_bytes):
             return work(*args)
         return await self.offload.run(work, *args)
 

@@ -87,6 +87,11 @@ class ValidationIssue(BaseModel):
             "(webhook endpoints)"
         ),
     )
+    line: int | None = Field(
+        default=None,
+        description="An imported file's line, from 1 as an editor numbers them (the CSV header is line 1); "
+        "null when the file as a whole is at fault (a missing section)",
+    )
 
 
 class ValidationProblem(Problem):

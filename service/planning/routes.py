@@ -9,20 +9,26 @@ request) is spliced in as PostgreSQL's own JSON text (service/core/bodies.py).
 
 from __future__ import annotations
 
+import re
 import uuid
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from service.core.bodies import DocumentBody, SplicedJSONResponse, document_body, json_model
+from service.core.errors import UnsupportedMediaType, ValidationFailed
+from service.core.middleware import media_type
 from service.core.openapi import READ_PROBLEMS, STALE_PROBLEM, WRITE_PROBLEMS, created, json_body, ok
 from service.core.pagination import Paged, PageRequest, page_request, paginate
 from service.core.preconditions import ExpectedVersions, etag, tag
 from service.core.repository import OwnerScope
-from service.deps import Db
+from service.deps import AppSettings, Bodies, Db
+from service.planning.import_kit import ImportOptions
+from service.planning.imports import CHARSETS, Format, read_file
 from service.planning.repository import PlanningRepository, ScenarioRecord, SessionRecord
 from service.planning.schemas import (
+    ImportQuery,
     ScenarioCreate,
     ScenarioFields,
     ScenarioPage,
@@ -158,6 +164,129 @@ async def create_scenario(
     # a GET, for nothing.
     async with body.write_slot(), planning.transaction() as repo:
         record = await repo.create_scenario(session_id, body.fields.name, body.raw)
+    tag(response, record.version, f"{PREFIX}/scenarios/{record.id}")
+    return record
+
+
+# Imports take files, not JSON: the body-limit middleware admits these media types on this path
+# (and IMPORT_MAX_BODY_BYTES of them), and nothing else.
+IMPORT_PATH = re.compile(rf"{PREFIX}/sessions/[^/]+/scenarios/import")
+IMPORT_FORMATS: dict[str, Format] = {"text/csv": "csv", "text/plain": "vrplib"}
+_CSV_EXAMPLE = "id,lat,lon,demand,service_duration,tw_start,tw_end\ns1,52.50,13.35,3,300,08:00,12:00\n"
+_CSV_NEEDS = ("depot_lat", "depot_lon", "vehicles", "capacity")
+
+
+def _file_format(content_type: str) -> tuple[Format, str]:
+    """(format, charset) of a Content-Type; 415 for any other media type or charset."""
+    form = IMPORT_FORMATS.get(media_type(content_type))
+    if form is None:
+        raise UnsupportedMediaType("The body must be text/csv (stops) or text/plain (a VRPLIB instance).")
+    charset = "utf-8"
+    for parameter in content_type.split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    if charset not in CHARSETS:
+        raise UnsupportedMediaType(f"The charset must be one of: {', '.join(sorted(CHARSETS))}.")
+    return form, charset
+
+
+def _import_options(form: Format, query: ImportQuery) -> ImportOptions:
+    """The options a format reads; 422 for one it needs and lacks, or one it has no use for."""
+    errors: list[dict[str, Any]] = []
+    if form == "csv":
+        errors += [
+            {"loc": ["query", name], "msg": "Required for a CSV file.", "type": "missing"}
+            for name in _CSV_NEEDS
+            if getattr(query, name) is None
+        ]
+        if query.scale != 1:
+            errors.append(
+                {"loc": ["query", "scale"], "msg": "Only for a VRPLIB file.", "type": "extra_forbidden"}
+            )
+    else:
+        errors += [
+            {
+                "loc": ["query", name],
+                "msg": "Only for a CSV file: a VRPLIB file places its depot.",
+                "type": "extra_forbidden",
+            }
+            for name in ("depot_lat", "depot_lon")
+            if getattr(query, name) is not None
+        ]
+    if errors:
+        raise ValidationFailed(errors)
+    return ImportOptions(
+        depot_lat=query.depot_lat,
+        depot_lon=query.depot_lon,
+        vehicles=query.vehicles,
+        capacity=query.capacity,
+        scale=query.scale,
+    )
+
+
+@router.post(
+    "/sessions/{session_id}/scenarios/import",
+    status_code=201,
+    response_model=ScenarioSummary,
+    responses={
+        **WRITE_PROBLEMS,
+        **created("Created; GET `Location` for the request"),
+        415: {"description": "Body is neither text/csv nor text/plain, or in another charset", "content": {}},
+        422: {
+            "description": "The file cannot be imported: `errors[].line` names each bad line (from 1, the "
+            "CSV header being line 1; null for the file as a whole), at most 50; or a query parameter",
+            "content": {},
+        },
+    },
+    summary="Create a scenario from a file: a CSV of stops, or a VRPLIB instance",
+    description=(
+        "`Content-Type: text/csv`: a header row, then one stop per row. Columns `id`, `lat`, `lon`, "
+        "`demand` (required), `service_duration`, `tw_start`, `tw_end`, `required`, `prize` (optional); "
+        "the depot and the fleet come from `depot_lat`, `depot_lon`, `vehicles`, `capacity`. "
+        "`Content-Type: text/plain`: a VRPLIB instance (CVRP or VRPTW, EUC_2D or EXPLICIT weights, one "
+        "depot); stop ids are node numbers minus one, as VRPLIB solution files number them. UTF-8 unless "
+        "the Content-Type names another charset (ISO-8859-1, Windows-1252…). The request built is checked "
+        "as a solve checks it, so an imported scenario can be solved as it is; every error is reported at "
+        "the line it came from. Answers 201 with the scenario, like `POST …/scenarios`."
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE},
+                "text/plain": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def import_scenario(
+    session_id: uuid.UUID,
+    query: Annotated[ImportQuery, Query()],
+    request: Request,
+    planning: Planning,
+    bodies: Bodies,
+    settings: AppSettings,
+    response: Response,
+) -> ScenarioRecord:
+    form, charset = _file_format(request.headers.get("content-type", ""))
+    options = _import_options(form, query)
+    body = await request.body()
+    # Reading a file and checking the request it makes is CPU work: a large one in the offload pool.
+    imported = await bodies.run(
+        len(body),
+        read_file,
+        body,
+        form,
+        charset,
+        options,
+        settings.solve_max_stops,
+        inline_max_bytes=settings.solve_inline_check_bytes,
+    )
+    del body
+    name = query.name or imported.name or "Imported"
+    async with bodies.write_slot(len(imported.document)), planning.transaction() as repo:
+        record = await repo.create_scenario(session_id, name, imported.document)
     tag(response, record.version, f"{PREFIX}/scenarios/{record.id}")
     return record
 
