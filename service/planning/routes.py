@@ -172,7 +172,6 @@ async def create_scenario(
 # (and IMPORT_MAX_BODY_BYTES of them), and nothing else.
 IMPORT_PATH = re.compile(rf"{PREFIX}/sessions/[^/]+/scenarios/import")
 IMPORT_FORMATS: dict[str, Format] = {"text/csv": "csv", "text/plain": "vrplib"}
-_CSV_EXAMPLE = "id,lat,lon,demand,service_duration,tw_start,tw_end\ns1,52.50,13.35,3,300,08:00,12:00\n"
 _CSV_NEEDS = ("depot_lat", "depot_lon", "vehicles", "capacity")
 
 
@@ -196,20 +195,20 @@ def _import_options(form: Format, query: ImportQuery) -> ImportOptions:
     errors: list[dict[str, Any]] = []
     if form == "csv":
         errors += [
-            {"loc": ["query", name], "msg": "Required for a CSV file.", "type": "missing"}
+            {"loc": ["query", name], "msg": "Required for a CSV file.", "type": "required_for_csv"}
             for name in _CSV_NEEDS
             if getattr(query, name) is None
         ]
         if query.scale != 1:
             errors.append(
-                {"loc": ["query", "scale"], "msg": "Only for a VRPLIB file.", "type": "extra_forbidden"}
+                {"loc": ["query", "scale"], "msg": "Only for a VRPLIB file.", "type": "not_for_this_format"}
             )
     else:
         errors += [
             {
                 "loc": ["query", name],
                 "msg": "Only for a CSV file: a VRPLIB file places its depot.",
-                "type": "extra_forbidden",
+                "type": "not_for_this_format",
             }
             for name in ("depot_lat", "depot_lon")
             if getattr(query, name) is not None
@@ -254,7 +253,7 @@ def _import_options(form: Format, query: ImportQuery) -> ImportOptions:
         "requestBody": {
             "required": True,
             "content": {
-                "text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE},
+                "text/csv": {"schema": {"type": "string"}},
                 "text/plain": {"schema": {"type": "string"}},
             },
         }
