@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from service.planning.import_kit import ImportOptions, Issues, Read, Source, decode
+from service.planning.import_kit import TEXT_LINE_BREAK, ImportOptions, Issues, Read, Source, decode
 
 # The column set, with what each holds (docs/api.md repeats this table).
 COLUMNS: dict[str, str] = {
@@ -109,9 +109,10 @@ def _delimiter(header: str) -> str:
 
 def _header(row: list[str], issues: Issues) -> list[str] | None:
     columns = [name.strip().lower() for name in row]
-    for name in columns:
+    for position, name in enumerate(columns, start=1):
         if name not in COLUMNS:
-            issues.at(1, f"unknown column {name[:40]!r}: the columns are {', '.join(COLUMNS)}", "csv_column")
+            # Named by position: a message never repeats what the file says.
+            issues.at(1, f"column {position} is none of {', '.join(COLUMNS)}", "csv_column")
     for name in dict.fromkeys(columns):
         if columns.count(name) > 1:
             issues.at(1, f"column {name!r} appears more than once", "csv_column")
@@ -175,7 +176,7 @@ def read_csv(body: bytes, encoding: str, options: ImportOptions, max_stops: int)
     text = decode(body, encoding, issues)
     if text is None:
         raise issues.fail()
-    first_line = text.split("\n", 1)[0]
+    first_line = TEXT_LINE_BREAK.split(text, maxsplit=1)[0]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line), strict=True)
     stops: list[dict[str, Any]] = []
     lines: list[int] = []
@@ -209,7 +210,8 @@ def read_csv(body: bytes, encoding: str, options: ImportOptions, max_stops: int)
     if columns is None:
         issues.at(1, "the file is empty: a header row is needed", "csv_header")
     elif not stops and not issues:
-        issues.at(ended + 1, "no stops: a row per stop is needed after the header", "csv_rows")
+        last = len(TEXT_LINE_BREAK.split(text))
+        issues.at(min(ended + 1, last), "no stops: a row per stop is needed after the header", "csv_rows")
     if not stops or issues.full:
         raise issues.fail()
     # The rows that are stops are checked as a solve would check them, beside the errors so far.

@@ -3,6 +3,7 @@ from, and the final check that makes an imported request a solvable one."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,10 @@ import orjson
 
 from service.core.errors import ValidationFailed
 from service.solver.request import MAX_ERRORS, SolveRequestInvalid, parse_solve_request
+
+# Where an editor breaks lines: CR LF, LF, or a lone CR.
+LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+TEXT_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,7 @@ def decode(body: bytes, encoding: str, issues: Issues) -> str | None:
     try:
         return body.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = body[: exc.start].count(b"\n") + 1
+        line = len(LINE_BREAK.split(body[: exc.start]))
         issues.at(line, f"not valid {encoding.removesuffix('-sig')} text", "encoding")
         return None
 

@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 import vrplib
 
-from service.planning.import_kit import ImportOptions, Issues, Read, Source, decode
+from service.planning.import_kit import TEXT_LINE_BREAK, ImportOptions, Issues, Read, Source, decode
 from service.solver.request import MAX_INT
 
 SUPPORTED_TYPES = {"CVRP", "VRPTW", "CVRPTW"}
 EDGE_WEIGHT_TYPES = {"EUC_2D", "EXPLICIT"}
 EDGE_WEIGHT_FORMATS = {"FULL_MATRIX", "LOWER_ROW"}
 # Specifications read (the others would constrain the problem in ways this import cannot say).
-_SPECS = {
+_SPECS = (
     "NAME",
     "COMMENT",
     "TYPE",
@@ -44,9 +44,10 @@ _SPECS = {
     "SERVICE_TIME",
     "NODE_COORD_TYPE",
     "DISPLAY_DATA_TYPE",
-}
+)
 # Per-node sections: the values after the node number.
 _NODE_SECTIONS = {"NODE_COORD": 2, "DEMAND": 1, "TIME_WINDOW": 2, "SERVICE_TIME": 1, "DISPLAY_DATA": 2}
+_SECTIONS = tuple(f"{name}_SECTION" for name in (*_NODE_SECTIONS, "DEPOT", "EDGE_WEIGHT"))
 _SECTION = re.compile(r"([A-Z][A-Z0-9_]*)_SECTION\s*:?", re.IGNORECASE)
 # Characters str.splitlines() breaks lines at besides \n and \r: `vrplib` would see two lines where
 # an editor shows one.
@@ -70,7 +71,7 @@ class _Scan:
 def _scan(text: str, issues: Issues) -> _Scan:
     scan = _Scan()
     current: _Section | None = None
-    for number, raw in enumerate(text.split("\n"), start=1):
+    for number, raw in enumerate(TEXT_LINE_BREAK.split(text), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -86,10 +87,10 @@ def _scan(text: str, issues: Issues) -> _Scan:
         header = _SECTION.fullmatch(line)
         if header:
             name = header.group(1).upper()
-            if name not in _NODE_SECTIONS and name not in {"DEPOT", "EDGE_WEIGHT"}:
-                issues.at(number, f"{name}_SECTION is not supported", "vrplib_section")
+            if f"{name}_SECTION" not in _SECTIONS:
+                issues.at(number, f"this section is none of {', '.join(_SECTIONS)}", "vrplib_section")
             elif name in scan.sections:
-                issues.at(number, f"{name}_SECTION appears twice", "vrplib_section")
+                issues.at(number, "this section appears twice", "vrplib_section")
             current = _Section(name, number)
             scan.sections.setdefault(name, current)
         elif "_SECTION" in line:
@@ -101,9 +102,9 @@ def _scan(text: str, issues: Issues) -> _Scan:
             key, _, value = line.partition(":")
             key, value = key.strip().upper(), value.strip()
             if key not in _SPECS:
-                issues.at(number, f"specification {key[:40]!r} is not supported", "vrplib_spec")
+                issues.at(number, f"this specification is none of {', '.join(_SPECS)}", "vrplib_spec")
             elif key in scan.specs:
-                issues.at(number, f"{key} is given twice", "vrplib_spec")
+                issues.at(number, "this specification is given twice", "vrplib_spec")
             else:
                 scan.specs[key] = (number, value)
         elif current is None:

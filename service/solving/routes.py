@@ -378,7 +378,8 @@ async def _geojson(
     return Response(
         orjson.dumps(collection),
         media_type=GEOJSON,
-        headers={"ETag": etag(version), **_VARY},
+        # A validator of its own: another representation of the solution than the JSON's.
+        headers={"ETag": f'"{version}-geojson"', **_VARY},
     )
 
 

@@ -10,8 +10,9 @@ import orjson
 from sqlalchemy import text
 
 from service.core.db import new_id
+from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin, scope_rls_to
-from tests.planning.conftest import Caller
+from tests.planning.conftest import Caller, sign_in
 from tests.solving.conftest import new_scenario
 
 REQUEST: dict[str, Any] = {
@@ -210,3 +211,20 @@ async def test_a_recorded_payload_that_is_no_plan_is_409_never_500(alice: Caller
 async def test_ids_that_are_not_uuids_are_422(alice: Caller) -> None:
     response = await alice.call("GET", f"/solutions/not-an-id/compare/{uuid.uuid4()}")
     assert response.status_code == 422
+
+
+async def test_a_large_pair_is_compared_in_a_worker_process(
+    app_factory: AppFactory, clean_db: SqlAdmin
+) -> None:
+    # Past JSON_INLINE_MAX_BYTES the comparison runs in the offload processes: the same answer, and a
+    # payload that is no plan is still a 409 (the error crosses the process boundary).
+    async with app_factory(json_inline_max_bytes=0) as app, client_for(app) as http:
+        alice = await sign_in(app, http, "alice")
+        scenario_id = await new_scenario(alice, REQUEST)
+        a = await insert_solution(clean_db, alice.user_id, scenario_id, PLAN_A)
+        b = await insert_solution(clean_db, alice.user_id, scenario_id, PLAN_B)
+        response = await alice.call("GET", f"/solutions/{a}/compare/{b}")
+        assert response.status_code == 200, response.text
+        assert [move["id"] for move in response.json()["stops"]["moved"]] == ["s2", "s1", "s3"]
+        other = await insert_solution(clean_db, alice.user_id, scenario_id, {"routes": "none"})
+        assert (await alice.call("GET", f"/solutions/{a}/compare/{other}")).status_code == 409
