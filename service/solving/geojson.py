@@ -10,10 +10,10 @@ exactly as a small one is inline.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.core.errors import Conflict, NotAcceptable
 from service.solving.plan_reading import PlanUnreadable, Route, read_plan
@@ -25,8 +25,8 @@ class _Lenient(BaseModel):
 
 
 class _Location(_Lenient):
-    lat: float | None = None
-    lon: float | None = None
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
 
 
 class _Place(_Lenient):

@@ -21,7 +21,7 @@ Count = Annotated[
 ]
 
 
-class Kpis(BaseModel):
+class ComparisonKpis(BaseModel):
     distance: Kpi = Field(description="Metres, all routes together.")
     duration: Kpi = Field(description="Seconds, all routes' durations together.")
     cost: Kpi = Field(description="In the currency's smallest unit (fixed, distance and duration costs).")
@@ -29,7 +29,7 @@ class Kpis(BaseModel):
     unassigned: Count = Field(description="Stops (and shipments) on no route.")
 
 
-class Place(BaseModel):
+class StopPlace(BaseModel):
     """Where a stop is served in one plan: which vehicle, and when in its route."""
 
     vehicle_type: str = Field(description="The vehicle type's id.")
@@ -37,16 +37,16 @@ class Place(BaseModel):
     position: int = Field(description="The stop's index in the route's `stops`, from 0.")
 
 
-class Move(BaseModel):
+class StopMove(BaseModel):
     id: str = Field(description="The stop's id.")
-    from_: Place = Field(alias="from", description="Where the first solution serves it.")
-    to: Place = Field(description="Where the second solution serves it.")
+    from_: StopPlace = Field(alias="from", description="Where the first solution serves it.")
+    to: StopPlace = Field(description="Where the second solution serves it.")
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
 class StopChanges(BaseModel):
-    moved: list[Move] = Field(
+    moved: list[StopMove] = Field(
         description="Stops both plans serve, on another vehicle or at another position; in the second "
         "plan's route order."
     )
@@ -58,7 +58,7 @@ class StopChanges(BaseModel):
 class Comparison(BaseModel):
     """Two solutions' plans side by side: `a` is the first solution in the path, `b` the second."""
 
-    kpis: Kpis
+    kpis: ComparisonKpis
     stops: StopChanges
 
 

@@ -163,6 +163,7 @@ async def test_payloads_and_requests_that_hold_no_map_are_409_never_500(
         (REQUEST, {"routes": "none"}),
         ({"anything": True}, PLAN_A),
         ({**REQUEST, "vehicle_types": [{"id": "van", "depot": "elsewhere"}]}, PLAN_B),
+        ({**REQUEST, "depots": [{"id": "d1", "location": {"lat": 91, "lon": 0}}]}, PLAN_B),
     ]
     for request, payload in cases:
         scenario_id = await new_scenario(alice, request)
