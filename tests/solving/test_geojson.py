@@ -194,3 +194,54 @@ async def test_a_large_plan_is_drawn_in_a_worker_process(app_factory: AppFactory
         )
         response = await alice.call("GET", f"/solutions/{solution_id}", headers={"Accept": GEOJSON})
         assert response.status_code == 406
+
+
+async def test_shipments_and_reloads_are_drawn_where_they_happen(alice: Caller, clean_db: SqlAdmin) -> None:
+    pickup, delivery = {"lat": 52.51, "lon": 13.38}, {"lat": 52.49, "lon": 13.42}
+    request = {
+        **REQUEST,
+        "depots": [*REQUEST["depots"], {"id": "d2", "location": {"lat": 52.40, "lon": 13.50}}],
+        "shipments": [
+            {"id": "p1", "amount": 1, "pickup": {"location": pickup}, "delivery": {"location": delivery}}
+        ],
+        "vehicle_types": [{"id": "van", "count": 1, "capacity": 3, "depot": "d1", "end_depot": "d2"}],
+    }
+    visits = [
+        {"id": "p1", "kind": "pickup", "arrival": 100},
+        {"id": "s1", "kind": "stop", "arrival": 200},
+        {"id": "d1", "kind": "reload", "arrival": 300},
+        {"id": "p1", "kind": "delivery", "arrival": 400},
+    ]
+    payload = {
+        "routes": [
+            {
+                "vehicle_type": "van",
+                "vehicle": 0,
+                "stops": ["s1"],
+                "visits": visits,
+                "distance": 1,
+                "duration": 2,
+            }
+        ],
+        "unassigned": [],
+    }
+    solution_id = await insert_solution(clean_db, alice.user_id, await new_scenario(alice, request), payload)
+    document = (await alice.call("GET", f"/solutions/{solution_id}", params={"format": "geojson"})).json()
+    check_rfc7946(document)
+    line, *points = document["features"]
+    start, end = place(request, "d1"), place(request, "d2")
+    at_pickup, at_delivery = [pickup["lon"], pickup["lat"]], [delivery["lon"], delivery["lat"]]
+    assert line["geometry"]["coordinates"] == [
+        start,
+        at_pickup,
+        place(request, "s1"),
+        start,
+        at_delivery,
+        end,
+    ]
+    assert [(p["properties"]["id"], p["properties"]["kind"]) for p in points] == [
+        ("p1", "pickup"),
+        ("s1", "stop"),
+        ("d1", "reload"),
+        ("p1", "delivery"),
+    ]
