@@ -39,8 +39,9 @@ from service.dev.routes import router as dev_router
 from service.outbound.addresses import TargetPolicy
 from service.outbound.repository import erase_owner_endpoints
 from service.outbound.routes import router as outbound_router
+from service.planning.imports import IMPORT_FORMATS
 from service.planning.repository import erase_owner
-from service.planning.routes import IMPORT_FORMATS, IMPORT_PATH
+from service.planning.routes import IMPORT_PATH
 from service.planning.routes import router as planning_router
 from service.probes import router as probes_router
 from service.providers.dev import DevIssuer

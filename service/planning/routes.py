@@ -17,15 +17,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from service.core.bodies import DocumentBody, SplicedJSONResponse, document_body, json_model
-from service.core.errors import UnsupportedMediaType, ValidationFailed
-from service.core.middleware import media_type
 from service.core.openapi import READ_PROBLEMS, STALE_PROBLEM, WRITE_PROBLEMS, created, json_body, ok
 from service.core.pagination import Paged, PageRequest, page_request, paginate
 from service.core.preconditions import ExpectedVersions, etag, tag
 from service.core.repository import OwnerScope
 from service.deps import AppSettings, Bodies, Db
-from service.planning.import_kit import ImportOptions
-from service.planning.imports import CHARSETS, Format, read_file
+from service.planning.imports import file_format, options_for, read_file
 from service.planning.repository import PlanningRepository, ScenarioRecord, SessionRecord
 from service.planning.schemas import (
     ImportQuery,
@@ -168,60 +165,9 @@ async def create_scenario(
     return record
 
 
-# Imports take files, not JSON: the body-limit middleware admits these media types on this path
-# (and IMPORT_MAX_BODY_BYTES of them), and nothing else.
+# Imports take files, not JSON: the body-limit middleware admits IMPORT_FORMATS' media types on
+# this path (and IMPORT_MAX_BODY_BYTES of them), and nothing else.
 IMPORT_PATH = re.compile(rf"{PREFIX}/sessions/[^/]+/scenarios/import")
-IMPORT_FORMATS: dict[str, Format] = {"text/csv": "csv", "text/plain": "vrplib"}
-_CSV_NEEDS = ("depot_lat", "depot_lon", "vehicles", "capacity")
-
-
-def _file_format(content_type: str) -> tuple[Format, str]:
-    """(format, charset) of a Content-Type; 415 for any other media type or charset."""
-    form = IMPORT_FORMATS.get(media_type(content_type))
-    if form is None:
-        raise UnsupportedMediaType("The body must be text/csv (stops) or text/plain (a VRPLIB instance).")
-    charset = "utf-8"
-    for parameter in content_type.split(";")[1:]:
-        key, _, value = parameter.partition("=")
-        if key.strip().lower() == "charset":
-            charset = value.strip().strip('"').lower()
-    if charset not in CHARSETS:
-        raise UnsupportedMediaType(f"The charset must be one of: {', '.join(sorted(CHARSETS))}.")
-    return form, charset
-
-
-def _import_options(form: Format, query: ImportQuery) -> ImportOptions:
-    """The options a format reads; 422 for one it needs and lacks, or one it has no use for."""
-    errors: list[dict[str, Any]] = []
-    if form == "csv":
-        errors += [
-            {"loc": ["query", name], "msg": "Required for a CSV file.", "type": "required_for_csv"}
-            for name in _CSV_NEEDS
-            if getattr(query, name) is None
-        ]
-        if query.scale != 1:
-            errors.append(
-                {"loc": ["query", "scale"], "msg": "Only for a VRPLIB file.", "type": "not_for_this_format"}
-            )
-    else:
-        errors += [
-            {
-                "loc": ["query", name],
-                "msg": "Only for a CSV file: a VRPLIB file places its depot.",
-                "type": "not_for_this_format",
-            }
-            for name in ("depot_lat", "depot_lon")
-            if getattr(query, name) is not None
-        ]
-    if errors:
-        raise ValidationFailed(errors)
-    return ImportOptions(
-        depot_lat=query.depot_lat,
-        depot_lon=query.depot_lon,
-        vehicles=query.vehicles,
-        capacity=query.capacity,
-        scale=query.scale,
-    )
 
 
 @router.post(
@@ -268,8 +214,8 @@ async def import_scenario(
     settings: AppSettings,
     response: Response,
 ) -> ScenarioRecord:
-    form, charset = _file_format(request.headers.get("content-type", ""))
-    options = _import_options(form, query)
+    form, charset = file_format(request.headers.get("content-type", ""))
+    options = options_for(form, query)
     body = await request.body()
     # Reading a file and checking the request it makes is CPU work: a large one in the offload pool.
     imported = await bodies.run(
