@@ -48,7 +48,8 @@ _SPECS = (
 # Per-node sections: the values after the node number.
 _NODE_SECTIONS = {"NODE_COORD": 2, "DEMAND": 1, "TIME_WINDOW": 2, "SERVICE_TIME": 1, "DISPLAY_DATA": 2}
 _SECTIONS = tuple(f"{name}_SECTION" for name in (*_NODE_SECTIONS, "DEPOT", "EDGE_WEIGHT"))
-_SECTION = re.compile(r"([A-Z][A-Z0-9_]*)_SECTION\s*:?", re.IGNORECASE)
+# Upper case, as `vrplib` finds sections (by "_SECTION" in a line).
+_SECTION = re.compile(r"([A-Z][A-Z0-9_]*)_SECTION\s*:?")
 # Characters str.splitlines() breaks lines at besides \n and \r: `vrplib` would see two lines where
 # an editor shows one.
 _LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -86,7 +87,7 @@ def _scan(text: str, issues: Issues) -> _Scan:
             continue
         header = _SECTION.fullmatch(line)
         if header:
-            name = header.group(1).upper()
+            name = header.group(1)
             if f"{name}_SECTION" not in _SECTIONS:
                 issues.at(number, f"this section is none of {', '.join(_SECTIONS)}", "vrplib_section")
             elif name in scan.sections:
@@ -218,11 +219,12 @@ def _check(scan: _Scan, options: ImportOptions, max_stops: int, issues: Issues) 
         issues.at(
             specs["TYPE"][0], f"TYPE must be one of {', '.join(sorted(SUPPORTED_TYPES))}", "vrplib_spec"
         )
+    # Keywords are upper case, as `vrplib` compares them.
     weight_type = specs.get("EDGE_WEIGHT_TYPE", (None, "EUC_2D"))
-    if weight_type[1].upper() not in EDGE_WEIGHT_TYPES:
+    if weight_type[1] not in EDGE_WEIGHT_TYPES:
         issues.at(weight_type[0], "EDGE_WEIGHT_TYPE must be EUC_2D or EXPLICIT", "vrplib_spec")
-    explicit = weight_type[1].upper() == "EXPLICIT"
-    weight_form = specs.get("EDGE_WEIGHT_FORMAT", (None, ""))[1].upper()
+    explicit = weight_type[1] == "EXPLICIT"
+    weight_form = specs.get("EDGE_WEIGHT_FORMAT", (None, ""))[1]
     if explicit and weight_form not in EDGE_WEIGHT_FORMATS:
         line = specs.get("EDGE_WEIGHT_FORMAT", weight_type)[0]
         issues.at(line, "EDGE_WEIGHT_FORMAT must be FULL_MATRIX or LOWER_ROW", "vrplib_spec")
@@ -275,10 +277,12 @@ def read_vrplib(body: bytes, encoding: str, options: ImportOptions, max_stops: i
         raise issues.fail()
     try:
         parsed = vrplib.parse.parse_vrplib("\n".join(scan.kept), compute_edge_weights=False)
+        return _request(parsed, scan, shape, options)
     except Exception:
+        # A third-party parser, and arrays built from what it made of a client's file: whatever
+        # slipped past the line checks is the file's fault, a 422, never a 500.
         issues.at(None, "the file could not be read as a VRPLIB instance", "vrplib_syntax")
         raise issues.fail() from None
-    return _request(parsed, scan, shape, options)
 
 
 def _rows(parsed: dict[str, Any], key: str, shape: _Shape) -> np.ndarray[Any, Any] | None:

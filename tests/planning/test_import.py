@@ -278,6 +278,9 @@ async def test_a_malformed_vrplib_instance_names_every_bad_line(alice: Caller, c
         ("NAME : x\nTYPE : TSP\n", [2]),
         ("DIMENSION : 2\nDIMENSION : 3\n", [2]),
         ("DIMENSION : two\n", [1]),
+        ("DIMENSION : 2\nCAPACITY : 1\nnode_coord_section\n", [3]),  # keywords are upper case
+        ("DIMENSION : 2\nCAPACITY : 1\nEDGE_WEIGHT_TYPE : explicit\n", [3]),
+        ("DIMENSION : 2\nCAPACITY : 1\nEDGE_WEIGHT_TYPE : GEO\n", [3]),
         ("DIMENSION : 3\nCAPACITY : 9\nDEMAND_SECTION\n1 0\n2 1\n3 1\nPICKUP_SECTION\n", [7]),
         ("DIMENSION : 2\nCAPACITY : 9\nNODE_COORD_SECTION\n1 0 0\n2 1 1\nCAPACITY : 3\n", [6]),
         (
