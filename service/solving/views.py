@@ -68,12 +68,12 @@ Position = Annotated[list[float], Field(min_length=2, max_length=2, description=
 
 
 class LineString(BaseModel):
-    type: Literal["LineString"] = "LineString"
+    type: Literal["LineString"]
     coordinates: Annotated[list[Position], Field(min_length=2)]
 
 
 class Point(BaseModel):
-    type: Literal["Point"] = "Point"
+    type: Literal["Point"]
     coordinates: Position
 
 
@@ -92,13 +92,13 @@ class VisitProperties(BaseModel):
 
 
 class RouteFeature(BaseModel):
-    type: Literal["Feature"] = "Feature"
+    type: Literal["Feature"]
     geometry: LineString
     properties: RouteProperties
 
 
 class VisitFeature(BaseModel):
-    type: Literal["Feature"] = "Feature"
+    type: Literal["Feature"]
     geometry: Point
     properties: VisitProperties
 
@@ -106,7 +106,7 @@ class VisitFeature(BaseModel):
 class FeatureCollection(BaseModel):
     """RFC 7946: the routes first (depot, visits, end depot), then one point per visit in route order."""
 
-    type: Literal["FeatureCollection"] = "FeatureCollection"
+    type: Literal["FeatureCollection"]
     features: list[RouteFeature | VisitFeature]
 
 
