@@ -56,28 +56,46 @@ _PENDING, _RUNNING, _FAILED = (
 DELETED = "deleted"
 
 
+def _routes_cut(payload: str, members: str) -> str:
+    """`payload`'s routes, each cut to `members` (a jsonb_build_object argument list over `route`);
+    anything that is not an array where routes belong, or not an object where a route belongs, is
+    passed on as it is, for the plan reader to refuse."""
+    return f"""CASE jsonb_typeof({payload} -> 'routes') WHEN 'array' THEN (
+        SELECT COALESCE(jsonb_agg(CASE jsonb_typeof(route) WHEN 'object' THEN jsonb_build_object({members})
+            ELSE route END ORDER BY n), '[]'::jsonb)
+        FROM jsonb_array_elements({payload} -> 'routes') WITH ORDINALITY AS t(route, n)
+    ) ELSE {payload} -> 'routes' END"""
+
+
+_VEHICLE = "'vehicle_type', route -> 'vehicle_type', 'vehicle', route -> 'vehicle'"
+_TOTALS = "'distance', route -> 'distance', 'duration', route -> 'duration'"
+# A route's `visits` when it has no list of `stops`, and the other way round.
+_UNLESS_STOPS = (
+    "CASE WHEN jsonb_typeof(route -> 'stops') IS DISTINCT FROM 'array' THEN route -> '{member}' END"
+)
+_UNLESS_VISITS = (
+    "CASE WHEN jsonb_typeof(route -> 'visits') IS DISTINCT FROM 'array' THEN route -> '{member}' END"
+)
 # A payload cut to what a comparison reads: totals, unassigned stops, and per route its vehicle, its
-# stops (or, for a payload without `stops`, its visits) and its totals. Anything that is not an
-# array where routes belong is passed on as it is, for the reader to refuse.
-_PLAN_TO_COMPARE = """
+# stops (or, for a payload without `stops`, its visits) and its totals — no arrivals, loads or
+# solver statistics.
+_COMPARED_ROUTE = (
+    f"{_VEHICLE}, 'stops', route -> 'stops', 'visits', {_UNLESS_STOPS.format(member='visits')}, {_TOTALS}"
+)
+_PLAN_TO_COMPARE = f"""
 CASE WHEN payload IS NOT NULL THEN jsonb_build_object(
     'distance', payload -> 'distance', 'duration', payload -> 'duration', 'cost', payload -> 'cost',
     'unassigned', COALESCE(payload -> 'unassigned', '[]'::jsonb),
-    'routes', CASE jsonb_typeof(payload -> 'routes') WHEN 'array' THEN (
-        SELECT COALESCE(jsonb_agg(CASE jsonb_typeof(route) WHEN 'object' THEN jsonb_build_object(
-            'vehicle_type', route -> 'vehicle_type', 'vehicle', route -> 'vehicle',
-            'stops', route -> 'stops',
-            'visits', CASE WHEN route -> 'stops' IS NULL THEN route -> 'visits' END,
-            'distance', route -> 'distance', 'duration', route -> 'duration'
-        ) ELSE route END ORDER BY n), '[]'::jsonb)
-        FROM jsonb_array_elements(payload -> 'routes') WITH ORDINALITY AS t(route, n)
-    ) ELSE payload -> 'routes' END
+    'routes', {_routes_cut("payload", _COMPARED_ROUTE)}
 ) END
 """
-# A payload cut to what a map draws: its routes (the solver statistics and totals left out).
-_ROUTES_TO_DRAW = (
-    "CASE WHEN s.payload IS NOT NULL THEN jsonb_build_object('routes', s.payload -> 'routes') END"
+# A payload cut to what a map draws: per route its vehicle, its visits (or, for a payload without
+# them, its stops and their arrivals) and its totals.
+_DRAWN_ROUTE = (
+    f"{_VEHICLE}, 'visits', route -> 'visits', 'stops', {_UNLESS_VISITS.format(member='stops')}, "
+    f"'arrivals', {_UNLESS_VISITS.format(member='arrivals')}, {_TOTALS}"
 )
+_ROUTES_TO_DRAW = f"CASE WHEN s.payload IS NOT NULL THEN jsonb_build_object('routes', {_routes_cut('s.payload', _DRAWN_ROUTE)}) END"
 # A request cut to its places: no matrix (millions of cells at 2,000 stops), no options.
 _PLACES = """
 CASE WHEN jsonb_typeof({request}) = 'object' THEN jsonb_build_object(

@@ -9,7 +9,9 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
-from service.core.db import new_id
+from service.core.db import Database, new_id
+from service.core.repository import OwnerScope
+from service.solving.repository import SolutionRepository
 from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin, scope_rls_to
 from tests.planning.conftest import Caller, sign_in
@@ -228,3 +230,36 @@ async def test_a_large_pair_is_compared_in_a_worker_process(
         assert [move["id"] for move in response.json()["stops"]["moved"]] == ["s2", "s1", "s3"]
         other = await insert_solution(clean_db, alice.user_id, scenario_id, {"routes": "none"})
         assert (await alice.call("GET", f"/solutions/{a}/compare/{other}")).status_code == 409
+
+
+async def test_only_what_a_comparison_and_a_map_need_is_read(
+    alice: Caller, clean_db: SqlAdmin, service_db: Database
+) -> None:
+    # A payload of megabytes is mostly arrivals, loads and statistics; a request mostly its matrix.
+    payload = {
+        **PLAN_A,
+        "routes": [{**route, "arrivals": [1] * 50_000, "load": [3]} for route in PLAN_A["routes"]],
+        "solver": {"name": "pyvrp", "iterations": 1},
+        "notes": "x" * 100_000,
+    }
+    matrix = [[0] * 7 for _ in range(7)]
+    request = {**REQUEST, "matrix": {"distances": matrix}, "options": {"speed_kmh": 30}}
+    scenario_id = await new_scenario(alice, request)
+    solution_id = uuid.UUID(await insert_solution(clean_db, alice.user_id, scenario_id, payload))
+    async with OwnerScope(service_db, alice.user_id, SolutionRepository).transaction() as repo:
+        plans = await repo.plans(solution_id)
+        _, routes, places = await repo.located_plan(solution_id)
+    compared = orjson.loads(plans[solution_id] or b"null")
+    assert set(compared) == {"distance", "duration", "cost", "unassigned", "routes"}
+    assert all(
+        set(route) <= {"vehicle_type", "vehicle", "stops", "visits", "distance", "duration"}
+        for route in compared["routes"]
+    )
+    assert all(route["visits"] is None for route in compared["routes"])  # `stops` are enough
+    assert len(plans[solution_id] or b"") < 2_000
+    drawn = orjson.loads(routes or b"null")
+    assert set(drawn) == {"routes"}
+    # With visits (arrivals included), neither the stops nor the 50,000 arrivals are read again.
+    assert all(route["arrivals"] is None and route["stops"] is None for route in drawn["routes"])
+    assert len(routes or b"") < 2_000
+    assert set(orjson.loads(places or b"null")) == {"depots", "stops", "shipments", "vehicle_types"}
