@@ -6,12 +6,13 @@ in a worker process exactly as a small one is inline.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from service.core.errors import Conflict
-from service.solving.plan_reading import Number, Plan, PlanUnreadable, read_plan
+from service.solving.plan_reading import Number, Plan, PlanUnreadable, Route, read_plan
 
 
 def _plan(document: bytes, which: str) -> Plan:
@@ -28,23 +29,6 @@ def _kpi(a: Number | None, b: Number | None) -> list[Number | None]:
 def compare(first: bytes, second: bytes) -> dict[str, Any]:
     """The comparison of plan `first` (a) with plan `second` (b), as the API's `Comparison`."""
     a, b = _plan(first, "first"), _plan(second, "second")
-    before = {
-        stop: (route.vehicle_type, route.vehicle, position) for stop, route, position in a.placed_stops()
-    }
-    moved: list[dict[str, Any]] = []
-    added: list[str] = []
-    unchanged = 0
-    served_after: set[str] = set()
-    for stop, route, position in b.placed_stops():
-        served_after.add(stop)
-        now = (route.vehicle_type, route.vehicle, position)
-        then = before.get(stop)
-        if then is None:
-            added.append(stop)
-        elif then == now:
-            unchanged += 1
-        else:
-            moved.append({"id": stop, "from": _place(then), "to": _place(now)})
     return {
         "kpis": {
             "distance": _kpi(a.distance, b.distance),
@@ -53,13 +37,32 @@ def compare(first: bytes, second: bytes) -> dict[str, Any]:
             "routes": _kpi(len(a.routes), len(b.routes)),
             "unassigned": _kpi(len(a.unassigned), len(b.unassigned)),
         },
-        "stops": {
-            "moved": moved,
-            "added": added,
-            "dropped": [stop for stop in before if stop not in served_after],
-            "unchanged": unchanged,
-        },
+        "stops": _changes(a.placed_stops(), b.placed_stops()),
+        "shipments": _changes(a.placed_shipments(), b.placed_shipments()),
     }
+
+
+def _changes(
+    before: Iterator[tuple[str, Route, int]], after: Iterator[tuple[str, Route, int]]
+) -> dict[str, Any]:
+    """What moved, was added or dropped, and how many stayed, from `before`'s places to `after`'s."""
+    then = {item: (route.vehicle_type, route.vehicle, position) for item, route, position in before}
+    moved: list[dict[str, Any]] = []
+    added: list[str] = []
+    unchanged = 0
+    served_after: set[str] = set()
+    for item, route, position in after:
+        served_after.add(item)
+        now = (route.vehicle_type, route.vehicle, position)
+        was = then.get(item)
+        if was is None:
+            added.append(item)
+        elif was == now:
+            unchanged += 1
+        else:
+            moved.append({"id": item, "from": _place(was), "to": _place(now)})
+    dropped = [item for item in then if item not in served_after]
+    return {"moved": moved, "added": added, "dropped": dropped, "unchanged": unchanged}
 
 
 def _place(where: tuple[str, int, int]) -> dict[str, Any]:

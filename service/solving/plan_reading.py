@@ -9,7 +9,7 @@ payload that is no plan at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -82,12 +82,26 @@ class Plan:
     def placed_stops(self) -> Iterator[tuple[str, Route, int]]:
         """(stop id, its route, its position on it) for every stop served, in route order; a stop
         listed twice counts where it is first."""
-        seen: set[str] = set()
-        for route in self.routes:
-            for position, stop in enumerate(route.stops):
-                if stop not in seen:
-                    seen.add(stop)
-                    yield stop, route, position
+        return _first_places((route, enumerate(route.stops)) for route in self.routes)
+
+    def placed_shipments(self) -> Iterator[tuple[str, Route, int]]:
+        """(shipment id, its route, the position of its pickup among the route's visits) for every
+        shipment served, in route order."""
+        return _first_places(
+            (route, ((i, visit.id) for i, visit in enumerate(route.visits) if visit.kind == "pickup"))
+            for route in self.routes
+        )
+
+
+def _first_places(
+    routes: Iterable[tuple[Route, Iterable[tuple[int, str]]]],
+) -> Iterator[tuple[str, Route, int]]:
+    seen: set[str] = set()
+    for route, items in routes:
+        for position, item in items:
+            if item not in seen:
+                seen.add(item)
+                yield item, route, position
 
 
 def _visits(route: _Route) -> list[Visit]:

@@ -77,11 +77,14 @@ _UNLESS_VISITS = (
     "CASE WHEN jsonb_typeof(route -> 'visits') IS DISTINCT FROM 'array' THEN route -> '{member}' END"
 )
 # A payload cut to what a comparison reads: totals, unassigned stops, and per route its vehicle, its
-# stops (or, for a payload without `stops`, its visits) and its totals — no arrivals, loads or
-# solver statistics.
-_COMPARED_ROUTE = (
-    f"{_VEHICLE}, 'stops', route -> 'stops', 'visits', {_UNLESS_STOPS.format(member='visits')}, {_TOTALS}"
-)
+# stops, its visits' ids and kinds, and its totals — no arrivals, loads or solver statistics.
+# A route's visits without their arrivals: the comparison reads where shipments are picked up.
+_VISIT_IDS = """CASE jsonb_typeof(route -> 'visits') WHEN 'array' THEN (
+    SELECT COALESCE(jsonb_agg(CASE jsonb_typeof(visit) WHEN 'object'
+        THEN jsonb_build_object('id', visit -> 'id', 'kind', visit -> 'kind') ELSE visit END ORDER BY k), '[]'::jsonb)
+    FROM jsonb_array_elements(route -> 'visits') WITH ORDINALITY AS v(visit, k)
+) ELSE route -> 'visits' END"""
+_COMPARED_ROUTE = f"{_VEHICLE}, 'stops', route -> 'stops', 'visits', {_VISIT_IDS}, {_TOTALS}"
 _PLAN_TO_COMPARE = f"""
 CASE WHEN payload IS NOT NULL THEN jsonb_build_object(
     'distance', payload -> 'distance', 'duration', payload -> 'duration', 'cost', payload -> 'cost',

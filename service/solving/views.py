@@ -30,11 +30,14 @@ class ComparisonKpis(BaseModel):
 
 
 class StopPlace(BaseModel):
-    """Where a stop is served in one plan: which vehicle, and when in its route."""
+    """Where a stop (or shipment) is served in one plan: which vehicle, and when in its route."""
 
     vehicle_type: str = Field(description="The vehicle type's id.")
     vehicle: int = Field(description="The vehicle, numbered from 0 within its type.")
-    position: int = Field(description="The stop's index in the route's `stops`, from 0.")
+    position: int = Field(
+        description="A stop's index in the route's `stops`; a shipment's, its pickup's index in the "
+        "route's `visits`; from 0."
+    )
 
 
 class StopMove(BaseModel):
@@ -60,6 +63,9 @@ class Comparison(BaseModel):
 
     kpis: ComparisonKpis
     stops: StopChanges
+    shipments: StopChanges = Field(
+        description="The same for shipments (pickup and delivery on one route), placed by their pickup."
+    )
 
 
 # -- GeoJSON (RFC 7946) ----------------------------------------------------------------------------

@@ -129,6 +129,7 @@ async def test_a_known_pair_of_plans_compares_move_by_move(alice: Caller, clean_
             "dropped": ["s5"],
             "unchanged": 1,
         },
+        "shipments": {"moved": [], "added": [], "dropped": [], "unchanged": 0},
     }
 
 
@@ -255,7 +256,8 @@ async def test_only_what_a_comparison_and_a_map_need_is_read(
         set(route) <= {"vehicle_type", "vehicle", "stops", "visits", "distance", "duration"}
         for route in compared["routes"]
     )
-    assert all(route["visits"] is None for route in compared["routes"])  # `stops` are enough
+    # Visits without their arrivals: where shipments are picked up is all a comparison reads of them.
+    assert all(set(visit) == {"id", "kind"} for route in compared["routes"] for visit in route["visits"])
     assert len(plans[solution_id] or b"") < 2_000
     drawn = orjson.loads(routes or b"null")
     assert set(drawn) == {"routes"}
@@ -263,3 +265,60 @@ async def test_only_what_a_comparison_and_a_map_need_is_read(
     assert all(route["arrivals"] is None and route["stops"] is None for route in drawn["routes"])
     assert len(routes or b"") < 2_000
     assert set(orjson.loads(places or b"null")) == {"depots", "stops", "shipments", "vehicle_types"}
+
+
+async def test_shipments_compare_by_where_they_are_picked_up(alice: Caller, clean_db: SqlAdmin) -> None:
+    def shipped(vehicle: int, visits: list[tuple[str, str]]) -> dict[str, Any]:
+        stops = [visit for visit, kind in visits if kind == "stop"]
+        return {
+            "vehicle_type": "van",
+            "vehicle": vehicle,
+            "stops": stops,
+            "visits": [{"id": visit, "kind": kind, "arrival": 0} for visit, kind in visits],
+            "distance": 1,
+            "duration": 1,
+        }
+
+    a = {
+        "routes": [
+            shipped(
+                0,
+                [("p1", "pickup"), ("s1", "stop"), ("p1", "delivery"), ("p3", "pickup"), ("p3", "delivery")],
+            )
+        ],
+        "unassigned": [{"id": "p2", "reasons": ["no_capacity_left"]}],
+    }
+    b = {
+        "routes": [
+            shipped(0, [("s1", "stop"), ("p3", "pickup"), ("p3", "delivery")]),
+            shipped(
+                1,
+                [("s2", "stop"), ("p1", "pickup"), ("p2", "pickup"), ("p1", "delivery"), ("p2", "delivery")],
+            ),
+        ],
+        "unassigned": [],
+    }
+    scenario_id = await new_scenario(alice, REQUEST)
+    first = await insert_solution(clean_db, alice.user_id, scenario_id, a)
+    second = await insert_solution(clean_db, alice.user_id, scenario_id, b)
+    body = (await alice.call("GET", f"/solutions/{first}/compare/{second}")).json()
+    assert body["shipments"] == {
+        "moved": [
+            {
+                "id": "p3",
+                "from": {"vehicle_type": "van", "vehicle": 0, "position": 3},
+                "to": {"vehicle_type": "van", "vehicle": 0, "position": 1},
+            },
+            {
+                "id": "p1",
+                "from": {"vehicle_type": "van", "vehicle": 0, "position": 0},
+                "to": {"vehicle_type": "van", "vehicle": 1, "position": 1},
+            },
+        ],
+        "added": ["p2"],
+        "dropped": [],
+        "unchanged": 0,
+    }
+    # Stops are placed by their index among the stops alone: s1 stays first on van 0.
+    assert body["stops"] == {"moved": [], "added": ["s2"], "dropped": [], "unchanged": 1}
+    assert body["kpis"]["unassigned"] == [1, 0, -1]
