@@ -56,6 +56,58 @@ _PENDING, _RUNNING, _FAILED = (
 DELETED = "deleted"
 
 
+def _routes_cut(payload: str, members: str) -> str:
+    """`payload`'s routes, each cut to `members` (a jsonb_build_object argument list over `route`);
+    anything that is not an array where routes belong, or not an object where a route belongs, is
+    passed on as it is, for the plan reader to refuse."""
+    return f"""CASE jsonb_typeof({payload} -> 'routes') WHEN 'array' THEN (
+        SELECT COALESCE(jsonb_agg(CASE jsonb_typeof(route) WHEN 'object' THEN jsonb_build_object({members})
+            ELSE route END ORDER BY n), '[]'::jsonb)
+        FROM jsonb_array_elements({payload} -> 'routes') WITH ORDINALITY AS t(route, n)
+    ) ELSE {payload} -> 'routes' END"""
+
+
+_VEHICLE = "'vehicle_type', route -> 'vehicle_type', 'vehicle', route -> 'vehicle'"
+_TOTALS = "'distance', route -> 'distance', 'duration', route -> 'duration'"
+# A route's `visits` when it has no list of `stops`, and the other way round.
+_UNLESS_STOPS = (
+    "CASE WHEN jsonb_typeof(route -> 'stops') IS DISTINCT FROM 'array' THEN route -> '{member}' END"
+)
+_UNLESS_VISITS = (
+    "CASE WHEN jsonb_typeof(route -> 'visits') IS DISTINCT FROM 'array' THEN route -> '{member}' END"
+)
+# A payload cut to what a comparison reads: totals, unassigned stops, and per route its vehicle, its
+# stops, its visits' ids and kinds, and its totals — no arrivals, loads or solver statistics.
+# A route's visits without their arrivals: the comparison reads where shipments are picked up.
+_VISIT_IDS = """CASE jsonb_typeof(route -> 'visits') WHEN 'array' THEN (
+    SELECT COALESCE(jsonb_agg(CASE jsonb_typeof(visit) WHEN 'object'
+        THEN jsonb_build_object('id', visit -> 'id', 'kind', visit -> 'kind') ELSE visit END ORDER BY k), '[]'::jsonb)
+    FROM jsonb_array_elements(route -> 'visits') WITH ORDINALITY AS v(visit, k)
+) ELSE route -> 'visits' END"""
+_COMPARED_ROUTE = f"{_VEHICLE}, 'stops', route -> 'stops', 'visits', {_VISIT_IDS}, {_TOTALS}"
+_PLAN_TO_COMPARE = f"""
+CASE WHEN payload IS NOT NULL THEN jsonb_build_object(
+    'distance', payload -> 'distance', 'duration', payload -> 'duration', 'cost', payload -> 'cost',
+    'unassigned', COALESCE(payload -> 'unassigned', '[]'::jsonb),
+    'routes', {_routes_cut("payload", _COMPARED_ROUTE)}
+) END
+"""
+# A payload cut to what a map draws: per route its vehicle, its visits (or, for a payload without
+# them, its stops and their arrivals) and its totals.
+_DRAWN_ROUTE = (
+    f"{_VEHICLE}, 'visits', route -> 'visits', 'stops', {_UNLESS_VISITS.format(member='stops')}, "
+    f"'arrivals', {_UNLESS_VISITS.format(member='arrivals')}, {_TOTALS}"
+)
+_ROUTES_TO_DRAW = f"CASE WHEN s.payload IS NOT NULL THEN jsonb_build_object('routes', {_routes_cut('s.payload', _DRAWN_ROUTE)}) END"
+# A request cut to its places: no matrix (millions of cells at 2,000 stops), no options.
+_PLACES = """
+CASE WHEN jsonb_typeof({request}) = 'object' THEN jsonb_build_object(
+    'depots', {request} -> 'depots', 'stops', {request} -> 'stops',
+    'shipments', {request} -> 'shipments', 'vehicle_types', {request} -> 'vehicle_types'
+) END
+"""
+
+
 @dataclass(slots=True)
 class SolutionRecord:
     id: uuid.UUID
@@ -222,6 +274,46 @@ class SolutionRepository(OwnedRepository):
             **values, progress=progress_from(progress), pins=None if pins is None else orjson.loads(pins)
         )
         return record, text
+
+    async def plans(self, *solution_ids: uuid.UUID) -> dict[uuid.UUID, bytes | None]:
+        """What a comparison reads of each solution: its totals, unassigned stops, and each route's
+        vehicle and stops (not the arrivals, loads or solver statistics of a payload of megabytes);
+        None for a solution without a payload. NotFound unless every one is the owner's."""
+        rows = await self._fetch(
+            f"SELECT id, {AS_BYTES.format(document=_PLAN_TO_COMPARE)} AS document "
+            "FROM solutions WHERE user_id = $1 AND id = ANY($2::text::uuid[])",
+            "{" + ",".join(map(str, solution_ids)) + "}",
+        )
+        found: dict[uuid.UUID, bytes | None] = {
+            row["id"]: None if row["document"] is None else bytes(row["document"]) for row in rows
+        }
+        if set(solution_ids) - found.keys():
+            raise NotFound()
+        return found
+
+    async def located_plan(self, solution_id: uuid.UUID) -> tuple[int, bytes | None, bytes | None]:
+        """(version, the payload's routes, the places of the request they were solved from) as JSON text: the
+        solve's own snapshot of the request, or for a recorded solution its scenario's current one.
+        Only what a map needs is read: no matrix, no solver statistics."""
+        row = await self._fetchrow(
+            f"""
+            SELECT s.version, {AS_BYTES.format(document=_ROUTES_TO_DRAW)} AS plan,
+                   {AS_BYTES.format(document=_PLACES.format(request="r.request"))} AS places
+            FROM solutions s
+            CROSS JOIN LATERAL (
+                SELECT COALESCE(s.request, c.request, c.original_request) AS request
+                FROM scenarios c WHERE c.user_id = $1 AND c.id = s.scenario_id
+            ) r
+            WHERE s.user_id = $1 AND s.id = $2
+            """,
+            solution_id,
+        )
+        plan, places = row["plan"], row["places"]
+        return (
+            int(row["version"]),
+            None if plan is None else bytes(plan),
+            None if places is None else bytes(places),
+        )
 
     async def update(
         self,

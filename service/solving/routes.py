@@ -11,8 +11,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
@@ -31,12 +32,14 @@ from service.core.pagination import Paged, PageRequest, page_request, paginate
 from service.core.preconditions import ExpectedVersions, etag, tag
 from service.core.repository import OwnerScope
 from service.core.streaming import event_stream
-from service.deps import AppSettings, Db, Events, SolveChecking
+from service.deps import AppSettings, Bodies, Db, Events, SolveChecking
 from service.solver.outcome import SolutionStatus
 from service.solver.request import RequestIssue
 from service.solving import tickets
 from service.solving.checks import Refusal
+from service.solving.compare import compare
 from service.solving.events import last_event_id, stream
+from service.solving.geojson import feature_collection, prefers_geojson
 from service.solving.queue import SolveJob
 from service.solving.repository import SolutionRecord, SolutionRepository, StreamState
 from service.solving.schemas import (
@@ -51,6 +54,7 @@ from service.solving.schemas import (
     SolveOptions,
     TicketRead,
 )
+from service.solving.views import GEOJSON, Comparison
 from service.users.gate import CurrentUser, current_user
 
 PREFIX = "/api/v1"
@@ -366,14 +370,94 @@ async def list_solutions(
 @router.get(
     "/solutions/{solution_id}",
     response_model=SolutionRead,
-    responses={**READ_PROBLEMS, **ok("The solution with its payload")},
-    summary="A solution with its payload",
+    responses={
+        **READ_PROBLEMS,
+        **problem_responses(406, 409),
+        200: {
+            "description": "The solution with its payload; as GeoJSON (`application/geo+json`) when "
+            "`Accept` prefers it or `format=geojson`",
+            "headers": ok("")[200]["headers"],
+            "content": {GEOJSON: {"schema": {"$ref": "#/components/schemas/FeatureCollection"}}},
+        },
+    },
+    summary="A solution with its payload, or its plan on a map (GeoJSON)",
+    description=(
+        "JSON by default. With `Accept: application/geo+json` (preferred over `application/json`) or "
+        "`?format=geojson`, the plan as an RFC 7946 FeatureCollection: one LineString per route (its "
+        "depot, its visits, its end depot; positions `[lon, lat]`) with `vehicle_type`, `vehicle`, "
+        "`distance`, `duration`, then one Point per visit with `id`, `kind`, `arrival` and `route` (the "
+        "index of its route). The places come from the request the solve ran on (a recorded "
+        "solution: its scenario's current request). 406 when the places are planar x/y; 409 when the "
+        "solution has no payload yet, or its payload or request holds no plan to draw."
+    ),
 )
-async def get_solution(solution_id: uuid.UUID, solutions: Solutions) -> Response:
+async def get_solution(
+    solution_id: uuid.UUID,
+    solutions: Solutions,
+    bodies: Bodies,
+    view: Annotated[
+        Literal["json", "geojson"] | None,
+        Query(
+            alias="format",
+            description="`geojson` for the GeoJSON view whatever `Accept` says; `json` for JSON.",
+        ),
+    ] = None,
+    accept: Annotated[str | None, Header(description="`application/geo+json` for the GeoJSON view.")] = None,
+) -> Response:
+    if view == "geojson" or (view is None and prefers_geojson(accept)):
+        return await _geojson(solution_id, solutions, bodies)
     async with solutions.transaction() as repo:
         record, document = await repo.get(solution_id)
     head = SolutionHead.model_validate(record, from_attributes=True)
-    return SplicedJSONResponse(head, "payload", document, headers={"ETag": etag(record.version)})
+    return SplicedJSONResponse(head, "payload", document, headers={"ETag": etag(record.version), **_VARY})
+
+
+# The representation of a solution depends on Accept: caches must key on it.
+_VARY = {"Vary": "Accept"}
+
+
+async def _geojson(
+    solution_id: uuid.UUID, solutions: OwnerScope[SolutionRepository], bodies: Bodies
+) -> Response:
+    async with solutions.transaction() as repo:
+        version, plan, places = await repo.located_plan(solution_id)
+    if plan is None:
+        raise Conflict("The solution has no payload (yet): there is no plan to draw.")
+    size = len(plan) + len(places or b"")
+    collection = await bodies.run(size, feature_collection, plan, places)
+    return Response(
+        orjson.dumps(collection),
+        media_type=GEOJSON,
+        # A validator of its own: another representation of the solution than the JSON's.
+        headers={"ETag": f'"{version}-geojson"', **_VARY},
+    )
+
+
+@router.get(
+    "/solutions/{solution_id}/compare/{other_id}",
+    response_model=Comparison,
+    responses={**READ_PROBLEMS, **problem_responses(409)},
+    summary="Compare two solutions' plans: totals, and where each stop went",
+    description=(
+        "`solution_id` is plan a, `other_id` plan b (of the same scenario or not). `kpis` holds "
+        "`[a, b, b - a]` for distance, duration, cost, routes and unassigned stops (null where a "
+        "payload lacks the value). `stops`: those on another vehicle or at another position in b "
+        "(`moved`, from and to), served only by b (`added`) or only by a (`dropped`), and how many "
+        "are `unchanged`. 404 unless both are the caller's; 409 when either has no payload, or a "
+        "payload that holds no plan."
+    ),
+)
+async def compare_solutions(
+    solution_id: uuid.UUID, other_id: uuid.UUID, solutions: Solutions, bodies: Bodies
+) -> dict[str, Any]:
+    async with solutions.transaction() as repo:
+        plans = await repo.plans(solution_id, other_id)
+    first, second = plans[solution_id], plans[other_id]
+    for which, document in (("first", first), ("second", second)):
+        if document is None:
+            raise Conflict(f"The {which} solution has no payload (yet): there is no plan to compare.")
+    assert first is not None and second is not None
+    return await bodies.run(len(first) + len(second), compare, first, second)
 
 
 @router.patch(

@@ -24,7 +24,9 @@ function isSolvePayload(payload: SolutionRead["payload"]): payload is SolutionPa
   return typeof payload === "object" && payload !== null && Array.isArray(payload["routes"]);
 }
 
-const api = createClient<paths>({
+// JSON responses: GET /solutions/{id} also answers GeoJSON (Accept: application/geo+json), and a
+// client names the media type it reads so that the types are JSON's alone.
+const api = createClient<paths, "application/json">({
   baseUrl: setting("ROUTEBOOK_URL"),
   headers: { Authorization: `Bearer ${setting("ROUTEBOOK_TOKEN")}` },
 });
