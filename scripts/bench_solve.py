@@ -71,6 +71,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import os
 import random
@@ -808,7 +809,9 @@ def ms(seconds: float) -> str:
 
 
 def p50(values: list[float]) -> float:
-    return statistics.median(values)
+    # NaN when nothing could be measured (e.g. a ratio of iterations when a short limit on a large
+    # instance left the direct side no iteration at all): printed as nan, never a crash.
+    return statistics.median(values) if values else math.nan
 
 
 def verdict(met: bool) -> str:
@@ -840,7 +843,7 @@ def report(results: Results, matrix_s: float, reasons_s: float) -> list[str]:
         if not all(r.feasible for r in item.direct + item.pyvrp) or not all(r.feasible for r in item.api):
             print("    note: some solutions are infeasible")
         raw = p50([b.distance / a.distance for a, b in zip(item.pyvrp, item.api, strict=True)])
-        iterations = p50([b.iterations / a.iterations for a, b in pairs])
+        iterations = p50([b.iterations / a.iterations for a, b in pairs if a.iterations])
         cpu = p50([b.cpu_s / a.cpu_s for a, b in pairs if a.cpu_s])
         same = sum(r.distance == b.distance for r, b in zip(item.replays, item.api, strict=True))
         notes.append(
