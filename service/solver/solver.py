@@ -72,7 +72,8 @@ def solve(
         # cannot hold its pin: it says so among its reasons, and its pin is dropped.
         unservable = pinned_left_out(problem, request, pins)
         for stop_id in unservable:
-            problem.left_out[stop_id].append("pin_conflict")
+            if "pin_conflict" not in problem.left_out[stop_id]:
+                problem.left_out[stop_id].append("pin_conflict")
         pinned = pin_problem(problem, request, pins, distances, durations)
         initial, earlier = None, None
         if replan is not None and replan.routes is not None:

@@ -350,3 +350,32 @@ def test_a_prefix_on_a_vehicle_that_reloads_fills_only_its_first_trip() -> None:
     assert payload["feasible"] and payload["unassigned"] == [] and payload["pin_conflicts"] == []
     (route,) = payload["routes"]
     assert route["stops"][0] == "s3" and route["trips"] == 3
+
+
+def test_a_pinned_stop_left_out_before_the_solve_is_a_pin_conflict_not_a_failure() -> None:
+    # The caller rules the pinned stop out (the hook the checks before the solve share): the solve
+    # still succeeds, the stop is unassigned because of its pin, and the payload names the pin.
+    request = parse_solve_request(copy.deepcopy(EXAMPLE_REQUEST), max_stops=100)
+    pins = parse_pins(
+        [
+            {"stop": "wedding", "vehicle_type": "van", "vehicle": 1},
+            {"vehicle_type": "van", "vehicle": 0, "prefix": ["kreuzberg", "tempelhof"]},
+        ]
+    )
+    outcome = solve(
+        request,
+        time_limit_s=0.5,
+        seed=1,
+        on_progress=lambda progress: None,
+        should_stop=lambda: False,
+        pin_conflicts=["wedding", "tempelhof"],
+        replan=Replan(pins),
+    )
+    assert outcome.status == "succeeded" and outcome.payload is not None, outcome
+    payload = outcome.payload
+    check_solution(EXAMPLE_REQUEST, *build_matrices(request), payload)
+    reasons = {entry["id"]: entry["reasons"] for entry in payload["unassigned"]}
+    assert reasons["wedding"] == ["pin_conflict"] and reasons["tempelhof"] == ["pin_conflict"]
+    assert set(payload["pin_conflicts"]) == {"wedding", "tempelhof"}
+    # What is left of the prefix still holds.
+    assert route_of(payload, "van", 0)[:1] == ["kreuzberg"]
