@@ -6,6 +6,7 @@ two plans marks the stops that moved — against the app under uvicorn and a rea
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from tests.browser.test_in_chromium import (
     sign_in,
 )
 from tests.kit.browser import PageProblems, TcpServedApp
+from tests.kit.waiting import eventually
 from tests.kit.worker import WorkerProcess
 
 pytestmark = pytest.mark.xdist_group("browser")
@@ -57,7 +59,12 @@ async def scenario_with_a_solution(served: TcpServedApp, token: str) -> tuple[st
 
 
 async def test_the_playground_pins_re_solves_from_a_plan_and_compares(
-    page: Page, problems: PageProblems, served: TcpServedApp, worker: WorkerProcess, email: str
+    page: Page,
+    problems: PageProblems,
+    served: TcpServedApp,
+    worker: WorkerProcess,
+    email: str,
+    tmp_path: Path,
 ) -> None:
     token = await mint(served, email)
     scenario_id, earlier_id, earlier = await scenario_with_a_solution(served, token)
@@ -133,4 +140,69 @@ async def test_the_playground_pins_re_solves_from_a_plan_and_compares(
     await expect(marked).to_have_count(len(moved))
     assert {await marker.get_attribute("data-stop-id") for marker in await marked.all()} == moved
     await expect(page.locator('#comparison tr[data-kpi="distance"]')).to_be_visible()
+
+    shot = tmp_path / "playground-compared.png"
+    await page.screenshot(path=shot, full_page=True)
+    print(f"\nscreenshot of the re-planned and compared playground: {shot}")
+    problems.assert_none()
+
+
+async def test_a_plan_with_shipments_and_reloads_is_drawn_visit_by_visit(
+    page: Page, problems: PageProblems, served: TcpServedApp, worker: WorkerProcess, email: str
+) -> None:
+    here = {"lat": 52.52, "lon": 13.40}
+
+    def at(dlat: float, dlon: float) -> dict[str, float]:
+        return {"lat": here["lat"] + dlat, "lon": here["lon"] + dlon}
+
+    request = {
+        "depots": [{"id": "hub", "location": here}],
+        "stops": [{"id": f"s{i}", "location": at(0.01 * i, 0.01), "demand": 6} for i in range(1, 4)],
+        "shipments": [
+            {
+                "id": "parcel",
+                "amount": 2,
+                "pickup": {"location": at(-0.02, -0.02)},
+                "delivery": {"location": at(0.02, -0.03)},
+            }
+        ],
+        "vehicle_types": [
+            {"id": "van", "count": 1, "capacity": 10, "depot": "hub", "reload_depots": ["hub"]}
+        ],
+    }
+    token = await mint(served, email)
+    async with served.client(token) as api:
+        session = await api.post("/api/v1/sessions", json={"name": "Visits"})
+        assert session.status_code == 201, session.text
+        created = await api.post(
+            f"/api/v1/sessions/{session.json()['id']}/scenarios", json={"name": "Reloads", "request": request}
+        )
+        assert created.status_code == 201, created.text
+        scenario_id = created.json()["id"]
+        queued = await api.post(f"/api/v1/scenarios/{scenario_id}/solve", json={"time_limit_s": 1})
+        assert queued.status_code == 202, queued.text
+        solution_id = queued.json()["id"]
+
+    async def solved() -> bool:
+        return (await read(served, token, f"/solutions/{solution_id}"))["status"] == "succeeded"
+
+    await eventually(solved, timeout=60)
+    await sign_in(page, served, email)
+    await page.click("#session-list button[data-session-id]")
+    await page.click(f'#scenario-list button[data-scenario-id="{scenario_id}"]')
+    # The scenario opens on its newest plan.
+    await expect(page.locator(f'#solution-list button[data-solution-id="{solution_id}"]')).to_have_attribute(
+        "aria-current", "true"
+    )
+    payload = (await read(served, token, f"/solutions/{solution_id}"))["payload"]
+    (route,) = payload["routes"]
+    kinds = [visit["kind"] for visit in route["visits"]]
+    assert "reload" in kinds and "pickup" in kinds and "delivery" in kinds, kinds
+    line = page.locator('svg#plan polyline.route[data-route-index="0"]')
+    await expect(line).to_have_count(1)
+    # Depot, every visit (stops, the parcel's two ends, the reload at the hub), depot.
+    assert len((await line.get_attribute("points") or "").split()) == len(route["visits"]) + 2
+    ends = page.locator('svg#plan g.shipment-end[data-shipment-id="parcel"]')
+    await expect(ends).to_have_count(2)
+    await expect(page.locator("#plan-legend li")).to_contain_text("trips")
     problems.assert_none()

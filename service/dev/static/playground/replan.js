@@ -9,6 +9,8 @@ import { drawPlan, isPlanar } from './plan.js';
 const $ = (id) => document.getElementById(id);
 const WITH_PLAN = new Set(['succeeded', 'cancelled']);
 const list = (value) => (Array.isArray(value) ? value : []);
+// Solution ids are UUIDv7: their first digits are a timestamp, so the last ones tell them apart.
+const short = (id) => String(id).slice(-8);
 
 const state = {
   hooks: null,
@@ -104,7 +106,7 @@ function renderSolutions() {
     if (solution.id === state.shown?.id) button.setAttribute('aria-current', 'true');
     const meta = document.createElement('span');
     meta.className = 'meta';
-    meta.textContent = `${solution.id.slice(0, 8)} · ${new Date(solution.created_at).toLocaleString()}`;
+    meta.textContent = `${short(solution.id)} · ${new Date(solution.created_at).toLocaleString()}`;
     button.append(`Solution (${solution.status})`, meta);
     entry.append(button);
     return entry;
@@ -123,7 +125,7 @@ function renderCompareChoices() {
   const options = others.map((solution) => {
     const option = document.createElement('option');
     option.value = solution.id;
-    option.textContent = `${solution.id.slice(0, 8)} (${solution.status}, ${new Date(solution.created_at).toLocaleTimeString()})`;
+    option.textContent = `${short(solution.id)} (${solution.status}, ${new Date(solution.created_at).toLocaleTimeString()})`;
     return option;
   });
   $('compare-with').replaceChildren(...options);
@@ -143,7 +145,7 @@ async function showSolution(id) {
   const payload = state.shown.payload;
   const planar = isPlanar(state.scenario.request);
   const found = payload ? `: ${payload.routes?.length ?? 0} routes, ${formatDistance(payload.distance, planar)}` : '';
-  state.hooks.announce(`Showing solution ${data.id.slice(0, 8)} (${data.status})${found}.`);
+  state.hooks.announce(`Showing solution ${short(data.id)} (${data.status})${found}.`);
 }
 
 function redraw() {
@@ -278,7 +280,7 @@ function renderComparison(data, other) {
   const table = document.createElement('table');
   table.className = 'kpis';
   const head = table.createTHead().insertRow();
-  for (const label of ['', `${other.slice(0, 8)}`, `${state.shown.id.slice(0, 8)} (shown)`, 'change']) {
+  for (const label of ['', short(other), `${short(state.shown.id)} (shown)`, 'change']) {
     const cell = document.createElement('th');
     cell.textContent = label;
     head.append(cell);
