@@ -4,8 +4,8 @@ A pin names one vehicle, `vehicle_type` + `vehicle` (numbered from 0 within its 
 one stop it must serve (`stop`), the visits its route must begin with (`prefix`), or the whole
 route (`locked`). Checked here, before a solve is queued: ids and vehicles exist, no stop is
 pinned twice, no vehicle carries two route pins, and every pinned route is feasible by itself —
-capacity, time windows along it, its shift and depot hours. Plain Python and numpy, no PyVRP: the
-web process runs these checks. `pinning.py` then builds the pins into PyVRP's model.
+capacity, time windows along it, its shift and depot hours, its type's max_distance and
+max_duration. Plain Python and numpy, no PyVRP: the web process runs these checks. `pinning.py` then builds the pins into PyVRP's model.
 """
 
 from __future__ import annotations

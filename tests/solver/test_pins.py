@@ -379,3 +379,31 @@ def test_a_pinned_stop_left_out_before_the_solve_is_a_pin_conflict_not_a_failure
     assert set(payload["pin_conflicts"]) == {"wedding", "tempelhof"}
     # What is left of the prefix still holds.
     assert route_of(payload, "van", 0)[:1] == ["kreuzberg"]
+
+
+def test_a_warm_start_seeds_shipments_and_reloads_from_the_earlier_visits() -> None:
+    # Stops of 5 on one van of 10 that reloads, and two parcels: the earlier plan serves all with
+    # reloads and both parcels; re-solved from it, its first incumbent is that plan itself.
+    document = {
+        "depots": [{"id": "depot", "location": {"x": 0, "y": 0}}],
+        "stops": [{"id": f"s{i}", "location": {"x": 100 + 10 * i, "y": 0}, "demand": 5} for i in range(6)],
+        "shipments": [
+            {
+                "id": f"p{i}",
+                "amount": 2,
+                "pickup": {"location": {"x": 50, "y": 10 * i}},
+                "delivery": {"location": {"x": 150, "y": 10 * i}},
+            }
+            for i in range(2)
+        ],
+        "vehicle_types": [
+            {"id": "van", "count": 1, "capacity": 10, "depot": "depot", "reload_depots": ["depot"]}
+        ],
+    }
+    earlier = solved(document, 1)
+    assert earlier["feasible"] and earlier["unassigned"] == []
+    kinds = {visit["kind"] for visit in earlier["routes"][0]["visits"]}
+    assert {"pickup", "delivery", "reload"} <= kinds, kinds
+    again = solved(document, 0.5, Replan([], earlier["routes"]))
+    assert again["solver"]["initial_distance"] == earlier["distance"]
+    assert again["distance"] <= earlier["distance"] and again["unassigned"] == []
