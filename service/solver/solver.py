@@ -102,9 +102,10 @@ def solve(
         if replan is not None and replan.pins:
             conflicts = broken_pins(pinned, request, built["routes"], also=unservable)
             built["pin_conflicts"] = conflicts
-            # A pinned stop the solver left out is unassigned because of its pin.
+            # A pinned stop the solver left out is unassigned because of its pin (one left out
+            # before the solve keeps the reasons found then, pin_conflict among them).
             for entry in built["unassigned"]:
-                if entry["id"] in conflicts:
+                if entry["id"] in conflicts and entry["id"] not in problem.left_out:
                     entry["reasons"] = ["pin_conflict"]
             # The routes alone may be feasible with a pin broken; the pinned model is not.
             built["feasible"] = built["feasible"] and solution.is_feasible()
