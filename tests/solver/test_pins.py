@@ -407,3 +407,24 @@ def test_a_warm_start_seeds_shipments_and_reloads_from_the_earlier_visits() -> N
     again = solved(document, 0.5, Replan([], earlier["routes"]))
     assert again["solver"]["initial_distance"] == earlier["distance"]
     assert again["distance"] <= earlier["distance"] and again["unassigned"] == []
+
+
+def test_a_pinned_stop_no_vehicle_can_serve_keeps_its_reason_beside_pin_conflict() -> None:
+    # Pins are checked when a solve is queued; one that reaches the engine anyway (here: a stop
+    # heavier than every vehicle) does not fail the solve: the stop says both why.
+    document = copy.deepcopy(EXAMPLE_REQUEST)
+    document["stops"][0]["demand"] = 999
+    heavy = document["stops"][0]["id"]
+    request = parse_solve_request(document, max_stops=100)
+    outcome = solve(
+        request,
+        time_limit_s=0.5,
+        seed=1,
+        on_progress=lambda progress: None,
+        should_stop=lambda: False,
+        replan=Replan(parse_pins([{"stop": heavy, "vehicle_type": "van", "vehicle": 0}])),
+    )
+    assert outcome.status == "succeeded" and outcome.payload is not None, outcome
+    reasons = {entry["id"]: entry["reasons"] for entry in outcome.payload["unassigned"]}
+    assert reasons[heavy] == ["demand_exceeds_capacity", "pin_conflict"]
+    assert outcome.payload["pin_conflicts"] == [heavy]
