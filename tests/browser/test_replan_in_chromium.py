@@ -122,6 +122,9 @@ async def test_the_playground_pins_re_solves_from_a_plan_and_compares(
     assert pinned_stop in routes[("van", 0)]
     assert routes[("van", 1)][: len(prefix)] == prefix
     assert later["pin_conflicts"] == []
+    await expect(page.locator("#solution-origin")).to_contain_text(
+        f"Re-solved from {earlier_id[-8:]} with 2 pins"
+    )
     unassigned = page.locator("#unassigned-list li")
     await expect(unassigned).to_have_count(len(later["unassigned"]))
 

@@ -79,6 +79,7 @@ export async function solveFinished(scenarioId, solutionId) {
 function reset() {
   Object.assign(state, { solutions: [], shown: null, pins: [], moved: new Set() });
   $('solution-list').replaceChildren();
+  $('solution-origin').textContent = '';
   $('comparison').replaceChildren();
   renderPins();
   renderUnassigned(null);
@@ -142,6 +143,11 @@ async function showSolution(id) {
   renderSolutions();
   renderCompareChoices();
   renderPins();
+  const pins = list(data.pins).length;
+  $('solution-origin').textContent = data.from_solution
+    ? `Re-solved from ${short(data.from_solution)}${pins ? ` with ${pins} pin${pins === 1 ? '' : 's'}` : ''}` +
+      `${list(data.payload?.pin_conflicts).length ? `; pins that did not hold: ${data.payload.pin_conflicts.join(', ')}` : ''}.`
+    : '';
   const payload = state.shown.payload;
   const planar = isPlanar(state.scenario.request);
   const found = payload ? `: ${payload.routes?.length ?? 0} routes, ${formatDistance(payload.distance, planar)}` : '';
