@@ -37,6 +37,9 @@ Printed, per instance, then one summary line per target:
   after a random pause (target <= 200 ms); beside it, POST sent -> started_at (same host clock);
   the event stream cannot show it: it sends nothing for `running` until the first progress write;
 - matrix build for 2,000 lat/lon stops: `measure_matrix_build(2000)`, median of 5 (target <= 1 s);
+- the reasons pass (why a stop is unassigned) on 2,000 lat/lon stops: `measure_reasons(2000)`, the
+  checks before the solve and the pricing of 200 left-out optional stops after it, median of 5 (CPU
+  seconds of the one process), as a share of the overhead target above (target <= 5 %);
 - /health p50/p99/max from a separate process (benchlib.health_under_load), idle and while two
   lanes keep one 1,000-stop solve each running (target p99 <= 100 ms).
 
@@ -52,6 +55,13 @@ Then the solve request's check, before any worker runs (`--sections checks` runs
   solves of 2,000 stops in flight: one whose check costs what a valid one does (an unknown depot),
   and the float matrix (p50 / p90 / max over the rounds; the max is the figure to watch).
 
+Then re-solving from a plan (`--sections warm`, the engine in this process, no server): the
+1,000-stop synthetic instance is solved without its last WARM_NEW stops (the earlier plan); with
+them added, it is solved again at the same time limit and seed, cold and warm (from the earlier
+plan's routes), taking turns, one pair per round. Printed: the distance ratio warm/cold (p50 and per
+round) and the seconds (on the service's clock, read from the progress reports, 0.25 s apart) each
+side took to reach the cold solve's final distance.
+
 Not a test: nothing here asserts a timing. A solve that does not succeed, or an unexpected HTTP
 status, ends the run with exit 1.
 """
@@ -61,6 +71,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import os
 import random
@@ -108,6 +119,7 @@ SYNTHETIC_STOPS = 1000
 CHECK_STOPS = 2000
 CHECK_LOAD = 4  # A's large solves in flight while B's small one is timed
 SMALL_STOPS = 5
+WARM_NEW = 20  # stops added to the 1,000-stop instance after its earlier plan
 RC208 = ROOT / "tests" / "kit" / "data" / "RC208.vrp"
 API = "/api/v1"
 
@@ -115,6 +127,7 @@ TARGET_RATIO = 1.01
 TARGET_OVERHEAD_S = 0.5
 TARGET_PICKUP_MS = 200.0
 TARGET_MATRIX_S = 1.0
+TARGET_REASONS_SHARE = 0.05  # of TARGET_OVERHEAD_S
 TARGET_HEALTH_P99_MS = 100.0
 TARGET_REFUSAL_RATIO = 1.0
 
@@ -188,6 +201,90 @@ def direct_solve(
         wall_s=time.perf_counter() - started,
         cpu_s=time.process_time() - cpu,
     )
+
+
+# -- re-solving from a plan: warm against cold --------------------------------------------------
+
+
+@dataclass
+class Traced:
+    distance: int
+    # (seconds on the service's clock, best feasible distance so far) per progress report.
+    trace: list[tuple[float, int]]
+
+    def reached(self, distance: int) -> float | None:
+        return next((elapsed for elapsed, best in self.trace if best <= distance), None)
+
+
+def traced_solve(document: dict[str, Any], time_limit_s: float, seed: int, routes: Any = None) -> Traced:
+    from service.solver.pins import Replan
+    from service.solver.request import parse_solve_request
+    from service.solver.solver import solve
+
+    trace: list[tuple[float, int]] = []
+
+    def progress(report: Any) -> None:
+        if report.best_distance is not None:
+            trace.append((report.elapsed_s, report.best_distance))
+
+    outcome = solve(
+        parse_solve_request(document, max_stops=1_000_000),
+        time_limit_s=time_limit_s,
+        seed=seed,
+        on_progress=progress,
+        should_stop=lambda: False,
+        replan=None if routes is None else Replan([], routes),
+    )
+    if outcome.payload is None or not outcome.payload["feasible"]:
+        raise BenchFailed(f"warm/cold solve {outcome.status}: {outcome.reason}")
+    return Traced(outcome.payload["distance"], trace)
+
+
+def measure_warm(args: argparse.Namespace) -> list[str]:
+    from tests.kit.instances import synthetic_request
+
+    full = synthetic_request(SYNTHETIC_STOPS)
+    earlier = {**full, "stops": full["stops"][:-WARM_NEW]}
+    print(
+        f"bench_solve warm ({SYNTHETIC_STOPS} stops, {WARM_NEW} added after the earlier plan; time limit "
+        f"{args.time_limit} s, {args.rounds} rounds)",
+        flush=True,
+    )
+    from service.solver.request import parse_solve_request
+    from service.solver.solver import solve
+
+    plan = solve(
+        parse_solve_request(earlier, max_stops=1_000_000),
+        time_limit_s=args.time_limit,
+        seed=args.seed,
+        on_progress=lambda _: None,
+        should_stop=lambda: False,
+    ).payload
+    if plan is None:
+        raise BenchFailed("the earlier plan failed")
+    ratios: list[float] = []
+    lines = []
+    for round_ in range(args.rounds):
+        seed = args.seed + round_
+        sides = ["cold", "warm"] if round_ % 2 == 0 else ["warm", "cold"]
+        runs = {
+            side: traced_solve(full, args.time_limit, seed, plan["routes"] if side == "warm" else None)
+            for side in sides
+        }
+        cold, warm = runs["cold"], runs["warm"]
+        ratios.append(warm.distance / cold.distance)
+        reach_warm, reach_cold = warm.reached(cold.distance), cold.reached(cold.distance)
+        lines.append(
+            f"round {round_ + 1}: cold {cold.distance} m, warm {warm.distance} m, ratio {ratios[-1]:.4f}; "
+            f"cold's final distance reached by warm at "
+            f"{'never' if reach_warm is None else f'{reach_warm:.2f} s'}, by cold at "
+            f"{'?' if reach_cold is None else f'{reach_cold:.2f} s'}"
+        )
+        print(f"  {lines[-1]}", flush=True)
+    headline = (
+        f"warm/cold distance ratio at {args.time_limit} s, {SYNTHETIC_STOPS} stops: p50 {p50(ratios):.4f}"
+    )
+    return [headline, *lines]
 
 
 # -- (b) through the API and a worker --------------------------------------------------------------
@@ -715,7 +812,9 @@ def ms(seconds: float) -> str:
 
 
 def p50(values: list[float]) -> float:
-    return statistics.median(values)
+    # NaN when nothing could be measured (e.g. a ratio of iterations when a short limit on a large
+    # instance left the direct side no iteration at all): printed as nan, never a crash.
+    return statistics.median(values) if values else math.nan
 
 
 def verdict(met: bool) -> str:
@@ -730,7 +829,7 @@ def side_line(label: str, runs: list[DirectRun] | list[ApiRun]) -> str:
     )
 
 
-def report(results: Results, matrix_s: float) -> list[str]:
+def report(results: Results, matrix_s: float, reasons_s: float) -> list[str]:
     """Prints the details; returns the summary lines (one per target)."""
     limit = results.time_limit_s
     ratios: dict[str, float] = {}
@@ -747,7 +846,7 @@ def report(results: Results, matrix_s: float) -> list[str]:
         if not all(r.feasible for r in item.direct + item.pyvrp) or not all(r.feasible for r in item.api):
             print("    note: some solutions are infeasible")
         raw = p50([b.distance / a.distance for a, b in zip(item.pyvrp, item.api, strict=True)])
-        iterations = p50([b.iterations / a.iterations for a, b in pairs])
+        iterations = p50([b.iterations / a.iterations for a, b in pairs if a.iterations])
         cpu = p50([b.cpu_s / a.cpu_s for a, b in pairs if a.cpu_s])
         same = sum(r.distance == b.distance for r, b in zip(item.replays, item.api, strict=True))
         notes.append(
@@ -790,6 +889,7 @@ def report(results: Results, matrix_s: float) -> list[str]:
     )
     print(f"    POST sent -> started_at: p50 {ms(p50(client))} ms, max {ms(max(client))} ms")
     print(f"  matrix build, {MATRIX_STOPS} lat/lon stops: {matrix_s:.3f} s (median of 5)")
+    print(f"  reasons pass, {MATRIX_STOPS} lat/lon stops: {reasons_s * 1000:.1f} ms CPU (median of 5)")
     for label, probe in (("idle", results.baseline), ("2 solves", results.loaded)):
         values = [s * 1000 for s in probe.seconds]
         print(
@@ -812,6 +912,9 @@ def report(results: Results, matrix_s: float) -> list[str]:
         f"{verdict(p50(pickups) * 1000 <= TARGET_PICKUP_MS)}",
         f"matrix build {MATRIX_STOPS} stops  {matrix_s:.3f} s   target <= {TARGET_MATRIX_S:.0f} s: "
         f"{verdict(matrix_s <= TARGET_MATRIX_S)}",
+        f"reasons pass {MATRIX_STOPS} stops  {reasons_s * 1000:.1f} ms = "
+        f"{reasons_s / TARGET_OVERHEAD_S:.1%} of the {TARGET_OVERHEAD_S} s overhead budget   target <= "
+        f"{TARGET_REASONS_SHARE:.0%}: {verdict(reasons_s <= TARGET_REASONS_SHARE * TARGET_OVERHEAD_S)}",
         f"/health p99, 2 solves    {health_p99:.1f} ms   target <= {TARGET_HEALTH_P99_MS:.0f} ms: "
         f"{verdict(health_p99 <= TARGET_HEALTH_P99_MS)}",
     ]
@@ -830,55 +933,65 @@ def main() -> int:
     parser.add_argument("--health-seconds", type=float, default=HEALTH_SECONDS)
     parser.add_argument(
         "--sections",
-        default="checks,solve",
-        help="comma list: checks (the solve request's check), solve (solving through the API)",
+        default="checks,solve,warm",
+        help="comma list: checks (the solve request's check), solve (solving through the API), warm "
+        "(re-solving from a plan against solving cold)",
     )
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     if args.rounds < 1 or args.time_limit < 1:
         parser.error("--rounds and --time-limit must be at least 1")
-    if not sections or sections - {"checks", "solve"}:
-        parser.error("--sections: checks and/or solve")
+    if not sections or sections - {"checks", "solve", "warm"}:
+        parser.error("--sections: checks, solve and/or warm")
 
     from service.providers.dev import DevIssuer
-    from tests.kit.instances import measure_matrix_build
+    from tests.kit.instances import measure_matrix_build, measure_reasons
 
     matrix_s = measure_matrix_build(MATRIX_STOPS) if "solve" in sections else 0.0
+    reasons_s = measure_reasons(MATRIX_STOPS) if "solve" in sections else 0.0
     app = "service.main:app"
     summary: list[str] = []
     results: Results | None = None
-    with bench_database() as url:
-        env, auth = app_environment(url, "bench-solve")
-        token = DevIssuer.load_or_create(Path(env["DATA_DIR"]) / "dev-issuer.pem", DEV_ISSUER).mint(
-            subject="bench-solve-b", email="bench-solve-b@example.com", ttl_seconds=3600
-        )
-        with uvicorn_server(app, env) as (port, pid):
-            if "checks" in sections:
-                # Before any worker starts: the checks are the request path's alone.
-                print(f"bench_solve checks ({app}, pid {pid}; {args.rounds} rounds)", flush=True)
-                try:
-                    checks = asyncio.run(
-                        measure_checks(args, port, auth, {"Authorization": f"Bearer {token}"})
-                    )
-                except BenchFailed as exc:
-                    print(f"bench_solve: {exc}", file=sys.stderr)
-                    return 1
-                summary += report_checks(checks)
-            if "solve" in sections:
-                with solve_worker(env, slots=2) as (worker, _log):
-                    print(
-                        f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots; seed {args.seed}, time limit "
-                        f"{args.time_limit} s, {args.rounds} rounds; /health every {HEALTH_INTERVAL_S * 1000:.0f} ms for "
-                        f"{args.health_seconds:g} s)",
-                        flush=True,
-                    )
+    # The warm section alone needs only the engine: no database, no server.
+    if sections & {"checks", "solve"}:
+        with bench_database() as url:
+            env, auth = app_environment(url, "bench-solve")
+            token = DevIssuer.load_or_create(Path(env["DATA_DIR"]) / "dev-issuer.pem", DEV_ISSUER).mint(
+                subject="bench-solve-b", email="bench-solve-b@example.com", ttl_seconds=3600
+            )
+            with uvicorn_server(app, env) as (port, pid):
+                if "checks" in sections:
+                    # Before any worker starts: the checks are the request path's alone.
+                    print(f"bench_solve checks ({app}, pid {pid}; {args.rounds} rounds)", flush=True)
                     try:
-                        results = asyncio.run(measure(args, port, auth, url, worker))
+                        checks = asyncio.run(
+                            measure_checks(args, port, auth, {"Authorization": f"Bearer {token}"})
+                        )
                     except BenchFailed as exc:
                         print(f"bench_solve: {exc}", file=sys.stderr)
                         return 1
+                    summary += report_checks(checks)
+                if "solve" in sections:
+                    with solve_worker(env, slots=2) as (worker, _log):
+                        print(
+                            f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots; seed {args.seed}, time limit "
+                            f"{args.time_limit} s, {args.rounds} rounds; /health every {HEALTH_INTERVAL_S * 1000:.0f} ms for "
+                            f"{args.health_seconds:g} s)",
+                            flush=True,
+                        )
+                        try:
+                            results = asyncio.run(measure(args, port, auth, url, worker))
+                        except BenchFailed as exc:
+                            print(f"bench_solve: {exc}", file=sys.stderr)
+                            return 1
+    if "warm" in sections:
+        try:
+            summary += measure_warm(args)
+        except BenchFailed as exc:
+            print(f"bench_solve: {exc}", file=sys.stderr)
+            return 1
     if results is not None:
-        summary = report(results, matrix_s) + summary
+        summary = report(results, matrix_s, reasons_s) + summary
     print("  summary")
     for line in summary:
         print(f"    {line}")

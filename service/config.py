@@ -73,6 +73,9 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     # Webhook bodies are small (Supabase caps hook payloads at 20 KB); an unsigned flood of big ones
     # is refused before it is buffered.
     webhook_max_body_bytes: int = Field(1 * MIB, gt=0)
+    # Imported files (CSV, VRPLIB) are read line by line in Python, far slower per byte than JSON:
+    # their own, smaller limit (a 2,000-stop VRPLIB file with a full matrix is about 25 MB).
+    import_max_body_bytes: int = Field(32 * MIB, gt=0)
     # Request bodies up to this size are parsed on the event loop; larger ones (scenario requests,
     # solution payloads of megabytes) in JSON_PARSE_WORKERS worker processes, so that one big body
     # never stalls the other requests (service/core/bodies.py).

@@ -18,6 +18,7 @@ from service.core.context import state_of
 if TYPE_CHECKING:
     from service.auth.tokens import TokenVerifier
     from service.config import Settings
+    from service.core.bodies import BodyPolicy
     from service.core.db import Database
     from service.core.notify import Listener
     from service.outbound.addresses import TargetPolicy
@@ -38,6 +39,10 @@ def app_state(holder: Starlette | HTTPConnection) -> AppState:
 
 async def _settings(request: Request) -> Settings:
     return app_state(request).settings
+
+
+async def _bodies(request: Request) -> BodyPolicy:
+    return app_state(request).bodies
 
 
 async def _db(request: Request) -> Database:
@@ -82,6 +87,8 @@ async def _dev_issuer(request: Request) -> DevIssuer | None:
 
 AppSettings = Annotated["Settings", Depends(_settings)]
 Db = Annotated["Database", Depends(_db)]
+# Where CPU work on a request's input runs: inline when small, else in the offload processes.
+Bodies = Annotated["BodyPolicy", Depends(_bodies)]
 Identity = Annotated["IdentityService", Depends(_identity)]
 Verifier = Annotated["TokenVerifier", Depends(_verifier)]
 Workspaces = Annotated["WorkspaceAccess", Depends(_workspaces)]

@@ -22,7 +22,12 @@ from service.core.context import install, uninstall
 from service.core.cors import LoggedCORSMiddleware
 from service.core.db import Database
 from service.core.docs import install_docs
-from service.core.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
+from service.core.middleware import (
+    BodyLimitMiddleware,
+    BodyRule,
+    MetricsMiddleware,
+    RequestContextMiddleware,
+)
 from service.core.notify import Listener, Subscription
 from service.core.observability import configure_logging
 from service.core.offload import Offload
@@ -34,7 +39,9 @@ from service.dev.routes import router as dev_router
 from service.outbound.addresses import TargetPolicy
 from service.outbound.repository import erase_owner_endpoints, erase_workspace_endpoints
 from service.outbound.routes import router as outbound_router
+from service.planning.imports import IMPORT_FORMATS
 from service.planning.repository import erase_owner, erase_workspace
+from service.planning.routes import IMPORT_PATH
 from service.planning.routes import router as planning_router
 from service.probes import router as probes_router
 from service.providers.dev import DevIssuer
@@ -43,6 +50,7 @@ from service.solving.checks import SolveChecks
 from service.solving.events import EventHub
 from service.solving.repository import SOLUTIONS_CHANNEL, cancel_owner_solves, cancel_workspace_solves
 from service.solving.routes import router as solving_router
+from service.solving.views import FeatureCollection
 from service.state import AppState
 from service.users.identity import IdentityService
 from service.users.routes import router as users_router
@@ -216,6 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         limits={"/api/v1/webhooks/": settings.webhook_max_body_bytes},
+        rules=[BodyRule(IMPORT_PATH, frozenset(IMPORT_FORMATS), settings.import_max_body_bytes)],
     )
     app.add_middleware(
         LoggedCORSMiddleware,
@@ -251,8 +260,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if "dev" in settings.auth_providers:
         mount(app, dev_router)
         mount_playground(app)
-    # The solvable request is no operation's body (it is a scenario's `request`), but is named.
-    install_openapi(app, schemas=[SolveRequest])
+    # The solvable request is no operation's body (it is a scenario's `request`), and GeoJSON is no
+    # response model (JSON is the solution's), but both are named.
+    install_openapi(app, schemas=[SolveRequest, FeatureCollection])
     install_docs(app)
     return app
 

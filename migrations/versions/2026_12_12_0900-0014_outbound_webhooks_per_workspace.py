@@ -1,7 +1,7 @@
 """outbound webhooks belong to a workspace: endpoints, deliveries and attempts carry workspace_id
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-12 09:00:00
 
 A personal workspace's id is its user's id, so every existing row moves to its owner's personal
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -47,8 +47,7 @@ class DocumentBody(Generic[M]):
     large_writes: asyncio.Semaphore | None = None
     wait_s: float = 0.0
 
-    @asynccontextmanager
-    async def write_slot(self) -> AsyncIterator[None]:
+    def write_slot(self) -> AbstractAsyncContextManager[None]:
         """Around the body's transaction (`async with body.write_slot(), planning.transaction()`):
         for a large body, one of JSON_LARGE_WRITES slots, taken before a database connection and
         given back after the commit.
@@ -59,21 +58,26 @@ class DocumentBody(Generic[M]):
         quarter of it: cores idle while PostgreSQL writes). The wait is bounded: a queue that does not
         move is a 503, not a hang.
         """
-        if self.large_writes is None:
-            yield
-            return
-        try:
-            await asyncio.wait_for(self.large_writes.acquire(), self.wait_s)
-        except TimeoutError:
-            raise ServiceUnavailable(
-                "Too many large documents are being written; try again shortly.",
-                headers={"Retry-After": "1"},
-                cause="large_writes_busy",
-            ) from None
-        try:
-            yield
-        finally:
-            self.large_writes.release()
+        return _write_slot(self.large_writes, self.wait_s)
+
+
+@asynccontextmanager
+async def _write_slot(slots: asyncio.Semaphore | None, wait_s: float) -> AsyncIterator[None]:
+    if slots is None:
+        yield
+        return
+    try:
+        await asyncio.wait_for(slots.acquire(), wait_s)
+    except TimeoutError:
+        raise ServiceUnavailable(
+            "Too many large documents are being written; try again shortly.",
+            headers={"Retry-After": "1"},
+            cause="large_writes_busy",
+        ) from None
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def _invalid(loc: Sequence[str | int], msg: str, kind: str) -> ValidationFailed:
@@ -139,6 +143,20 @@ class BodyPolicy:
     offload: Offload
     large_writes: asyncio.Semaphore
     wait_s: float
+
+    async def run(
+        self, size: int, work: Callable[..., T], *args: Any, inline_max_bytes: int | None = None
+    ) -> T:
+        """`work(*args)` on `size` bytes of input: inline up to the policy's size (or
+        `inline_max_bytes`, for work dearer per byte than parsing JSON), else in the offload pool
+        (work and arguments picklable)."""
+        if size <= (self.inline_max_bytes if inline_max_bytes is None else inline_max_bytes):
+            return work(*args)
+        return await self.offload.run(work, *args)
+
+    def write_slot(self, size: int) -> AbstractAsyncContextManager[None]:
+        """DocumentBody.write_slot for a document of `size` bytes a route made itself (an import)."""
+        return _write_slot(self.large_writes if size > self.inline_max_bytes else None, self.wait_s)
 
 
 def _policy(request: Request) -> BodyPolicy:

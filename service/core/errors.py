@@ -57,6 +57,11 @@ class NotFound(AppError):
     detail = "The requested resource was not found."
 
 
+class NotAcceptable(AppError):
+    status = 406
+    detail = "The resource cannot be represented in the media type the request asked for."
+
+
 class Conflict(AppError):
     status = 409
     detail = "The request conflicts with the current state of the resource."

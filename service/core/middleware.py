@@ -7,7 +7,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -37,11 +38,14 @@ _SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
+def media_type(content_type: str) -> str:
+    """`text/csv` of `Text/CSV; charset=utf-8`."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def _is_json(content_type: str) -> bool:
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
+    media = media_type(content_type)
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 class RequestContextMiddleware:
@@ -214,13 +218,29 @@ class BodyTooLarge(HTTPException):
         super().__init__(status_code=413, detail=PayloadTooLarge.detail, headers={"connection": "close"})
 
 
+@dataclass(frozen=True, slots=True)
+class BodyRule:
+    """A route under the API whose bodies are not JSON (a file upload): the media types it takes
+    (any other is a 415) and its own limit."""
+
+    path: re.Pattern[str]
+    media_types: frozenset[str]
+    max_bytes: int
+
+    def refusal(self) -> UnsupportedMediaType:
+        return UnsupportedMediaType(
+            f"The request body must be one of: {', '.join(sorted(self.media_types))}."
+        )
+
+
 class BodyLimitMiddleware:
     """Refuses a body over its limit while it streams in (413), and non-JSON bodies on the API (415).
 
     The limit is `max_body_bytes`, or a smaller one for paths under a prefix in `limits` (webhooks:
-    their bodies are small, and anyone may send them). A declared Content-Length over the limit is
-    refused before a byte is read; a chunked body is counted as it arrives and cut off at the
-    limit, so nothing larger is ever buffered.
+    their bodies are small, and anyone may send them) or matching a rule of `rules` (file imports,
+    which take other media types than JSON). A declared Content-Length over the limit is refused
+    before a byte is read; a chunked body is counted as it arrives and cut off at the limit, so
+    nothing larger is ever buffered.
     """
 
     def __init__(
@@ -229,11 +249,16 @@ class BodyLimitMiddleware:
         max_body_bytes: int,
         json_prefix: str = "/api/",
         limits: Mapping[str, int] | None = None,
+        rules: Sequence[BodyRule] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.json_prefix = json_prefix
         self.limits = tuple((limits or {}).items())
+        self.rules = tuple(rules)
+
+    def _rule(self, path: str) -> BodyRule | None:
+        return next((rule for rule in self.rules if rule.path.fullmatch(path)), None)
 
     def _limit(self, path: str) -> int:
         for prefix, limit in self.limits:
@@ -246,7 +271,8 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        max_body_bytes = self._limit(scope["path"])
+        rule = self._rule(scope["path"])
+        max_body_bytes = self._limit(scope["path"]) if rule is None else rule.max_bytes
         declared = headers.get("content-length")
         has_body = bool(declared and declared != "0") or "chunked" in headers.get("transfer-encoding", "")
         if declared is not None:
@@ -257,7 +283,11 @@ class BodyLimitMiddleware:
             if int(declared) > max_body_bytes:
                 await self._reject(scope, send, PayloadTooLarge())
                 return
-        if (
+        if rule is not None:
+            if has_body and media_type(headers.get("content-type", "")) not in rule.media_types:
+                await self._reject(scope, send, rule.refusal())
+                return
+        elif (
             has_body
             and scope["path"].startswith(self.json_prefix)
             and not _is_json(headers.get("content-type", ""))

@@ -56,6 +56,7 @@ DESCRIPTIONS: dict[int, str] = {
     401: "Missing, invalid or expired token (`WWW-Authenticate: Bearer`)",
     403: "Valid token without the required role, or a cookie request from an origin not allowed",
     404: "No such resource, or another user's (indistinguishable)",
+    406: "The resource cannot be represented as the request asked (`Accept`, `format`)",
     409: "The resource is not in a state that allows this",
     412: "`If-Match` does not match the current ETag",
     413: "Body larger than the server accepts",
@@ -85,6 +86,11 @@ class ValidationIssue(BaseModel):
             "A JSON pointer: into the scenario's request (solve validation), or into the body "
             "(webhook endpoints)"
         ),
+    )
+    line: int | None = Field(
+        default=None,
+        description="An imported file's line, from 1 as an editor numbers them (the CSV header is line 1); "
+        "null when the file as a whole is at fault (a missing section)",
     )
 
 
@@ -128,6 +134,9 @@ ROLE_PROBLEM = problem_responses(403)
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI (`openapi_extra`) for a body read by a dependency rather than a body parameter."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    # Its nested models are named in the components by the responses that use them; left here,
+    # client generators read `$defs` as a member of the body.
+    schema.pop("$defs", None)
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 

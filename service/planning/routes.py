@@ -10,11 +10,12 @@ request) is spliced in as PostgreSQL's own JSON text (service/core/bodies.py).
 
 from __future__ import annotations
 
+import re
 import uuid
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from service.core.bodies import DocumentBody, SplicedJSONResponse, document_body, json_model
 from service.core.openapi import (
@@ -29,9 +30,11 @@ from service.core.openapi import (
 from service.core.pagination import Paged, PageRequest, page_request, paginate
 from service.core.preconditions import ExpectedVersions, etag, tag
 from service.core.repository import WorkspaceScope
-from service.deps import Db
+from service.deps import AppSettings, Bodies, Db
+from service.planning.imports import file_format, options_for, read_file
 from service.planning.repository import PlanningRepository, ScenarioRecord, SessionRecord
 from service.planning.schemas import (
+    ImportQuery,
     ScenarioCreate,
     ScenarioFields,
     ScenarioPage,
@@ -168,6 +171,80 @@ async def create_scenario(
     # a GET, for nothing.
     async with body.write_slot(), planning.writing() as repo:
         record = await repo.create_scenario(session_id, body.fields.name, body.raw)
+    tag(response, record.version, f"{PREFIX}/scenarios/{record.id}")
+    return record
+
+
+# Imports take files, not JSON: the body-limit middleware admits IMPORT_FORMATS' media types on
+# this path (and IMPORT_MAX_BODY_BYTES of them), and nothing else.
+IMPORT_PATH = re.compile(rf"{PREFIX}/sessions/[^/]+/scenarios/import")
+
+
+@router.post(
+    "/sessions/{session_id}/scenarios/import",
+    status_code=201,
+    response_model=ScenarioSummary,
+    responses={
+        **ROLE_PROBLEM,
+        **WRITE_PROBLEMS,
+        **created("Created; GET `Location` for the request"),
+        415: {"description": "Body is neither text/csv nor text/plain, or in another charset", "content": {}},
+        422: {
+            "description": "The file cannot be imported: `errors[].line` names each bad line (from 1, the "
+            "CSV header being line 1; null for the file as a whole), at most 50; or a query parameter",
+            "content": {},
+        },
+    },
+    summary="Create a scenario from a file: a CSV of stops, or a VRPLIB instance",
+    description=(
+        "`Content-Type: text/csv`: a header row, then one stop per row. Columns `id`, `lat`, `lon`, "
+        "`demand` (required), `service_duration`, `tw_start`, `tw_end`, `required`, `prize` (optional); "
+        "the depot and the fleet come from `depot_lat`, `depot_lon`, `vehicles`, `capacity`. "
+        "`Content-Type: text/plain`: a VRPLIB instance (CVRP or VRPTW, EUC_2D or EXPLICIT weights, one "
+        "depot); stop ids are node numbers minus one, as VRPLIB solution files number them. UTF-8 unless "
+        "the Content-Type names another charset (ISO-8859-1, Windows-1252…). The request built is checked "
+        "as a solve checks it, so an imported scenario can be solved as it is; every error is reported at "
+        "the line it came from. Answers 201 with the scenario, like `POST …/scenarios`."
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def import_scenario(
+    session_id: uuid.UUID,
+    query: Annotated[ImportQuery, Query()],
+    request: Request,
+    planning: Planning,
+    bodies: Bodies,
+    settings: AppSettings,
+    response: Response,
+) -> ScenarioRecord:
+    # A viewer is refused before the file is read: checking it is CPU work spent for nothing.
+    writing = planning.writing()
+    form, charset = file_format(request.headers.get("content-type", ""))
+    options = options_for(form, query)
+    body = await request.body()
+    # Reading a file and checking the request it makes is CPU work: a large one in the offload pool.
+    imported = await bodies.run(
+        len(body),
+        read_file,
+        body,
+        form,
+        charset,
+        options,
+        settings.solve_max_stops,
+        inline_max_bytes=settings.solve_inline_check_bytes,
+    )
+    del body
+    name = query.name or imported.name or "Imported"
+    async with bodies.write_slot(len(imported.document)), writing as repo:
+        record = await repo.create_scenario(session_id, name, imported.document)
     tag(response, record.version, f"{PREFIX}/scenarios/{record.id}")
     return record
 

@@ -72,3 +72,47 @@ EXAMPLE_REQUEST: dict[str, Any] = {
     ],
     "options": {"speed_kmh": 25},
 }
+
+# The richer model: a shipment, route limits, costs, reloads and the cost objective.
+EXAMPLE_RICHER_REQUEST: dict[str, Any] = {
+    "depots": [{"id": "d1", "location": _place(52.5219, 13.4132), "time_window": [21600, 72000]}],
+    "stops": [
+        {"id": "s1", "location": _place(52.4986, 13.4030), "demand": 4, "service_duration": 300},
+        {"id": "s2", "location": _place(52.5387, 13.4247), "demand": 3, "time_window": _MORNING},
+        # Optional: under the cost objective its prize is money (cents), weighed against the detour.
+        {"id": "s9", "location": _place(52.5300, 13.4100), "demand": 1, "required": False, "prize": 800},
+    ],
+    "shipments": [
+        {
+            "id": "p1",
+            "amount": 4,
+            "pickup": {
+                "location": _place(52.5100, 13.3800),
+                "service_duration": 120,
+                "time_window": [28800, 36000],
+            },
+            "delivery": {
+                "location": _place(52.4900, 13.4200),
+                "service_duration": 180,
+                "time_window": [30000, 50400],
+            },
+        }
+    ],
+    "vehicle_types": [
+        {
+            "id": "van",
+            "count": 2,
+            "capacity": 6,
+            "depot": "d1",
+            "shift": [25200, 64800],
+            "max_distance": 150000,
+            "max_duration": 28800,
+            "fixed_cost": 5000,
+            "cost_per_km": 40,
+            "cost_per_hour": 2500,
+            "reload_depots": ["d1"],
+            "max_reloads": 2,
+        }
+    ],
+    "options": {"objective": "cost", "speed_kmh": 25},
+}

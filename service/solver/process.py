@@ -128,8 +128,11 @@ async def run_solve(
     on_progress: Callable[[Progress], Awaitable[None]],
     cancel: asyncio.Event,
     grace_s: float,
+    replan: tuple[bytes | None, bytes | None] = (None, None),
 ) -> SolveOutcome:
     """Validate and solve `document` in a child process; see the module docstring for the clocks.
+
+    `replan`: a re-solve's pins and seed routes as JSON text (solver.pins.Replan), parsed by the child.
 
     `document` may be the request's JSON text (as the worker reads it from PostgreSQL): the child
     parses it, so the event loop pays neither the parse nor a pickle of the tree.
@@ -147,7 +150,7 @@ async def run_solve(
     parent_end, child_end = socket.socketpair()
     process = _context().Process(
         target=_child_main,
-        args=(child_end, time_limit_s, seed, max_stops),
+        args=(child_end, time_limit_s, seed, max_stops, replan),
         daemon=True,
         name="routebook-solve",
     )
@@ -307,7 +310,13 @@ class _ProgressForwarder:
             self._task.exception()  # retrieved: another error is already on its way out
 
 
-def _child_main(sock: socket.socket, time_limit_s: float, seed: int, max_stops: int) -> None:
+def _child_main(
+    sock: socket.socket,
+    time_limit_s: float,
+    seed: int,
+    max_stops: int,
+    replan: tuple[bytes | None, bytes | None] = (None, None),
+) -> None:
     started_ns = time.time_ns()
     # Ctrl-C in the worker's terminal reaches its whole process group; the parent decides
     # when this child ends, through the socket or a kill.
@@ -320,7 +329,7 @@ def _child_main(sock: socket.socket, time_limit_s: float, seed: int, max_stops: 
             document = pickle.loads(_receive(sock))  # noqa: S301 (our own parent)
         except EOFError:
             return  # the parent gave up before sending anything
-        outcome = _solve_document(sock, document, time_limit_s, seed, max_stops)
+        outcome = _solve_document(sock, document, time_limit_s, seed, max_stops, replan)
         # The parent's trace shows this process's life from these two readings (solving/worker.py).
         outcome = dataclasses.replace(outcome, ran_ns=(started_ns, time.time_ns()))
         with contextlib.suppress(OSError):  # the parent may be gone
@@ -328,9 +337,15 @@ def _child_main(sock: socket.socket, time_limit_s: float, seed: int, max_stops: 
 
 
 def _solve_document(
-    sock: socket.socket, document: object, time_limit_s: float, seed: int, max_stops: int
+    sock: socket.socket,
+    document: object,
+    time_limit_s: float,
+    seed: int,
+    max_stops: int,
+    replan: tuple[bytes | None, bytes | None] = (None, None),
 ) -> SolveOutcome:
     # Loaded already in a child of the fork server (PRELOAD): these imports cost a dict lookup.
+    from service.solver.pins import Replan
     from service.solver.request import SolveRequestInvalid, parse_solve_request
     from service.solver.solver import solve
 
@@ -348,6 +363,11 @@ def _solve_document(
         )
     del document  # the request holds what is needed; a 2,001² matrix need not be held twice
     try:
+        pins, routes = (None if text is None else orjson.loads(text) for text in replan)
+        plan = Replan.from_json(pins, routes)
+    except (orjson.JSONDecodeError, ValueError):
+        return SolveOutcome.failed("the pins or the solution to start from are not valid")
+    try:
         return solve(
             request,
             time_limit_s=time_limit_s,
@@ -355,6 +375,7 @@ def _solve_document(
             on_progress=lambda progress: _send(sock, ("progress", progress)),
             should_stop=lambda: bool(select.select([sock], [], [], 0)[0]),
             on_best=lambda payload: _send(sock, ("best", payload)),
+            replan=plan,
         )
     except ConnectionError:
         # The parent went away mid-report; nobody is left to tell.

@@ -36,7 +36,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from service.solver.example import EXAMPLE_REQUEST
+from service.solver.example import EXAMPLE_REQUEST, EXAMPLE_RICHER_REQUEST
 
 # Every integer is bounded so that sums over a 2,000-stop route stay far inside int64 and below
 # PyVRP's scaling limit (2**44), whatever the solver adds up or multiplies by its penalties.
@@ -46,12 +46,18 @@ MAX_COORDINATE = 1e9
 MAX_ERRORS = 50
 # Load dimensions of a demand or a capacity (PyVRP takes any number; real fleets use a few).
 MAX_LOAD_DIMENSIONS = 64
+# Depots one vehicle type may reload at: a fleet reloads at a few; the bound keeps the list cheap.
+MAX_RELOAD_DEPOTS = 64
 
 Amount = Annotated[int, Strict(), Field(ge=0, le=MAX_INT)]
 Latitude = Annotated[float, Strict(), Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Strict(), Field(ge=-180, le=180, allow_inf_nan=False)]
 Coordinate = Annotated[float, Strict(), Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE, allow_inf_nan=False)]
 Id = Annotated[str, Strict(), Field(min_length=1)]
+# Money in the currency's smallest unit. Bounded well below MAX_INT: the solver works in 1/18,000ths
+# of a unit (see problem.py), and a route's cost must stay far inside int64 there.
+MAX_COST = 10**7
+Cost = Annotated[int, Strict(), Field(ge=0, le=MAX_COST)]
 LocationKind = Literal["latlon", "xy"]
 IntMatrix = NDArray[np.int64]
 
@@ -213,7 +219,8 @@ def _matrix(value: object) -> IntMatrix:
 _MATRIX_SCHEMA = {
     "type": "array",
     "items": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": MAX_INT}},
-    "description": "Square, one row and column per depot then per stop, in request order; zero diagonal.",
+    "description": "Square, one row and column per depot, then per stop, then per shipment pickup and "
+    "delivery, in request order; zero diagonal.",
 }
 Matrix = Annotated[
     IntMatrix,
@@ -277,6 +284,21 @@ class Stop(_Strict):
     prize: Amount = Field(default=0, description="Collected when an optional stop is served.")
 
 
+class ShipmentStep(_Strict):
+    location: Location
+    service_duration: Amount = Field(default=0, description="Seconds spent loading or unloading.")
+    time_window: TimeWindow | None = Field(default=None, description=f"When service may begin: {_WINDOW}.")
+
+
+class Shipment(_Strict):
+    """Goods carried from `pickup` to `delivery` by one vehicle, pickup first; on board in between."""
+
+    id: Id = Field(description=_ID)
+    amount: Load = Field(description="What is carried: like `demand`, per load dimension.")
+    pickup: ShipmentStep
+    delivery: ShipmentStep
+
+
 class VehicleType(_Strict):
     id: Id = Field(description=_ID)
     count: Annotated[int, Strict(), Field(ge=1, le=MAX_INT)] = Field(description="Vehicles of this type.")
@@ -284,10 +306,25 @@ class VehicleType(_Strict):
     depot: Id = Field(description="The id of the depot its routes start at.")
     end_depot: Id | None = Field(default=None, description="Where routes end; default `depot`.")
     shift: TimeWindow | None = Field(default=None, description=f"When it may be on the road: {_WINDOW}.")
+    max_distance: Amount | None = Field(default=None, description="Metres one route may drive at most.")
+    max_duration: Amount | None = Field(
+        default=None, description="Seconds one route may last at most (from leaving the depot to the end)."
+    )
+    fixed_cost: Cost = Field(default=0, description="Cost of using one vehicle (smallest currency unit).")
+    cost_per_km: Cost = Field(default=0, description="Cost per 1,000 m driven.")
+    cost_per_hour: Cost = Field(default=0, description="Cost per 3,600 s of route duration.")
+    reload_depots: Annotated[list[Id], Field(max_length=MAX_RELOAD_DEPOTS)] | None = Field(
+        default=None,
+        description="Depot ids where a vehicle may unload and reload during its route (several trips).",
+    )
+    max_reloads: Annotated[int, Strict(), Field(ge=0, le=MAX_INT)] | None = Field(
+        default=None, description="Reloads one route may make at most; needs `reload_depots`."
+    )
 
 
 class MatrixInput(_Strict):
-    """Travel between every pair of places, rows and columns in request order: depots, then stops."""
+    """Travel between every pair of places, rows and columns in request order: depots, stops, then
+    each shipment's pickup and delivery."""
 
     distances: Matrix = Field(description="Metres.")
     durations: Matrix | None = Field(default=None, description="Seconds; default: the distances.")
@@ -297,20 +334,30 @@ class RequestOptions(_Strict):
     speed_kmh: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = Field(
         default=40.0, description="Without a matrix, lat/lon durations are great-circle metres at this speed."
     )
+    objective: Literal["distance", "cost"] = Field(
+        default="distance",
+        description="`distance`: the least total distance. `cost`: the least fixed, distance and duration "
+        "costs of the vehicle types, minus the prizes of the optional stops served.",
+    )
 
 
 class SolveRequest(_Strict):
     """A routing problem the solver takes: depots, stops to visit, vehicle types, and optionally the
     travel matrix. Distances are metres; times and durations seconds from the start of the planning
     day; all integers >= 0. Without a matrix, lat/lon places are great-circle metres apart (durations
-    at `options.speed_kmh`) and x/y places Euclidean (rounded; duration = distance). Objective: the
-    least total distance, every required stop visited once unless it cannot be feasibly served."""
+    at `options.speed_kmh`) and x/y places Euclidean (rounded; duration = distance). Objective
+    (`options.objective`): the least total distance, or the least cost; every required stop and
+    shipment is served once unless it cannot be feasibly served."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REQUEST]})
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REQUEST, EXAMPLE_RICHER_REQUEST]})
 
     depots: Annotated[list[Depot], Field(min_length=1), WrapValidator(_items_until_max_errors)]
     stops: Annotated[list[Stop], Field(min_length=1), WrapValidator(_items_until_max_errors)]
     vehicle_types: Annotated[list[VehicleType], Field(min_length=1), WrapValidator(_items_until_max_errors)]
+    shipments: Annotated[list[Shipment], WrapValidator(_items_until_max_errors)] = Field(
+        default_factory=list,
+        description="Pickup-and-delivery pairs, each served by one vehicle (pickup first).",
+    )
     matrix: MatrixInput | None = None
     options: RequestOptions = RequestOptions()
 
@@ -322,9 +369,8 @@ class SolveRequest(_Strict):
         wrong = _wrong_matrix_sizes(data)
         if not wrong:
             return handler(data)
-        issues = [
-            _issue(("matrix", name), "matrix_size", "must have one row per depot and stop") for name in wrong
-        ]
+        message = "must have one row per depot, stop, shipment pickup and shipment delivery"
+        issues = [_issue(("matrix", name), "matrix_size", message) for name in wrong]
         try:
             handler({**data, "matrix": {**data["matrix"], **{name: [[0]] for name in wrong}}})
         except ValidationError as exc:
@@ -339,17 +385,26 @@ class SolveRequest(_Strict):
     def _consistent(self) -> Self:
         _raise_issues(
             "SolveRequest",
-            _first(itertools.chain(self._id_issues(), self._location_issues(), self._dimension_issues())),
+            _first(
+                itertools.chain(
+                    self._id_issues(),
+                    self._location_issues(),
+                    self._dimension_issues(),
+                    self._vehicle_issues(),
+                    self._stop_issues(),
+                )
+            ),
         )
         return self
 
     def _id_issues(self) -> list[InitErrorDetails]:
         issues: list[InitErrorDetails] = []
         seen: set[str] = set()
-        identified: list[tuple[str, Sequence[Depot | Stop | VehicleType]]] = [
+        identified: list[tuple[str, Sequence[Depot | Stop | VehicleType | Shipment]]] = [
             ("depots", self.depots),
             ("stops", self.stops),
             ("vehicle_types", self.vehicle_types),
+            ("shipments", self.shipments),
         ]
         for collection, items in identified:
             for i, item in enumerate(items):
@@ -361,6 +416,11 @@ class SolveRequest(_Strict):
             for field, ref in (("depot", vehicle.depot), ("end_depot", vehicle.end_depot)):
                 if ref is not None and ref not in depot_ids:
                     issues.append(_issue(("vehicle_types", i, field), "unknown_depot", "must name a depot"))
+            for j, ref in enumerate(vehicle.reload_depots or ()):
+                if ref not in depot_ids:
+                    issues.append(
+                        _issue(("vehicle_types", i, "reload_depots", j), "unknown_depot", "must name a depot")
+                    )
         return issues
 
     def _location_issues(self) -> list[InitErrorDetails]:
@@ -371,6 +431,11 @@ class SolveRequest(_Strict):
                 if item.location.kind != kind:
                     message = "every location must be of the first depot's kind (lat/lon or x/y)"
                     return [_issue((collection, i, "location"), "location_kind_mixed", message)]
+        for i, shipment in enumerate(self.shipments):
+            for step in ("pickup", "delivery"):
+                if getattr(shipment, step).location.kind != kind:
+                    message = "every location must be of the first depot's kind (lat/lon or x/y)"
+                    return [_issue(("shipments", i, step, "location"), "location_kind_mixed", message)]
         return []
 
     def _dimension_issues(self) -> list[InitErrorDetails]:
@@ -378,12 +443,36 @@ class SolveRequest(_Strict):
         message = "must have as many load dimensions as the first vehicle type's capacity"
         loads = [(("vehicle_types", i, "capacity"), v.capacity) for i, v in enumerate(self.vehicle_types)]
         loads += [(("stops", i, "demand"), stop.demand) for i, stop in enumerate(self.stops)]
+        loads += [(("shipments", i, "amount"), item.amount) for i, item in enumerate(self.shipments)]
         return [_issue(loc, "load_dimensions", message) for loc, load in loads if len(load) != dimensions]
+
+    def _vehicle_issues(self) -> Iterator[InitErrorDetails]:
+        for i, vehicle in enumerate(self.vehicle_types):
+            if vehicle.max_reloads is not None and not vehicle.reload_depots:
+                message = "a limit on reloads needs reload_depots"
+                yield _issue(
+                    ("vehicle_types", i, "max_reloads"), "max_reloads_without_reload_depots", message
+                )
+
+    def _stop_issues(self) -> Iterator[InitErrorDetails]:
+        for i, stop in enumerate(self.stops):
+            # A required stop is served whatever its prize; a prize there is a client's mistake.
+            if stop.required and "prize" in stop.model_fields_set:
+                message = "only an optional stop (required: false) has a prize"
+                yield _issue(("stops", i, "prize"), "prize_without_optional", message)
+            elif self.options.objective == "cost" and stop.prize > MAX_COST:
+                # A prize is money then, and counted in the solver's finer unit (see problem.py).
+                message = f"with objective cost, a prize is money: at most {MAX_COST}"
+                yield _issue(("stops", i, "prize"), "less_than_equal", message)
 
     @property
     def locations(self) -> list[Location]:
-        """Every place's location in matrix order: depots first, then stops."""
-        return [depot.location for depot in self.depots] + [stop.location for stop in self.stops]
+        """Every place's location in matrix order: depots, stops, then each shipment's pickup and
+        delivery."""
+        places = [depot.location for depot in self.depots] + [stop.location for stop in self.stops]
+        for shipment in self.shipments:
+            places += [shipment.pickup.location, shipment.delivery.location]
+        return places
 
     @property
     def location_kind(self) -> LocationKind:
@@ -397,10 +486,10 @@ class SolveRequest(_Strict):
 def _wrong_matrix_sizes(data: Any) -> list[str]:
     if not isinstance(data, dict) or not isinstance(matrix := data.get("matrix"), dict):
         return []
-    depots, stops = data.get("depots"), data.get("stops")
-    if not isinstance(depots, list) or not isinstance(stops, list):
+    depots, stops, shipments = data.get("depots"), data.get("stops"), data.get("shipments", [])
+    if not isinstance(depots, list) or not isinstance(stops, list) or not isinstance(shipments, list):
         return []
-    size = len(depots) + len(stops)
+    size = len(depots) + len(stops) + 2 * len(shipments)
     return [
         name
         for name in ("distances", "durations")
@@ -420,11 +509,11 @@ def _pointer(loc: tuple[int | str, ...]) -> str:
 def parse_solve_request(document: object, *, max_stops: int) -> SolveRequest:
     """Validate `document` as a solvable request, or raise `SolveRequestInvalid` (≤ MAX_ERRORS).
 
-    `max_stops` bounds the depots and the vehicle types too: each depot is a row and a column of
-    the matrices, and each list's items are errors waiting to be found.
+    `max_stops` bounds the depots, the vehicle types and the shipments too: each depot is a row and
+    a column of the matrices, and each list's items are errors waiting to be found.
     """
     if isinstance(document, dict):
-        for member in ("stops", "depots", "vehicle_types"):
+        for member in ("stops", "depots", "vehicle_types", "shipments"):
             items = document.get(member)
             if isinstance(items, list) and len(items) > max_stops:
                 # Refused before anything else: validating an oversized request is the expensive part.
@@ -433,6 +522,15 @@ def parse_solve_request(document: object, *, max_stops: int) -> SolveRequest:
                 raise SolveRequestInvalid(
                     [{"pointer": f"/{member}", "msg": message, "type": f"too_many_{member}"}]
                 )
+        stops, shipments = document.get("stops"), document.get("shipments")
+        if (
+            isinstance(stops, list)
+            and isinstance(shipments, list)
+            and len(stops) + 2 * len(shipments) > max_stops
+        ):
+            # Each shipment is two places, and the places bound the matrices.
+            message = f"at most {max_stops} places (stops, and two per shipment) can be solved"
+            raise SolveRequestInvalid([{"pointer": "/shipments", "msg": message, "type": "too_many_places"}])
     try:
         return SolveRequest.model_validate(document)
     except ValidationError as exc:

@@ -17,12 +17,15 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import orjson
 
 from service.core.errors import ServiceUnavailable
 from service.core.offload import Offload
-from service.solver.request import RequestIssue, SolveRequestInvalid, parse_solve_request
+from service.solver.matrix import build_matrices
+from service.solver.pins import parse_pins, pin_issues
+from service.solver.request import MAX_ERRORS, RequestIssue, SolveRequestInvalid, parse_solve_request
 
 
 class ChecksBusy(ServiceUnavailable):
@@ -33,13 +36,30 @@ class ChecksBusy(ServiceUnavailable):
         super().__init__(headers={"Retry-After": "2"})
 
 
-def solve_errors(document: bytes, max_stops: int) -> list[RequestIssue] | None:
-    """Why the request is not solvable, or None (at most MAX_ERRORS errors)."""
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a solve cannot be queued: its scenario's `request`, or the solve's `pins` (pointers into
+    the one or the other)."""
+
+    where: Literal["request", "pins"]
+    errors: list[RequestIssue]
+
+
+def solve_errors(document: bytes, max_stops: int, pins: list[dict[str, Any]] | None = None) -> Refusal | None:
+    """Why the request is not solvable or the pins cannot hold in it, or None (at most MAX_ERRORS
+    errors). The pins are checked only against a solvable request."""
     try:
-        parse_solve_request(orjson.loads(document), max_stops=max_stops)
+        request = parse_solve_request(orjson.loads(document), max_stops=max_stops)
     except SolveRequestInvalid as exc:
-        return exc.errors
-    return None
+        return Refusal("request", exc.errors)
+    if not pins:
+        return None
+    issues = pin_issues(request, parse_pins(pins), lambda: build_matrices(request), max_errors=MAX_ERRORS)
+    return Refusal("pins", issues) if issues else None
+
+
+# Pinned routes are driven along the matrices: a few pins cost microseconds, many go to the lane.
+_INLINE_PINS = 20
 
 
 @dataclass
@@ -58,11 +78,13 @@ class SolveChecks:
         self._wait_s = wait_s
         self._turns: dict[uuid.UUID, _Turn] = {}
 
-    async def errors(self, user_id: uuid.UUID, document: bytes, max_stops: int) -> list[RequestIssue] | None:
-        if len(document) <= self._inline_max_bytes:
-            return solve_errors(document, max_stops)
+    async def errors(
+        self, user_id: uuid.UUID, document: bytes, max_stops: int, pins: list[dict[str, Any]] | None = None
+    ) -> Refusal | None:
+        if len(document) <= self._inline_max_bytes and len(pins or ()) <= _INLINE_PINS:
+            return solve_errors(document, max_stops, pins)
         async with self._turn(user_id):
-            return await self._lane.run(solve_errors, document, max_stops)
+            return await self._lane.run(solve_errors, document, max_stops, pins)
 
     @asynccontextmanager
     async def _turn(self, user_id: uuid.UUID) -> AsyncIterator[None]:

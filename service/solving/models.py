@@ -65,6 +65,11 @@ class Solution(SQLModel, table=True):
     finished_at: datetime | None = Field(
         default=None, sa_column=timestamp_column(nullable=True, server_default=False)
     )
+    # -- a re-solve (migration 0013): the solution it started from, its pins, and that solution's
+    # routes as they were when it was queued (the seed).
+    from_solution: uuid.UUID | None = Field(default=None, nullable=True)
+    pins: list[Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    seed_routes: list[Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
 
 
 newest_first(Solution, "scenario_id")

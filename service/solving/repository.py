@@ -15,7 +15,7 @@ migration 0010) finds what `end_stranded` then ends, one owner at a time.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -56,6 +56,58 @@ _PENDING, _RUNNING, _FAILED = (
 DELETED = "deleted"
 
 
+def _routes_cut(payload: str, members: str) -> str:
+    """`payload`'s routes, each cut to `members` (a jsonb_build_object argument list over `route`);
+    anything that is not an array where routes belong, or not an object where a route belongs, is
+    passed on as it is, for the plan reader to refuse."""
+    return f"""CASE jsonb_typeof({payload} -> 'routes') WHEN 'array' THEN (
+        SELECT COALESCE(jsonb_agg(CASE jsonb_typeof(route) WHEN 'object' THEN jsonb_build_object({members})
+            ELSE route END ORDER BY n), '[]'::jsonb)
+        FROM jsonb_array_elements({payload} -> 'routes') WITH ORDINALITY AS t(route, n)
+    ) ELSE {payload} -> 'routes' END"""
+
+
+_VEHICLE = "'vehicle_type', route -> 'vehicle_type', 'vehicle', route -> 'vehicle'"
+_TOTALS = "'distance', route -> 'distance', 'duration', route -> 'duration'"
+# A route's `visits` when it has no list of `stops`, and the other way round.
+_UNLESS_STOPS = (
+    "CASE WHEN jsonb_typeof(route -> 'stops') IS DISTINCT FROM 'array' THEN route -> '{member}' END"
+)
+_UNLESS_VISITS = (
+    "CASE WHEN jsonb_typeof(route -> 'visits') IS DISTINCT FROM 'array' THEN route -> '{member}' END"
+)
+# A payload cut to what a comparison reads: totals, unassigned stops, and per route its vehicle, its
+# stops, its visits' ids and kinds, and its totals — no arrivals, loads or solver statistics.
+# A route's visits without their arrivals: the comparison reads where shipments are picked up.
+_VISIT_IDS = """CASE jsonb_typeof(route -> 'visits') WHEN 'array' THEN (
+    SELECT COALESCE(jsonb_agg(CASE jsonb_typeof(visit) WHEN 'object'
+        THEN jsonb_build_object('id', visit -> 'id', 'kind', visit -> 'kind') ELSE visit END ORDER BY k), '[]'::jsonb)
+    FROM jsonb_array_elements(route -> 'visits') WITH ORDINALITY AS v(visit, k)
+) ELSE route -> 'visits' END"""
+_COMPARED_ROUTE = f"{_VEHICLE}, 'stops', route -> 'stops', 'visits', {_VISIT_IDS}, {_TOTALS}"
+_PLAN_TO_COMPARE = f"""
+CASE WHEN payload IS NOT NULL THEN jsonb_build_object(
+    'distance', payload -> 'distance', 'duration', payload -> 'duration', 'cost', payload -> 'cost',
+    'unassigned', COALESCE(payload -> 'unassigned', '[]'::jsonb),
+    'routes', {_routes_cut("payload", _COMPARED_ROUTE)}
+) END
+"""
+# A payload cut to what a map draws: per route its vehicle, its visits (or, for a payload without
+# them, its stops and their arrivals) and its totals.
+_DRAWN_ROUTE = (
+    f"{_VEHICLE}, 'visits', route -> 'visits', 'stops', {_UNLESS_VISITS.format(member='stops')}, "
+    f"'arrivals', {_UNLESS_VISITS.format(member='arrivals')}, {_TOTALS}"
+)
+_ROUTES_TO_DRAW = f"CASE WHEN s.payload IS NOT NULL THEN jsonb_build_object('routes', {_routes_cut('s.payload', _DRAWN_ROUTE)}) END"
+# A request cut to its places: no matrix (millions of cells at 2,000 stops), no options.
+_PLACES = """
+CASE WHEN jsonb_typeof({request}) = 'object' THEN jsonb_build_object(
+    'depots', {request} -> 'depots', 'stops', {request} -> 'stops',
+    'shipments', {request} -> 'shipments', 'vehicle_types', {request} -> 'vehicle_types'
+) END
+"""
+
+
 @dataclass(slots=True)
 class SolutionRecord:
     id: uuid.UUID
@@ -69,10 +121,13 @@ class SolutionRecord:
 
 @dataclass(slots=True)
 class SolutionHeadRecord(SolutionRecord):
-    """A solution with its solve's latest progress and, when it failed, why (None when recorded)."""
+    """A solution with its solve's latest progress and, when it failed, why (None when recorded),
+    and for a re-solve the solution it started from and its pins."""
 
     progress: Progress | None
     reason: str | None
+    from_solution: uuid.UUID | None = None
+    pins: list[Any] | None = None
 
 
 _SOLUTION = columns(SolutionRecord)
@@ -119,6 +174,9 @@ class StartedSolve:
     time_limit_s: int
     seed: int
     attempts: int  # this run's number: the fence of its writes
+    # A re-solve's pins and seed routes, as JSON text (None for a plain solve).
+    pins: bytes | None = None
+    seed_routes: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,13 +276,57 @@ class SolutionRepository(WorkspaceRepository):
         """The solution with its solve state, and its payload as JSON text (None when it has none)."""
         document = AS_BYTES.format(document="payload")
         sql = (
-            f"SELECT {_SOLUTION}, progress::text AS progress, reason, {document} AS document "
-            "FROM solutions WHERE workspace_id = $1 AND id = $2"
+            f"SELECT {_SOLUTION}, progress::text AS progress, reason, from_solution, pins::text AS pins, "
+            f"{document} AS document FROM solutions WHERE workspace_id = $1 AND id = $2"
         )
         values = dict(await self._fetchrow(sql, solution_id))
         text: bytes | None = values.pop("document")
         progress = values.pop("progress")
-        return SolutionHeadRecord(**values, progress=progress_from(progress)), text
+        pins = values.pop("pins")
+        record = SolutionHeadRecord(
+            **values, progress=progress_from(progress), pins=None if pins is None else orjson.loads(pins)
+        )
+        return record, text
+
+    async def plans(self, *solution_ids: uuid.UUID) -> dict[uuid.UUID, bytes | None]:
+        """What a comparison reads of each solution: its totals, unassigned stops, and each route's
+        vehicle and stops (not the arrivals, loads or solver statistics of a payload of megabytes);
+        None for a solution without a payload. NotFound unless every one is the workspace's."""
+        rows = await self._fetch(
+            f"SELECT id, {AS_BYTES.format(document=_PLAN_TO_COMPARE)} AS document "
+            "FROM solutions WHERE workspace_id = $1 AND id = ANY($2::text::uuid[])",
+            "{" + ",".join(map(str, solution_ids)) + "}",
+        )
+        found: dict[uuid.UUID, bytes | None] = {
+            row["id"]: None if row["document"] is None else bytes(row["document"]) for row in rows
+        }
+        if set(solution_ids) - found.keys():
+            raise NotFound()
+        return found
+
+    async def located_plan(self, solution_id: uuid.UUID) -> tuple[int, bytes | None, bytes | None]:
+        """(version, the payload's routes, the places of the request they were solved from) as JSON text: the
+        solve's own snapshot of the request, or for a recorded solution its scenario's current one.
+        Only what a map needs is read: no matrix, no solver statistics."""
+        row = await self._fetchrow(
+            f"""
+            SELECT s.version, {AS_BYTES.format(document=_ROUTES_TO_DRAW)} AS plan,
+                   {AS_BYTES.format(document=_PLACES.format(request="r.request"))} AS places
+            FROM solutions s
+            CROSS JOIN LATERAL (
+                SELECT COALESCE(s.request, c.request, c.original_request) AS request
+                FROM scenarios c WHERE c.workspace_id = $1 AND c.id = s.scenario_id
+            ) r
+            WHERE s.workspace_id = $1 AND s.id = $2
+            """,
+            solution_id,
+        )
+        plan, places = row["plan"], row["places"]
+        return (
+            int(row["version"]),
+            None if plan is None else bytes(plan),
+            None if places is None else bytes(places),
+        )
 
     async def update(
         self,
@@ -288,15 +390,36 @@ class SolutionRepository(WorkspaceRepository):
             raise NotFound()
         return int(row["version"]), bytes(row["document"])
 
+    async def replan_source(self, solution_id: uuid.UUID) -> tuple[uuid.UUID, SolutionStatus]:
+        """(scenario, status) of a solution a re-solve would start from; NotFound when not theirs."""
+        row = await self._fetchrow_or_none(
+            "SELECT scenario_id, status FROM solutions WHERE workspace_id = $1 AND id = $2", solution_id
+        )
+        if row is None:
+            raise NotFound("The solution to start from was not found.")
+        return row["scenario_id"], SolutionStatus(row["status"])
+
     async def queue(
-        self, scenario_id: uuid.UUID, version: int, *, time_limit_s: int, seed: int
+        self,
+        scenario_id: uuid.UUID,
+        version: int,
+        *,
+        time_limit_s: int,
+        seed: int,
+        from_solution: uuid.UUID | None = None,
+        pins: Sequence[dict[str, Any]] | None = None,
     ) -> SolutionRecord | None:
-        """A pending solution holding a snapshot of the scenario's request at `version`; None when the
-        scenario has been edited since (NotFound when it is gone)."""
+        """A pending solution holding a snapshot of the scenario's request at `version` (and, for a
+        re-solve, of the routes of `from_solution`); None when the scenario has been edited since
+        (NotFound when it is gone)."""
         row = await self._fetchrow_or_none(
             f"""
-            INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status, request, scenario_version, time_limit_s, seed)
-            SELECT $3, c.workspace_id, $7, c.id, {_PENDING}, COALESCE(c.request, c.original_request), c.version, $4, $5
+            INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status, request, scenario_version,
+                time_limit_s, seed, from_solution, pins, seed_routes)
+            SELECT $3, c.workspace_id, $7, c.id, {_PENDING}, COALESCE(c.request, c.original_request), c.version,
+                $4, $5, $8, $9::jsonb,
+                (SELECT f.payload -> 'routes' FROM solutions f
+                 WHERE f.workspace_id = $1 AND f.id = $8 AND f.scenario_id = c.id)
             FROM scenarios c WHERE c.workspace_id = $1 AND c.id = $2 AND c.version = $6
             RETURNING {_SOLUTION}
             """,
@@ -306,6 +429,8 @@ class SolutionRepository(WorkspaceRepository):
             seed,
             version,
             self._user,
+            from_solution,
+            _json(pins),
         )
         if row is None:
             if await self._fetchrow_or_none(
@@ -380,7 +505,8 @@ class SolutionRepository(WorkspaceRepository):
                 progress = NULL, progress_seq = progress_seq + 1, version = version + 1, updated_at = now()
             WHERE workspace_id = $1 AND id = $2 AND status IN {_ACTIVE} AND NOT cancel_requested
             RETURNING convert_to(request::text, 'UTF8') AS document, scenario_version, time_limit_s, seed,
-                attempts, progress_seq
+                attempts, progress_seq, convert_to(pins::text, 'UTF8') AS pins,
+                convert_to(seed_routes::text, 'UTF8') AS seed_routes
             """,
             solution_id,
         )
@@ -393,6 +519,8 @@ class SolutionRepository(WorkspaceRepository):
             time_limit_s=row["time_limit_s"],
             seed=row["seed"],
             attempts=row["attempts"],
+            pins=None if row["pins"] is None else bytes(row["pins"]),
+            seed_routes=None if row["seed_routes"] is None else bytes(row["seed_routes"]),
         )
 
     async def _not_started(self, solution_id: uuid.UUID) -> NotStarted:

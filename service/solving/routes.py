@@ -12,8 +12,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
@@ -33,10 +34,14 @@ from service.core.pagination import Paged, PageRequest, page_request, paginate
 from service.core.preconditions import ExpectedVersions, etag, tag
 from service.core.repository import WorkspaceScope
 from service.core.streaming import event_stream
-from service.deps import AppSettings, Db, Events, SolveChecking, app_state
+from service.deps import AppSettings, Bodies, Db, Events, SolveChecking, app_state
+from service.solver.outcome import SolutionStatus
 from service.solver.request import RequestIssue
 from service.solving import tickets
+from service.solving.checks import Refusal
+from service.solving.compare import compare
 from service.solving.events import last_event_id, stream
+from service.solving.geojson import feature_collection, prefers_geojson
 from service.solving.queue import SolveJob
 from service.solving.repository import SolutionRecord, SolutionRepository, StreamState
 from service.solving.schemas import (
@@ -51,6 +56,7 @@ from service.solving.schemas import (
     SolveOptions,
     TicketRead,
 )
+from service.solving.views import GEOJSON, Comparison
 from service.users.gate import current_user
 from service.workspaces.gate import CurrentMember, current_member
 
@@ -72,6 +78,33 @@ async def _options(request: Request, settings: AppSettings) -> SolveOptions:
             [{"loc": ["body", "time_limit_s"], "msg": f"At most {limit} seconds.", "type": "less_than_equal"}]
         )
     return options
+
+
+# A re-solve starts from a solution that has routes: one a solve finished (or stopped with its best).
+_STARTING_POINTS = (SolutionStatus.SUCCEEDED, SolutionStatus.CANCELLED)
+
+
+def _refused(refusal: Refusal) -> ValidationFailed:
+    if refusal.where == "request":
+        return _unsolvable(refusal.errors)
+    return ValidationFailed(
+        [
+            {
+                "loc": ["body", *[int(p) if p.isdigit() else p for p in error["pointer"].split("/")[1:]]],
+                "pointer": error["pointer"],
+                "msg": error["msg"],
+                "type": error["type"],
+            }
+            for error in refusal.errors
+        ],
+        detail="The pins cannot hold in the scenario's request (`errors` point into the solve's body).",
+    )
+
+
+def _not_a_starting_point(msg: str, kind: str) -> ValidationFailed:
+    return ValidationFailed(
+        [{"loc": ["body", "from_solution"], "pointer": "/from_solution", "msg": msg, "type": kind}]
+    )
 
 
 def _unsolvable(errors: list[RequestIssue]) -> ValidationFailed:
@@ -111,6 +144,11 @@ SolutionPatch = Annotated[
 
 router = APIRouter(prefix=PREFIX, tags=["solving"])
 
+# The solve body, inlined (a dependency reads it): its Pin is the one a solution's `pins` names in
+# the document's components, so the local definitions pydantic adds are dropped.
+_SOLVE_BODY = SolveOptions.model_json_schema(ref_template="#/components/schemas/{model}")
+_SOLVE_BODY.pop("$defs", None)
+
 # A scenario edited while its request was being checked is read and checked again, at most this
 # many times in all; then 409.
 _CHECK_ROUNDS = 3
@@ -131,16 +169,20 @@ _CHECK_ROUNDS = 3
         "per error, at most 50; nothing is queued). The new solution is `pending`; a worker runs it "
         "(`running`, with `progress`) and ends it `succeeded`, `failed` (with a `reason`) or `cancelled`. "
         "Its payload is then a [SolutionPayload](#/components/schemas/SolutionPayload): routes with "
-        "distances in metres and times in seconds from the start of the planning day. Follow it with a "
+        "distances in metres and times in seconds from the start of the planning day, and every stop on "
+        "no route with its reasons. Follow it with a "
         "GET of `Location` or its `/events`. 429 (with `Retry-After`) when the caller already has "
         "SOLVE_MAX_ACTIVE_PER_USER solves pending or running in the workspace, or the workspace has "
         "SOLVE_MAX_ACTIVE_PER_WORKSPACE; 403 for a viewer; 409 when the scenario kept changing while "
-        "its request was being checked."
+        "its request was being checked. A re-solve names `from_solution` (its routes seed the search; 404 "
+        "when the caller cannot read it, 422 when it is not a succeeded or cancelled solution of this "
+        "scenario) and/or `pins` (422 with a pointer such as `/pins/2/stop` when they cannot hold); "
+        "nothing is queued when either is refused."
     ),
     openapi_extra={
         "requestBody": {
             "required": False,
-            "content": {"application/json": {"schema": SolveOptions.model_json_schema()}},
+            "content": {"application/json": {"schema": _SOLVE_BODY}},
         }
     },
 )
@@ -155,22 +197,34 @@ async def solve(
     """Read, check, queue: the check (CPU) runs with no connection or lock held, between a short
     transaction that reads the request and one that queues it if the scenario is still at the
     version that was checked (else it is read and checked again)."""
+    pins = None if options.pins is None else [pin.model_dump(exclude_none=True) for pin in options.pins]
     for _ in range(_CHECK_ROUNDS):
         async with solutions.writing() as repo:
             version, document = await repo.scenario_to_solve(scenario_id)
+            if options.from_solution is not None:
+                source_scenario, source_status = await repo.replan_source(options.from_solution)
+                if source_scenario != scenario_id:
+                    raise _not_a_starting_point("must be a solution of this scenario", "other_scenario")
+                if source_status not in _STARTING_POINTS:
+                    raise _not_a_starting_point("must be a succeeded or cancelled solution", "no_plan")
             # Also before the check: a caller at the limit spends no CPU.
             if _at_limit(await repo.active_solves(), settings):
                 raise TooManySolves(headers={"Retry-After": "5"})
-        errors = await checks.errors(solutions.user, document, settings.solve_max_stops)
-        if errors is not None:
-            raise _unsolvable(errors)
+        refusal = await checks.errors(solutions.user, document, settings.solve_max_stops, pins)
+        if refusal is not None:
+            raise _refused(refusal)
         del document
         async with solutions.writing() as repo:
             await repo.serialize_queueing()
             if _at_limit(await repo.active_solves(), settings):
                 raise TooManySolves(headers={"Retry-After": "5"})
             record = await repo.queue(
-                scenario_id, version, time_limit_s=options.time_limit_s, seed=options.seed
+                scenario_id,
+                version,
+                time_limit_s=options.time_limit_s,
+                seed=options.seed,
+                from_solution=options.from_solution,
+                pins=pins,
             )
             if record is not None:
                 await repo.enqueue(
@@ -335,14 +389,94 @@ async def list_solutions(
 @router.get(
     "/solutions/{solution_id}",
     response_model=SolutionRead,
-    responses={**READ_PROBLEMS, **ok("The solution with its payload")},
-    summary="A solution with its payload",
+    responses={
+        **READ_PROBLEMS,
+        **problem_responses(406, 409),
+        200: {
+            "description": "The solution with its payload; as GeoJSON (`application/geo+json`) when "
+            "`Accept` prefers it or `format=geojson`",
+            "headers": ok("")[200]["headers"],
+            "content": {GEOJSON: {"schema": {"$ref": "#/components/schemas/FeatureCollection"}}},
+        },
+    },
+    summary="A solution with its payload, or its plan on a map (GeoJSON)",
+    description=(
+        "JSON by default. With `Accept: application/geo+json` (preferred over `application/json`) or "
+        "`?format=geojson`, the plan as an RFC 7946 FeatureCollection: one LineString per route (its "
+        "depot, its visits, its end depot; positions `[lon, lat]`) with `vehicle_type`, `vehicle`, "
+        "`distance`, `duration`, then one Point per visit with `id`, `kind`, `arrival` and `route` (the "
+        "index of its route). The places come from the request the solve ran on (a recorded "
+        "solution: its scenario's current request). 406 when the places are planar x/y; 409 when the "
+        "solution has no payload yet, or its payload or request holds no plan to draw."
+    ),
 )
-async def get_solution(solution_id: uuid.UUID, solutions: Solutions) -> Response:
+async def get_solution(
+    solution_id: uuid.UUID,
+    solutions: Solutions,
+    bodies: Bodies,
+    view: Annotated[
+        Literal["json", "geojson"] | None,
+        Query(
+            alias="format",
+            description="`geojson` for the GeoJSON view whatever `Accept` says; `json` for JSON.",
+        ),
+    ] = None,
+    accept: Annotated[str | None, Header(description="`application/geo+json` for the GeoJSON view.")] = None,
+) -> Response:
+    if view == "geojson" or (view is None and prefers_geojson(accept)):
+        return await _geojson(solution_id, solutions, bodies)
     async with solutions.transaction() as repo:
         record, document = await repo.get(solution_id)
     head = SolutionHead.model_validate(record, from_attributes=True)
-    return SplicedJSONResponse(head, "payload", document, headers={"ETag": etag(record.version)})
+    return SplicedJSONResponse(head, "payload", document, headers={"ETag": etag(record.version), **_VARY})
+
+
+# The representation of a solution depends on Accept: caches must key on it.
+_VARY = {"Vary": "Accept"}
+
+
+async def _geojson(
+    solution_id: uuid.UUID, solutions: Solutions, bodies: Bodies
+) -> Response:
+    async with solutions.transaction() as repo:
+        version, plan, places = await repo.located_plan(solution_id)
+    if plan is None:
+        raise Conflict("The solution has no payload (yet): there is no plan to draw.")
+    size = len(plan) + len(places or b"")
+    collection = await bodies.run(size, feature_collection, plan, places)
+    return Response(
+        orjson.dumps(collection),
+        media_type=GEOJSON,
+        # A validator of its own: another representation of the solution than the JSON's.
+        headers={"ETag": f'"{version}-geojson"', **_VARY},
+    )
+
+
+@router.get(
+    "/solutions/{solution_id}/compare/{other_id}",
+    response_model=Comparison,
+    responses={**READ_PROBLEMS, **problem_responses(409)},
+    summary="Compare two solutions' plans: totals, and where each stop went",
+    description=(
+        "`solution_id` is plan a, `other_id` plan b (of the same scenario or not). `kpis` holds "
+        "`[a, b, b - a]` for distance, duration, cost, routes and unassigned stops (null where a "
+        "payload lacks the value). `stops`: those on another vehicle or at another position in b "
+        "(`moved`, from and to), served only by b (`added`) or only by a (`dropped`), and how many "
+        "are `unchanged`. 404 unless both are in the request's workspace; 409 when either has no payload, or a "
+        "payload that holds no plan."
+    ),
+)
+async def compare_solutions(
+    solution_id: uuid.UUID, other_id: uuid.UUID, solutions: Solutions, bodies: Bodies
+) -> dict[str, Any]:
+    async with solutions.transaction() as repo:
+        plans = await repo.plans(solution_id, other_id)
+    first, second = plans[solution_id], plans[other_id]
+    for which, document in (("first", first), ("second", second)):
+        if document is None:
+            raise Conflict(f"The {which} solution has no payload (yet): there is no plan to compare.")
+    assert first is not None and second is not None
+    return await bodies.run(len(first) + len(second), compare, first, second)
 
 
 @router.patch(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, WithJsonSchema
+from pydantic import BaseModel, Field, PlainValidator, StrictInt, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from service.core.pagination import Page
 from service.core.schemas import Body, Document, JsonObject, Patch, Read
 from service.core.timestamps import Timestamp
 from service.solver.outcome import MAX_SEED, Progress, SolutionStatus
+from service.solver.pins import Pin, Pins
 from service.solver.plan import SolutionPayload
 
 # What a client may record: a solution it found itself, `succeeded` or `failed`. The other statuses
@@ -40,11 +41,9 @@ RecordedStatus = Annotated[
 ]
 
 
-class SolveOptions(BaseModel):
+class SolveOptions(Patch):
     """Strict like the request document: each option a JSON integer literal, never a string, a boolean
-    or a whole number written as a float (10.0)."""
-
-    model_config = ConfigDict(extra="forbid")
+    or a whole number written as a float (10.0); an option may be left out, never sent as null."""
 
     time_limit_s: Annotated[
         StrictInt,
@@ -62,6 +61,20 @@ class SolveOptions(BaseModel):
             description="The solver's random seed (same seed and time, same result); an integer literal",
         ),
     ] = 1
+    from_solution: uuid.UUID | None = Field(
+        default=None,
+        description="Re-solve from this plan: a `succeeded` or `cancelled` solution of the same scenario "
+        "(of any earlier version). Its routes are where the search starts: stops the request no longer "
+        "has are dropped, new ones are inserted by the solver, and the result is never longer than "
+        "those routes when they are still complete and feasible.",
+    )
+    pins: Pins | None = Field(
+        default=None,
+        description="What must not move: a stop on a vehicle (`stop`), the visits a route begins with "
+        "(`prefix`, in order), or a whole route (`locked`). A vehicle is `vehicle_type` + `vehicle`, "
+        "numbered from 0 within its type as in a payload's routes. A stop in two pins, an unknown id "
+        "or vehicle, or a pinned route that is infeasible by itself is a 422 pointing at the pin.",
+    )
 
 
 class TicketRead(BaseModel):
@@ -107,6 +120,10 @@ class SolutionHead(SolutionSummary):
         default=None, description="A solve's latest progress (written at least once a second while it runs)."
     )
     reason: str | None = Field(default=None, description="Why a solve failed, in a short sentence.")
+    from_solution: uuid.UUID | None = Field(
+        default=None, description="A re-solve's starting plan (the solve's `from_solution`)."
+    )
+    pins: list[Pin] | None = Field(default=None, description="A re-solve's pins, as they were sent.")
 
 
 class SolutionRead(SolutionHead):

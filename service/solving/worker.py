@@ -348,6 +348,7 @@ class SolveWorker:
                 on_progress=reporter.offer,
                 cancel=running.cancel,
                 grace_s=self._settings.solve_grace_s,
+                replan=(started.pins, started.seed_routes),
             )
         finally:
             ticker.cancel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -110,9 +111,16 @@ def test_request_bodies_never_document_null_where_the_routes_refuse_it(document:
     bodies = {
         (method, path): operation["requestBody"]["content"]["application/json"]["schema"]
         for method, path, operation in operations(document)
-        if path.startswith(API) and "requestBody" in operation
+        if path.startswith(API) and "application/json" in operation.get("requestBody", {}).get("content", {})
     }
     assert len(bodies) == 10
+    # The one body that is not JSON: a scenario import takes a file, as text.
+    files = [
+        (path, sorted(operation["requestBody"]["content"]))
+        for method, path, operation in operations(document)
+        if path.startswith(API) and (method, path) not in bodies and "requestBody" in operation
+    ]
+    assert files == [(f"{API}/sessions/{{session_id}}/scenarios/import", ["text/csv", "text/plain"])]
     for where, schema in bodies.items():
         for member, definition in schema["properties"].items():
             assert "anyOf" not in definition and definition.get("type") != "null", (where, member)
@@ -201,3 +209,28 @@ def test_the_webhook_receiver_documents_no_validation_error(document: dict[str, 
     """Its one parameter is a free-form provider name (an unknown one is 404): it never sends a 422."""
     responses = document["paths"]["/api/v1/webhooks/{provider}"]["post"]["responses"]
     assert "422" not in responses and {"204", "400", "401", "404", "413", "503"} <= set(responses)
+
+
+def test_every_reference_resolves(document: dict[str, Any]) -> None:
+    """A schema inlined into an operation (a body read by a dependency) must not keep pydantic's
+    local `$defs` and their references: generators of clients refuse the whole document, or type
+    `$defs` as a required member of the body."""
+
+    def references(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "$ref" and isinstance(value, str):
+                    yield value
+                else:
+                    yield from references(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from references(item)
+
+    assert '"$defs"' not in orjson.dumps(document["paths"]).decode()
+    for reference in set(references(document)):
+        assert reference.startswith("#/components/"), reference
+        target: Any = document
+        for part in reference.removeprefix("#/").split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        assert isinstance(target, dict), reference

@@ -343,13 +343,13 @@ async def _outbound_owners(db: SqlAdmin, column: str, scope: dict[str, str]) -> 
 async def test_migration_0014_moves_outbound_rows_to_their_owners_personal_workspace_and_back(
     clean_db: SqlAdmin, migrated_url: str, shared_worker: SharedWorker, app_factory: AppFactory
 ) -> None:
-    """Today's (0012) per-user endpoints, deliveries and attempts land in their owner's personal
+    """Today's (0013) per-user endpoints, deliveries and attempts land in their owner's personal
     workspace, served by the API there; downgraded, an endpoint bob registered in an organisation
     goes back to bob with its deliveries and attempts, and upgrading again puts it in his personal
     workspace."""
     await shared_worker.close()  # the tables change under it (see the round trip above)
     await clean_db.engine.dispose()
-    await asyncio.to_thread(downgrade, migrated_url, "0012")
+    await asyncio.to_thread(downgrade, migrated_url, "0013")
     owners = [await insert_user(clean_db, f"old-{n}") for n in range(2)]
     for owner in owners:
         async with clean_db.transaction() as session:
@@ -384,7 +384,7 @@ async def test_migration_0014_moves_outbound_rows_to_their_owners_personal_works
         await scope_rls_to(session, bob, org)
         await _outbound_rows(session, "workspace_id", org, bob)
     await clean_db.engine.dispose()
-    await asyncio.to_thread(downgrade, migrated_url, "0012")
+    await asyncio.to_thread(downgrade, migrated_url, "0013")
     assert await _outbound_owners(clean_db, "user_id", {"app.user_id": str(bob)}) == [set(owners)] * 3
     async with clean_db.transaction() as session:
         await session.execute(text("SELECT set_config('app.user_id', :u, true)"), {"u": str(bob)})

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from service.solver.example import EXAMPLE_RICHER_REQUEST
 from service.solver.request import (
     EXAMPLE_REQUEST,
+    MAX_COST,
     MAX_ERRORS,
     MAX_INT,
     SolveRequest,
@@ -183,7 +185,114 @@ RULES: list[tuple[str, Callable[[Document], None], str, str]] = [
     ("zero speed", _set("/options/speed_kmh", 0), "/options/speed_kmh", "greater_than"),
     ("optional flag not a boolean", _set("/stops/2/required", "no"), "/stops/2/required", "bool_type"),
     ("negative prize", _set("/stops/2/prize", -1), "/stops/2/prize", "greater_than_equal"),
+    ("prize on a required stop", _set("/stops/1/prize", 5), "/stops/1/prize", "prize_without_optional"),
+    (
+        "prize beyond money under the cost objective",
+        lambda d: (_set("/options/objective", "cost")(d), _set("/stops/2/prize", MAX_COST + 1)(d)),
+        "/stops/2/prize",
+        "less_than_equal",
+    ),
+    ("unknown objective", _set("/options/objective", "time"), "/options/objective", "literal_error"),
+    (
+        "negative max distance",
+        _set("/vehicle_types/0/max_distance", -1),
+        "/vehicle_types/0/max_distance",
+        "greater_than_equal",
+    ),
+    (
+        "fractional max duration",
+        _set("/vehicle_types/0/max_duration", 1.5),
+        "/vehicle_types/0/max_duration",
+        "int_type",
+    ),
+    (
+        "negative fixed cost",
+        _set("/vehicle_types/1/fixed_cost", -5),
+        "/vehicle_types/1/fixed_cost",
+        "greater_than_equal",
+    ),
+    (
+        "cost per km beyond the bound",
+        _set("/vehicle_types/0/cost_per_km", MAX_COST + 1),
+        "/vehicle_types/0/cost_per_km",
+        "less_than_equal",
+    ),
+    (
+        "cost per hour as a string",
+        _set("/vehicle_types/0/cost_per_hour", "10"),
+        "/vehicle_types/0/cost_per_hour",
+        "int_type",
+    ),
+    (
+        "unknown reload depot",
+        _set("/vehicle_types/1/reload_depots", ["d1", "s2"]),
+        "/vehicle_types/1/reload_depots/1",
+        "unknown_depot",
+    ),
+    (
+        "max reloads without reload depots",
+        _set("/vehicle_types/0/max_reloads", 2),
+        "/vehicle_types/0/max_reloads",
+        "max_reloads_without_reload_depots",
+    ),
+    (
+        "negative max reloads",
+        lambda d: (
+            _set("/vehicle_types/0/reload_depots", ["d1"])(d),
+            _set("/vehicle_types/0/max_reloads", -1)(d),
+        ),
+        "/vehicle_types/0/max_reloads",
+        "greater_than_equal",
+    ),
+    ("shipment without amount", _delete("/shipments/0/amount"), "/shipments/0/amount", "missing"),
+    (
+        "shipment amount dimensions",
+        _set("/shipments/0/amount", [1, 1]),
+        "/shipments/0/amount",
+        "load_dimensions",
+    ),
+    (
+        "negative shipment amount",
+        _set("/shipments/0/amount", -2),
+        "/shipments/0/amount/0",
+        "greater_than_equal",
+    ),
+    ("shipment without delivery", _delete("/shipments/0/delivery"), "/shipments/0/delivery", "missing"),
+    (
+        "inverted pickup window",
+        _set("/shipments/0/pickup/time_window", [9, 1]),
+        "/shipments/0/pickup/time_window",
+        "time_window_order",
+    ),
+    (
+        "negative delivery service",
+        _set("/shipments/0/delivery/service_duration", -1),
+        "/shipments/0/delivery/service_duration",
+        "greater_than_equal",
+    ),
+    (
+        "shipment location of another kind",
+        _set("/shipments/0/delivery/location", {"lat": 52.5, "lon": 13.4}),
+        "/shipments/0/delivery/location",
+        "location_kind_mixed",
+    ),
+    ("shipment id shared with a stop", _set("/shipments/0/id", "s1"), "/shipments/0/id", "duplicate_id"),
+    (
+        "matrix without the shipment's places",
+        _set("/matrix/distances", [[0 if i == j else 1 for j in range(5)] for i in range(5)]),
+        "/matrix/distances",
+        "matrix_size",
+    ),
 ]
+
+
+def _with_shipment(document: Document) -> Document:
+    document["shipments"] = [
+        {"id": "p1", "amount": 2, "pickup": {"location": {"x": 4, "y": 4}},
+         "delivery": {"location": {"x": 5, "y": 5}, "time_window": [0, 900], "service_duration": 30}},
+    ]  # fmt: skip
+    document["matrix"] = {"distances": [[0 if i == j else 1 for j in range(7)] for i in range(7)]}
+    return document
 
 
 @pytest.mark.parametrize(
@@ -192,7 +301,7 @@ RULES: list[tuple[str, Callable[[Document], None], str, str]] = [
 def test_a_broken_rule_is_reported_at_its_pointer(
     mutate: Callable[[Document], None], pointer: str, error_type: str
 ) -> None:
-    document = _planar()
+    document = _with_shipment(_planar())
     mutate(document)
     errors = _errors(document)
     assert {"pointer": pointer, "type": error_type} in [
@@ -205,6 +314,32 @@ def test_the_valid_base_document_passes() -> None:
     assert [stop.demand for stop in request.stops] == [[1], [2], [3]]
     assert request.matrix is not None and request.matrix.distances.shape == (5, 5)
     assert request.stops[2].required is False and request.stops[2].prize == 7
+
+
+def test_the_new_fields_are_optional_and_parsed() -> None:
+    document = _with_shipment(_planar())
+    document["vehicle_types"][0].update(
+        max_distance=1000, max_duration=3600, fixed_cost=5000, cost_per_km=40, cost_per_hour=2500,
+        reload_depots=["d2"], max_reloads=2,
+    )  # fmt: skip
+    document["options"]["objective"] = "cost"
+    request = parse_solve_request(document, max_stops=10)
+    assert request.shipments[0].amount == [2] and request.shipments[0].delivery.service_duration == 30
+    assert request.vehicle_types[0].reload_depots == ["d2"] and request.vehicle_types[1].max_reloads is None
+    assert len(request.locations) == 7
+    plain = parse_solve_request(_planar(), max_stops=10)
+    assert plain.shipments == [] and plain.options.objective == "distance"
+
+
+def test_shipments_count_twice_towards_the_places_bound() -> None:
+    document = _with_shipment(_planar())
+    assert _errors(document, max_stops=4) == [
+        {
+            "pointer": "/shipments",
+            "msg": "at most 4 places (stops, and two per shipment) can be solved",
+            "type": "too_many_places",
+        }
+    ]
 
 
 def test_a_document_that_is_not_an_object_is_refused_at_the_root() -> None:
@@ -263,7 +398,9 @@ def test_the_example_request_is_valid_and_documented() -> None:
     assert request.location_kind == "latlon" and len(request.depots) == 2 and len(request.vehicle_types) == 2
     assert any(not stop.required for stop in request.stops)
     schema = SolveRequest.model_json_schema()
-    assert schema["examples"] == [EXAMPLE_REQUEST]
+    assert schema["examples"] == [EXAMPLE_REQUEST, EXAMPLE_RICHER_REQUEST]
+    richer = parse_solve_request(copy.deepcopy(EXAMPLE_RICHER_REQUEST), max_stops=100)
+    assert richer.shipments and richer.options.objective == "cost"
     assert schema["additionalProperties"] is False
     matrix_schema = schema["$defs"]["MatrixInput"]["properties"]["distances"]
     assert matrix_schema["items"]["items"]["type"] == "integer"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from service.solver.example import EXAMPLE_RICHER_REQUEST
 from service.solver.outcome import CANCELLED_EARLY, MAX_SEED, Progress
 from service.solver.request import EXAMPLE_REQUEST, parse_solve_request
 from service.solver.solver import PROGRESS_INTERVAL_S, solve
@@ -110,13 +111,21 @@ def test_a_required_stop_no_vehicle_can_serve_is_unassigned_and_the_rest_stays_f
     ]
     payload = solve_checked(_planar(stops, vehicle_types)).payload
     assert payload is not None and payload["feasible"] is True
-    assert payload["unassigned"] == ["too-late"]
+    # Too late for the small vans, outside the big one's shift: no single check explains it.
+    assert payload["unassigned"] == [
+        {"id": "too-late", "reasons": ["outside_every_shift", "time_window_unreachable"]}
+    ]
+    assert payload["unassigned_required"] == 1
     assert _served_by(payload)["too-heavy"] == "big-but-late"
 
     stops[1]["demand"] = 500
     payload = solve_checked(_planar(stops, vehicle_types)).payload
     assert payload is not None and payload["feasible"] is True
-    assert payload["unassigned"] == ["too-heavy", "too-late"]
+    assert payload["unassigned"] == [
+        {"id": "too-heavy", "reasons": ["demand_exceeds_capacity"]},
+        {"id": "too-late", "reasons": ["outside_every_shift", "time_window_unreachable"]},
+    ]
+    assert payload["unassigned_required"] == 2
 
 
 def test_optional_stops_are_served_only_when_their_prize_pays(solve_checked: SolveChecked) -> None:
@@ -129,13 +138,22 @@ def test_optional_stops_are_served_only_when_their_prize_pays(solve_checked: Sol
         _planar(stops, [{"id": "v", "count": 2, "capacity": 10, "depot": "depot"}])
     ).payload
     assert payload is not None
-    assert payload["unassigned"] == ["far-cheap"]
+    assert payload["unassigned"] == [{"id": "far-cheap", "reasons": ["not_worth_serving"]}]
+    assert payload["unassigned_required"] == 0
     assert set(_served_by(payload)) == {"near", "near-valuable"}
 
 
 def test_the_example_request_solves_feasibly(solve_checked: SolveChecked) -> None:
     payload = solve_checked(EXAMPLE_REQUEST).payload
     assert payload is not None and payload["routes"]
+
+
+def test_the_richer_example_request_solves_feasibly_and_completely(solve_checked: SolveChecked) -> None:
+    payload = solve_checked(EXAMPLE_RICHER_REQUEST).payload
+    assert payload is not None and payload["unassigned_required"] == 0
+    kinds = {visit["kind"] for route in payload["routes"] for visit in route["visits"]}
+    assert {"pickup", "delivery"} <= kinds
+    assert payload["cost"] >= 5000  # at least one van's fixed cost
 
 
 # PyVRP warns that its penalties hit their bound, which is exactly the situation under test.

@@ -87,7 +87,8 @@ async def test_a_queued_snapshot_is_solved_after_the_scenario_changed(
     assert done["status"] == "succeeded", done
     assert done["payload"]["scenario_version"] == "1"
     stops = {stop for route in done["payload"]["routes"] for stop in route["stops"]}
-    assert stops | set(done["payload"]["unassigned"]) == {stop["id"] for stop in EXAMPLE_REQUEST["stops"]}
+    unassigned = {entry["id"] for entry in done["payload"]["unassigned"]}
+    assert stops | unassigned == {stop["id"] for stop in EXAMPLE_REQUEST["stops"]}
 
 
 @pytest.mark.parametrize(

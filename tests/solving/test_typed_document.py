@@ -13,6 +13,7 @@ from jsonschema_rs import Draft202012Validator  # schemathesis brings it: the sa
 
 from service.solver.example import EXAMPLE_REQUEST
 from service.solver.outcome import SolutionStatus
+from service.solver.plan import REASON_CODES
 from tests.kit.worker import WorkerProcess
 from tests.planning.conftest import Caller
 from tests.solving.conftest import new_scenario, until_status
@@ -113,3 +114,46 @@ async def test_a_real_solve_matches_the_documented_shapes(
     validator(document, "SolutionPayload").validate(done["payload"])  # not merely "any object"
     stopped = done["progress"]
     validator(document, "Progress").validate(stopped)
+
+
+def test_visits_and_unassigned_reasons_are_typed_not_any_object(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    assert {"cost", "unassigned_required"} <= set(schemas["SolutionPayload"]["required"])
+    unassigned = _resolved(document, schemas["SolutionPayload"]["properties"]["unassigned"]["items"])
+    assert unassigned["required"] == ["id", "reasons"]
+    assert set(unassigned["properties"]["reasons"]["items"]["enum"]) == set(REASON_CODES)
+    route = schemas["RoutePlan"]
+    assert {"vehicle", "visits"} <= set(route["required"])
+    visit = _resolved(document, route["properties"]["visits"]["items"])
+    assert set(visit["properties"]["kind"]["enum"]) == {"stop", "pickup", "delivery", "reload"}
+
+
+async def test_a_stop_no_van_can_carry_comes_back_with_its_reason(
+    alice: Caller, worker: WorkerProcess, document: dict[str, Any]
+) -> None:
+    # As a new user would try it: a demand of 999 on vans of capacity 30, solved by a real worker.
+    request = {
+        "depots": [{"id": "d1", "location": {"x": 0, "y": 0}}],
+        "stops": [
+            {"id": "s1", "location": {"x": 10, "y": 0}, "demand": 3},
+            {"id": "s7", "location": {"x": 20, "y": 0}, "demand": 999},
+        ],
+        "shipments": [
+            {"id": "p1", "amount": 4, "pickup": {"location": {"x": 5, "y": 5}},
+             "delivery": {"location": {"x": 15, "y": 5}}},
+        ],
+        "vehicle_types": [{"id": "van", "count": 4, "capacity": 30, "depot": "d1"}],
+    }  # fmt: skip
+    scenario_id = await new_scenario(alice, request)
+    queued = await alice.call("POST", f"/scenarios/{scenario_id}/solve", {"time_limit_s": 1})
+    assert queued.status_code == 202, queued.text
+    done = await until_status(alice, queued.json()["id"], "succeeded", "failed")
+    assert done["status"] == "succeeded", done
+    validator(document, "SolutionPayload").validate(done["payload"])
+    payload = done["payload"]
+    assert payload["unassigned"] == [{"id": "s7", "reasons": ["demand_exceeds_capacity"]}]
+    assert payload["unassigned_required"] == 1
+    (route,) = payload["routes"]
+    assert route["vehicle"] == 0 and route["stops"] == ["s1"]
+    kinds = [(visit["id"], visit["kind"]) for visit in route["visits"]]
+    assert kinds.index(("p1", "pickup")) < kinds.index(("p1", "delivery"))

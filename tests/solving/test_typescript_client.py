@@ -141,6 +141,7 @@ async def test_a_typed_client_generated_from_the_document_solves_against_a_live_
             == STOPS
         )
         assert result["stops"] == read.json()["payload"]["routes"][0]["stops"]
+        assert result["unassigned_required"] == read.json()["payload"]["unassigned_required"]
         assert result["scenario_version"] == "1"
 
 

@@ -24,7 +24,9 @@ function isSolvePayload(payload: SolutionRead["payload"]): payload is SolutionPa
   return typeof payload === "object" && payload !== null && Array.isArray(payload["routes"]);
 }
 
-const api = createClient<paths>({
+// JSON responses: GET /solutions/{id} also answers GeoJSON (Accept: application/geo+json), and a
+// client names the media type it reads so that the types are JSON's alone.
+const api = createClient<paths, "application/json">({
   baseUrl: setting("ROUTEBOOK_URL"),
   headers: { Authorization: `Bearer ${setting("ROUTEBOOK_TOKEN")}` },
 });
@@ -83,7 +85,9 @@ console.log(
     status: solution.status,
     stops,
     distance_m: payload.distance,
-    unassigned: payload.unassigned,
+    // Each unassigned stop comes with its reasons; the ids are what this check compares.
+    unassigned: payload.unassigned.map((entry) => entry.id),
+    unassigned_required: payload.unassigned_required,
     scenario_version: payload.scenario_version,
   }),
 );

@@ -119,4 +119,6 @@ export const api = {
   getSolution: (id) => call('GET', at('solutions', id)),
   cancelSolution: (id) => call('POST', at('solutions', id) + '/cancel'),
   solutionEventsUrl: (id) => at('solutions', id) + '/events',
+  listSolutions: (scenarioId, cursor) => page(at('scenarios', scenarioId) + '/solutions', cursor),
+  compareSolutions: (a, b) => call('GET', at('solutions', a, 'compare', b)),
 };

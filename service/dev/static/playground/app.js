@@ -5,6 +5,7 @@ import { api, ApiError, authHeaders, onUnauthorized, setToken, setWorkspace } fr
 import { drawProgressChart } from './chart.js';
 import { formatDistance } from './format.js';
 import { attachTooltip, drawPlan, isPlanar } from './plan.js';
+import { initReplan, scenarioShown, solveFinished } from './replan.js';
 import { readEventStream } from './sse.js';
 
 const $ = (id) => document.getElementById(id);
@@ -393,6 +394,7 @@ function showScenario(scenario) {
   $('solve').disabled = !scenario || Boolean(state.solve);
   $('plan-heading').textContent = scenario ? `Plan: ${scenario.name}` : 'Plan';
   if (!state.solve) drawPlan(planParts(), scenario?.request ?? null);
+  scenarioShown(scenario).catch((error) => showError(error, 'Solutions'));
   if (!scenario) return;
   $('scenario-name').value = scenario.name;
   $('scenario-request').textContent = JSON.stringify(scenario.request, null, 2);
@@ -561,15 +563,17 @@ async function finish(solve, final) {
   const payload = data.payload ?? null;
   $('plan-heading').textContent = `Plan: ${solve.name} (solution ${data.status})`;
   drawPlan(planParts(), solve.request, payload);
+  await solveFinished(solve.scenarioId, solve.id);
   const found = payload ? `, distance ${formatDistance(payload.distance, isPlanar(solve.request))}` : '';
   announce(`Solve ${data.status}${found}${final.reason ? ` — ${final.reason}` : ''}.`);
 }
 
-async function startSolve() {
+/** `extra`: more of the solve body (a re-solve's from_solution and pins, replan.js). */
+async function startSolve(extra = {}) {
   const scenario = state.scenario;
   // The inputs' min/max/step have already been checked by the browser before submit fires.
   const limit = Number($('time-limit').value);
-  const options = { time_limit_s: limit };
+  const options = { time_limit_s: limit, ...extra };
   if ($('seed').value.trim() !== '') options.seed = Number($('seed').value);
   $('solve').disabled = true;
   let data;
@@ -580,7 +584,7 @@ async function startSolve() {
     throw error;
   }
   resetSolveView();
-  const solve = { id: data.id, name: scenario.name, request: scenario.request, points: [] };
+  const solve = { id: data.id, scenarioId: scenario.id, name: scenario.name, request: scenario.request, points: [] };
   solve.controller = new AbortController();
   state.solve = solve;
   setStatus(data.status);
@@ -666,9 +670,10 @@ function wire() {
   $('scenario-file').addEventListener('change', action('Read file', loadFile));
   $('new-scenario-form').addEventListener('submit', action('Create scenario', createScenario));
 
-  $('solve-form').addEventListener('submit', action('Solve', startSolve));
+  $('solve-form').addEventListener('submit', action('Solve', () => startSolve()));
   $('cancel').addEventListener('click', action('Cancel', cancelSolve));
 
+  initReplan({ planParts, action, announce, solve: startSolve, solving: () => Boolean(state.solve) });
   attachTooltip($('plan'), $('plan-tooltip'));
   resetSolveView();
   drawPlan(planParts(), null);

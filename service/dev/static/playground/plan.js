@@ -40,8 +40,22 @@ export function isPlanar(request) {
   return typeof first === 'object' && first !== null && 'x' in first;
 }
 
+// A shipment's two ends are drawn as places of their own, keyed like this.
+export const endKey = (shipmentId, kind) => `${shipmentId}#${kind}`;
+
+function shipmentEnds(request) {
+  return list(request.shipments).flatMap((shipment) =>
+    ['pickup', 'delivery'].map((kind) => ({
+      id: typeof shipment?.id === 'string' ? endKey(shipment.id, kind) : null,
+      location: shipment?.[kind]?.location,
+      kind,
+      shipment,
+    })),
+  );
+}
+
 function places(request) {
-  return [...list(request.depots), ...list(request.stops)].filter(
+  return [...list(request.depots), ...list(request.stops), ...shipmentEnds(request)].filter(
     (place) => typeof place?.id === 'string' && typeof place.location === 'object' && place.location,
   );
 }
@@ -88,8 +102,14 @@ function visits(payload) {
   return byStop;
 }
 
-const unassignedIds = (payload) =>
-  new Set(list(payload?.unassigned).map((entry) => (typeof entry === 'string' ? entry : entry?.id)));
+// Stop id -> why it is unassigned. A solve lists {id, reasons}; an older or recorded payload may
+// list bare ids, which have no reasons to show.
+const unassignedReasons = (payload) =>
+  new Map(
+    list(payload?.unassigned).map((entry) =>
+      typeof entry === 'string' ? [entry, []] : [entry?.id, list(entry?.reasons)],
+    ),
+  );
 
 function focusable(node, lines) {
   node.setAttribute('tabindex', '0');
@@ -102,7 +122,14 @@ function drawRoutes(layer, request, payload, positions) {
   const types = new Map(list(request.vehicle_types).map((type) => [type.id, type]));
   list(payload?.routes).forEach((route, index) => {
     const type = types.get(route.vehicle_type) ?? {};
-    const path = [type.depot, ...list(route.stops), type.end_depot ?? type.depot];
+    // Every visit in order when the payload lists them (pickups, deliveries, reloads at a depot);
+    // an older payload has stops only.
+    const middle = Array.isArray(route.visits)
+      ? route.visits.map((visit) =>
+          visit?.kind === 'pickup' || visit?.kind === 'delivery' ? endKey(visit.id, visit.kind) : visit?.id,
+        )
+      : list(route.stops);
+    const path = [type.depot, ...middle, type.end_depot ?? type.depot];
     const points = path.map((id) => positions.get(id)).filter(Boolean);
     const { colour, dash } = routeStyle(index);
     svg('polyline', {
@@ -127,10 +154,10 @@ function drawDepots(layer, request, positions) {
   }
 }
 
-function stopLines(stop, visit, unassigned, planar) {
+function stopLines(stop, visit, reasons, planar) {
   let served = 'Not solved yet';
   if (visit) served = `Arrival ${formatClock(visit.arrival)} (route ${visit.routeIndex + 1}, ${visit.route.vehicle_type})`;
-  else if (unassigned) served = 'Unassigned';
+  else if (reasons) served = reasons.length ? `Unassigned: ${reasons.join(', ').replaceAll('_', ' ')}` : 'Unassigned';
   return [
     `Stop ${stop.id}`,
     `Time window ${formatWindow(stop.time_window)}`,
@@ -142,7 +169,7 @@ function stopLines(stop, visit, unassigned, planar) {
 function drawStops(layer, request, payload, positions) {
   const planar = isPlanar(request);
   const visited = visits(payload);
-  const unassigned = unassignedIds(payload);
+  const unassigned = unassignedReasons(payload);
   for (const stop of list(request.stops)) {
     const at = positions.get(stop.id);
     if (!at) continue;
@@ -161,7 +188,39 @@ function drawStops(layer, request, payload, positions) {
       const fill = visit ? routeStyle(visit.routeIndex).colour : UNROUTED;
       svg('circle', { r: 6, fill, stroke: '#ffffff', 'stroke-width': 1.5 }, group);
     }
-    focusable(group, stopLines(stop, visit, isUnassigned, planar));
+    focusable(group, stopLines(stop, visit, unassigned.get(stop.id), planar));
+  }
+}
+
+function drawShipmentEnds(layer, request, payload, positions) {
+  const served = new Map();
+  list(payload?.routes).forEach((route, routeIndex) => {
+    for (const visit of list(route.visits)) {
+      if (visit?.kind === 'pickup' || visit?.kind === 'delivery') {
+        served.set(endKey(visit.id, visit.kind), { routeIndex, route, arrival: visit.arrival });
+      }
+    }
+  });
+  const unassigned = unassignedReasons(payload);
+  for (const end of shipmentEnds(request)) {
+    const at = end.id && positions.get(end.id);
+    if (!at) continue;
+    const visit = served.get(end.id);
+    const group = svg('g', {
+      class: `shipment-end ${end.kind}`,
+      'data-shipment-id': end.shipment.id,
+      'data-kind': end.kind,
+      transform: `translate(${at[0].toFixed(1)} ${at[1].toFixed(1)})`,
+    }, layer);
+    // A triangle pointing up for a pickup, down for a delivery.
+    const d = end.kind === 'pickup' ? 'M0,-8L7,5L-7,5Z' : 'M0,8L7,-5L-7,-5Z';
+    const fill = visit ? routeStyle(visit.routeIndex).colour : unassigned.has(end.shipment.id) ? UNASSIGNED : UNROUTED;
+    svg('path', { d, fill, stroke: '#ffffff', 'stroke-width': 1.5 }, group);
+    const reasons = unassigned.get(end.shipment.id);
+    let text = 'Not solved yet';
+    if (visit) text = `Arrival ${formatClock(visit.arrival)} (route ${visit.routeIndex + 1}, ${visit.route.vehicle_type})`;
+    else if (reasons) text = reasons.length ? `Unassigned: ${reasons.join(', ').replaceAll('_', ' ')}` : 'Unassigned';
+    focusable(group, [`Shipment ${end.shipment.id} ${end.kind}`, text, `Amount ${formatLoad(end.shipment.amount)}`]);
   }
 }
 
@@ -173,8 +232,10 @@ function legendEntry(route, index, planar) {
   svg('line', { x1: 2, y1: 6, x2: 42, y2: 6, stroke: colour, 'stroke-width': 3, 'stroke-dasharray': dash }, swatch);
   const text = document.createElement('span');
   const stops = list(route.stops).length;
+  const vehicle = Number.isInteger(route.vehicle) ? ` #${route.vehicle}` : '';
+  const trips = Number.isInteger(route.trips) ? `, ${route.trips} trips` : '';
   text.textContent =
-    `Route ${index + 1} · ${route.vehicle_type}: ${stops} stop${stops === 1 ? '' : 's'}, ` +
+    `Route ${index + 1} · ${route.vehicle_type}${vehicle}: ${stops} stop${stops === 1 ? '' : 's'}${trips}, ` +
     `distance ${formatDistance(route.distance, planar)}, duration ${formatDuration(route.duration, planar)}, ` +
     `load ${formatLoad(route.load)}, ${formatClock(route.start)}–${formatClock(route.end)}`;
   item.append(swatch, text);
@@ -207,6 +268,7 @@ export function drawPlan({ plan, legend, summary }, request, payload = null) {
   // Later layers paint on top: lines under markers, so every stop stays visible and hoverable.
   drawRoutes(svg('g', { class: 'routes' }, plan), request, payload, positions);
   drawDepots(svg('g', { class: 'depots' }, plan), request, positions);
+  drawShipmentEnds(svg('g', { class: 'shipment-ends' }, plan), request, payload, positions);
   drawStops(svg('g', { class: 'stops' }, plan), request, payload, positions);
   list(payload?.routes).forEach((route, index) => legend.append(legendEntry(route, index, planar)));
   summary.textContent = summaryText(request, payload, planar);
@@ -215,7 +277,7 @@ export function drawPlan({ plan, legend, summary }, request, payload = null) {
 /** Show a marker's details beside it on hover and on keyboard focus; Escape hides them. */
 export function attachTooltip(plan, tooltip) {
   const wrap = tooltip.parentElement; // positioned (CSS), so offsets are relative to it
-  const markerOf = (target) => target.closest?.('.stop, .depot');
+  const markerOf = (target) => target.closest?.('.stop, .depot, .shipment-end');
   const show = (marker) => {
     const lines = tooltips.get(marker);
     if (!lines) return;
