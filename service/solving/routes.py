@@ -435,9 +435,7 @@ async def get_solution(
 _VARY = {"Vary": "Accept"}
 
 
-async def _geojson(
-    solution_id: uuid.UUID, solutions: Solutions, bodies: Bodies
-) -> Response:
+async def _geojson(solution_id: uuid.UUID, solutions: Solutions, bodies: Bodies) -> Response:
     async with solutions.transaction() as repo:
         version, plan, places = await repo.located_plan(solution_id)
     if plan is None:
