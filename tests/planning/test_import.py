@@ -70,7 +70,14 @@ async def test_a_csv_of_stops_becomes_a_solvable_scenario(alice: Caller) -> None
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["name"] == "Monday" and body["session_id"] == session_id
-    assert set(body) == {"id", "session_id", "name", "created_at", "updated_at"}  # as POST …/scenarios
+    assert set(body) == {
+        "id",
+        "session_id",
+        "name",
+        "created_by",
+        "created_at",
+        "updated_at",
+    }  # as POST …/scenarios
     assert response.headers["location"] == f"/api/v1/scenarios/{body['id']}"
     assert response.headers["etag"] == '"1"'
     request = await imported_request(alice, response)

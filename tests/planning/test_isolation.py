@@ -47,6 +47,20 @@ ROUTES = [
     Route("PATCH", "/solutions/{id}", "solution", {"status": "failed", "payload": {"p": 2}}),
     Route("PATCH", "/solutions/{id}", "solution", {"status": "failed"}, (("If-Match", '"1"'),)),
     Route("DELETE", "/solutions/{id}", "solution"),
+    Route(
+        "POST",
+        "/sessions/{id}/scenarios/import?depot_lat=52.5&depot_lon=13.4&vehicles=1&capacity=9",
+        "session",
+        b"id,lat,lon,demand\ns1,52.51,13.41,1\n",
+        (("content-type", "text/csv"),),
+    ),
+]
+# Views of a solution's plan: 409 for the trees built here (their payloads hold no plan), so they
+# join the probes of another user's ids, where the answer must be the missing id's 404.
+PLAN_VIEWS = [
+    Route("GET", "/solutions/{id}?format=geojson", "solution"),
+    Route("GET", "/solutions/{id}", "solution", None, (("accept", "application/geo+json"),)),
+    Route("GET", "/solutions/{id}/compare/{id}", "solution"),
 ]
 MALFORMED = ["not-a-uuid", "123", "00000000-0000-0000-0000-00000000000g", f"{uuid.uuid4()}x"]
 
@@ -94,7 +108,7 @@ async def test_another_users_ids_answer_exactly_as_missing_ones(
     gone = await deleted_tree(victim)
     before = await row_snapshot(clean_db, victim.user_id)
 
-    for route in ROUTES:
+    for route in ROUTES + PLAN_VIEWS:
         missing = await send(intruder, route, new_id())
         assert missing.status_code == 404, (route, missing.text)
         for label, item_id in (("real", victims_tree[route.kind]), ("deleted", gone[route.kind])):

@@ -22,7 +22,7 @@ from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin
 from tests.kit.waiting import eventually
 from tests.planning.conftest import Caller, sign_in
-from tests.planning.test_isolation import ROUTES, build_tree, comparable, send
+from tests.planning.test_isolation import PLAN_VIEWS, ROUTES, build_tree, comparable, send
 from tests.planning.test_statements import record
 
 WORKSPACE_HEADER = "Routebook-Workspace"
@@ -116,7 +116,7 @@ async def test_an_outsider_gets_404_on_every_route_with_the_workspaces_ids(
     tree = await build_tree(team.alice)
     before = await workspace_snapshot(clean_db, team.workspace)
     in_foreign = acting_in(team.carol, team.workspace)
-    for route in ROUTES:
+    for route in ROUTES + PLAN_VIEWS:
         missing = await send(team.carol, route, new_id())
         assert missing.status_code == 404, (route, missing.text)
         assert comparable(await send(team.carol, route, tree[route.kind])) == comparable(missing), route
@@ -151,6 +151,10 @@ async def test_a_viewer_reads_and_every_write_and_solve_is_403(team: Team, clean
     ):
         refused = await team.dave.call("POST", path, body)
         assert refused.status_code == 403, (path, refused.text)
+    for route in PLAN_VIEWS:
+        # Read, so not refused: a viewer is told the payload holds no plan, as a member would be.
+        viewed = await send(team.dave, route, tree[route.kind])
+        assert viewed.status_code == 409, (route, viewed.text)
     ticket = await team.dave.call("POST", f"/solutions/{tree['solution']}/events/ticket")
     assert ticket.status_code == 200, ticket.text  # a viewer follows solves
     assert await workspace_snapshot(clean_db, team.workspace) == before

@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import text
 
 from service.core.db import Database, new_id
-from service.core.repository import OwnerScope
+from service.core.repository import WorkspaceScope
 from service.solving.repository import SolutionRepository
 from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin, scope_rls_to
@@ -70,14 +70,15 @@ async def insert_solution(
     status: str = "succeeded",
     request: dict[str, Any] | None = None,
 ) -> str:
-    """A solution row written directly (as the login role), as a solve or a client would leave it."""
+    """A solution row written directly (as the login role) in the user's personal workspace (whose id
+    is the user's), as a solve or a client would leave it."""
     solution_id = new_id()
     async with db.transaction() as session:
         await scope_rls_to(session, user_id)
         await session.execute(
             text(
-                "INSERT INTO solutions (id, user_id, scenario_id, status, payload, request) "
-                "VALUES (:id, :user_id, :scenario_id, :status, CAST(:payload AS jsonb), CAST(:request AS jsonb))"
+                "INSERT INTO solutions (id, workspace_id, user_id, scenario_id, status, payload, request) "
+                "VALUES (:id, :user_id, :user_id, :scenario_id, :status, CAST(:payload AS jsonb), CAST(:request AS jsonb))"
             ),
             {
                 "id": solution_id,
@@ -247,7 +248,9 @@ async def test_only_what_a_comparison_and_a_map_need_is_read(
     request = {**REQUEST, "matrix": {"distances": matrix}, "options": {"speed_kmh": 30}}
     scenario_id = await new_scenario(alice, request)
     solution_id = uuid.UUID(await insert_solution(clean_db, alice.user_id, scenario_id, payload))
-    async with OwnerScope(service_db, alice.user_id, SolutionRepository).transaction() as repo:
+    # Alice in her personal workspace (its id is hers), as her requests are.
+    scope = WorkspaceScope(service_db, alice.user_id, alice.user_id, True, SolutionRepository)
+    async with scope.transaction() as repo:
         plans = await repo.plans(solution_id)
         _, routes, places = await repo.located_plan(solution_id)
     compared = orjson.loads(plans[solution_id] or b"null")
