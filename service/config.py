@@ -188,7 +188,9 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     def org_role_map(self, provider: str) -> dict[str, str] | None:
         """`<PROVIDER>_ORG_ROLE_MAP` of a provider whose tokens name organisations (Clerk, WorkOS); None
         for one without organisations, whose tokens then always act in the personal workspace."""
-        mapping: dict[str, str] | None = getattr(self, f"{provider}_org_role_map", None)
+        # The instance's own fields, not getattr: a provider without the field (dev, supabase) would
+        # take pydantic's __getattr__ and an AttributeError on every request of the member gate.
+        mapping: dict[str, str] | None = self.__dict__.get(f"{provider}_org_role_map")
         return mapping
 
     @model_validator(mode="after")

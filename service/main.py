@@ -250,8 +250,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(TracingMiddleware)
 
     mount(app, probes_router)
-    mount(app, users_router)
+    # /users/me first after the probes: the route every client polls is matched before the others.
     mount(app, workspaces_router)
+    mount(app, users_router)
     mount(app, planning_router)
     mount(app, solving_router)
     mount(app, webhooks_router)

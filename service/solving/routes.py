@@ -57,7 +57,6 @@ from service.solving.schemas import (
     TicketRead,
 )
 from service.solving.views import GEOJSON, Comparison
-from service.users.gate import current_user
 from service.workspaces.gate import CurrentMember, current_member
 
 PREFIX = "/api/v1"
@@ -273,7 +272,7 @@ async def _stream_member(
     """(workspace, user) of the Bearer token's caller, or of a ticket (a browser's EventSource cannot
     send a header) whose user is still a member of its workspace."""
     if ticket is None:
-        member = await current_member(request, await current_user(request))
+        member = await current_member(request)
         return member.workspace.id, member.user_id
     redeemed = await tickets.redeem(db, ticket, solution_id)
     if redeemed is None:

@@ -71,7 +71,21 @@ def _token_from(request: Request, cookie_allowed: bool) -> tuple[str | None, boo
     return None, False
 
 
+# Where the request's caller is kept once known: `current_user` may be reached both as a route's
+# dependency and from another gate (`CurrentMember`), and verifies the token once per request.
+_PRINCIPAL = "routebook.principal"
+
+
 async def current_user(request: Request) -> Principal:
+    known: Principal | None = request.scope.get(_PRINCIPAL)
+    if known is not None:
+        return known
+    principal = await _verified_caller(request)
+    request.scope[_PRINCIPAL] = principal
+    return principal
+
+
+async def _verified_caller(request: Request) -> Principal:
     state = app_state(request)
     verifier, identity = state.verifier, state.identity
     token, from_cookie = _token_from(request, cookie_allowed=COOKIE_PROVIDER in verifier.provider_names)
