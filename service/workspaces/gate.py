@@ -10,8 +10,7 @@ that is not a workspace id.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from fastapi import Depends, Request
 
@@ -25,9 +24,12 @@ from service.workspaces.store import WorkspaceRef
 WORKSPACE_HEADER = "Routebook-Workspace"
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    """The caller acting in the request's workspace, with their role there (never a global role)."""
+class Member(NamedTuple):
+    """The caller acting in the request's workspace, with their role there (never a global role).
+
+    A NamedTuple rather than a frozen dataclass: built on every request and used as the key of
+    /users/me's body cache, where C-level construction, hashing and equality are measurably cheaper.
+    """
 
     principal: Principal
     workspace: WorkspaceRef
@@ -38,6 +40,18 @@ class Member:
         return self.principal.user_id
 
 
+_HEADER_KEY = WORKSPACE_HEADER.lower().encode("latin-1")
+
+
+def _workspace_header(request: Request) -> str | None:
+    """The header's value, read from the ASGI scope (names arrive lower-cased): on every request, and
+    a Headers lookup lower-cases every name it passes."""
+    for key, value in request.scope["headers"]:
+        if key == _HEADER_KEY:
+            return str(value.decode("latin-1"))
+    return None
+
+
 async def current_member(request: Request) -> Member:
     """The caller in the request's workspace; 404 when they are not (or no longer) a member of it."""
     # Called, not declared as a dependency: one node less for FastAPI to resolve on every request
@@ -45,7 +59,7 @@ async def current_member(request: Request) -> Member:
     # the token twice).
     principal = await current_user(request)
     state = app_state(request)
-    header = request.headers.get(WORKSPACE_HEADER)
+    header = _workspace_header(request)
     found: Access | None
     if header is not None:
         try:
