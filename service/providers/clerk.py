@@ -23,7 +23,6 @@ from service.providers.api import PAGE_SIZE, PagingGuard, api_key, fetch_one, ge
 from service.providers.base import DEFAULT_ORG_ROLE_MAP, CommaList, KeyContext, Provider, RoleMap, configured
 from service.providers.events import (
     MembershipEvent,
-    OrganizationEvent,
     ProviderEvent,
     ProviderUser,
     bare_event,
@@ -133,23 +132,6 @@ def clerk_role(data: Mapping[str, Any]) -> str | None:
     return fields.id_text(role.removeprefix(ORG_ROLE_PREFIX), "role")
 
 
-def _organization_event(
-    envelope: Mapping[str, Any], data: Mapping[str, Any], event_id: str, event_type: str
-) -> OrganizationEvent:
-    # organization.created|updated: `data` is the Organization object (`id` "org_…", `name`);
-    # organization.deleted: `data` is `{object: "organization", id, deleted: true}`.
-    deleted = event_type == "organization.deleted"
-    return OrganizationEvent(
-        kind="delete" if deleted else "upsert",
-        provider=NAME,
-        event_id=event_id,
-        event_type=event_type,
-        org_id=fields.id_at(data, "id"),
-        name=None if deleted else fields.display_name(fields.optional_str(data, "name")),
-        occurred_at=_event_time(envelope, data),
-    )
-
-
 def _membership_event(
     envelope: Mapping[str, Any], data: Mapping[str, Any], event_id: str, event_type: str
 ) -> MembershipEvent:
@@ -178,7 +160,7 @@ def parse_clerk(body: bytes, event_id: str) -> ProviderEvent:
     event_type = fields.required_str(envelope, "type")
     data = fields.object_at(envelope, "data")
     if event_type in ORGANIZATION_UPSERT or event_type == "organization.deleted":
-        return _organization_event(envelope, data, event_id, event_type)
+        return fields.organization_event(NAME, data, event_id, event_type, _event_time(envelope, data))
     if event_type in MEMBERSHIP_UPSERT or event_type == "organizationMembership.deleted":
         return _membership_event(envelope, data, event_id, event_type)
     if event_type in UPSERT:

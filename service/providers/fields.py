@@ -10,7 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
-from service.providers.events import MalformedPayload
+from service.providers.events import MalformedPayload, OrganizationEvent
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Longer than any ISO 8601 / PostgreSQL timestamp; refuses to parse megabyte strings as dates.
@@ -167,3 +167,20 @@ def display_name(*parts: str | None, fallback: str | None = None) -> str | None:
     """
     name = " ".join(filter(None, map(_name_part, parts))) or _name_part(fallback)
     return name[:MAX_DISPLAY_NAME_LENGTH].rstrip() or None
+
+
+def organization_event(
+    provider: str, data: Mapping[str, Any], event_id: str, event_type: str, occurred_at: datetime | None
+) -> OrganizationEvent:
+    """`organization.created|updated|deleted` as Clerk and WorkOS both send it: `data` is the
+    Organization object (`id` "org_…", `name`); a deletion may carry only its id."""
+    deleted = event_type == "organization.deleted"
+    return OrganizationEvent(
+        kind="delete" if deleted else "upsert",
+        provider=provider,
+        event_id=event_id,
+        event_type=event_type,
+        org_id=id_at(data, "id"),
+        name=None if deleted else display_name(optional_str(data, "name")),
+        occurred_at=occurred_at,
+    )

@@ -36,7 +36,6 @@ from service.providers.api import (
 from service.providers.base import DEFAULT_ORG_ROLE_MAP, CommaList, KeyContext, Provider, RoleMap, configured
 from service.providers.events import (
     MembershipEvent,
-    OrganizationEvent,
     ProviderEvent,
     ProviderUser,
     bare_event,
@@ -150,22 +149,6 @@ def workos_role(data: Mapping[str, Any]) -> str | None:
     return fields.id_at(role, "slug")
 
 
-def _organization_event(
-    envelope: Mapping[str, Any], data: Mapping[str, Any], event_id: str, event_type: str
-) -> OrganizationEvent:
-    # organization.*: `data` is the Organization object (`id` "org_…", `name`), a deletion included.
-    deleted = event_type == "organization.deleted"
-    return OrganizationEvent(
-        kind="delete" if deleted else "upsert",
-        provider=NAME,
-        event_id=event_id,
-        event_type=event_type,
-        org_id=fields.id_at(data, "id"),
-        name=None if deleted else fields.display_name(fields.optional_str(data, "name")),
-        occurred_at=_event_time(envelope, data),
-    )
-
-
 def _membership_event(
     envelope: Mapping[str, Any], data: Mapping[str, Any], event_id: str, event_type: str
 ) -> MembershipEvent:
@@ -193,7 +176,7 @@ def parse_workos(body: bytes) -> ProviderEvent:
     event_type = fields.required_str(envelope, "event")
     data = fields.object_at(envelope, "data")
     if event_type in ORGANIZATION:
-        return _organization_event(envelope, data, event_id, event_type)
+        return fields.organization_event(NAME, data, event_id, event_type, _event_time(envelope, data))
     if event_type in MEMBERSHIP:
         return _membership_event(envelope, data, event_id, event_type)
     if event_type == "session.revoked":
