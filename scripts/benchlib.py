@@ -133,10 +133,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def uvicorn_server(
-    app: str, env: dict[str, str], *, factory: bool = False, workers: int = 1
+    app: str, env: dict[str, str], *, factory: bool = False, workers: int = 1, root: Path = ROOT
 ) -> Iterator[tuple[int, int]]:
     """(port, pid) of `uvicorn app` — `workers` processes (pid: the first; with several, their
-    supervisor), uvloop, httptools — until the block ends."""
+    supervisor), uvloop, httptools — until the block ends. `root`: the checkout whose code it runs."""
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
@@ -144,7 +144,7 @@ def uvicorn_server(
     ]  # fmt: skip
     if factory:
         command.append("--factory")
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
+    process = subprocess.Popen(command, cwd=root, env={**os.environ, **env})
     try:
         deadline = time.monotonic() + 30
         while True:

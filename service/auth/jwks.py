@@ -134,16 +134,20 @@ class JWKSCache:
         if self._inflight is None and self._may_retry(self._clock()):
             self._start()
 
-    def refresh_if_due(self) -> None:
-        """Start a background fetch when the held keys are past their max age.
+    def still_holds(self, generation: int) -> bool:
+        """Whether the key set of `generation` is still the one held, and still usable; starts a
+        background fetch when the held keys are past their max age.
 
-        For callers that skip `get_key` (a verified-claims cache hit): without it, a key the
-        provider removed would stay trusted until some cache miss happened to fetch.
+        For callers that skip `get_key` (a verified-claims cache hit): without the fetch, a key the
+        provider removed would stay trusted until some cache miss happened to fetch; without the
+        checks, a token verified under a key set since replaced, or held past JWKS_MAX_STALE, would.
         """
         now = self._clock()
         # One comparison on the hot path; the rest only once a refresh is due.
         if now >= self._refresh_at and self._last_success is not None:
             self._start_if_allowed(now)
+            return generation == self._generation and self._usable(now)
+        return generation == self._generation
 
     async def aclose(self) -> None:
         """Cancel fetches in flight or scheduled (shutdown): the HTTP client is about to close."""

@@ -60,7 +60,7 @@ class KeySource(Protocol):
 
     def request_refresh(self) -> None: ...
 
-    def refresh_if_due(self) -> None: ...
+    def still_holds(self, generation: int) -> bool: ...
 
     async def aclose(self) -> None: ...
 
@@ -235,8 +235,8 @@ class StaticKeys:
     def request_refresh(self) -> None:
         return None
 
-    def refresh_if_due(self) -> None:
-        return None
+    def still_holds(self, generation: int) -> bool:
+        return True
 
     async def aclose(self) -> None:
         return None

@@ -7,6 +7,7 @@ This package stops at token → `Claims`; who the claims belong to is the identi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -65,9 +66,24 @@ class InvalidToken(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Cached:
+    """A verified token, served again while a fresh verification would accept it as well."""
+
     claims: Claims
     profile: ProviderProfile
+    # The key set the token was verified against: a hit is served only while it is still the held one.
     generation: int
+    # [not_before, expires): where the time checks of jwt.decode pass without the leeway's help at
+    # the end, so a hit never accepts what a fresh decode would refuse, even if the clock went back.
+    not_before: float
+    expires: float
+
+
+def _digest(token: str) -> bytes:
+    """The cache's key for a token: a SHA-256 digest, so the cache holds no bearer credential (a memory
+    dump of the process shows no token that still works), every entry has the same small key, and a
+    token matches only itself."""
+    # surrogatepass: any str has a digest; a token that is not ASCII is refused, never cached.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 class TokenVerifier:
@@ -84,13 +100,15 @@ class TokenVerifier:
         self._clock = clock
         self._profiles = tuple(profiles)
         self._by_issuer = {issuer: p for p in self._profiles for issuer in p.issuers}
+        self._names = tuple(p.name for p in self._profiles)
         self._leeway = leeway
         self._cache_size = cache_size
-        self._cache: dict[str, _Cached] = {}
+        # Digest of the token (`_digest`) → what verifying it found.
+        self._cache: dict[bytes, _Cached] = {}
 
     @property
     def provider_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self._profiles)
+        return self._names
 
     @property
     def profiles(self) -> tuple[ProviderProfile, ...]:
@@ -120,32 +138,35 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Claims:
         """The token's claims; raises InvalidToken, or KeysUnavailable when keys cannot be had."""
-        cached = self._cache.get(token)
+        key = _digest(token)
+        cached = self._cache.get(key)
         if cached is not None:
-            # The hot path: an SPA sends the same token for its whole lifetime.
+            # The hot path: an SPA sends the same token for its whole lifetime. A hit never reaches
+            # get_key, so it asks the key source itself whether the key set it was verified against
+            # is still the one held (and usable), which also starts the refresh that is due.
             keys = cached.profile.keys
-            # A hit never reaches get_key: without this, a removed key would stay trusted.
-            keys.refresh_if_due()
-            if cached.claims.expires_at > self._clock() and cached.generation == keys.generation:
+            if cached.not_before <= self._clock() < cached.expires and keys.still_holds(cached.generation):
                 return cached.claims
-            self._cache.pop(token, None)
+            del self._cache[key]
         try:
-            claims, profile, generation = await self._verify(token)
+            entry = await self._verify(token)
         except InvalidToken as exc:
             logger.debug("token rejected: %s", exc.cause)
             raise
-        self._remember(token, _Cached(claims, profile, generation))
-        return claims
+        self._remember(key, entry)
+        return entry.claims
 
-    def _remember(self, token: str, entry: _Cached) -> None:
-        if entry.claims.expires_at <= self._clock():
-            return
+    def _remember(self, key: bytes, entry: _Cached) -> None:
+        # Only a verified token gets here: a refused one is never remembered, so a flood of bad tokens
+        # costs its sender a verification each and cannot push anyone's entry out.
+        if self._cache_size == 0 or not entry.not_before <= self._clock() < entry.expires:
+            return  # within the leeway only: each request is verified afresh
         while len(self._cache) >= self._cache_size:
             # Oldest insertion first: cheap, and tokens are short-lived anyway.
             self._cache.pop(next(iter(self._cache)))
-        self._cache[token] = entry
+        self._cache[key] = entry
 
-    async def _verify(self, token: str) -> tuple[Claims, ProviderProfile, int]:
+    async def _verify(self, token: str) -> _Cached:
         _check_shape(token)
         header, unverified = _parse_unverified(token)
         alg = _check_header(header)
@@ -161,7 +182,13 @@ class TokenVerifier:
             raise InvalidToken(reason)
         claims = _claims(profile, payload)
         _check_storable(claims)
-        return claims, profile, generation
+        return _Cached(claims, profile, generation, self._not_before(payload), float(int(payload["exp"])))
+
+    def _not_before(self, payload: Mapping[str, Any]) -> float:
+        """The earliest time jwt.decode accepts the token: its `nbf` and `iat` (as PyJWT reads them,
+        truncated to integers) less the leeway."""
+        times = [int(payload[name]) for name in ("nbf", "iat") if name in payload]
+        return float(max(times) - self._leeway) if times else float("-inf")
 
     def _route(self, unverified: Mapping[str, Any]) -> ProviderProfile:
         issuer = unverified.get("iss")

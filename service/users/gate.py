@@ -13,16 +13,21 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
 from service.auth.keys import KeysUnavailable
 from service.auth.profile import OrgContext
-from service.auth.tokens import InvalidToken
+from service.auth.tokens import Claims, InvalidToken
 from service.core.errors import Forbidden, ServiceUnavailable, Unauthorized
+from service.core.memo import Derived
 from service.deps import app_state
 from service.users.identity import Refused
+from service.users.store import UserRef
+
+if TYPE_CHECKING:
+    from service.state import AppState
 
 log = logging.getLogger("routebook.auth")
 
@@ -56,15 +61,24 @@ def _unauthorized(token_sent: bool) -> Unauthorized:
     return Unauthorized(GENERIC_DETAIL, headers={"WWW-Authenticate": challenge})
 
 
-def _token_from(request: Request, cookie_allowed: bool) -> tuple[str | None, bool]:
+def _authorization(request: Request) -> str | None:
+    """The Authorization header, read from the ASGI scope (names arrive lower-cased): on every
+    request, and a Headers lookup lower-cases every name it passes. The first one, as Headers.get."""
+    for key, value in request.scope["headers"]:
+        if key == b"authorization":
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _token_from(request: Request, cookie_allowed: Callable[[], bool]) -> tuple[str | None, bool]:
     """(token, came_from_cookie). A malformed Authorization header counts as a sent, bad token."""
-    authorization = request.headers.get("authorization")
+    authorization = _authorization(request)
     if authorization is not None:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             return "", False
         return credentials.strip(), False
-    if cookie_allowed:
+    if cookie_allowed():
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             return cookie, True
@@ -77,18 +91,17 @@ _PRINCIPAL = "routebook.principal"
 
 
 async def current_user(request: Request) -> Principal:
+    return await caller(request, app_state(request))
+
+
+async def caller(request: Request, state: AppState) -> Principal:
+    """The request's caller, verified once per request: `current_user`, for a gate that holds the
+    app's state already."""
     known: Principal | None = request.scope.get(_PRINCIPAL)
     if known is not None:
         return known
-    principal = await _verified_caller(request)
-    request.scope[_PRINCIPAL] = principal
-    return principal
-
-
-async def _verified_caller(request: Request) -> Principal:
-    state = app_state(request)
     verifier, identity = state.verifier, state.identity
-    token, from_cookie = _token_from(request, cookie_allowed=COOKIE_PROVIDER in verifier.provider_names)
+    token, from_cookie = _token_from(request, lambda: COOKIE_PROVIDER in verifier.provider_names)
     if token is None:
         raise _unauthorized(token_sent=False)
     if from_cookie and request.method in UNSAFE_METHODS:
@@ -112,10 +125,21 @@ async def _verified_caller(request: Request) -> Principal:
         log.debug("token refused: a non-Clerk token in the Clerk session cookie")
         raise _unauthorized(token_sent=True)
     try:
+        # Revocation and tombstone, asked on every request (answered from the identity caches).
         user = await identity.user_for(claims)
     except Refused as exc:
         log.debug("token refused: %s", exc.cause)
         raise _unauthorized(token_sent=True) from None
+    sources = (claims, user)
+    principal = _principals.get(sources)
+    if principal is None:
+        principal = _principal(claims, user)
+        _principals.put(sources, principal)
+    request.scope[_PRINCIPAL] = principal
+    return principal
+
+
+def _principal(claims: Claims, user: UserRef) -> Principal:
     return Principal(
         user_id=user.id,
         provider=claims.provider,
@@ -129,6 +153,12 @@ async def _verified_caller(request: Request) -> Principal:
         created_at=user.created_at,
         issued_at=claims.issued_at,
     )
+
+
+# The caller by (claims, user). The verifier hands out one Claims object per token and the identity
+# service one UserRef per user for as long as each stays cached, so an SPA's requests find the same
+# pair and skip building a Principal; once either is verified or read again, a new one is built.
+_principals: Derived[Principal] = Derived(10_000)
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

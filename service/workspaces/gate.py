@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 
 from service.core.errors import NotFound
 from service.deps import app_state
-from service.users.gate import Principal, current_user
+from service.users.gate import Principal, caller
 from service.workspaces.access import Access, personal
 from service.workspaces.models import Role
 from service.workspaces.store import WorkspaceRef
@@ -27,8 +27,8 @@ WORKSPACE_HEADER = "Routebook-Workspace"
 class Member(NamedTuple):
     """The caller acting in the request's workspace, with their role there (never a global role).
 
-    A NamedTuple rather than a frozen dataclass: built on every request and used as the key of
-    /users/me's body cache, where C-level construction, hashing and equality are measurably cheaper.
+    A NamedTuple rather than a frozen dataclass: built on every request, and compared with the one
+    /users/me's body was built for, where C-level construction and equality are measurably cheaper.
     """
 
     principal: Principal
@@ -55,10 +55,10 @@ def _workspace_header(request: Request) -> str | None:
 async def current_member(request: Request) -> Member:
     """The caller in the request's workspace; 404 when they are not (or no longer) a member of it."""
     # Called, not declared as a dependency: one node less for FastAPI to resolve on every request
-    # (`current_user` keeps its answer for the request, so a router's own Depends does not verify
-    # the token twice).
-    principal = await current_user(request)
+    # (the caller is kept for the request, so a router's own CurrentUser does not verify the token
+    # twice).
     state = app_state(request)
+    principal = await caller(request, state)
     header = _workspace_header(request)
     found: Access | None
     if header is not None:

@@ -4,23 +4,23 @@ live beside this module, not in it."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import TypeAdapter
 
+from service.core.memo import Derived
 from service.core.openapi import problem_responses
 from service.deps import Workspaces
 from service.users.gate import CurrentUser
-from service.workspaces.gate import CurrentMember, Member
+from service.workspaces.gate import Member, current_member
 from service.workspaces.schemas import MeRead, WorkspaceList, WorkspaceRead
 
 router = APIRouter(prefix="/api/v1")
 
 _ME_READ = TypeAdapter(MeRead)
-# /users/me bodies by caller and workspace. A body is a function of the Member alone, and an SPA asks
-# again and again with one token: validating and serialising once per caller takes ~7 µs (of ~30)
-# off the route every SPA polls.
-_ME_BODIES: dict[Member, bytes] = {}
-_ME_BODIES_SIZE = 10_000
+# /users/me bodies by caller, workspace and role. A body is a function of the Member alone, and an SPA
+# asks again and again with one token, whose caller, workspace and role the caches hand out as the
+# same objects: validating and serialising once per caller takes most of the route's own work away.
+_ME_BODIES: Derived[bytes] = Derived(10_000)
 
 
 @router.get(
@@ -30,31 +30,38 @@ _ME_BODIES_SIZE = 10_000
     tags=["users"],
     summary="The signed-in caller, and the workspace the request acts in",
 )
-async def me(member: CurrentMember) -> Response:
+async def me(request: Request) -> Response:
+    # The gate is called rather than declared (`member: CurrentMember`): the route every client polls
+    # then has no dependency for FastAPI to resolve, which costs more than everything the gate does
+    # from its caches. The same gate, the same refusals; OpenAPI documents the route alike (its
+    # security and 401 come from the path, not from a parameter).
+    member = await current_member(request)
     # Served from the verified token and the identity and membership caches: no query on the hot path.
     body = _ME_BODIES.get(member)
     if body is None:
-        principal = member.principal
-        shown = {
-            "id": principal.user_id,
-            "provider": principal.provider,
-            "subject": principal.subject,
-            "email": principal.email,
-            "roles": principal.roles,
-            "org": principal.org,
-            "created_at": principal.created_at,
-            "workspace": {
-                "id": member.workspace.id,
-                "kind": member.workspace.kind,
-                "name": member.workspace.name,
-                "role": member.role,
-            },
-        }
-        body = _ME_READ.dump_json(_ME_READ.validate_python(shown, from_attributes=True))
-        if len(_ME_BODIES) >= _ME_BODIES_SIZE:
-            _ME_BODIES.pop(next(iter(_ME_BODIES)))  # the oldest
-        _ME_BODIES[member] = body
+        body = _me_body(member)
+        _ME_BODIES.put(member, body)
     return Response(body, media_type="application/json")
+
+
+def _me_body(member: Member) -> bytes:
+    principal = member.principal
+    shown = {
+        "id": principal.user_id,
+        "provider": principal.provider,
+        "subject": principal.subject,
+        "email": principal.email,
+        "roles": principal.roles,
+        "org": principal.org,
+        "created_at": principal.created_at,
+        "workspace": {
+            "id": member.workspace.id,
+            "kind": member.workspace.kind,
+            "name": member.workspace.name,
+            "role": member.role,
+        },
+    }
+    return _ME_READ.dump_json(_ME_READ.validate_python(shown, from_attributes=True))
 
 
 @router.get(
