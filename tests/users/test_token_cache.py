@@ -59,6 +59,11 @@ async def cached(env: ProviderApp, token: str, decodes: list[str]) -> None:
     assert len(decodes) == before
 
 
+def a_minute_ago() -> int:
+    """An `iat` a minute back, so a membership change can be dated after it and before now."""
+    return int(time.time()) - 60
+
+
 def refused(response: Any) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
@@ -102,7 +107,7 @@ async def test_a_removed_membership_applies_at_once_to_a_cached_token(
     provider_app: ProviderAppFactory, decodes: list[str]
 ) -> None:
     clerk = MockProvider.clerk()
-    issued = int(time.time()) - 60
+    issued = a_minute_ago()
     token = clerk.token("user_removed", org=Org(id="org_cache", role="member"), iat=issued)
     async with live(provider_app, clerk) as env:
         await cached(env, token, decodes)
