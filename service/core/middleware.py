@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +24,7 @@ from service.core.errors import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from service.core.headers import header
 from service.core.observability import request_id_var
 
 access_log = logging.getLogger("routebook.access")
@@ -62,8 +63,9 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = Headers(scope=scope).get("x-request-id")
-        request_id = offered if offered and _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        offered = header(scope, b"x-request-id")
+        # 32 random hex digits, as uuid4().hex without building a UUID (a microsecond on every request).
+        request_id = offered if offered and _SANE_REQUEST_ID.fullmatch(offered) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
         # Also in the scope: the catch-all 500 handler runs outside this middleware, after the
         # context variable is reset, and must still stamp the id on its response.
@@ -113,13 +115,15 @@ class RequestContextMiddleware:
                 # into a 400), no response was delivered.
                 status = CLIENT_CLOSED_REQUEST
                 log.info("client closed the connection before its request was complete")
-            # Path only: no query string, no header, no body reaches the log.
-            access_log.info(
-                "%s %s",
-                scope["method"],
-                scope["path"],
-                extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
-            )
+            # Path only: no query string, no header, no body reaches the log. Its fields are only
+            # worked out when the line is written (LOG_LEVEL above INFO writes none).
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s",
+                    scope["method"],
+                    scope["path"],
+                    extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
+                )
             request_id_var.reset(token)
 
 

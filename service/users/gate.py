@@ -21,6 +21,7 @@ from service.auth.keys import KeysUnavailable
 from service.auth.profile import OrgContext
 from service.auth.tokens import Claims, InvalidToken
 from service.core.errors import Forbidden, ServiceUnavailable, Unauthorized
+from service.core.headers import header
 from service.core.memo import Derived
 from service.deps import app_state
 from service.users.identity import Refused
@@ -61,18 +62,9 @@ def _unauthorized(token_sent: bool) -> Unauthorized:
     return Unauthorized(GENERIC_DETAIL, headers={"WWW-Authenticate": challenge})
 
 
-def _authorization(request: Request) -> str | None:
-    """The Authorization header, read from the ASGI scope (names arrive lower-cased): on every
-    request, and a Headers lookup lower-cases every name it passes. The first one, as Headers.get."""
-    for key, value in request.scope["headers"]:
-        if key == b"authorization":
-            return str(value.decode("latin-1"))
-    return None
-
-
 def _token_from(request: Request, cookie_allowed: Callable[[], bool]) -> tuple[str | None, bool]:
     """(token, came_from_cookie). A malformed Authorization header counts as a sent, bad token."""
-    authorization = _authorization(request)
+    authorization = header(request.scope, b"authorization")
     if authorization is not None:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():

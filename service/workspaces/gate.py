@@ -15,6 +15,7 @@ from typing import Annotated, NamedTuple
 from fastapi import Depends, Request
 
 from service.core.errors import NotFound
+from service.core.headers import header
 from service.deps import app_state
 from service.users.gate import Principal, caller
 from service.workspaces.access import Access, personal
@@ -22,6 +23,7 @@ from service.workspaces.models import Role
 from service.workspaces.store import WorkspaceRef
 
 WORKSPACE_HEADER = "Routebook-Workspace"
+_HEADER_KEY = WORKSPACE_HEADER.lower().encode("latin-1")
 
 
 class Member(NamedTuple):
@@ -40,18 +42,6 @@ class Member(NamedTuple):
         return self.principal.user_id
 
 
-_HEADER_KEY = WORKSPACE_HEADER.lower().encode("latin-1")
-
-
-def _workspace_header(request: Request) -> str | None:
-    """The header's value, read from the ASGI scope (names arrive lower-cased): on every request, and
-    a Headers lookup lower-cases every name it passes."""
-    for key, value in request.scope["headers"]:
-        if key == _HEADER_KEY:
-            return str(value.decode("latin-1"))
-    return None
-
-
 async def current_member(request: Request) -> Member:
     """The caller in the request's workspace; 404 when they are not (or no longer) a member of it."""
     # Called, not declared as a dependency: one node less for FastAPI to resolve on every request
@@ -59,11 +49,11 @@ async def current_member(request: Request) -> Member:
     # twice).
     state = app_state(request)
     principal = await caller(request, state)
-    header = _workspace_header(request)
+    named = header(request.scope, _HEADER_KEY)
     found: Access | None
-    if header is not None:
+    if named is not None:
         try:
-            workspace_id = uuid.UUID(header.strip())
+            workspace_id = uuid.UUID(named.strip())
         except ValueError:
             raise NotFound() from None
         if workspace_id == principal.user_id:
