@@ -43,7 +43,7 @@ from service.planning.imports import IMPORT_FORMATS
 from service.planning.repository import erase_owner, erase_workspace
 from service.planning.routes import IMPORT_PATH
 from service.planning.routes import router as planning_router
-from service.probes import router as probes_router
+from service.probes import liveness, readiness
 from service.providers.dev import DevIssuer
 from service.solver.request import SolveRequest
 from service.solving.checks import SolveChecks
@@ -249,9 +249,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Outermost: the server span covers everything the app does, a 413 or a CORS refusal too.
         app.add_middleware(TracingMiddleware)
 
-    mount(app, probes_router)
-    # /users/me first after the probes: the route every client polls is matched before the others.
+    mount(app, liveness)
+    # /users/me right after /health: the route every client polls is matched before the others,
+    # /ready (polled by an orchestrator every few seconds) included.
     mount(app, workspaces_router)
+    mount(app, readiness)
     mount(app, users_router)
     mount(app, planning_router)
     mount(app, solving_router)
