@@ -19,7 +19,7 @@ from fastapi import Depends, Request
 
 from service.auth.keys import KeysUnavailable
 from service.auth.profile import OrgContext
-from service.auth.tokens import Claims, InvalidToken
+from service.auth.tokens import Claims, InvalidToken, TokenVerifier
 from service.core.errors import Forbidden, ServiceUnavailable, Unauthorized
 from service.core.headers import header
 from service.core.memo import Derived
@@ -62,15 +62,16 @@ def _unauthorized(token_sent: bool) -> Unauthorized:
     return Unauthorized(GENERIC_DETAIL, headers={"WWW-Authenticate": challenge})
 
 
-def _token_from(request: Request, cookie_allowed: Callable[[], bool]) -> tuple[str | None, bool]:
-    """(token, came_from_cookie). A malformed Authorization header counts as a sent, bad token."""
+def _token_from(request: Request, verifier: TokenVerifier) -> tuple[str | None, bool]:
+    """(token, came_from_cookie). A malformed Authorization header counts as a sent, bad token; the
+    cookie is read only when Clerk, whose cookie it is, is configured."""
     authorization = header(request.scope, b"authorization")
     if authorization is not None:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             return "", False
         return credentials.strip(), False
-    if cookie_allowed():
+    if COOKIE_PROVIDER in verifier.provider_names:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             return cookie, True
@@ -93,7 +94,7 @@ async def caller(request: Request, state: AppState) -> Principal:
     if known is not None:
         return known
     verifier, identity = state.verifier, state.identity
-    token, from_cookie = _token_from(request, lambda: COOKIE_PROVIDER in verifier.provider_names)
+    token, from_cookie = _token_from(request, verifier)
     if token is None:
         raise _unauthorized(token_sent=False)
     if from_cookie and request.method in UNSAFE_METHODS:
