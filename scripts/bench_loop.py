@@ -38,6 +38,7 @@ from scripts.benchlib import (
     ProbeResult,
     app_environment,
     bench_database,
+    cpu_seconds,
     health_under_load,
     http_request,
     idle_load,
@@ -161,11 +162,13 @@ def create_scenario(port: int, path: str, auth: dict[str, str], body: bytes) -> 
 
 
 async def measure(
-    port: int, load: BackgroundLoad[dict[str, PostTally]], seconds: float
-) -> tuple[ProbeResult, ProbeResult, dict[str, PostTally]]:
+    port: int, pid: int, load: BackgroundLoad[dict[str, PostTally]], seconds: float
+) -> tuple[ProbeResult, ProbeResult, dict[str, PostTally], float]:
+    """(baseline, loaded, the load's tallies, the API server's CPU share during the loaded phase)."""
     baseline, _ = await health_under_load(port, idle_load, seconds=seconds, warmup=0.0, interval=INTERVAL)
+    cpu, started = cpu_seconds(pid), time.perf_counter()
     loaded, tally = await health_under_load(port, load, seconds=seconds, interval=INTERVAL)
-    return baseline, loaded, tally
+    return baseline, loaded, tally, (cpu_seconds(pid) - cpu) / (time.perf_counter() - started)
 
 
 def main() -> int:
@@ -197,10 +200,11 @@ def main() -> int:
                 (f"/api/v1/scenarios/{create_scenario(port, path, auth, body)}", getters) if getters else None
             )
             load = post_load(port, path, auth, body, posters, gets=gets)
-            baseline, loaded, tallies = asyncio.run(measure(port, load, args.seconds))
+            baseline, loaded, tallies, busy = asyncio.run(measure(port, pid, load, args.seconds))
 
     print(probe_line("baseline", baseline))
     print(probe_line("loaded", loaded))
+    print(f"  API server CPU while loaded: {busy:.0%} of one core (user + system, all its threads)")
     for method, tally in tallies.items():
         done = sum(tally.statuses.values())
         print(

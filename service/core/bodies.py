@@ -62,14 +62,7 @@ class DocumentBody(Generic[M]):
         return take_write_slot(self.large_writes, self.wait_s)
 
 
-@asynccontextmanager
-async def take_write_slot(
-    slots: asyncio.Semaphore | None, wait_s: float, *, what: str = "written", cause: str = "large_writes_busy"
-) -> AsyncIterator[None]:
-    """One of `slots` (none to take: None) for the block, waiting at most `wait_s` (then 503)."""
-    if slots is None:
-        yield
-        return
+async def _acquire(slots: asyncio.Semaphore, wait_s: float, what: str, cause: str) -> None:
     try:
         await asyncio.wait_for(slots.acquire(), wait_s)
     except TimeoutError:
@@ -78,6 +71,15 @@ async def take_write_slot(
             headers={"Retry-After": "1"},
             cause=cause,
         ) from None
+
+
+@asynccontextmanager
+async def take_write_slot(slots: asyncio.Semaphore | None, wait_s: float) -> AsyncIterator[None]:
+    """One of `slots` (none to take: None) for the block, waiting at most `wait_s` (then 503)."""
+    if slots is None:
+        yield
+        return
+    await _acquire(slots, wait_s, "written", "large_writes_busy")
     try:
         yield
     finally:
@@ -165,15 +167,41 @@ class BodyPolicy:
 
     def transfer_slot(self, size: int) -> AbstractAsyncContextManager[None]:
         """Around `size` bytes of a document passing through the event loop (a body read, a document
-        sent): above the inline size, one of JSON_LARGE_TRANSFERS slots.
+        sent): above the inline size, one of JSON_LARGE_TRANSFERS slots, for TRANSFER_LEASE_S at most.
 
         Each such transfer is a stream of reads or writes of a few hundred kilobytes, each a turn of
         the loop; a hundred at once made every turn long (100 concurrent 5 MB GETs and POSTs: GET
         /health p99 over 200 ms). A few at a time keep the turns short, and cost no throughput
-        while those few keep the loop busy.
+        while those few keep the loop busy. The client paces the transfer, so the slot is only
+        leased: a client that sends or reads slowly costs the loop little, and must not keep the
+        others waiting.
         """
-        slots = self.large_transfers if size > self.inline_max_bytes else None
-        return take_write_slot(slots, self.wait_s, what="transferred", cause="large_transfers_busy")
+        if size <= self.inline_max_bytes:
+            return nullcontext()
+        return _leased_slot(self.large_transfers, self.wait_s)
+
+
+# Long enough for tens of megabytes at the loop's pace (a 20 MB transfer takes well under a second).
+TRANSFER_LEASE_S = 5.0
+
+
+@asynccontextmanager
+async def _leased_slot(slots: asyncio.Semaphore, wait_s: float) -> AsyncIterator[None]:
+    await _acquire(slots, wait_s, "transferred", "large_transfers_busy")
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            slots.release()
+
+    lease = asyncio.get_running_loop().call_later(TRANSFER_LEASE_S, release)
+    try:
+        yield
+    finally:
+        lease.cancel()
+        release()
 
 
 def body_policy(request: Request) -> BodyPolicy:
