@@ -55,8 +55,8 @@ class DocumentWrite(Generic[M]):
 
     @asynccontextmanager
     async def written(self, transaction: Callable[[], AbstractAsyncContextManager[R]]) -> AsyncIterator[R]:
-        """`transaction()` for writing the body, taken inside its write slot (`DocumentBody.write_slot`);
-        the body's check ends before the commit, and its error wins over any other."""
+        """`transaction()` for writing the body, taken inside a large body's write slot (one of
+        JSON_LARGE_WRITES); the body's check ends before the commit, and its error wins over any other."""
         try:
             async with take_write_slot(self.large_writes, self.wait_s), transaction() as repo:
                 yield repo
@@ -72,7 +72,7 @@ def document_write(
     """A dependency for a body carrying a document as `member` (a JSON object, never null); the
     route writes it inside `body.written(scope.writing)`, taking the small members from PostgreSQL's
     parse, and then reads `await body.fields()` to correct what the model normalises (a name's
-    surrounding whitespace)."""
+    surrounding whitespace). A large body is read in one of JSON_LARGE_TRANSFERS' turns."""
 
     async def read(request: Request) -> DocumentWrite[M]:
         policy = body_policy(request)
