@@ -5,7 +5,9 @@ sending one request every ~20 ms on its own keep-alive connection — for SECOND
 
   baseline  the API idle;
   loaded    while CLIENTS concurrent clients (in this process) keep POSTing ~5 MB scenarios
-            (`POST /api/v1/sessions/{id}/scenarios` {name, request: stops + duration matrix}).
+            (`POST /api/v1/sessions/{id}/scenarios` {name, request: stops + duration matrix});
+            with --mixed, half of them keep GETting such a scenario (`GET /api/v1/scenarios/{id}`,
+            the whole document) instead. `--clients 100 --mixed` is issue 22's case.
 
 /health does no work, so its latency under load is the time the loop spends on other requests'
 work between two turns: parsing, validating or copying a document in the loop shows up here.
@@ -36,6 +38,7 @@ from scripts.benchlib import (
     ProbeResult,
     app_environment,
     bench_database,
+    cpu_seconds,
     health_under_load,
     http_request,
     idle_load,
@@ -84,7 +87,8 @@ class PostTally:
 
 
 async def _poster(port: int, request: bytes, stop: asyncio.Event, tally: PostTally) -> None:
-    """POST after POST on one keep-alive connection until `stop`; a dropped connection is status 0."""
+    """Request after request (`request`'s bytes: a POST, or a GET) on one keep-alive connection
+    until `stop`; a dropped connection is status 0."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while not stop.is_set():
@@ -103,15 +107,24 @@ async def _poster(port: int, request: bytes, stop: asyncio.Event, tally: PostTal
 
 
 def post_load(
-    port: int, path: str, headers: dict[str, str], body: bytes, clients: int
-) -> BackgroundLoad[PostTally]:
-    """`clients` connections each POSTing `body` to `path`, one at a time, until stopped."""
-    request = http_request("POST", path, headers={**headers, "Content-Type": "application/json"}, body=body)
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    clients: int,
+    *,
+    gets: tuple[str, int] | None = None,
+) -> BackgroundLoad[dict[str, PostTally]]:
+    """`clients` connections each POSTing `body` to `path`, one at a time, until stopped; with
+    `gets` (a path, a number of them), that many more connections each GETting that path."""
+    post = http_request("POST", path, headers={**headers, "Content-Type": "application/json"}, body=body)
+    get = http_request("GET", gets[0], headers=headers) if gets else b""
 
-    async def run(stop: asyncio.Event) -> PostTally:
-        tally = PostTally()
-        await asyncio.gather(*(_poster(port, request, stop, tally) for _ in range(clients)))
-        return tally
+    async def run(stop: asyncio.Event) -> dict[str, PostTally]:
+        tallies = {"POST": PostTally(), "GET": PostTally()}
+        clients_of = [(post, tallies["POST"])] * clients + [(get, tallies["GET"])] * (gets[1] if gets else 0)
+        await asyncio.gather(*(_poster(port, request, stop, tally) for request, tally in clients_of))
+        return {method: tally for method, tally in tallies.items() if tally.statuses or method == "POST"}
 
     return run
 
@@ -136,12 +149,26 @@ def create_session(port: int, auth: dict[str, str]) -> str:
     return str(response.json()["id"])
 
 
+def create_scenario(port: int, path: str, auth: dict[str, str], body: bytes) -> str:
+    """The scenario the GETs of --mixed read."""
+    response = httpx.post(
+        f"http://127.0.0.1:{port}{path}",
+        content=body,
+        headers={**auth, "Content-Type": "application/json"},
+        timeout=300,
+    )
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
 async def measure(
-    port: int, load: BackgroundLoad[PostTally], seconds: float
-) -> tuple[ProbeResult, ProbeResult, PostTally]:
+    port: int, pid: int, load: BackgroundLoad[dict[str, PostTally]], seconds: float
+) -> tuple[ProbeResult, ProbeResult, dict[str, PostTally], float]:
+    """(baseline, loaded, the load's tallies, the API server's CPU share during the loaded phase)."""
     baseline, _ = await health_under_load(port, idle_load, seconds=seconds, warmup=0.0, interval=INTERVAL)
+    cpu, started = cpu_seconds(pid), time.perf_counter()
     loaded, tally = await health_under_load(port, load, seconds=seconds, interval=INTERVAL)
-    return baseline, loaded, tally
+    return baseline, loaded, tally, (cpu_seconds(pid) - cpu) / (time.perf_counter() - started)
 
 
 def main() -> int:
@@ -151,7 +178,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=SECONDS, help="of each /health measurement")
     parser.add_argument("--clients", type=int, default=CLIENTS)
     parser.add_argument("--stops", type=int, default=STOPS, help="size of the document (960: ~5 MB)")
+    parser.add_argument(
+        "--mixed", action="store_true", help="half the clients GET a scenario of that size instead of POSTing"
+    )
     args = parser.parse_args()
+    posters = args.clients - args.clients // 2 if args.mixed else args.clients
+    getters = args.clients - posters
 
     body = orjson.dumps({"name": "bench-loop: big scenario", "request": build_request(args.stops)})
     with bench_database() as url:
@@ -164,17 +196,23 @@ def main() -> int:
                 flush=True,
             )
             path = f"/api/v1/sessions/{create_session(port, auth)}/scenarios"
-            load = post_load(port, path, auth, body, args.clients)
-            baseline, loaded, tally = asyncio.run(measure(port, load, args.seconds))
+            gets = (
+                (f"/api/v1/scenarios/{create_scenario(port, path, auth, body)}", getters) if getters else None
+            )
+            load = post_load(port, path, auth, body, posters, gets=gets)
+            baseline, loaded, tallies, busy = asyncio.run(measure(port, pid, load, args.seconds))
 
     print(probe_line("baseline", baseline))
     print(probe_line("loaded", loaded))
-    posts = sum(tally.statuses.values())
-    print(
-        f"  load: {args.clients} clients POSTing {len(body) / MB:.1f} MB scenarios ({args.stops} stops + "
-        f"{args.stops}x{args.stops} matrix): {posts} completed, statuses {dict(sorted(tally.statuses.items()))}"
-        + (f", median {median(tally.seconds):.2f} s each" if tally.seconds else "")
-    )
+    print(f"  API server CPU while loaded: {busy:.0%} of one core (user + system, all its threads)")
+    for method, tally in tallies.items():
+        done = sum(tally.statuses.values())
+        print(
+            f"  load: {posters if method == 'POST' else getters} clients {method}ing {len(body) / MB:.1f} MB "
+            f"scenarios ({args.stops} stops + {args.stops}x{args.stops} matrix): {done} completed, statuses "
+            f"{dict(sorted(tally.statuses.items()))}"
+            + (f", median {median(tally.seconds):.2f} s each" if tally.seconds else "")
+        )
     print(
         f"  loaded /health p99 {percentile(loaded.seconds, 99) * 1000:.1f} ms   (target <= {TARGET_P99_MS:.0f} ms)"
     )
@@ -183,8 +221,9 @@ def main() -> int:
         for probe in (baseline, loaded)
         if set(probe.statuses) != {200}
     ]
-    if set(tally.statuses) != {201}:
-        wrong.append(f"the POSTs answered {dict(tally.statuses)}")
+    for method, tally in tallies.items():
+        if set(tally.statuses) != {201 if method == "POST" else 200}:
+            wrong.append(f"the {method}s answered {dict(tally.statuses)}")
     if wrong:
         print(f"bench_loop: {'; '.join(wrong)}", file=sys.stderr)
         return 1

@@ -85,6 +85,10 @@ class Settings(ClerkSettings, SupabaseSettings, WorkOSSettings, DevSettings):
     # JSON_LARGE_WRITES_TIMEOUT seconds (then 503 with Retry-After).
     json_large_writes: int = Field(4, ge=1)
     json_large_writes_timeout: float = Field(30, gt=0)
+    # Large documents passing through the event loop at once per process (a scenario's body coming
+    # in, its request going out), so that its turns stay short; the others wait, at most
+    # JSON_LARGE_WRITES_TIMEOUT seconds (then 503 with Retry-After).
+    json_large_transfers: int = Field(4, ge=1)
 
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)

@@ -162,6 +162,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 offload=Offload(settings.json_parse_workers),  # its processes start on first use
                 large_writes=asyncio.Semaphore(settings.json_large_writes),
                 wait_s=settings.json_large_writes_timeout,
+                large_transfers=asyncio.Semaphore(settings.json_large_transfers),
             ),
             solve_checks=SolveChecks(
                 inline_max_bytes=settings.solve_inline_check_bytes,

@@ -7,7 +7,8 @@ checked to be a JSON object — on the event loop for a small body, in a worker 
 JSON_INLINE_MAX_BYTES, whose writes then take turns (JSON_LARGE_WRITES at once) — and the raw body
 bytes go to PostgreSQL, which extracts the member
 (`CAST(body AS jsonb) -> 'request'`) and stores it. Nothing is re-serialized, so numbers PostgreSQL
-can hold exactly (integers past 64 bits) are kept exactly.
+can hold exactly (integers past 64 bits) are kept exactly. A scenario's body is checked while
+PostgreSQL writes it (service/core/document_writes.py), with the same checks.
 
 Out: PostgreSQL renders the JSONB as text (`convert_to(doc::text, 'UTF8')`, bytes without a decode)
 and `SplicedJSONResponse` sends those bytes after the small fields, never holding the document as
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -58,22 +59,27 @@ class DocumentBody(Generic[M]):
         quarter of it: cores idle while PostgreSQL writes). The wait is bounded: a queue that does not
         move is a 503, not a hang.
         """
-        return _write_slot(self.large_writes, self.wait_s)
+        return take_write_slot(self.large_writes, self.wait_s)
 
 
-@asynccontextmanager
-async def _write_slot(slots: asyncio.Semaphore | None, wait_s: float) -> AsyncIterator[None]:
-    if slots is None:
-        yield
-        return
+async def _acquire(slots: asyncio.Semaphore, wait_s: float, what: str, cause: str) -> None:
     try:
         await asyncio.wait_for(slots.acquire(), wait_s)
     except TimeoutError:
         raise ServiceUnavailable(
-            "Too many large documents are being written; try again shortly.",
+            f"Too many large documents are being {what}; try again shortly.",
             headers={"Retry-After": "1"},
-            cause="large_writes_busy",
+            cause=cause,
         ) from None
+
+
+@asynccontextmanager
+async def take_write_slot(slots: asyncio.Semaphore | None, wait_s: float) -> AsyncIterator[None]:
+    """One of `slots` (none to take: None) for the block, waiting at most `wait_s` (then 503)."""
+    if slots is None:
+        yield
+        return
+    await _acquire(slots, wait_s, "written", "large_writes_busy")
     try:
         yield
     finally:
@@ -143,6 +149,7 @@ class BodyPolicy:
     offload: Offload
     large_writes: asyncio.Semaphore
     wait_s: float
+    large_transfers: asyncio.Semaphore
 
     async def run(
         self, size: int, work: Callable[..., T], *args: Any, inline_max_bytes: int | None = None
@@ -156,10 +163,48 @@ class BodyPolicy:
 
     def write_slot(self, size: int) -> AbstractAsyncContextManager[None]:
         """DocumentBody.write_slot for a document of `size` bytes a route made itself (an import)."""
-        return _write_slot(self.large_writes if size > self.inline_max_bytes else None, self.wait_s)
+        return take_write_slot(self.large_writes if size > self.inline_max_bytes else None, self.wait_s)
+
+    def transfer_slot(self, size: int) -> AbstractAsyncContextManager[None]:
+        """Around `size` bytes of a document passing through the event loop (a body read, a document
+        sent): above the inline size, one of JSON_LARGE_TRANSFERS slots, for TRANSFER_LEASE_S at most.
+
+        Each such transfer is a stream of reads or writes of a few hundred kilobytes, each a turn of
+        the loop; a hundred at once made every turn long (100 concurrent 5 MB GETs and POSTs: GET
+        /health p99 over 200 ms). A few at a time keep the turns short, and cost no throughput
+        while those few keep the loop busy. The client paces the transfer, so the slot is only
+        leased: a client that sends or reads slowly costs the loop little, and must not keep the
+        others waiting.
+        """
+        if size <= self.inline_max_bytes:
+            return nullcontext()
+        return _leased_slot(self.large_transfers, self.wait_s)
 
 
-def _policy(request: Request) -> BodyPolicy:
+# Long enough for tens of megabytes at the loop's pace (a 20 MB transfer takes well under a second).
+TRANSFER_LEASE_S = 5.0
+
+
+@asynccontextmanager
+async def _leased_slot(slots: asyncio.Semaphore, wait_s: float) -> AsyncIterator[None]:
+    await _acquire(slots, wait_s, "transferred", "large_transfers_busy")
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            slots.release()
+
+    lease = asyncio.get_running_loop().call_later(TRANSFER_LEASE_S, release)
+    try:
+        yield
+    finally:
+        lease.cancel()
+        release()
+
+
+def body_policy(request: Request) -> BodyPolicy:
     policy: BodyPolicy = state_of(request).bodies
     return policy
 
@@ -176,7 +221,7 @@ def json_model(model: type[M]) -> Callable[[Request], Awaitable[M]]:
     """A dependency: the body validated as `model`, before any database work."""
 
     async def read(request: Request) -> M:
-        return await _checked(_policy(request), await request.body(), check_object, model)
+        return await _checked(body_policy(request), await request.body(), check_object, model)
 
     return read
 
@@ -213,7 +258,7 @@ def document_body(
     route writes it inside `body.write_slot()`."""
 
     async def read(request: Request) -> DocumentBody[M]:
-        policy = _policy(request)
+        policy = body_policy(request)
         raw = await request.body()
         fields, present = await _checked(policy, raw, check_document, model, member, required)
         large = len(raw) > policy.inline_max_bytes
@@ -245,27 +290,36 @@ class SplicedJSONResponse(Response):
         self,
         fields: BaseModel,
         member: str,
-        document: bytes | None,
+        document: bytes | Sequence[bytes] | None,
         *,
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
+        sending: AbstractAsyncContextManager[None] | None = None,
     ) -> None:
+        # `sending`: held while the parts are sent (a transfer slot), taken before the response starts.
+        self.sending = sending
         # The small fields go through the same serializer as every other response (pydantic), so
-        # timestamps read alike everywhere. `{...}` becomes `{..., "member": <document>}`.
+        # timestamps read alike everywhere. `{...}` becomes `{..., "member": <document>}`; a
+        # document in pieces (as PostgreSQL sent it) is sent piece by piece, never joined.
         head = fields.model_dump_json().encode()
         if head == b"{}":
             raise ValueError("a spliced response needs at least one field")
-        parts = (head[:-1] + b"," + orjson.dumps(member) + b":", document or b"null", b"}")
+        pieces = (document,) if isinstance(document, bytes) else tuple(document or ())
+        parts = (head[:-1] + b"," + orjson.dumps(member) + b":", *(pieces or (b"null",)), b"}")
         # Each part is one more message through every middleware's send and one more transport
         # write, which costs more than copying a few kilobytes.
-        self.parts = (b"".join(parts),) if len(parts[1]) <= _JOIN_BELOW_BYTES else parts
+        size = sum(len(piece) for piece in pieces)
+        self.parts = (b"".join(parts),) if size <= _JOIN_BELOW_BYTES else parts
         length = str(sum(len(part) for part in self.parts))
         super().__init__(None, status_code=status_code, headers={**(headers or {}), "content-length": length})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        last = len(self.parts) - 1
-        for index, part in enumerate(self.parts):
-            await send({"type": "http.response.body", "body": part, "more_body": index < last})
+        async with self.sending or nullcontext():
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            last = len(self.parts) - 1
+            for index, part in enumerate(self.parts):
+                await send({"type": "http.response.body", "body": part, "more_body": index < last})
         if self.background is not None:
             await self.background()

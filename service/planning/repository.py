@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from service.core.db import Connection, new_id
+from service.core.errors import NotFound
 from service.core.pagination import Cursor
 from service.core.repository import AS_BYTES, CREATED_BY, MEMBER, WorkspaceRepository, columns, page
 
@@ -41,6 +42,8 @@ class ScenarioRecord:
 
 _SESSION = columns(SessionRecord)
 _SCENARIO = columns(ScenarioRecord)
+_SCENARIO_NAMES = ", ".join(f"d.{item.name}" for item in fields(ScenarioRecord))
+_SCENARIO_WIDTH = len(fields(ScenarioRecord))
 
 
 async def erase_workspace(conn: Connection, workspace_id: uuid.UUID) -> None:
@@ -108,6 +111,50 @@ class PlanningRepository(WorkspaceRepository):
         row = await self._fetchrow(sql, session_id, new_id(), name, raw_body, self._user, document=True)
         return ScenarioRecord(*row)
 
+    # A body's members, from PostgreSQL's one parse of it: a MATERIALIZED CTE, since a subquery would
+    # be flattened into the statement and the body parsed again wherever it is named. The route's
+    # check of the body runs meanwhile, and its ValidationFailed rolls the write back
+    # (service/core/document_writes.py); what is guarded here only keeps a NOT NULL column from
+    # refusing a body the check refuses anyway.
+    _BODY = "WITH body AS MATERIALIZED (SELECT convert_from({param}::bytea, 'UTF8')::jsonb AS b)"
+
+    async def create_scenario_from_body(self, session_id: uuid.UUID, raw_body: bytes) -> ScenarioRecord:
+        """A scenario named and filled by the body's `name` and `request`, under the session only if
+        it is in the workspace (NotFound otherwise, as when the body is not even an object)."""
+        sql = f"""
+            {self._BODY.format(param="$3")}
+            INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, original_request)
+            SELECT $4, s.workspace_id, $5, s.id, body.b ->> 'name', body.b -> 'request'
+            FROM sessions s, body
+            WHERE s.workspace_id = $1 AND s.id = $2
+              AND jsonb_typeof(body.b -> 'name') = 'string' AND jsonb_typeof(body.b -> 'request') = 'object'
+            RETURNING {_SCENARIO}
+        """
+        row = await self._fetchrow(sql, session_id, raw_body, new_id(), self._user, document=True)
+        return ScenarioRecord(*row)
+
+    async def update_scenario_from_body(
+        self, scenario_id: uuid.UUID, raw_body: bytes, expected: Collection[int] | None
+    ) -> ScenarioRecord:
+        """The body's `name` and `request`, each when sent (a rename, a new request, or both)."""
+        sql = f"""
+            {self._BODY.format(param="$4")}
+            UPDATE scenarios
+            SET name = COALESCE(body.b ->> 'name', name), request = COALESCE(body.b -> 'request', request),
+                version = version + 1, updated_at = now()
+            FROM body
+            WHERE workspace_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SCENARIO}
+        """
+        return ScenarioRecord(
+            *await self._versioned("scenarios", sql, scenario_id, expected, raw_body, document=True)
+        )
+
+    async def correct_scenario_name(self, scenario_id: uuid.UUID, name: str) -> ScenarioRecord:
+        """The name as the body's check normalised it (surrounding whitespace stripped), after a
+        write that took it as sent: part of that write, so the version stays."""
+        sql = f"UPDATE scenarios SET name = $3 WHERE workspace_id = $1 AND id = $2 RETURNING {_SCENARIO}"
+        return ScenarioRecord(*await self._fetchrow(sql, scenario_id, name))
+
     async def list_scenarios(
         self, session_id: uuid.UUID, limit: int, cursor: Cursor | None
     ) -> list[ScenarioRecord]:
@@ -123,6 +170,24 @@ class PlanningRepository(WorkspaceRepository):
         values = dict(await self._fetchrow(sql, scenario_id))
         text: bytes = values.pop("document")
         return ScenarioRecord(**values), text
+
+    async def get_scenario_pieces(
+        self, scenario_id: uuid.UUID, piece_bytes: int
+    ) -> tuple[ScenarioRecord, list[bytes]]:
+        """The scenario and its current request as JSON text, in pieces of `piece_bytes`: one row per
+        piece, so no message (and no buffer of the driver's) holds the whole document."""
+        # OFFSET 0 keeps the subquery whole: flattened, the text would be rendered once per piece.
+        sql = f"""
+            SELECT {_SCENARIO_NAMES}, g, substring(d.t FROM g FOR $3) AS piece
+            FROM (
+                SELECT {_SCENARIO}, {AS_BYTES.format(document=_CURRENT_REQUEST)} AS t
+                FROM scenarios WHERE workspace_id = $1 AND id = $2 OFFSET 0
+            ) d, generate_series(1, greatest(octet_length(d.t), 1), $3) AS g
+        """
+        rows = sorted(await self._fetch(sql, scenario_id, piece_bytes), key=lambda row: row["g"])
+        if not rows:
+            raise NotFound()
+        return ScenarioRecord(*rows[0][:_SCENARIO_WIDTH]), [row["piece"] for row in rows]
 
     async def get_original_request(self, scenario_id: uuid.UUID) -> bytes:
         document = AS_BYTES.format(document="original_request")

@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from service.core.bodies import DocumentBody, SplicedJSONResponse, document_body, json_model
+from service.core.bodies import json_model
+from service.core.document_writes import DocumentWrite
 from service.core.openapi import (
     READ_PROBLEMS,
     ROLE_PROBLEM,
@@ -28,9 +29,10 @@ from service.core.openapi import (
     ok,
 )
 from service.core.pagination import Paged, PageRequest, page_request, paginate
-from service.core.preconditions import ExpectedVersions, etag, tag
+from service.core.preconditions import ExpectedVersions, tag
 from service.core.repository import WorkspaceScope
 from service.deps import AppSettings, Bodies, Db
+from service.planning import payloads
 from service.planning.imports import file_format, options_for, read_file
 from service.planning.repository import PlanningRepository, ScenarioRecord, SessionRecord
 from service.planning.schemas import (
@@ -64,14 +66,9 @@ Paging = Annotated[PageRequest, Depends(page_request)]
 
 SessionBody = Annotated[SessionCreate, Depends(json_model(SessionCreate))]
 SessionPatch = Annotated[SessionUpdate, Depends(json_model(SessionUpdate))]
-# A body with a document is written inside `async with body.write_slot(), planning.transaction()`:
-# a large body's write slot is taken before a database connection, and released after the commit.
-ScenarioBody = Annotated[
-    DocumentBody[ScenarioFields], Depends(document_body(ScenarioFields, "request", required=True))
-]
-ScenarioPatch = Annotated[
-    DocumentBody[ScenarioPatchFields], Depends(document_body(ScenarioPatchFields, "request", required=False))
-]
+# A body with a request is parsed by PostgreSQL as it is written, and checked meanwhile (payloads.py).
+ScenarioBody = Annotated[DocumentWrite[ScenarioFields], Depends(payloads.read_scenario_body)]
+ScenarioPatch = Annotated[DocumentWrite[ScenarioPatchFields], Depends(payloads.read_scenario_patch)]
 
 
 # Authentication first, before the body is read or the database touched: a request without a
@@ -169,8 +166,7 @@ async def create_scenario(
 ) -> ScenarioRecord:
     # The summary, not the request: echoing megabytes the client just sent would cost as much as
     # a GET, for nothing.
-    async with body.write_slot(), planning.writing() as repo:
-        record = await repo.create_scenario(session_id, body.fields.name, body.raw)
+    record = await payloads.create_scenario(planning, session_id, body)
     tag(response, record.version, f"{PREFIX}/scenarios/{record.id}")
     return record
 
@@ -266,11 +262,8 @@ async def list_scenarios(session_id: uuid.UUID, planning: Planning, page: Paging
     responses={**READ_PROBLEMS, **ok("The scenario with its current request")},
     summary="A scenario with its current request",
 )
-async def get_scenario(scenario_id: uuid.UUID, planning: Planning) -> Response:
-    async with planning.transaction() as repo:
-        record, document = await repo.get_scenario(scenario_id)
-    summary = ScenarioSummary.model_validate(record, from_attributes=True)
-    return SplicedJSONResponse(summary, "request", document, headers={"ETag": etag(record.version)})
+async def get_scenario(scenario_id: uuid.UUID, planning: Planning, bodies: Bodies) -> Response:
+    return await payloads.read_scenario(planning, bodies, scenario_id)
 
 
 @router.patch(
@@ -287,13 +280,7 @@ async def update_scenario(
     planning: Planning,
     response: Response,
 ) -> ScenarioRecord:
-    async with body.write_slot(), planning.writing() as repo:
-        record = await repo.update_scenario(
-            scenario_id,
-            name=body.fields.name,
-            raw_body=body.raw if body.has_document else None,
-            expected=expected,
-        )
+    record = await payloads.update_scenario(planning, scenario_id, body, expected)
     tag(response, record.version)
     return record
 

@@ -1,4 +1,5 @@
-"""Bodies above JSON_INLINE_MAX_BYTES: checked in a worker process, written JSON_LARGE_WRITES at once.
+"""Bodies above JSON_INLINE_MAX_BYTES: checked in a worker process (a scenario's while PostgreSQL
+writes it), written JSON_LARGE_WRITES at once.
 
 Two apps on one database — one checks every body on the event loop, the other every body in its
 offload pool (threshold 0) — get the same requests from the same user; their answers (status and
@@ -152,3 +153,68 @@ async def test_large_writes_take_turns_and_a_wait_is_bounded(
         assert written.status_code == 201, written.text
         names = {item["name"] for item in (await alice.call("GET", path)).json()["items"]}
         assert names == {"small", "large"}
+
+
+async def test_the_checks_422_wins_over_what_the_write_met(pair: Pair, clean_db: SqlAdmin) -> None:
+    """A large body is checked while PostgreSQL writes it; an invalid one still answers as when it was
+    checked before anything: not 404 for a missing session, not 412 for a stale If-Match."""
+    ids = await tree(pair.inline)
+    before = await row_snapshot(clean_db, pair.inline.user_id)
+    missing = "01a20887-9aef-715a-bba9-7a10b66ea2d6"
+    # PostgreSQL stores both documents; only the check refuses them.
+    for document in (b'{"inf": 1e400}', b'{"deep": ' + b"[" * 1100 + b"]" * 1100 + b"}"):
+        cases = [
+            ("POST", f"/sessions/{missing}/scenarios", b'{"name": "x", "request": ' + document + b"}", {}),
+            ("PATCH", f"/scenarios/{missing}", b'{"request": ' + document + b"}", {}),
+            (
+                "PATCH",
+                f"/scenarios/{ids['scenario']}",
+                b'{"request": ' + document + b"}",
+                {"if-match": '"99"'},
+            ),
+            (
+                "POST",
+                f"/sessions/{ids['session']}/scenarios",
+                b'{"name": "x", "request": {}, "extra": 1}',
+                {},
+            ),
+        ]
+        for method, path, body, headers in cases:
+            answers = [
+                await caller.call(method, path, body, headers=headers)
+                for caller in (pair.inline, pair.pooled)
+            ]
+            assert answers[0].status_code == 422, (method, path, answers[0].text)
+            assert answers[1].status_code == 422 and answers[1].json() == answers[0].json(), (method, path)
+    assert await row_snapshot(clean_db, pair.inline.user_id) == before
+
+
+async def test_large_transfers_take_turns_and_a_wait_is_bounded(app_factory: AppFactory) -> None:
+    async with (
+        app_factory(
+            json_inline_max_bytes=1_000, json_large_transfers=1, json_large_writes_timeout=0.5
+        ) as app,
+        client_for(app) as http,
+    ):
+        alice = await sign_in(app, http, "alice")
+        session = (await alice.call("POST", "/sessions", {"name": "transfers"})).json()["id"]
+        path = f"/sessions/{session}/scenarios"
+        large = {"name": "large", "request": {"blob": "x" * 2_000}}
+        scenario = (await alice.call("POST", path, large)).json()["id"]
+
+        slots = app_state(app).bodies.large_transfers
+        await slots.acquire()  # another large document passing through
+        try:
+            for busy in (
+                await alice.call("POST", path, large),
+                await alice.call("GET", f"/scenarios/{scenario}"),
+            ):
+                assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+                assert busy.headers["content-type"] == "application/problem+json"
+            small = await alice.call("POST", path, {"name": "small", "request": {"a": 1}})
+            assert small.status_code == 201  # small bodies never wait for a slot
+            assert (await alice.call("GET", f"/scenarios/{small.json()['id']}")).status_code == 200
+        finally:
+            slots.release()
+        read = await alice.call("GET", f"/scenarios/{scenario}")
+        assert read.status_code == 200 and read.json()["request"] == large["request"]

@@ -48,7 +48,7 @@ def test_the_environment_sets_them(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     "name",
     ["web_concurrency", "timeout_keep_alive", "timeout_request_headers", "timeout_graceful_shutdown",
-     "limit_concurrency", "backlog", "json_parse_workers", "json_large_writes"],
+     "limit_concurrency", "backlog", "json_parse_workers", "json_large_writes", "json_large_transfers"],
 )  # fmt: skip
 def test_zero_is_refused_naming_the_variable(name: str) -> None:
     with pytest.raises(ValidationError, match=name):

@@ -1,0 +1,70 @@
+"""A scenario with its request, written and read whole.
+
+Writing from a body that carries the request: PostgreSQL parses the body once, and our check of it
+runs meanwhile (service/core/document_writes.py). Reading: PostgreSQL's text of the request comes in
+pieces of PIECE_BYTES, one row each, and goes out as it came (`SplicedJSONResponse`): neither the
+driver nor the response ever holds the document in one buffer, which would cost its size again
+(and a copy of it on the event loop).
+
+The statements take the name from PostgreSQL's parse, as sent; the check then gives the name as the
+model normalises it (surrounding whitespace stripped), and a name that differs is corrected in the
+same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+
+from starlette.responses import Response
+
+from service.core.bodies import BodyPolicy, SplicedJSONResponse
+from service.core.document_writes import DocumentWrite, document_write
+from service.core.preconditions import etag
+from service.core.repository import WorkspaceScope
+from service.planning.repository import PlanningRepository, ScenarioRecord
+from service.planning.schemas import ScenarioFields, ScenarioPatchFields, ScenarioSummary
+
+# Large enough that a piece's row costs little beside its bytes, small enough that one piece is a
+# short copy on the event loop.
+PIECE_BYTES = 1 << 20
+
+read_scenario_body = document_write(ScenarioFields, "request", required=True)
+read_scenario_patch = document_write(ScenarioPatchFields, "request", required=False)
+
+
+async def create_scenario(
+    planning: WorkspaceScope[PlanningRepository], session_id: uuid.UUID, body: DocumentWrite[ScenarioFields]
+) -> ScenarioRecord:
+    async with body.written(planning.writing) as repo:
+        record = await repo.create_scenario_from_body(session_id, body.raw)
+        name = (await body.fields()).name
+        if record.name != name:
+            record = await repo.correct_scenario_name(record.id, name)
+    return record
+
+
+async def update_scenario(
+    planning: WorkspaceScope[PlanningRepository],
+    scenario_id: uuid.UUID,
+    body: DocumentWrite[ScenarioPatchFields],
+    expected: Collection[int] | None,
+) -> ScenarioRecord:
+    async with body.written(planning.writing) as repo:
+        record = await repo.update_scenario_from_body(scenario_id, body.raw, expected)
+        name = (await body.fields()).name
+        if name is not None and record.name != name:
+            record = await repo.correct_scenario_name(record.id, name)
+    return record
+
+
+async def read_scenario(
+    planning: WorkspaceScope[PlanningRepository], bodies: BodyPolicy, scenario_id: uuid.UUID
+) -> Response:
+    async with planning.transaction() as repo:
+        record, pieces = await repo.get_scenario_pieces(scenario_id, PIECE_BYTES)
+    summary = ScenarioSummary.model_validate(record, from_attributes=True)
+    size = sum(len(piece) for piece in pieces)
+    return SplicedJSONResponse(
+        summary, "request", pieces, headers={"ETag": etag(record.version)}, sending=bodies.transfer_slot(size)
+    )
