@@ -73,7 +73,8 @@ least total distance as the objective). After each VROOM run the API solves the 
 each pair is printed: VROOM's distance, wall and CPU time, Routebook's distance, its time limit, its
 wall time from POST solve to the status event, and the ratio Routebook / VROOM (target <= 1 in every
 pair). Both distances are recomputed from the routes and the matrix and must equal the engines' own
-figures. VROOM runs on --vroom-threads threads (default 1, as the solver searches on one core); its
+figures. VROOM runs on --vroom-threads threads (default 1, as the solver searches on one core), at the
+solver processes' niceness (SOLVER_NICENESS), so that neither gets more of a shared CPU; its
 wall time, and so Routebook's budget, grows with the machine's load: quote `uptime` beside it.
 
 Not a test: nothing here asserts a timing. A solve that does not succeed, or an unexpected HTTP
