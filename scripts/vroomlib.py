@@ -134,7 +134,7 @@ def _child(send: Any, instance: Instance, level: int, threads: int) -> None:
     send.send(
         VroomRun(
             level=level,
-            routes=_routes(instance, solution),
+            routes=vroom_routes(instance, solution),
             unassigned=len(solution.unassigned),
             cost=int(solution.summary.cost),
             wall_s=wall_s,
@@ -192,7 +192,7 @@ def _intersect(a: tuple[int, int] | None, b: tuple[int, int] | None) -> tuple[in
     return max(a[0], b[0]), min(a[1], b[1])
 
 
-def _routes(instance: Instance, solution: Any) -> list[tuple[str, list[str]]]:
+def vroom_routes(instance: Instance, solution: Any) -> list[tuple[str, list[str]]]:
     frame = solution.routes
     stops = instance.request.stops
     vehicle_types = [
