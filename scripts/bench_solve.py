@@ -1073,6 +1073,56 @@ def report(results: Results, matrix_s: float, reasons_s: float) -> list[str]:
     ]
 
 
+def run_sections(args: argparse.Namespace, sections: set[str]) -> tuple[list[str], Results | None]:
+    """Run the chosen sections: (the summary lines, the solve section's results if it ran)."""
+    from service.providers.dev import DevIssuer
+    from tests.kit.instances import measure_matrix_build, measure_reasons
+
+    matrix_s = measure_matrix_build(MATRIX_STOPS) if "solve" in sections else 0.0
+    reasons_s = measure_reasons(MATRIX_STOPS) if "solve" in sections else 0.0
+    app = "service.main:app"
+    summary: list[str] = []
+    results: Results | None = None
+    # The warm section alone needs only the engine: no database, no server.
+    if sections & {"checks", "solve", "vroom"}:
+        with bench_database() as url:
+            env, auth = app_environment(url, "bench-solve")
+            token = DevIssuer.load_or_create(Path(env["DATA_DIR"]) / "dev-issuer.pem", DEV_ISSUER).mint(
+                subject="bench-solve-b", email="bench-solve-b@example.com", ttl_seconds=3600
+            )
+            with uvicorn_server(app, env) as (port, pid):
+                if "checks" in sections:
+                    # Before any worker starts: the checks are the request path's alone.
+                    print(f"bench_solve checks ({app}, pid {pid}; {args.rounds} rounds)", flush=True)
+                    checks = asyncio.run(
+                        measure_checks(args, port, auth, {"Authorization": f"Bearer {token}"})
+                    )
+                    summary += report_checks(checks)
+                if "solve" in sections:
+                    with solve_worker(env, slots=2) as (worker, _log):
+                        print(
+                            f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots; seed {args.seed}, time limit "
+                            f"{args.time_limit} s, {args.rounds} rounds; /health every {HEALTH_INTERVAL_S * 1000:.0f} ms for "
+                            f"{args.health_seconds:g} s)",
+                            flush=True,
+                        )
+                        results = asyncio.run(measure(args, port, auth, url, worker))
+                if "vroom" in sections:
+                    with solve_worker(env, slots=1) as (worker, _log):
+                        print(
+                            f"bench_solve vroom ({app}, pid {pid}; worker pid {worker}; seed {args.seed}; levels "
+                            f"{', '.join(map(str, VROOM_LEVELS))}, each within {VROOM_TIMEOUT_S} s)",
+                            flush=True,
+                        )
+                        pairs = asyncio.run(measure_vroom(args, port, auth, url, worker))
+                        summary += report_vroom(pairs, args.vroom_threads)
+    if "warm" in sections:
+        summary += measure_warm(args)
+    if results is not None:
+        summary = report(results, matrix_s, reasons_s) + summary
+    return summary, results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1104,67 +1154,11 @@ def main() -> int:
     if not sections or sections - {"checks", "solve", "warm", "vroom"}:
         parser.error("--sections: checks, solve, warm and/or vroom")
 
-    from service.providers.dev import DevIssuer
-    from tests.kit.instances import measure_matrix_build, measure_reasons
-
-    matrix_s = measure_matrix_build(MATRIX_STOPS) if "solve" in sections else 0.0
-    reasons_s = measure_reasons(MATRIX_STOPS) if "solve" in sections else 0.0
-    app = "service.main:app"
-    summary: list[str] = []
-    results: Results | None = None
-    # The warm section alone needs only the engine: no database, no server.
-    if sections & {"checks", "solve", "vroom"}:
-        with bench_database() as url:
-            env, auth = app_environment(url, "bench-solve")
-            token = DevIssuer.load_or_create(Path(env["DATA_DIR"]) / "dev-issuer.pem", DEV_ISSUER).mint(
-                subject="bench-solve-b", email="bench-solve-b@example.com", ttl_seconds=3600
-            )
-            with uvicorn_server(app, env) as (port, pid):
-                if "checks" in sections:
-                    # Before any worker starts: the checks are the request path's alone.
-                    print(f"bench_solve checks ({app}, pid {pid}; {args.rounds} rounds)", flush=True)
-                    try:
-                        checks = asyncio.run(
-                            measure_checks(args, port, auth, {"Authorization": f"Bearer {token}"})
-                        )
-                    except BenchFailed as exc:
-                        print(f"bench_solve: {exc}", file=sys.stderr)
-                        return 1
-                    summary += report_checks(checks)
-                if "solve" in sections:
-                    with solve_worker(env, slots=2) as (worker, _log):
-                        print(
-                            f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots; seed {args.seed}, time limit "
-                            f"{args.time_limit} s, {args.rounds} rounds; /health every {HEALTH_INTERVAL_S * 1000:.0f} ms for "
-                            f"{args.health_seconds:g} s)",
-                            flush=True,
-                        )
-                        try:
-                            results = asyncio.run(measure(args, port, auth, url, worker))
-                        except BenchFailed as exc:
-                            print(f"bench_solve: {exc}", file=sys.stderr)
-                            return 1
-                if "vroom" in sections:
-                    with solve_worker(env, slots=1) as (worker, _log):
-                        print(
-                            f"bench_solve vroom ({app}, pid {pid}; worker pid {worker}; seed {args.seed}; levels "
-                            f"{', '.join(map(str, VROOM_LEVELS))}, each within {VROOM_TIMEOUT_S} s)",
-                            flush=True,
-                        )
-                        try:
-                            pairs = asyncio.run(measure_vroom(args, port, auth, url, worker))
-                        except BenchFailed as exc:
-                            print(f"bench_solve: {exc}", file=sys.stderr)
-                            return 1
-                        summary += report_vroom(pairs, args.vroom_threads)
-    if "warm" in sections:
-        try:
-            summary += measure_warm(args)
-        except BenchFailed as exc:
-            print(f"bench_solve: {exc}", file=sys.stderr)
-            return 1
-    if results is not None:
-        summary = report(results, matrix_s, reasons_s) + summary
+    try:
+        summary, results = run_sections(args, sections)
+    except BenchFailed as exc:
+        print(f"bench_solve: {exc}", file=sys.stderr)
+        return 1
     print("  summary")
     for line in summary:
         print(f"    {line}")
