@@ -62,6 +62,21 @@ plan's routes), taking turns, one pair per round. Printed: the distance ratio wa
 round) and the seconds (on the service's clock, read from the progress reports, 0.25 s apart) each
 side took to reach the cold solve's final distance.
 
+Then VROOM (`--sections vroom`, not run by default: ~10 minutes on a quiet machine), the engine a team
+would pick instead, through pyvroom (a dev dependency) on RC208, a 200-stop and a 1,000-stop random
+CVRP (`random_cvrp`: x/y plane, rounded Euclidean) and the 2,000-stop lat/lon instance, at VROOM's
+exploration levels 1, 3 and 5, each in a fresh process killed after VROOM_TIMEOUT_S (a level that
+does not finish skips the higher ones). Both engines get the same problem (scripts/vroomlib.py: the
+solver's own integer matrices, vehicles, capacities, shifts, time windows, service durations, and the
+least total distance as the objective). After each VROOM run the API solves the same scenario with
+`time_limit_s` = VROOM's wall time rounded to whole seconds (at least 1, the API's smallest), and
+each pair is printed: VROOM's distance, wall and CPU time, Routebook's distance, its time limit, its
+wall time from POST solve to the status event, and the ratio Routebook / VROOM (target <= 1 in every
+pair). Both distances are recomputed from the routes and the matrix and must equal the engines' own
+figures. VROOM runs on --vroom-threads threads (default 1, as the solver searches on one core), at the
+solver processes' niceness (SOLVER_NICENESS), so that neither gets more of a shared CPU; its
+wall time, and so Routebook's budget, grows with the machine's load: quote `uptime` beside it.
+
 Not a test: nothing here asserts a timing. A solve that does not succeed, or an unexpected HTTP
 status, ends the run with exit 1.
 """
@@ -71,6 +86,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import math
 import multiprocessing
 import os
@@ -85,11 +101,13 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import numpy as np
 import orjson
 
 from scripts.benchlib import (
@@ -106,6 +124,7 @@ from scripts.benchlib import (
     percentile,
     uvicorn_server,
 )
+from scripts.vroomlib import Instance, VroomRun, VroomTimeout, run_vroom
 from service.core.db import asyncpg_connect_args
 
 ROUNDS = 3
@@ -120,6 +139,9 @@ CHECK_STOPS = 2000
 CHECK_LOAD = 4  # A's large solves in flight while B's small one is timed
 SMALL_STOPS = 5
 WARM_NEW = 20  # stops added to the 1,000-stop instance after its earlier plan
+VROOM_LEVELS = (1, 3, 5)
+VROOM_TIMEOUT_S = 120
+VROOM_CVRP_STOPS = (200, 1000)
 RC208 = ROOT / "tests" / "kit" / "data" / "RC208.vrp"
 API = "/api/v1"
 
@@ -390,6 +412,7 @@ class ApiRun:
     finished_at: float
     final_at: float
     cpu_s: float  # of the worker's solver process, sampled
+    routes: list[tuple[str, list[str]]] = field(default_factory=list)  # (vehicle type, stop ids)
 
     @property
     def pickup_s(self) -> float:
@@ -503,6 +526,7 @@ class Api:
             finished_at=row["finished_at"],
             final_at=final_at,
             cpu_s=cpu.seconds,
+            routes=[(route["vehicle_type"], route["stops"]) for route in payload["routes"]],
         )
 
 
@@ -628,6 +652,135 @@ async def measure(
     finally:
         await api.client.aclose()
         await db.close()
+
+
+# -- VROOM at its exploration levels against the API given the same wall time ---------------------
+
+
+@dataclass(frozen=True)
+class VroomPair:
+    instance: str
+    vroom: VroomRun | VroomTimeout
+    api: ApiRun | None = None  # None when VROOM did not finish in time
+    vroom_distance: int = 0  # recomputed from VROOM's routes and the matrix
+    api_distance: int = 0  # recomputed from the API's routes and the matrix
+
+    @property
+    def ratio(self) -> float:
+        return self.api_distance / self.vroom_distance if self.vroom_distance else math.nan
+
+
+def random_cvrp(stops: int, *, seed: int = 0) -> dict[str, Any]:
+    """`stops` deliveries uniform on a 1,000 x 1,000 plane around a central depot (rounded Euclidean
+    distances), demands 1-9, vans of 50, with ~1.7 times the vans the demand needs."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(0, 1000, stops), rng.uniform(0, 1000, stops)
+    demand = rng.integers(1, 10, stops)
+    return {
+        "depots": [{"id": "depot", "location": {"x": 500.0, "y": 500.0}}],
+        "stops": [
+            {"id": f"c{i}", "location": {"x": float(x[i]), "y": float(y[i])}, "demand": int(demand[i])}
+            for i in range(stops)
+        ],
+        "vehicle_types": [{"id": "van", "count": stops // 6 + 1, "capacity": 50, "depot": "depot"}],
+    }
+
+
+def vroom_instances() -> list[Instance]:
+    from tests.kit.instances import synthetic_request
+    from tests.kit.vrplib_io import request_from_vrplib
+
+    return [
+        Instance.of("RC208", request_from_vrplib(RC208, round_func="dimacs")),
+        *(Instance.of(f"CVRP {stops}", random_cvrp(stops)) for stops in VROOM_CVRP_STOPS),
+        Instance.of(f"{MATRIX_STOPS} lat/lon", synthetic_request(MATRIX_STOPS)),
+    ]
+
+
+def api_time_limit(vroom_wall_s: float) -> int:
+    """The API takes whole seconds (at least 1): VROOM's wall time, rounded to the nearest."""
+    return max(1, round(vroom_wall_s))
+
+
+async def measure_vroom(
+    args: argparse.Namespace, port: int, auth: dict[str, str], url: str, worker_pid: int
+) -> list[VroomPair]:
+    loop = asyncio.get_running_loop()
+    db = await asyncpg.connect(**asyncpg_connect_args(url))
+    api = Api(port, auth, db, worker_pid)
+    pairs: list[VroomPair] = []
+    try:
+        await api.start()
+        for instance in vroom_instances():
+            scenario_id, _ = await api.scenario(instance.name, instance.document)
+            for level in VROOM_LEVELS:
+                vroom = await loop.run_in_executor(
+                    None,
+                    functools.partial(
+                        run_vroom, instance, level, threads=args.vroom_threads, timeout_s=VROOM_TIMEOUT_S
+                    ),
+                )
+                if isinstance(vroom, VroomTimeout):
+                    pairs.append(VroomPair(instance.name, vroom))
+                    print(
+                        f"  {instance.name}: VROOM level {level} did not finish in {VROOM_TIMEOUT_S} s",
+                        flush=True,
+                    )
+                    break  # a higher level explores more: it would not finish either
+                if vroom.unassigned or not instance.served_once(vroom.routes):
+                    raise BenchFailed(f"{instance.name}: VROOM level {level} left stops unassigned")
+                await asyncio.sleep(0.5)  # VROOM's process gone before the API's solve starts
+                solved = await api.solve(scenario_id, api_time_limit(vroom.wall_s), args.seed)
+                if not solved.feasible or not instance.served_once(solved.routes):
+                    raise BenchFailed(f"{instance.name}: the API's solve is infeasible or leaves stops out")
+                pair = VroomPair(
+                    instance.name,
+                    vroom,
+                    solved,
+                    vroom_distance=instance.distance(vroom.routes),
+                    api_distance=instance.distance(solved.routes),
+                )
+                if pair.vroom_distance != vroom.cost or pair.api_distance != solved.distance:
+                    raise BenchFailed(
+                        f"{instance.name}: a recomputed distance differs from the engine's own "
+                        f"(VROOM {pair.vroom_distance} against {vroom.cost}, "
+                        f"API {pair.api_distance} against {solved.distance})"
+                    )
+                pairs.append(pair)
+                print(f"  {vroom_line(pair)}", flush=True)
+        return pairs
+    finally:
+        await api.client.aclose()
+        await db.close()
+
+
+def vroom_line(pair: VroomPair) -> str:
+    vroom, api = pair.vroom, pair.api
+    if isinstance(vroom, VroomTimeout):
+        return f"{pair.instance:<14} level {vroom.level}  VROOM did not finish within {vroom.timeout_s:.0f} s"
+    assert api is not None  # a pair with VROOM's run has the API's
+    return (
+        f"{pair.instance:<14} level {vroom.level}  VROOM {pair.vroom_distance:>9} in {vroom.wall_s:6.2f} s "
+        f"(CPU {vroom.cpu_s:6.2f})   Routebook {pair.api_distance:>9} at time_limit_s "
+        f"{api_time_limit(vroom.wall_s):>3} (POST -> status {api.wall_s:6.2f} s, {api.iterations} iterations)"
+        f"   ratio {pair.ratio:.4f}"
+    )
+
+
+def report_vroom(pairs: list[VroomPair], threads: int) -> list[str]:
+    print(
+        f"  VROOM {version('pyvroom')} ({threads} thread{'s' if threads > 1 else ''}) against Routebook "
+        "through the API, distances recomputed from the matrix (Routebook / VROOM <= 1 is ahead)"
+    )
+    for pair in pairs:
+        print(f"    {vroom_line(pair)}")
+    ratios = [pair.ratio for pair in pairs if pair.api is not None]
+    worst = max(ratios, default=math.nan)
+    return [
+        "Routebook / VROOM        "
+        + ", ".join(f"{pair.instance} L{pair.vroom.level} {pair.ratio:.4f}" for pair in pairs if pair.api)
+        + f"   target <= 1 in every pair: {verdict(worst <= 1)}"
+    ]
 
 
 # -- the solve request's check: what a refusal costs, and who waits for it -----------------------
@@ -920,6 +1073,56 @@ def report(results: Results, matrix_s: float, reasons_s: float) -> list[str]:
     ]
 
 
+def run_sections(args: argparse.Namespace, sections: set[str]) -> tuple[list[str], Results | None]:
+    """Run the chosen sections: (the summary lines, the solve section's results if it ran)."""
+    from service.providers.dev import DevIssuer
+    from tests.kit.instances import measure_matrix_build, measure_reasons
+
+    matrix_s = measure_matrix_build(MATRIX_STOPS) if "solve" in sections else 0.0
+    reasons_s = measure_reasons(MATRIX_STOPS) if "solve" in sections else 0.0
+    app = "service.main:app"
+    summary: list[str] = []
+    results: Results | None = None
+    # The warm section alone needs only the engine: no database, no server.
+    if sections & {"checks", "solve", "vroom"}:
+        with bench_database() as url:
+            env, auth = app_environment(url, "bench-solve")
+            token = DevIssuer.load_or_create(Path(env["DATA_DIR"]) / "dev-issuer.pem", DEV_ISSUER).mint(
+                subject="bench-solve-b", email="bench-solve-b@example.com", ttl_seconds=3600
+            )
+            with uvicorn_server(app, env) as (port, pid):
+                if "checks" in sections:
+                    # Before any worker starts: the checks are the request path's alone.
+                    print(f"bench_solve checks ({app}, pid {pid}; {args.rounds} rounds)", flush=True)
+                    checks = asyncio.run(
+                        measure_checks(args, port, auth, {"Authorization": f"Bearer {token}"})
+                    )
+                    summary += report_checks(checks)
+                if "solve" in sections:
+                    with solve_worker(env, slots=2) as (worker, _log):
+                        print(
+                            f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots; seed {args.seed}, time limit "
+                            f"{args.time_limit} s, {args.rounds} rounds; /health every {HEALTH_INTERVAL_S * 1000:.0f} ms for "
+                            f"{args.health_seconds:g} s)",
+                            flush=True,
+                        )
+                        results = asyncio.run(measure(args, port, auth, url, worker))
+                if "vroom" in sections:
+                    with solve_worker(env, slots=1) as (worker, _log):
+                        print(
+                            f"bench_solve vroom ({app}, pid {pid}; worker pid {worker}; seed {args.seed}; levels "
+                            f"{', '.join(map(str, VROOM_LEVELS))}, each within {VROOM_TIMEOUT_S} s)",
+                            flush=True,
+                        )
+                        pairs = asyncio.run(measure_vroom(args, port, auth, url, worker))
+                        summary += report_vroom(pairs, args.vroom_threads)
+    if "warm" in sections:
+        summary += measure_warm(args)
+    if results is not None:
+        summary = report(results, matrix_s, reasons_s) + summary
+    return summary, results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -935,63 +1138,27 @@ def main() -> int:
         "--sections",
         default="checks,solve,warm",
         help="comma list: checks (the solve request's check), solve (solving through the API), warm "
-        "(re-solving from a plan against solving cold)",
+        "(re-solving from a plan against solving cold), vroom (VROOM at its exploration levels against "
+        "the API given VROOM's wall time; not in the default list: it takes ~10 minutes)",
+    )
+    parser.add_argument(
+        "--vroom-threads",
+        type=int,
+        default=1,
+        help="VROOM's threads (default 1: the solver searches on one core too)",
     )
     args = parser.parse_args()
     sections = set(args.sections.split(","))
-    if args.rounds < 1 or args.time_limit < 1:
-        parser.error("--rounds and --time-limit must be at least 1")
-    if not sections or sections - {"checks", "solve", "warm"}:
-        parser.error("--sections: checks, solve and/or warm")
+    if args.rounds < 1 or args.time_limit < 1 or args.vroom_threads < 1:
+        parser.error("--rounds, --time-limit and --vroom-threads must be at least 1")
+    if not sections or sections - {"checks", "solve", "warm", "vroom"}:
+        parser.error("--sections: checks, solve, warm and/or vroom")
 
-    from service.providers.dev import DevIssuer
-    from tests.kit.instances import measure_matrix_build, measure_reasons
-
-    matrix_s = measure_matrix_build(MATRIX_STOPS) if "solve" in sections else 0.0
-    reasons_s = measure_reasons(MATRIX_STOPS) if "solve" in sections else 0.0
-    app = "service.main:app"
-    summary: list[str] = []
-    results: Results | None = None
-    # The warm section alone needs only the engine: no database, no server.
-    if sections & {"checks", "solve"}:
-        with bench_database() as url:
-            env, auth = app_environment(url, "bench-solve")
-            token = DevIssuer.load_or_create(Path(env["DATA_DIR"]) / "dev-issuer.pem", DEV_ISSUER).mint(
-                subject="bench-solve-b", email="bench-solve-b@example.com", ttl_seconds=3600
-            )
-            with uvicorn_server(app, env) as (port, pid):
-                if "checks" in sections:
-                    # Before any worker starts: the checks are the request path's alone.
-                    print(f"bench_solve checks ({app}, pid {pid}; {args.rounds} rounds)", flush=True)
-                    try:
-                        checks = asyncio.run(
-                            measure_checks(args, port, auth, {"Authorization": f"Bearer {token}"})
-                        )
-                    except BenchFailed as exc:
-                        print(f"bench_solve: {exc}", file=sys.stderr)
-                        return 1
-                    summary += report_checks(checks)
-                if "solve" in sections:
-                    with solve_worker(env, slots=2) as (worker, _log):
-                        print(
-                            f"bench_solve ({app}, pid {pid}; worker pid {worker}, 2 slots; seed {args.seed}, time limit "
-                            f"{args.time_limit} s, {args.rounds} rounds; /health every {HEALTH_INTERVAL_S * 1000:.0f} ms for "
-                            f"{args.health_seconds:g} s)",
-                            flush=True,
-                        )
-                        try:
-                            results = asyncio.run(measure(args, port, auth, url, worker))
-                        except BenchFailed as exc:
-                            print(f"bench_solve: {exc}", file=sys.stderr)
-                            return 1
-    if "warm" in sections:
-        try:
-            summary += measure_warm(args)
-        except BenchFailed as exc:
-            print(f"bench_solve: {exc}", file=sys.stderr)
-            return 1
-    if results is not None:
-        summary = report(results, matrix_s, reasons_s) + summary
+    try:
+        summary, results = run_sections(args, sections)
+    except BenchFailed as exc:
+        print(f"bench_solve: {exc}", file=sys.stderr)
+        return 1
     print("  summary")
     for line in summary:
         print(f"    {line}")

@@ -83,7 +83,9 @@ class SolverStats(BaseModel):
     name: str = Field(description="The solver: `pyvrp`.")
     version: str = Field(description="Its version.")
     iterations: int = Field(description="Search iterations done.")
-    runtime_s: float = Field(description="Seconds of search (the solver's own clock).")
+    runtime_s: float = Field(
+        description="Seconds the solver worked, set-up and search, on the clock `time_limit_s` bounds."
+    )
     seed: int = Field(description="The random seed: the same seed and iterations give the same solution.")
     time_limit_s: float = Field(description="The solve's time limit, in seconds.")
     initial_distance: int | None = Field(
