@@ -10,7 +10,6 @@ import asyncio
 import os
 import shutil
 import socket
-import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -25,6 +24,7 @@ import orjson
 import pytest
 from playwright.async_api import ConsoleMessage, Page, Request, Response
 
+from tests.kit.launcher import LaunchedProcess, launch
 from tests.kit.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,7 @@ def chromium_or_skip() -> str:
 class TcpServedApp:
     origin: str
     log_path: Path
-    process: asyncio.subprocess.Process
+    process: LaunchedProcess
 
     def client(self, token: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -107,30 +107,27 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
+async def _stop(process: LaunchedProcess) -> None:
+    if process.poll() is None:
         process.terminate()  # graceful: the lifespan closes the pool and the listener
         try:
-            await asyncio.wait_for(process.wait(), 15)
+            await asyncio.wait_for(process.wait_async(), 15)
         except TimeoutError:
             process.kill()
-            await process.wait()
+            await process.wait_async()
 
 
 async def _start_on_free_port(environment: Mapping[str, str], log_path: Path) -> TcpServedApp | None:
     """uvicorn on a port found free, once it answers /health; None if another took the port first."""
     port = _free_port()
-    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1"]
+    command = ["service.main:app", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            *command, cwd=ROOT, env=environment, stdout=log, stderr=log
-        )
+    process = launch("uvicorn", environment, log_path, command)
     served = TcpServedApp(f"http://127.0.0.1:{port}", log_path, process)
     async with httpx.AsyncClient(base_url=served.origin, timeout=5) as client:
 
         async def answering_or_exited() -> bool:
-            if process.returncode is not None:
+            if process.poll() is not None:
                 return True
             try:
                 return (await client.get("/health")).status_code == 200
@@ -142,7 +139,7 @@ async def _start_on_free_port(environment: Mapping[str, str], log_path: Path) ->
         except BaseException:
             await _stop(process)
             raise
-    if process.returncode is None:
+    if process.poll() is None:
         return served
     output = log_path.read_text(errors="replace")  # noqa: ASYNC240 (a small log, once)
     if "address already in use" in output.lower():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 
+from tests.kit.launcher import LaunchedProcess, launch
 from tests.kit.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ _INHERITED_OUT = ("DATABASE_URL", "DATABASE_DIRECT_URL", "TEST_DATABASE_URL")
 class ServedApp:
     socket: Path
     log_path: Path
-    process: asyncio.subprocess.Process
+    process: LaunchedProcess
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         transport = httpx.AsyncHTTPTransport(uds=str(self.socket), retries=0)
@@ -56,22 +56,19 @@ async def served_app(env: Mapping[str, str], workdir: Path) -> AsyncIterator[Ser
     socket, log_path = workdir / "app.sock", workdir / "app.log"
     environment = {k: v for k, v in os.environ.items() if k not in _INHERITED_OUT}
     environment.update({"ENVIRONMENT": "test", "LOG_FORMAT": "json", **env})
-    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--uds", str(socket)]
+    command = ["service.main:app", "--uds", str(socket)]
     command += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
     # A load client's connection may sit idle past uvicorn's 5 s keep-alive on a loaded machine; the
     # server then closes it just as the client sends its next request, which HTTP/1.1 allows and a
     # client answers by retrying. That race is the client's, not what these tests measure.
     command += ["--timeout-keep-alive", "600"]
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            *command, cwd=ROOT, env=environment, stdout=log, stderr=log
-        )
+    process = launch("uvicorn", environment, log_path, command)
     served = ServedApp(socket, log_path, process)
     try:
         async with served.client(timeout=5) as client:
 
             async def healthy() -> bool:
-                if process.returncode is not None:
+                if process.poll() is not None:
                     raise AssertionError(f"uvicorn exited: {log_path.read_text()[-2000:]}")
                 try:
                     return (await client.get("/health")).status_code == 200
@@ -81,10 +78,10 @@ async def served_app(env: Mapping[str, str], workdir: Path) -> AsyncIterator[Ser
             await eventually(healthy, timeout=60, every=0.1)
         yield served
     finally:
-        if process.returncode is None:
+        if process.poll() is None:
             process.terminate()  # uvicorn shuts down gracefully: the app's lifespan closes the pool
             try:
-                await asyncio.wait_for(process.wait(), 15)
+                await asyncio.wait_for(process.wait_async(), 15)
             except TimeoutError:
                 process.kill()
-                await process.wait()
+                await process.wait_async()

@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import orjson
 
+from tests.kit.launcher import LaunchedProcess, launch
 from tests.kit.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def free_port() -> int:
 
 @dataclass
 class RunningServer:
-    process: subprocess.Popen[bytes]
+    process: LaunchedProcess
     port: int
     log_path: Path
 
@@ -82,14 +82,7 @@ def running_server(
     until the block ends (then SIGTERM, and SIGKILL if it will not stop)."""
     port = free_port()
     environment = {**os.environ, "HOST": "127.0.0.1", **env, "PORT": str(port)}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", *args],
-            cwd=ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = launch("service", environment, log_path, args)
     server = RunningServer(process, port, log_path)
     try:
         # One client for every probe: a new one loads the CA bundle each time (about 20 ms of CPU,

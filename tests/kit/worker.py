@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ import asyncpg
 from service.core.db import asyncpg_connect_args
 from service.solving.queue import SolveJob
 from service.solving.repository import CANCEL_CHANNEL
+from tests.kit.launcher import LaunchedProcess, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "ready ("
@@ -31,7 +30,7 @@ READY = "ready ("
 
 @dataclass
 class WorkerProcess:
-    process: subprocess.Popen[bytes]
+    process: LaunchedProcess
     log_path: Path
 
     @property
@@ -45,12 +44,10 @@ class WorkerProcess:
         self.process.send_signal(signum)
 
     async def wait_exit(self, timeout: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout
-        while (code := self.process.poll()) is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"worker {self.pid} did not exit within {timeout} s")
-            await asyncio.sleep(0.05)
-        return code
+        try:
+            return await asyncio.wait_for(self.process.wait_async(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"worker {self.pid} did not exit within {timeout} s") from None
 
 
 async def _wait_ready(worker: WorkerProcess, timeout: float) -> None:
@@ -82,14 +79,7 @@ async def solve_worker(
     }
     if "DATABASE_DIRECT_URL" not in env:
         environment.pop("DATABASE_DIRECT_URL", None)
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(  # noqa: ASYNC220 (Popen returns at once; nothing waits on it here)
-            [sys.executable, "-m", "service.worker"],
-            cwd=ROOT,
-            env=environment,
-            stdout=log_file,
-            stderr=log_file,
-        )
+    process = launch("service.worker", environment, log_path)
     worker = WorkerProcess(process, log_path)
     try:
         await _wait_ready(worker, timeout=90)
