@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import io
 import ipaddress
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -70,8 +71,25 @@ async def dispatching(
         yield dispatcher
     finally:
         task.cancel()
+        # Bounded, with every task's stack on failure: a dispatcher that does not stop would
+        # otherwise hang the test process with nothing said about where it waits.
+        done, _ = await asyncio.wait({task}, timeout=STOP_S)
+        if not done:
+            pytest.fail(f"the dispatcher did not stop within {STOP_S} s of its cancel:\n{task_stacks()}")
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+STOP_S = 30.0
+
+
+def task_stacks() -> str:
+    """Every task of the running loop with its stack, for a failure message."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}", file=out)
+        task.print_stack(file=out)
+    return out.getvalue()
 
 
 async def register(caller: Caller, url: str, events: list[str] | None = None) -> dict[str, Any]:
