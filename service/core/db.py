@@ -253,8 +253,7 @@ class Database:
         ) as conn:
             yield conn
 
-    @asynccontextmanager
-    async def as_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> AsyncIterator[Proxy]:
+    def as_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> AbstractAsyncContextManager[Proxy]:
         """Request work of one member in one workspace: runs as the app role, so RLS admits only that
         workspace's rows, and only while `user_id` is a member of it (writes: member or admin).
 
@@ -268,8 +267,8 @@ class Database:
             f"set_config('app.workspace_id', '{workspace_id}', true), "
             f"set_config('role', '{APP_ROLE}', true)"
         )
-        async with self._transaction(begin) as conn:
-            yield conn
+        # The transaction itself, not wrapped in a generator of its own: every request enters it.
+        return self._transaction(begin)
 
     def as_user(self, user_id: uuid.UUID) -> AbstractAsyncContextManager[Proxy]:
         """`as_member` in the user's personal workspace (its id is the user's): their own rows."""

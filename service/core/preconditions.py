@@ -22,11 +22,17 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def tag(response: Response, version: int, location: str | None = None) -> None:
-    """The response's ETag (and, for a new resource, its Location)."""
-    response.headers["ETag"] = etag(version)
+def tagged(version: int, location: str | None = None) -> dict[str, str]:
+    """A response's ETag header (and, for a new resource, its Location)."""
+    headers = {"ETag": etag(version)}
     if location is not None:
-        response.headers["Location"] = location
+        headers["Location"] = location
+    return headers
+
+
+def tag(response: Response, version: int, location: str | None = None) -> None:
+    """`tagged` set on the response FastAPI sends."""
+    response.headers.update(tagged(version, location))
 
 
 def expected_versions(if_match: str | None) -> frozenset[int] | None:

@@ -49,6 +49,19 @@ _NEWEST_FIRST = "ORDER BY created_at DESC, id DESC"
 # A record's `created_by: uuid.UUID = field(metadata=CREATED_BY)`: read from the row's `user_id` (who
 # created it; the workspace owns it).
 CREATED_BY = {"column": "user_id"}
+# A `Versioned` record's `_version: int = field(metadata=VERSION)`: the row's version.
+VERSION = {"column": "version"}
+
+
+class Versioned:
+    """A record whose version is its ETag and never part of its body: the field is `_version`, which
+    the JSON of a record leaves out (service/core/rendering.py)."""
+
+    _version: int
+
+    @property
+    def version(self) -> int:
+        return self._version
 
 
 def columns(record: type) -> str:

@@ -3,9 +3,12 @@
 Each request runs in one transaction of the caller in the request's workspace under row-level
 security, opened by the route (`planning.transaction()`, or `planning.writing()`, refused with 403 for
 a viewer) and committed before the response is sent. Another workspace's resource answers exactly as
-a missing one: the repository raises the same NotFound for both. Responses are
-validated by their declared models (records are read by attribute); the documents (a scenario's
-request) is spliced in as PostgreSQL's own JSON text (service/core/bodies.py).
+a missing one: the repository raises the same NotFound for both.
+
+The routes are `DirectRoute`s (service/core/routing.py): declared and documented as FastAPI routes,
+served without FastAPI's per-request solver. Each returns its response: the records, which have
+their models' shapes, written by orjson (service/core/rendering.py); a document (a scenario's
+request) spliced in as PostgreSQL's own JSON text (service/core/bodies.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from service.core.bodies import json_model
+from service.core.db import Database
 from service.core.document_writes import DocumentWrite
 from service.core.openapi import (
     READ_PROBLEMS,
@@ -28,10 +32,12 @@ from service.core.openapi import (
     json_body,
     ok,
 )
-from service.core.pagination import Paged, PageRequest, page_request, paginate
-from service.core.preconditions import ExpectedVersions, tag
+from service.core.pagination import PageRequest, page_request, paginate
+from service.core.preconditions import ExpectedVersions, tag, tagged
+from service.core.rendering import json_response
 from service.core.repository import WorkspaceScope
-from service.deps import AppSettings, Bodies, Db
+from service.core.routing import DirectRoute
+from service.deps import AppSettings, Bodies, app_state
 from service.planning import payloads
 from service.planning.imports import file_format, options_for, read_file
 from service.planning.repository import PlanningRepository, ScenarioRecord, SessionRecord
@@ -50,15 +56,20 @@ from service.planning.schemas import (
     SessionUpdate,
 )
 from service.users.gate import current_user
-from service.workspaces.gate import CurrentMember
+from service.workspaces.gate import Member, current_member
 
 PREFIX = "/api/v1"
 
 
-async def caller_planning(db: Db, member: CurrentMember) -> WorkspaceScope[PlanningRepository]:
-    # A plain dependency, the transaction opened by the route: a yield dependency costs FastAPI's
-    # exit-stack machinery on every request.
+def planning_scope(db: Database, member: Member) -> WorkspaceScope[PlanningRepository]:
+    """The member's planning in the request's workspace; the route opens the transaction."""
     return WorkspaceScope(db, member.workspace.id, member.user_id, member.role.writes, PlanningRepository)
+
+
+async def caller_planning(request: Request) -> WorkspaceScope[PlanningRepository]:
+    # One dependency taking the request, not one per part (the pool, the member): each part is one
+    # more call on every request, and a route served directly takes only such dependencies.
+    return planning_scope(app_state(request).db, await current_member(request))
 
 
 Planning = Annotated[WorkspaceScope[PlanningRepository], Depends(caller_planning)]
@@ -73,7 +84,17 @@ ScenarioPatch = Annotated[DocumentWrite[ScenarioPatchFields], Depends(payloads.r
 
 # Authentication first, before the body is read or the database touched: a request without a
 # valid token gets 401 whatever its body (current_user is cached, so it runs once).
-router = APIRouter(prefix=PREFIX, tags=["planning"], dependencies=[Depends(current_user)])
+router = APIRouter(
+    prefix=PREFIX, tags=["planning"], dependencies=[Depends(current_user)], route_class=DirectRoute
+)
+
+
+def _tagged(
+    record: SessionRecord | ScenarioRecord, status_code: int = 200, location: str | None = None
+) -> Response:
+    """The record as JSON, its version as the ETag (and, for a new resource, its Location)."""
+    return json_response(record, status_code=status_code, headers=tagged(record.version, location))
+
 
 # -- sessions ---------------------------------------------------------------------------------
 
@@ -86,11 +107,10 @@ router = APIRouter(prefix=PREFIX, tags=["planning"], dependencies=[Depends(curre
     summary="Create a planning session",
     openapi_extra=json_body(SessionCreate),
 )
-async def create_session(body: SessionBody, planning: Planning, response: Response) -> SessionRecord:
+async def create_session(body: SessionBody, planning: Planning) -> Response:
     async with planning.writing() as repo:
         record = await repo.create_session(body.name)
-    tag(response, record.version, f"{PREFIX}/sessions/{record.id}")
-    return record
+    return _tagged(record, 201, f"{PREFIX}/sessions/{record.id}")
 
 
 @router.get(
@@ -99,9 +119,10 @@ async def create_session(body: SessionBody, planning: Planning, response: Respon
     responses=READ_PROBLEMS,
     summary="The caller's sessions, newest first",
 )
-async def list_sessions(planning: Planning, page: Paging) -> Paged[SessionRecord]:
+async def list_sessions(planning: Planning, page: Paging) -> Response:
     async with planning.transaction() as repo:
-        return await paginate(f"sessions:{repo.owner}", page, repo.list_sessions)
+        paged = await paginate(f"sessions:{repo.owner}", page, repo.list_sessions)
+    return json_response(paged)
 
 
 @router.get(
@@ -110,11 +131,10 @@ async def list_sessions(planning: Planning, page: Paging) -> Paged[SessionRecord
     responses={**READ_PROBLEMS, **ok("A session")},
     summary="A session",
 )
-async def get_session(session_id: uuid.UUID, planning: Planning, response: Response) -> SessionRecord:
+async def get_session(session_id: uuid.UUID, planning: Planning) -> Response:
     async with planning.transaction() as repo:
         record = await repo.get_session(session_id)
-    tag(response, record.version)
-    return record
+    return _tagged(record)
 
 
 @router.patch(
@@ -129,12 +149,10 @@ async def update_session(
     body: SessionPatch,
     expected: ExpectedVersions,
     planning: Planning,
-    response: Response,
-) -> SessionRecord:
+) -> Response:
     async with planning.writing() as repo:
         record = await repo.rename_session(session_id, body.name, expected)
-    tag(response, record.version)
-    return record
+    return _tagged(record)
 
 
 @router.delete(
@@ -251,9 +269,10 @@ async def import_scenario(
     responses=READ_PROBLEMS,
     summary="A session's scenarios, newest first, without their requests",
 )
-async def list_scenarios(session_id: uuid.UUID, planning: Planning, page: Paging) -> Paged[ScenarioRecord]:
+async def list_scenarios(session_id: uuid.UUID, planning: Planning, page: Paging) -> Response:
     async with planning.transaction() as repo:
-        return await paginate(f"scenarios:{session_id}", page, partial(repo.list_scenarios, session_id))
+        paged = await paginate(f"scenarios:{session_id}", page, partial(repo.list_scenarios, session_id))
+    return json_response(paged)
 
 
 @router.get(
@@ -278,11 +297,9 @@ async def update_scenario(
     body: ScenarioPatch,
     expected: ExpectedVersions,
     planning: Planning,
-    response: Response,
-) -> ScenarioRecord:
+) -> Response:
     record = await payloads.update_scenario(planning, scenario_id, body, expected)
-    tag(response, record.version)
-    return record
+    return _tagged(record)
 
 
 @router.get(
@@ -303,13 +320,10 @@ async def get_original(scenario_id: uuid.UUID, planning: Planning) -> Response:
     responses={**ROLE_PROBLEM, **READ_PROBLEMS, **STALE_PROBLEM, **ok("Reset")},
     summary="Restore the scenario's request to the original (honours If-Match)",
 )
-async def reset_scenario(
-    scenario_id: uuid.UUID, expected: ExpectedVersions, planning: Planning, response: Response
-) -> ScenarioRecord:
+async def reset_scenario(scenario_id: uuid.UUID, expected: ExpectedVersions, planning: Planning) -> Response:
     async with planning.writing() as repo:
         record = await repo.reset_scenario(scenario_id, expected)
-    tag(response, record.version)
-    return record
+    return _tagged(record)
 
 
 @router.delete(

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.core.db import APP_ROLE, Database, new_id
 from service.deps import app_state
 from service.planning.repository import PlanningRepository
-from service.planning.routes import caller_planning
+from service.planning.routes import planning_scope
 from service.planning.routes import router as planning_router
 from service.workspaces.models import Role
 from tests.kit.sql import SqlAdmin, scope_rls_to
@@ -116,7 +116,7 @@ async def test_the_request_path_opens_the_members_transaction(app: FastAPI, clea
     member = cast(
         Any, SimpleNamespace(user_id=user_id, workspace=SimpleNamespace(id=workspace_id), role=Role.MEMBER)
     )
-    planning = await caller_planning(app_state(app).db, member)
+    planning = planning_scope(app_state(app).db, member)
     async with planning.transaction() as repository:
         assert (repository.workspace, repository.user) == (workspace_id, user_id)
         conn = repository._conn  # the test looks inside: what does this transaction run as?
