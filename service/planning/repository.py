@@ -26,6 +26,9 @@ from service.core.repository import (
 
 # NULL until a PATCH changes it: the scenario's request is then its original (migration 0004).
 _CURRENT_REQUEST = "COALESCE(request, original_request)"
+# A request stored in at most this many bytes is read whole rather than in pieces: compressed JSON
+# text is rarely a tenth of its size, so its text stays well below a piece.
+WHOLE_STORED_BYTES = 64 * 1024
 
 
 # Records are their responses' shapes (SessionRead, ScenarioSummary: the same members in the same
@@ -187,7 +190,21 @@ class PlanningRepository(WorkspaceRepository):
         self, scenario_id: uuid.UUID, piece_bytes: int
     ) -> tuple[ScenarioRecord, list[bytes]]:
         """The scenario and its current request as JSON text, in pieces of `piece_bytes`: one row per
-        piece, so no message (and no buffer of the driver's) holds the whole document."""
+        piece, so no message (and no buffer of the driver's) holds the whole document.
+
+        A request stored in at most WHOLE_STORED_BYTES comes whole, in the summary's own row: the
+        usual small scenario costs one plain statement, not a series of pieces sorted back together.
+        The stored size may be compressed (JSONB is TOASTed), so the bound is far below a piece.
+        """
+        whole = AS_BYTES.format(document=_CURRENT_REQUEST)
+        sql = f"""
+            SELECT {_SCENARIO},
+                   CASE WHEN pg_column_size({_CURRENT_REQUEST}) <= $3 THEN {whole} END AS document
+            FROM scenarios WHERE workspace_id = $1 AND id = $2
+        """
+        row = await self._fetchrow(sql, scenario_id, WHOLE_STORED_BYTES)
+        if row["document"] is not None:
+            return ScenarioRecord(*row[:-1]), [row["document"]]
         # OFFSET 0 keeps the subquery whole: flattened, the text would be rendered once per piece.
         sql = f"""
             SELECT {_SCENARIO_NAMES}, g, substring(d.t FROM g FOR $3) AS piece
