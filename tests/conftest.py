@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import respx
 from _pytest.nodeid import NodeId
@@ -371,3 +372,17 @@ async def http(router: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
     """An outgoing client (JWKS, provider APIs) answered by `router`."""
     async with httpx.AsyncClient(verify=_TLS) as client:
         yield client
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every jwt.decode call: the signature check a verified-token cache hit skips."""
+    calls: list[str] = []
+    real = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return calls

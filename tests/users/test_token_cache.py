@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import jwt
 import pytest
 
 from service.auth.jwks import JWKSCache
@@ -22,20 +21,6 @@ from service.deps import app_state
 from service.workspaces import store
 from tests.kit import MockProvider, Org
 from tests.users.conftest import ProviderApp, ProviderAppFactory
-
-
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every jwt.decode call (the signature check a cache hit skips)."""
-    calls: list[str] = []
-    real = jwt.decode
-
-    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(token)
-        return real(token, *args, **kwargs)
-
-    monkeypatch.setattr(jwt, "decode", counting)
-    return calls
 
 
 @asynccontextmanager
