@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Literal
 
 import asyncpg
+import psutil
 
 from service.core.db import asyncpg_connect_args
 from service.dev.devdb import EmbeddedPostgres, ensure_database, start_embedded
@@ -95,7 +96,14 @@ class RestartablePostgres:
             # Fast shutdown first: the package's own cleanup only knows the process it started.
             with contextlib.suppress(subprocess.CalledProcessError):
                 self.stop("immediate")
-        self._embedded.stop()  # deletes the data directory
+        try:
+            self._embedded.stop()  # deletes the data directory
+        except psutil.NoSuchProcess:
+            # pg_ctl's stop returns once the PID file is gone, a moment before the postmaster has
+            # exited: the package saw it still running, found no PID file for its own stop, and
+            # signalled a process that exited meanwhile. It is gone now, so a second call only
+            # deletes the data directory.
+            self._embedded.stop()
         signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
