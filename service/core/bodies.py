@@ -64,7 +64,8 @@ class DocumentBody(Generic[M]):
 
 async def _acquire(slots: asyncio.Semaphore, wait_s: float, what: str, cause: str) -> None:
     try:
-        await asyncio.wait_for(slots.acquire(), wait_s)
+        async with asyncio.timeout(wait_s):
+            await slots.acquire()
     except TimeoutError:
         raise ServiceUnavailable(
             f"Too many large documents are being {what}; try again shortly.",

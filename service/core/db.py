@@ -456,6 +456,7 @@ class Database:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), 10)
+                async with asyncio.timeout(10):
+                    await pool.close()
             except TimeoutError:
                 pool.terminate()

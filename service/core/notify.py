@@ -134,8 +134,13 @@ class Listener:
         self._connected = True
         log.info("listener connected")
         while True:
+            # asyncio.timeout, never wait_for, around a wait in a loop: Python 3.11's wait_for
+            # returns normally when the cancel of its task meets the end of what it waits for
+            # (the wait's own end, or its timeout), and the loop then runs on, never to stop. The
+            # outbound dispatcher did exactly that in tests, under load.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), HEALTH_INTERVAL_SECONDS)
+                async with asyncio.timeout(HEALTH_INTERVAL_SECONDS):
+                    await self._lost.wait()
             if self._lost.is_set():
                 raise ConnectionError("listener connection closed")
             async with asyncio.timeout(5), self._conn_lock:
@@ -161,4 +166,5 @@ class Listener:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
+                async with asyncio.timeout(2):
+                    await conn.close()

@@ -142,7 +142,8 @@ class Dispatcher:
             if claimed and len(claimed) == free:
                 continue  # there may be more due: take them once a slot is free
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                async with asyncio.timeout(self._poll_s):  # not wait_for: see core/notify.py
+                    await self._wake.wait()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)

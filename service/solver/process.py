@@ -198,7 +198,8 @@ async def _readable(fd: int, timeout_s: float) -> bool:
 
     loop.add_reader(fd, wake)
     try:
-        await asyncio.wait_for(ready, timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await ready
         return True
     except TimeoutError:
         return False

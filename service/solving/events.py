@@ -107,7 +107,8 @@ async def stream(
             yield _progress_event(state)
             seen = state.seq
         try:
-            state = await asyncio.wait_for(inbox.get(), RESYNC_INTERVAL_S)
+            async with asyncio.timeout(RESYNC_INTERVAL_S):  # not wait_for: see core/notify.py
+                state = await inbox.get()
         except TimeoutError:
             state = await reread() or StreamState(DELETED, state.seq + 1, None, None)
 

@@ -177,7 +177,8 @@ class SolveWorker:
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    async with asyncio.timeout(delay):  # not wait_for: see core/notify.py
+                        await self._stopping.wait()
                 continue
             except BaseException:
                 self._slots.release()

@@ -101,6 +101,19 @@ def test_only_the_queue_module_touches_pgqueuer() -> None:
     assert touching == ["solving/queue.py"]
 
 
+def test_the_service_never_waits_with_asyncio_wait_for() -> None:
+    """Python 3.11's wait_for returns normally when its task's cancel meets the end of what it waits
+    for, and a loop around it then never stops (tests/outbound/test_dispatcher_stop.py shows it):
+    asyncio.timeout blocks instead."""
+    calling = sorted(
+        f"{path.relative_to(SERVICE)}:{node.lineno}"
+        for path in SERVICE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "wait_for"
+    )
+    assert calling == []
+
+
 def test_only_the_infrastructure_reaches_the_apps_state() -> None:
     """Routes take typed dependencies (service/deps.py); nothing else reads `app.state` itself."""
     offenders = []
