@@ -543,7 +543,9 @@ async def serve(
     settings: Settings, companions: Sequence[Callable[[Settings, Database], Companion]] = ()
 ) -> None:
     """Run one worker, and its companions, until SIGTERM/SIGINT."""
-    db = Database.from_settings(settings)
+    # A worker frozen inside a transaction (SIGSTOP, a paused VM) must not hold its row locks past
+    # its lease: the worker taking its solve over would wait on them until it thawed.
+    db = Database.from_settings(settings, idle_in_transaction_timeout_s=settings.solve_heartbeat_timeout_s)
     worker = SolveWorker(settings, db, [make(settings, db) for make in companions])
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
