@@ -288,7 +288,7 @@ class SplicedJSONResponse(Response):
 
     def __init__(
         self,
-        fields: BaseModel,
+        fields: BaseModel | bytes,
         member: str,
         document: bytes | Sequence[bytes] | None,
         *,
@@ -298,10 +298,10 @@ class SplicedJSONResponse(Response):
     ) -> None:
         # `sending`: held while the parts are sent (a transfer slot), taken before the response starts.
         self.sending = sending
-        # The small fields go through the same serializer as every other response (pydantic), so
-        # timestamps read alike everywhere. `{...}` becomes `{..., "member": <document>}`; a
-        # document in pieces (as PostgreSQL sent it) is sent piece by piece, never joined.
-        head = fields.model_dump_json().encode()
+        # `fields`: a model, or its JSON object already rendered (service/core/rendering.py writes
+        # a record as its model would). `{...}` becomes `{..., "member": <document>}`; a document in
+        # pieces (as PostgreSQL sent it) is sent piece by piece, never joined.
+        head = fields if isinstance(fields, bytes) else fields.model_dump_json().encode()
         if head == b"{}":
             raise ValueError("a spliced response needs at least one field")
         pieces = (document,) if isinstance(document, bytes) else tuple(document or ())
