@@ -310,8 +310,20 @@ class SplicedJSONResponse(Response):
         # write, which costs more than copying a few kilobytes.
         size = sum(len(piece) for piece in pieces)
         self.parts = (b"".join(parts),) if size <= _JOIN_BELOW_BYTES else parts
-        length = str(sum(len(part) for part in self.parts))
-        super().__init__(None, status_code=status_code, headers={**(headers or {}), "content-length": length})
+        length = str(sum(len(part) for part in self.parts)).encode()
+        # The headers Response would derive from these arguments, in its order, written out: this
+        # response is built on every scenario GET.
+        self.status_code = status_code
+        self.background = None
+        self.body = b""
+        self.raw_headers = [
+            *(
+                (key.lower().encode("latin-1"), value.encode("latin-1"))
+                for key, value in (headers or {}).items()
+            ),
+            (b"content-length", length),
+            (b"content-type", b"application/json"),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with self.sending or nullcontext():
