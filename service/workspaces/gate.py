@@ -43,14 +43,25 @@ class Member(NamedTuple):
         return self.principal.user_id
 
 
-@functools.lru_cache(maxsize=10_000)
+# Longer than any spelling of a UUID (`urn:uuid:` and 36 characters is 45) with some spaces around.
+_MEMO_MAX_CHARS = 64
+
+
 def _workspace_id(named: str) -> uuid.UUID | None:
-    """The workspace id a header names; None for a value that is not one. Kept per value: a client
-    sends the same one on every request, and parsing it costs more than the rest of the check."""
+    """The workspace id a header names; None for a value that is not one. Kept per value (a client
+    sends the same one on every request, and parsing it costs more than the rest of the check),
+    unless it is too long to be one: the memo never holds a client's kilobytes."""
+    return _parsed(named) if len(named) <= _MEMO_MAX_CHARS else _parse(named)
+
+
+def _parse(named: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(named.strip())
     except ValueError:
         return None
+
+
+_parsed = functools.lru_cache(maxsize=10_000)(_parse)
 
 
 async def current_member(request: Request) -> Member:
