@@ -32,6 +32,7 @@ from starlette.types import Receive, Scope, Send
 from service.core.context import state_of
 from service.core.errors import ServiceUnavailable, ValidationFailed
 from service.core.offload import Offload
+from service.core.rendering import json_headers
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -310,20 +311,10 @@ class SplicedJSONResponse(Response):
         # write, which costs more than copying a few kilobytes.
         size = sum(len(piece) for piece in pieces)
         self.parts = (b"".join(parts),) if size <= _JOIN_BELOW_BYTES else parts
-        length = str(sum(len(part) for part in self.parts)).encode()
-        # The headers Response would derive from these arguments, in its order, written out: this
-        # response is built on every scenario GET.
         self.status_code = status_code
         self.background = None
         self.body = b""
-        self.raw_headers = [
-            *(
-                (key.lower().encode("latin-1"), value.encode("latin-1"))
-                for key, value in (headers or {}).items()
-            ),
-            (b"content-length", length),
-            (b"content-type", b"application/json"),
-        ]
+        self.raw_headers = json_headers(sum(len(part) for part in self.parts), headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with self.sending or nullcontext():

@@ -29,22 +29,25 @@ def dumps(value: object) -> bytes:
     return orjson.dumps(value, default=_text, option=_OPTIONS)
 
 
-class _JSONResponse(Response):
-    """A Response with its headers written out: the same headers, in the same order, as Response
-    would derive from its arguments, without the general derivation on every request."""
+def json_headers(length: int, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+    """The raw headers Response derives for a JSON body of `length` bytes with `headers`, in its
+    order, written out: responses built on every request skip its general derivation."""
+    ours = [(b"content-length", str(length).encode()), (b"content-type", b"application/json")]
+    if headers:
+        return [
+            (key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers.items()
+        ] + ours
+    return ours
 
+
+class _JSONResponse(Response):
     media_type = "application/json"
 
     def __init__(self, body: bytes, status_code: int, headers: Mapping[str, str] | None) -> None:
         self.status_code = status_code
         self.background = None
         self.body = body
-        ours = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-        if headers:
-            ours = [
-                (key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers.items()
-            ] + ours
-        self.raw_headers = ours
+        self.raw_headers = json_headers(len(body), headers)
 
 
 def json_response(
