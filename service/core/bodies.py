@@ -32,6 +32,7 @@ from starlette.types import Receive, Scope, Send
 from service.core.context import state_of
 from service.core.errors import ServiceUnavailable, ValidationFailed
 from service.core.offload import Offload
+from service.core.rendering import json_headers
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -289,7 +290,7 @@ class SplicedJSONResponse(Response):
 
     def __init__(
         self,
-        fields: BaseModel,
+        fields: BaseModel | bytes,
         member: str,
         document: bytes | Sequence[bytes] | None,
         *,
@@ -299,10 +300,10 @@ class SplicedJSONResponse(Response):
     ) -> None:
         # `sending`: held while the parts are sent (a transfer slot), taken before the response starts.
         self.sending = sending
-        # The small fields go through the same serializer as every other response (pydantic), so
-        # timestamps read alike everywhere. `{...}` becomes `{..., "member": <document>}`; a
-        # document in pieces (as PostgreSQL sent it) is sent piece by piece, never joined.
-        head = fields.model_dump_json().encode()
+        # `fields`: a model, or its JSON object already rendered (service/core/rendering.py writes
+        # a record as its model would). `{...}` becomes `{..., "member": <document>}`; a document in
+        # pieces (as PostgreSQL sent it) is sent piece by piece, never joined.
+        head = fields if isinstance(fields, bytes) else fields.model_dump_json().encode()
         if head == b"{}":
             raise ValueError("a spliced response needs at least one field")
         pieces = (document,) if isinstance(document, bytes) else tuple(document or ())
@@ -311,8 +312,10 @@ class SplicedJSONResponse(Response):
         # write, which costs more than copying a few kilobytes.
         size = sum(len(piece) for piece in pieces)
         self.parts = (b"".join(parts),) if size <= _JOIN_BELOW_BYTES else parts
-        length = str(sum(len(part) for part in self.parts))
-        super().__init__(None, status_code=status_code, headers={**(headers or {}), "content-length": length})
+        self.status_code = status_code
+        self.background = None
+        self.body = b""
+        self.raw_headers = json_headers(sum(len(part) for part in self.parts), headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with self.sending or nullcontext():

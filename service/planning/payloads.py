@@ -21,9 +21,10 @@ from starlette.responses import Response
 from service.core.bodies import BodyPolicy, SplicedJSONResponse
 from service.core.document_writes import DocumentWrite, document_write
 from service.core.preconditions import etag
+from service.core.rendering import dumps
 from service.core.repository import WorkspaceScope
 from service.planning.repository import PlanningRepository, ScenarioRecord
-from service.planning.schemas import ScenarioFields, ScenarioPatchFields, ScenarioSummary
+from service.planning.schemas import ScenarioFields, ScenarioPatchFields
 
 # Large enough that a piece's row costs little beside its bytes, small enough that one piece is a
 # short copy on the event loop.
@@ -63,8 +64,12 @@ async def read_scenario(
 ) -> Response:
     async with planning.transaction() as repo:
         record, pieces = await repo.get_scenario_pieces(scenario_id, PIECE_BYTES)
-    summary = ScenarioSummary.model_validate(record, from_attributes=True)
+    # The summary's members are the record's, rendered as its list page renders them (no model).
     size = sum(len(piece) for piece in pieces)
     return SplicedJSONResponse(
-        summary, "request", pieces, headers={"ETag": etag(record.version)}, sending=bodies.transfer_slot(size)
+        dumps(record),
+        "request",
+        pieces,
+        headers={"ETag": etag(record.version)},
+        sending=bodies.transfer_slot(size),
     )

@@ -69,7 +69,7 @@ class WorkspaceAccess:
 
     async def access(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> Access | None:
         """The user's standing in a workspace; None when the workspace does not exist for them."""
-        cached = self._cached(workspace_id, user_id)
+        cached = self.cached(workspace_id, user_id)
         if cached is not None:
             return cached
         generation = self._generation
@@ -92,7 +92,7 @@ class WorkspaceAccess:
         issued = datetime.fromtimestamp(issued_at if issued_at is not None else time.time(), UTC)
         workspace_id = self._organizations.get((provider, org_id)) if self.live else None
         if workspace_id is not None:
-            cached = self._cached(workspace_id, user_id)
+            cached = self.cached(workspace_id, user_id)
             if cached is not None and (
                 cached.role == role or cached.event_at is None or cached.event_at >= issued
             ):
@@ -126,7 +126,9 @@ class WorkspaceAccess:
         async with self._db.privileged() as conn:
             return await store.list_for_user(conn, user_id)
 
-    def _cached(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> Access | None:
+    def cached(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> Access | None:
+        """`access` when this instance holds the answer (None when it does not): the gate asks this
+        first, and awaits `access` only on a miss."""
         if not self.live:
             return None
         entry = self._access.get((workspace_id, user_id))

@@ -5,15 +5,18 @@ must stay out of the body."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID
 
+from service.core.bodies import SplicedJSONResponse
 from service.core.pagination import Paged
 from service.core.rendering import dumps
 from service.planning.repository import ScenarioRecord, SessionRecord
-from service.planning.schemas import ScenarioPage, ScenarioSummary, SessionPage, SessionRead
+from service.planning.schemas import ScenarioPage, ScenarioRead, ScenarioSummary, SessionPage, SessionRead
 
 MOMENTS = [
     datetime(2026, 12, 7, 9, 30, 5, 120000, tzinfo=UTC),
@@ -56,6 +59,16 @@ def test_a_page_is_written_as_its_model(cursor: str | None) -> None:
         dumps(sessions)
         == SessionPage.model_validate(sessions, from_attributes=True).model_dump_json().encode()
     )
+
+
+def test_a_scenario_with_its_request_is_written_as_its_model() -> None:
+    # GET /scenarios/{id}: the record's JSON with the request spliced in, as ScenarioRead writes it.
+    scenario = _scenario(4, MOMENTS[0])
+    request = b'{"stops": [{"id": "a", "demand": 1.5}], "vehicles": []}'
+    spliced = SplicedJSONResponse(dumps(scenario), "request", [request[:20], request[20:]])
+    model = ScenarioRead.model_validate({**asdict(scenario), "request": orjson.loads(request)})
+    assert orjson.loads(b"".join(spliced.parts)) == orjson.loads(model.model_dump_json())
+    assert b"".join(spliced.parts).startswith(dumps(scenario)[:-1] + b',"request":')
 
 
 def test_a_value_json_cannot_hold_is_an_error() -> None:

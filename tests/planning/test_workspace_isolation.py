@@ -128,7 +128,7 @@ async def test_an_outsider_gets_404_on_every_route_with_the_workspaces_ids(
         assert foreign.headers["content-type"] == "application/problem+json"
     assert await workspace_snapshot(clean_db, team.workspace) == before
     # Neither does a header that is not a workspace id, nor a workspace that does not exist.
-    for bad in ("not-a-uuid", str(new_id()), ""):
+    for bad in ("not-a-uuid", str(new_id()), "", f"{team.workspace}{'0' * 4000}"):
         assert (await acting_in(team.alice, bad).call("GET", "/sessions")).status_code == 404, bad
         assert (await acting_in(team.alice, bad).call("GET", "/users/me")).status_code == 404, bad
 
