@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 
 from service.core.db import asyncpg_connect_args
 from service.solving.queue import SolveJob
 from service.solving.repository import CANCEL_CHANNEL
 from tests.kit.launcher import LaunchedProcess, launch
+from tests.kit.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "ready ("
@@ -42,6 +44,21 @@ class WorkerProcess:
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
+
+    def solves(self) -> list[psutil.Process]:
+        """The processes running this worker's solves: the children of its fork server. (The
+        worker's own children are the fork server and multiprocessing's resource tracker.)"""
+        worker = psutil.Process(self.pid)
+        return [child for child in worker.children(recursive=True) if child.ppid() != self.pid]
+
+    async def running_solve(self, timeout: float = 30.0) -> psutil.Process:
+        """The one solve this (one-slot) worker runs, once its process has started."""
+        await eventually(self._runs_one_solve, timeout=timeout)
+        (solve,) = self.solves()
+        return solve
+
+    async def _runs_one_solve(self) -> bool:
+        return len(self.solves()) == 1
 
     async def wait_exit(self, timeout: float = 30.0) -> int:
         try:

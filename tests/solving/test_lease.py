@@ -8,6 +8,7 @@ from how long something takes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import signal
 import uuid
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 import pytest
 from sqlalchemy import text
 
@@ -70,6 +72,10 @@ async def _queue_is_empty(db: SqlAdmin) -> bool:
 
 
 Workers = Callable[[str], AbstractAsyncContextManager[WorkerProcess]]
+# Long enough for the first feasible plan to be seen before the solve ends on a loaded machine;
+# the tests then freeze the solve (SIGSTOP), so what happens meanwhile never races its end, and
+# once thawed it is past its time and ends at once.
+FROZEN_SOLVE_LIMIT_S = 5
 
 
 @pytest.fixture
@@ -79,7 +85,10 @@ async def workers(migrated_url: str, tmp_path: Path, shared_worker: SharedWorker
     await shared_worker.close()
 
     def start(name: str) -> AbstractAsyncContextManager[WorkerProcess]:
-        return solve_worker(migrated_url, tmp_path / name, slots=1, heartbeat_timeout_s=LEASE_S)
+        # A solve frozen by a test must not meet the watchdog (time limit + grace) meanwhile.
+        return solve_worker(
+            migrated_url, tmp_path / name, slots=1, heartbeat_timeout_s=LEASE_S, SOLVE_GRACE_S="120"
+        )
 
     return start
 
@@ -123,6 +132,8 @@ async def test_the_sweeper_ends_a_cancelled_solve_no_worker_is_free_to_pick(
             lambda: _both_placed(a, b, first, second), timeout=30
         )  # each worker has logged the solve it runs
         doomed, survivor = (a, b) if f"solving {first}" in a.log() else (b, a)
+        busy = await survivor.running_solve()
+        busy.suspend()  # it stays busy without taking a core from the rest of the suite
         doomed.signal(signal.SIGKILL)
         await doomed.wait_exit()
         assert (await alice.call("POST", f"/solutions/{first}/cancel")).status_code == 202
@@ -131,6 +142,7 @@ async def test_the_sweeper_ends_a_cancelled_solve_no_worker_is_free_to_pick(
         assert (done["status"], done["reason"]) == ("failed", CANCELLED_EARLY)
         assert "ended by the sweeper" in survivor.log()
         assert f"solving {first}" not in survivor.log()
+        busy.resume()
         await alice.call("POST", f"/solutions/{second}/cancel")
         await until_status(alice, second, "cancelled", "failed", timeout=30)
 
@@ -234,23 +246,29 @@ async def test_a_lost_queue_connection_is_back_while_the_solve_runs_and_the_solv
     while S still runs, S is never started a second time, and its job is closed as successful."""
     scenario_id = await new_scenario(alice, benchmark_request("RC208.vrp"))
     async with workers("a") as a:
-        solution_id = await _queue(alice, scenario_id, time_limit_s=12)
+        solution_id = await _queue(alice, scenario_id, time_limit_s=FROZEN_SOLVE_LIMIT_S)
         await eventually(lambda: _has_feasible(alice, solution_id), timeout=60)
-        before = await _worker_backends(clean_db)
-        assert len(before) == 1
-        async with workers("b") as b:
-            assert len(await _worker_backends(clean_db)) == 2
-            async with clean_db.transaction() as session:
-                await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": before[0]})
+        solve = await a.running_solve()
+        solve.suspend()  # S runs, however long the reconnect takes
+        try:
+            before = await _worker_backends(clean_db)
+            assert len(before) == 1
+            async with workers("b") as b:
+                assert len(await _worker_backends(clean_db)) == 2
+                async with clean_db.transaction() as session:
+                    await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": before[0]})
 
-            async def reconnected() -> bool:
-                backends = await _worker_backends(clean_db)
-                return len(backends) == 2 and before[0] not in backends
+                async def reconnected() -> bool:
+                    backends = await _worker_backends(clean_db)
+                    return len(backends) == 2 and before[0] not in backends
 
-            await eventually(reconnected, timeout=30)
-            assert (await solution(alice, solution_id))["status"] == "running"  # reconnected meanwhile
-            done = await until_status(alice, solution_id, "succeeded", "failed", "cancelled", timeout=60)
-            await eventually(lambda: _queue_is_empty(clean_db), timeout=30)
+                await eventually(reconnected, timeout=30)
+                assert (await solution(alice, solution_id))["status"] == "running"  # reconnected meanwhile
+                solve.resume()
+                done = await until_status(alice, solution_id, "succeeded", "failed", "cancelled", timeout=60)
+                await eventually(lambda: _queue_is_empty(clean_db), timeout=30)
+        finally:
+            _thaw(solve)
     assert done["status"] == "succeeded", done
     assert (await _solve_row(clean_db, alice.user_id, solution_id))["attempts"] == 1
     assert f"solving {solution_id}" not in b.log()
@@ -274,11 +292,14 @@ async def test_a_worker_whose_lease_was_lost_stops_its_run_and_writes_nothing(
 ) -> None:
     """A worker frozen (SIGSTOP) past its lease: another worker starts the solve again. Thawed, the
     first learns from its next heartbeat or write that the solve is no longer its own, stops its
-    run and writes nothing; the second's run is the one result."""
+    run and writes nothing; the second's run is the one result. (The first's solve process is
+    frozen with it: thawed, it is past its time and hands its plan to a worker that must not write it.)"""
     scenario_id = await new_scenario(alice, benchmark_request("RC208.vrp"))
     async with workers("a") as a:
-        solution_id = await _queue(alice, scenario_id, time_limit_s=10)
+        solution_id = await _queue(alice, scenario_id, time_limit_s=FROZEN_SOLVE_LIMIT_S)
         await eventually(lambda: _has_feasible(alice, solution_id), timeout=60)
+        solve = await a.running_solve()
+        solve.suspend()
         a.signal(signal.SIGSTOP)
         try:
             async with workers("b") as b:
@@ -288,16 +309,23 @@ async def test_a_worker_whose_lease_was_lost_stops_its_run_and_writes_nothing(
 
                 await eventually(taken_over, timeout=60)
                 a.signal(signal.SIGCONT)
+                solve.resume()
                 await eventually(lambda: _says(a, "lease was lost", "started again elsewhere"), timeout=30)
                 done = await until_status(alice, solution_id, "succeeded", "failed", "cancelled", timeout=60)
                 await eventually(lambda: _queue_is_empty(clean_db), timeout=30)
         finally:
             a.signal(signal.SIGCONT)
+            _thaw(solve)
     assert done["status"] == "succeeded", done
     assert f"solve {solution_id} succeeded" in b.log()
     assert f"solve {solution_id} succeeded" not in a.log()
     assert (await _job_log(clean_db)).count("successful") == 1
     assert "Traceback" not in a.log() + b.log()
+
+
+def _thaw(process: psutil.Process) -> None:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process.resume()
 
 
 async def _says(worker: WorkerProcess, *phrases: str) -> bool:
