@@ -24,10 +24,12 @@ from tests.users.conftest import ProviderApp, ProviderAppFactory
 
 
 @asynccontextmanager
-async def live(provider_app: ProviderAppFactory, provider: MockProvider) -> AsyncIterator[ProviderApp]:
+async def live(
+    provider_app: ProviderAppFactory, provider: MockProvider, **settings: Any
+) -> AsyncIterator[ProviderApp]:
     """An app whose identity and membership caches serve (its listener is up): the case where a
     stale cache could matter; a blind one reads the database on every request."""
-    async with provider_app(provider) as env:
+    async with provider_app(provider, **settings) as env:
         state = app_state(env.app)
         async with asyncio.timeout(10):
             # Polling: `live` is a plain flag each cache owns, with no event to wait on.
@@ -118,7 +120,9 @@ async def test_a_key_removed_from_the_key_set_refuses_its_cached_tokens_once_ref
 ) -> None:
     clerk = MockProvider.clerk()
     token = clerk.token("user_rotated")
-    async with live(provider_app, clerk) as env:
+    # No cooldown: the refused token's unknown kid is fetched for at once rather than waited on for
+    # 5 s (the rotation grace has tests of its own in tests/auth/test_jwks.py).
+    async with live(provider_app, clerk, jwks_refresh_cooldown=0) as env:
         await cached(env, token, decodes)
         clerk.rotate(keep_old=False)  # the provider drops the key that signed the token
         (profile,) = app_state(env.app).verifier.profiles
