@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -133,14 +133,21 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def uvicorn_server(
-    app: str, env: dict[str, str], *, factory: bool = False, workers: int = 1, root: Path = ROOT
+    app: str,
+    env: dict[str, str],
+    *,
+    factory: bool = False,
+    workers: int = 1,
+    root: Path = ROOT,
+    loop: str = "uvloop",
 ) -> Iterator[tuple[int, int]]:
     """(port, pid) of `uvicorn app` — `workers` processes (pid: the first; with several, their
-    supervisor), uvloop, httptools — until the block ends. `root`: the checkout whose code it runs."""
+    supervisor), uvloop (or `loop`), httptools — until the block ends. `root`: the checkout whose
+    code it runs."""
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools", "--workers", str(workers), "--no-access-log", "--log-level", "warning",
+        "--loop", loop, "--http", "httptools", "--workers", str(workers), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     if factory:
         command.append("--factory")
@@ -327,6 +334,41 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """cpu_seconds of the process and of its descendants still running (a server's worker processes)."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += cpu_seconds(current)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+    return total
+
+
+def backend_cpu_seconds(database: str) -> dict[int, float]:
+    """cpu_seconds of each PostgreSQL backend of `database` running on this machine, by pid (its
+    process title: `postgres: [<cluster>: ]<user> <database> ...`)."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0].split()
+            if title[:1] == [b"postgres:"] and database.encode() in title[1:4]:
+                found[int(entry.name)] = cpu_seconds(int(entry.name))
+    return found
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return (total - idle) / os.sysconf("SC_CLK_TCK"), total / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0–100) of a non-empty sample."""
     ordered = sorted(values)
@@ -345,28 +387,50 @@ BackgroundLoad = Callable[[asyncio.Event], Coroutine[Any, Any, R]]
 class ProbeResult:
     seconds: list[float]  # per /health request, from its send to the end of its response
     statuses: Counter[int]
+    # Per request, the part of those seconds the probe itself spent runnable but off the CPU (the
+    # kernel ran other processes): latency the server did not cause.
+    queued: list[float] = field(default_factory=list)
+    # When the probe ran (time.perf_counter: CLOCK_MONOTONIC, the same clock in every process).
+    started: float = 0.0
+    ended: float = 0.0
+
+
+def thread_schedstat() -> Callable[[], tuple[float, float]]:
+    """A reader of the calling thread's (seconds on a CPU, seconds runnable but waiting for one) so
+    far, from /proc/thread-self/schedstat (a read costs a microsecond)."""
+    fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+
+    def read() -> tuple[float, float]:
+        on_cpu, queued, _ = os.pread(fd, 128, 0).split()
+        return int(on_cpu) / 1e9, int(queued) / 1e9
+
+    return read
 
 
 async def _probe(port: int, seconds: float, interval: float) -> ProbeResult:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = http_request("GET", "/health")
     latencies: list[float] = []
+    queued: list[float] = []
     statuses: Counter[int] = Counter()
+    schedstat = thread_schedstat()
     started = time.perf_counter()
     try:
         for tick in range(int(seconds / interval)):
             due = started + tick * interval
             if (delay := due - time.perf_counter()) > 0:
                 await asyncio.sleep(delay)
+            waited = schedstat()[1]
             sent = time.perf_counter()
             writer.write(request)
             status, _ = await read_response(reader)
             done = time.perf_counter()
             statuses[status] += 1
             latencies.append(done - sent)
+            queued.append(schedstat()[1] - waited)
     finally:
         writer.close()
-    return ProbeResult(latencies, statuses)
+    return ProbeResult(latencies, statuses, queued, started, time.perf_counter())
 
 
 def probe_health(port: int, seconds: float, interval: float) -> ProbeResult:
@@ -375,8 +439,23 @@ def probe_health(port: int, seconds: float, interval: float) -> ProbeResult:
     return asyncio.run(_probe(port, seconds, interval))
 
 
-def _started() -> None:
-    """Run once in the probe's process so that its start and imports fall before the measurement."""
+def _started(nice: int | None = None) -> None:
+    """Run once in the probe's process so that its start and imports fall before the measurement;
+    `nice`: the probe's niceness (else this process's, inherited)."""
+    if nice is not None:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
+def renice_tree(pid: int, nice: int) -> None:
+    """Every thread of the process and of its descendants at niceness `nice` (Linux keeps a niceness
+    per thread; setpriority on a pid changes its main thread only). Below 0 needs CAP_SYS_NICE."""
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+                pending += [int(child) for child in (task / "children").read_text().split()]
 
 
 async def idle_load(stop: asyncio.Event) -> None:
@@ -385,16 +464,23 @@ async def idle_load(stop: asyncio.Event) -> None:
 
 
 async def health_under_load(
-    port: int, load: BackgroundLoad[R], *, seconds: float = 15.0, warmup: float = 1.0, interval: float = 0.02
+    port: int,
+    load: BackgroundLoad[R],
+    *,
+    seconds: float = 15.0,
+    warmup: float = 1.0,
+    interval: float = 0.02,
+    nice: int | None = None,
 ) -> tuple[ProbeResult, R]:
     """/health latency measured from a separate process for `seconds`, while `load` runs in this one.
 
     The load starts `warmup` seconds before the probe, so the probe sees it in its stride, and is
-    stopped when the probe ends; its own result is returned beside the probe's.
+    stopped when the probe ends; its own result is returned beside the probe's. `nice`: the probe
+    process's niceness (default: this process's).
     """
     loop = asyncio.get_running_loop()
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        await loop.run_in_executor(pool, _started)
+        await loop.run_in_executor(pool, _started, nice)
         stop = asyncio.Event()
         task = asyncio.create_task(load(stop))
         try:
