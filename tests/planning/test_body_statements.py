@@ -64,3 +64,45 @@ async def test_a_document_past_work_mem_is_written_without_a_temporary_file(
             "SELECT request = original_request AND name = 'large' FROM scenarios WHERE id = $1", created.id
         )
         assert stored is True
+
+
+TRICKY_BODIES = [
+    rb'{"name": "escapes", "request": {"path": "C:\\dir\\file", "quote": "say \"hi\"", "slash": "a\/b"}}',
+    b'{"name": "unicode", "request": {"e": "\\u00e9\\u0301", "pair": "\\ud83d\\ude9a", "raw": "Z\xc3\xbcrich \xe6\x9d\xb1"}}',
+    b'{"name": "controls", "request": {"tab": "a\\tb", "newline": "a\\nb", "cr": "\\r", "bell": "\\u0007"}}',
+    b'{"name": "numbers", "request": {"big": 18446744073709551616, "f": 1e3, "neg": -0.0, "e": 2.5E-7}}',
+    b'{"request": {"dup": 1, "dup": 2, "nested": {"a": [1, {"b": null}]}}, "name": "order and duplicates"}',
+    b'{ "name" : "spaces" ,\n\t"request" : { "k" :\r\n [ ] } }',
+]
+
+
+async def test_the_stored_request_is_postgresql_s_own_parse_of_the_sent_member(
+    alice: Caller, service_db: Database
+) -> None:
+    """The GET's bytes are exactly PostgreSQL's text of the body's `request` member as sent: the
+    statements parse the body once and store that member unchanged."""
+    session_id = await new_session(alice)
+    for body in TRICKY_BODIES:
+        created = await alice.call("POST", f"/sessions/{session_id}/scenarios", body)
+        assert created.status_code == 201, (body, created.text)
+        read = await alice.call("GET", f"/scenarios/{created.json()['id']}")
+        async with service_db.as_member(alice.user_id, alice.user_id) as conn:
+            expected = await conn.fetchval(
+                "SELECT convert_to((convert_from($1::bytea, 'UTF8')::jsonb -> 'request')::text, 'UTF8')", body
+            )
+        document = read.content[read.content.index(b'"request":') + len(b'"request":') : -1]
+        assert document == expected, body
+
+
+async def test_a_nul_escape_is_refused_with_nothing_written(alice: Caller, service_db: Database) -> None:
+    session_id = await new_session(alice)
+    for body in (
+        b'{"name": "nul", "request": {"s": "a\\u0000b"}}',
+        b'{"name": "nul", "request": {"a\\u0000": 1}}',
+    ):
+        refused = await alice.call("POST", f"/sessions/{session_id}/scenarios", body)
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+    async with service_db.as_member(alice.user_id, alice.user_id) as conn:
+        assert (
+            await conn.fetchval("SELECT count(*) FROM scenarios WHERE workspace_id = $1", alice.user_id) == 0
+        )
