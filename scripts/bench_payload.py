@@ -102,13 +102,18 @@ def bare_app() -> Starlette:
 # -- (a) asyncpg alone -----------------------------------------------------------------------------
 
 
-def backend_cpu_seconds(pids: list[int]) -> float | None:
-    """CPU seconds PostgreSQL's backends `pids` have used so far; None when they are not on this
-    machine (a remote server) or one ended."""
-    try:
-        return sum(cpu_seconds(pid) for pid in pids)
-    except OSError:
-        return None
+def backend_cpu_seconds(pids: list[int]) -> dict[int, float] | None:
+    """CPU seconds each of PostgreSQL's backends `pids` has used so far; None when they are not
+    processes of this machine (a remote server)."""
+    seconds = {}
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+                return None
+            seconds[pid] = cpu_seconds(pid)
+        except OSError:
+            continue  # ended meanwhile (or not here at all: see below)
+    return None if pids and not seconds else seconds
 
 
 async def backends(url: str) -> list[int]:
@@ -123,8 +128,12 @@ async def backends(url: str) -> list[int]:
         await conn.close()
 
 
-def spent(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else after - before
+def spent(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    """CPU seconds the backends used between the samples: a backend that started in between counts
+    from its start (the pool opened it for the request), one that ended is left out."""
+    if before is None or after is None:
+        return None
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 async def asyncpg_round(url: str, document: str) -> tuple[float, float, int, float | None]:
@@ -219,7 +228,8 @@ def main() -> int:
                 cpu = cpu_seconds(post_pid)
                 seconds, created = timed(lambda: client.post(path, content=body, headers=headers), 201)
                 post_cpu.append(cpu_seconds(post_pid) - cpu)
-                post_pg_cpu.append(spent(pg_before, backend_cpu_seconds(pids)))
+                pg_after = backend_cpu_seconds(asyncio.run(backends(url)))
+                post_pg_cpu.append(spent(pg_before, pg_after))
                 posts.append(seconds)
                 scenario_id = created.json()["id"]
 
