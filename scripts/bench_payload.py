@@ -9,7 +9,9 @@ Targets (issue 22): API GET ≤ 0.85 × bare GET (the API's GET time divided by 
 the bare one decodes the text and encodes it again, the API passes PostgreSQL's bytes through); API
 POST ≤ 1.05 × asyncpg INSERT (the POST's time divided by the INSERT's); the API server's peak RSS
 growth during a GET ≤ 2 × the payload. Also printed: the API server's CPU seconds per POST and per
-GET (user + system, all its threads), a figure a loaded machine disturbs less than wall time. Each figure is the median of ROUNDS, alternated so a shared
+GET (user + system, all its threads), a figure a loaded machine disturbs less than wall time, and
+PostgreSQL's own CPU seconds per INSERT and per POST (its backends serving the bench's database, when
+the server runs on this machine: /proc). Each figure is the median of ROUNDS, alternated so a shared
 machine's noise falls on both sides alike. The GETs run on freshly started servers, so the RSS growth
 is not hidden by memory a previous POST left behind. Not a test: nothing here asserts.
 """
@@ -100,21 +102,59 @@ def bare_app() -> Starlette:
 # -- (a) asyncpg alone -----------------------------------------------------------------------------
 
 
-async def asyncpg_round(url: str, document: str) -> tuple[float, float, int]:
-    """(insert seconds, select seconds, row id) of one INSERT and one SELECT ... ::text."""
+def backend_cpu_seconds(pids: list[int]) -> dict[int, float] | None:
+    """CPU seconds each of PostgreSQL's backends `pids` has used so far; None when they are not
+    processes of this machine (a remote server)."""
+    seconds = {}
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+                return None
+            seconds[pid] = cpu_seconds(pid)
+        except OSError:
+            continue  # ended meanwhile (or not here at all: see below)
+    return None if pids and not seconds else seconds
+
+
+async def backends(url: str) -> list[int]:
+    """The backends serving the bench's database (the API's pool), but the one asking."""
+    conn = await asyncpg.connect(**asyncpg_connect_args(url))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [int(row["pid"]) for row in rows]
+    finally:
+        await conn.close()
+
+
+def spent(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    """CPU seconds the backends used between the samples: a backend that started in between counts
+    from its start (the pool opened it for the request), one that ended is left out."""
+    if before is None or after is None:
+        return None
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+async def asyncpg_round(url: str, document: str) -> tuple[float, float, int, float | None]:
+    """(insert seconds, select seconds, row id, PostgreSQL's CPU seconds for the INSERT) of one
+    INSERT and one SELECT ... ::text."""
     conn = await asyncpg.connect(**asyncpg_connect_args(url))
     try:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS bench_payload (id bigserial PRIMARY KEY, doc jsonb NOT NULL)"
         )
+        pids = [conn.get_server_pid()]
+        cpu = backend_cpu_seconds(pids)
         started = time.perf_counter()
         row = await conn.fetchval("INSERT INTO bench_payload (doc) VALUES ($1::jsonb) RETURNING id", document)
         inserted = time.perf_counter() - started
+        insert_cpu = spent(cpu, backend_cpu_seconds(pids))
         started = time.perf_counter()
         text = await conn.fetchval("SELECT doc::text FROM bench_payload WHERE id = $1", row)
         selected = time.perf_counter() - started
         assert len(text) > len(document) // 2
-        return inserted, selected, int(row)
+        return inserted, selected, int(row), insert_cpu
     finally:
         await conn.close()
 
@@ -168,6 +208,8 @@ def main() -> int:
         # POSTs and asyncpg INSERTs, alternated.
         post_cpu: list[float] = []
         get_cpu: list[float] = []
+        insert_pg_cpu: list[float | None] = []
+        post_pg_cpu: list[float | None] = []
         with uvicorn_server("service.main:app", env) as (port, post_pid), httpx.Client(timeout=300) as client:
             api = f"http://127.0.0.1:{port}/api/v1"
             session = client.post(f"{api}/sessions", json={"name": "bench"}, headers=auth)
@@ -177,12 +219,17 @@ def main() -> int:
             path = f"{api}/sessions/{session.json()['id']}/scenarios"
             headers = {**auth, "content-type": "application/json"}
             for _ in range(rounds):
-                inserted, selected, bare_row = asyncio.run(asyncpg_round(url, document))
+                inserted, selected, bare_row, pg_cpu = asyncio.run(asyncpg_round(url, document))
                 inserts.append(inserted)
                 selects.append(selected)
+                insert_pg_cpu.append(pg_cpu)
+                pids = asyncio.run(backends(url))
+                pg_before = backend_cpu_seconds(pids)
                 cpu = cpu_seconds(post_pid)
                 seconds, created = timed(lambda: client.post(path, content=body, headers=headers), 201)
                 post_cpu.append(cpu_seconds(post_pid) - cpu)
+                pg_after = backend_cpu_seconds(asyncio.run(backends(url)))
+                post_pg_cpu.append(spent(pg_before, pg_after))
                 posts.append(seconds)
                 scenario_id = created.json()["id"]
 
@@ -238,6 +285,13 @@ def main() -> int:
         f"  API server CPU per request (s)      POST {median(post_cpu):.3f}   GET {median(get_cpu):.3f}   "
         "(median; user + system, all threads)"
     )
+    insert_pg = [v for v in insert_pg_cpu if v is not None]
+    post_pg = [v for v in post_pg_cpu if v is not None]
+    if len(insert_pg) == len(insert_pg_cpu) and len(post_pg) == len(post_pg_cpu):
+        print(
+            f"  PostgreSQL CPU per write (s)        INSERT {median(insert_pg):.3f}   POST {median(post_pg):.3f}   "
+            f"(median; its backends; POST rounds: {', '.join(f'{v:.3f}' for v in post_pg)})"
+        )
     print(f"  ratio API GET / bare GET            {get_ratio:.2f}   (target <= {TARGETS['get']})")
     print(f"  ratio API POST / asyncpg INSERT     {post_ratio:.2f}   (target <= {TARGETS['post']})")
     print(f"  API RSS growth / payload (worst)    {rss_ratio:.2f}   (target <= {TARGETS['rss']})")

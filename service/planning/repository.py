@@ -126,21 +126,22 @@ class PlanningRepository(WorkspaceRepository):
         row = await self._fetchrow(sql, session_id, new_id(), name, raw_body, self._user, document=True)
         return ScenarioRecord(*row)
 
-    # A body's members, from PostgreSQL's one parse of it: a MATERIALIZED CTE, since a subquery would
-    # be flattened into the statement and the body parsed again wherever it is named. The route's
-    # check of the body runs meanwhile, and its ValidationFailed rolls the write back
-    # (service/core/document_writes.py); what is guarded here only keeps a NOT NULL column from
-    # refusing a body the check refuses anyway.
-    _BODY = "WITH body AS MATERIALIZED (SELECT convert_from({param}::bytea, 'UTF8')::jsonb AS b)"
+    # A body's members, from PostgreSQL's one parse of it: a subquery kept whole by OFFSET 0 (the
+    # planner would otherwise flatten it and parse the body again wherever `b` is named), whose one
+    # row the statement reads in place. Not a MATERIALIZED CTE: that stores its row in a tuplestore,
+    # and a parsed document of 20 MB (over 50 MB as JSONB) overflows work_mem into a temporary
+    # file, written and read back on every write. The route's check of the body runs meanwhile, and
+    # its ValidationFailed rolls the write back (service/core/document_writes.py); what is guarded
+    # here only keeps a NOT NULL column from refusing a body the check refuses anyway.
+    _BODY = "(SELECT convert_from({param}::bytea, 'UTF8')::jsonb AS b OFFSET 0) body"
 
     async def create_scenario_from_body(self, session_id: uuid.UUID, raw_body: bytes) -> ScenarioRecord:
         """A scenario named and filled by the body's `name` and `request`, under the session only if
         it is in the workspace (NotFound otherwise, as when the body is not even an object)."""
         sql = f"""
-            {self._BODY.format(param="$3")}
             INSERT INTO scenarios (id, workspace_id, user_id, session_id, name, original_request)
             SELECT $4, s.workspace_id, $5, s.id, body.b ->> 'name', body.b -> 'request'
-            FROM sessions s, body
+            FROM sessions s, {self._BODY.format(param="$3")}
             WHERE s.workspace_id = $1 AND s.id = $2
               AND jsonb_typeof(body.b -> 'name') = 'string' AND jsonb_typeof(body.b -> 'request') = 'object'
             RETURNING {_SCENARIO}
@@ -153,11 +154,10 @@ class PlanningRepository(WorkspaceRepository):
     ) -> ScenarioRecord:
         """The body's `name` and `request`, each when sent (a rename, a new request, or both)."""
         sql = f"""
-            {self._BODY.format(param="$4")}
             UPDATE scenarios
             SET name = COALESCE(body.b ->> 'name', name), request = COALESCE(body.b -> 'request', request),
                 version = version + 1, updated_at = now()
-            FROM body
+            FROM {self._BODY.format(param="$4")}
             WHERE workspace_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SCENARIO}
         """
         return ScenarioRecord(
