@@ -46,9 +46,9 @@ def test_e_n22_k4_within_one_percent_of_the_best_known(solve_checked: SolveCheck
 
 def test_rc208_feasible_within_three_percent_of_the_best_known(solve_checked: SolveChecked) -> None:
     document = request_from_vrplib(DATA / "RC208.vrp", round_func="dimacs")
-    payload = solve_checked(document, time_limit_s=3).payload
+    payload = solve_checked(document, time_limit_s=5).payload
     assert payload is not None and payload["distance"] <= 7761 * 1.03
-    assert payload["solver"]["time_limit_s"] == 3 and payload["solver"]["runtime_s"] <= 3.5
+    assert payload["solver"]["time_limit_s"] == 5 and payload["solver"]["runtime_s"] <= 5.5
 
 
 def test_every_load_dimension_binds(solve_checked: SolveChecked) -> None:
