@@ -33,6 +33,7 @@ from service.core.observability import configure_logging
 from service.core.offload import Offload
 from service.core.openapi import install_openapi
 from service.core.problems import install_problem_handlers
+from service.core.route_index import install_route_index
 from service.core.tracing import TracingMiddleware, configure_from_env
 from service.dev.routes import mount_playground
 from service.dev.routes import router as dev_router
@@ -268,6 +269,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # response model (JSON is the solution's), but both are named.
     install_openapi(app, schemas=[SolveRequest, FeatureCollection])
     install_docs(app)
+    # Last, with every route in: a request is matched against the few routes its path can reach,
+    # not all of them in turn (service/core/route_index.py).
+    install_route_index(app.router)
     return app
 
 
