@@ -252,8 +252,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(TracingMiddleware)
 
     mount(app, liveness)
-    # /users/me right after /health: the route every client polls is matched before the others,
-    # /ready (polled by an orchestrator every few seconds) included.
+    # The order decides between routes a request could take (the first full match wins; a 405's
+    # Allow is the first partial match's), not what matching costs (install_route_index, below).
     mount(app, workspaces_router)
     mount(app, readiness)
     mount(app, users_router)
