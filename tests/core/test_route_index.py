@@ -329,6 +329,18 @@ async def test_routes_added_later_are_indexed_too() -> None:
     assert log == [] and sent[0]["status"] == 404
 
 
+async def test_a_route_replaced_by_an_equal_one_is_the_new_one_that_serves() -> None:
+    router = APIRouter(redirect_slashes=False)
+    router.routes.extend(odd_routes()[:3])
+    index = RouteIndex(router)
+    old = router.routes[0]
+    new = Route(old.path, _endpoint, methods=["GET"])  # type: ignore[attr-defined]
+    assert new == old and new is not old  # Starlette's routes compare by path, endpoint, methods
+    router.routes[0] = new
+    log, _, _ = await _dispatch(index, router.routes, http_scope("GET", "/items"))
+    assert [route for route, _ in log] == [id(new)]
+
+
 def test_install_refuses_a_router_with_middleware_of_its_own() -> None:
     router = APIRouter()
     wrapped = GZipMiddleware(router.app)
