@@ -33,6 +33,7 @@ from service.core.observability import configure_logging
 from service.core.offload import Offload
 from service.core.openapi import install_openapi
 from service.core.problems import install_problem_handlers
+from service.core.route_index import install_route_index
 from service.core.tracing import TracingMiddleware, configure_from_env
 from service.dev.routes import mount_playground
 from service.dev.routes import router as dev_router
@@ -251,8 +252,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(TracingMiddleware)
 
     mount(app, liveness)
-    # /users/me right after /health: the route every client polls is matched before the others,
-    # /ready (polled by an orchestrator every few seconds) included.
+    # The order decides between routes a request could take (the first full match wins; a 405's
+    # Allow is the first partial match's), not what matching costs (install_route_index, below).
     mount(app, workspaces_router)
     mount(app, readiness)
     mount(app, users_router)
@@ -268,6 +269,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # response model (JSON is the solution's), but both are named.
     install_openapi(app, schemas=[SolveRequest, FeatureCollection])
     install_docs(app)
+    # Last, with every route in: a request is matched against the few routes its path can reach,
+    # not all of them in turn (service/core/route_index.py).
+    install_route_index(app.router)
     return app
 
 
