@@ -180,6 +180,11 @@ class BodyPolicy:
         """
         if size <= self.inline_max_bytes:
             return nullcontext()
+        return self.large_transfer_slot()
+
+    def large_transfer_slot(self) -> AbstractAsyncContextManager[None]:
+        """`transfer_slot` for a document known to be large before its size is (one the database is
+        about to render)."""
         return _leased_slot(self.large_transfers, self.wait_s)
 
 
@@ -296,7 +301,7 @@ class SplicedJSONResponse(Response):
         *,
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
-        sending: AbstractAsyncContextManager[None] | None = None,
+        sending: AbstractAsyncContextManager[object] | None = None,
     ) -> None:
         # `sending`: held while the parts are sent (a transfer slot), taken before the response starts.
         self.sending = sending

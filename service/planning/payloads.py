@@ -1,10 +1,11 @@
 """A scenario with its request, written and read whole.
 
 Writing from a body that carries the request: PostgreSQL parses the body once, and our check of it
-runs meanwhile (service/core/document_writes.py). Reading: PostgreSQL's text of the request comes in
-pieces of PIECE_BYTES, one row each, and goes out as it came (`SplicedJSONResponse`): neither the
-driver nor the response ever holds the document in one buffer, which would cost its size again
-(and a copy of it on the event loop).
+runs meanwhile (service/core/document_writes.py). Reading: a small request comes whole with the
+summary; a large one is read in its transfer's turn, PostgreSQL's text of it in pieces of
+PIECE_BYTES, one row each, and goes out as it came (`SplicedJSONResponse`): neither the driver nor
+the response ever holds the document in one buffer, which would cost its size again (and a copy of
+it on the event loop).
 
 The statements take the name from PostgreSQL's parse, as sent; the check then gives the name as the
 model normalises it (surrounding whitespace stripped), and a name that differs is corrected in the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
 from starlette.responses import Response
 
@@ -63,13 +65,28 @@ async def read_scenario(
     planning: WorkspaceScope[PlanningRepository], bodies: BodyPolicy, scenario_id: uuid.UUID
 ) -> Response:
     async with planning.transaction() as repo:
-        record, pieces = await repo.get_scenario_pieces(scenario_id, PIECE_BYTES)
+        record, whole = await repo.get_scenario_whole(scenario_id)
+    if whole is not None:
+        return _scenario_response(record, [whole], bodies.transfer_slot(len(whole)))
+    # A large request. PostgreSQL renders tens of megabytes of text for it, as heavy as sending
+    # them: a GET flood rendering on every pooled connection at once left the server's own loop
+    # waiting for a CPU. So the transfer's turn is taken before the statement, outside any
+    # transaction (no pooled connection waits for a turn), and the response keeps it until sent.
+    turn = AsyncExitStack()
+    await turn.enter_async_context(bodies.large_transfer_slot())
+    try:
+        async with planning.transaction() as repo:
+            record, pieces = await repo.get_scenario_pieces(scenario_id, PIECE_BYTES)
+    except BaseException:
+        await turn.aclose()
+        raise
+    return _scenario_response(record, pieces, turn)
+
+
+def _scenario_response(
+    record: ScenarioRecord, pieces: list[bytes], sending: AbstractAsyncContextManager[object]
+) -> Response:
     # The summary's members are the record's, rendered as its list page renders them (no model).
-    size = sum(len(piece) for piece in pieces)
     return SplicedJSONResponse(
-        dumps(record),
-        "request",
-        pieces,
-        headers={"ETag": etag(record.version)},
-        sending=bodies.transfer_slot(size),
+        dumps(record), "request", pieces, headers={"ETag": etag(record.version)}, sending=sending
     )

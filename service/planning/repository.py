@@ -186,16 +186,11 @@ class PlanningRepository(WorkspaceRepository):
         text: bytes = row["document"]
         return ScenarioRecord(*row[:-1]), text
 
-    async def get_scenario_pieces(
-        self, scenario_id: uuid.UUID, piece_bytes: int
-    ) -> tuple[ScenarioRecord, list[bytes]]:
-        """The scenario and its current request as JSON text, in pieces of `piece_bytes`: one row per
-        piece, so no message (and no buffer of the driver's) holds the whole document.
-
-        A request stored in at most WHOLE_STORED_BYTES comes whole, in the summary's own row: the
-        usual small scenario costs one plain statement, not a series of pieces sorted back together.
-        The stored size may be compressed (JSONB is TOASTed), so the bound is far below a piece.
-        """
+    async def get_scenario_whole(self, scenario_id: uuid.UUID) -> tuple[ScenarioRecord, bytes | None]:
+        """The scenario, with its current request as JSON text when it is stored in at most
+        WHOLE_STORED_BYTES (None when larger: `get_scenario_pieces` reads it). The usual small
+        scenario costs this one plain statement. The stored size may be compressed (JSONB is
+        TOASTed), so the bound is far below a piece."""
         whole = AS_BYTES.format(document=_CURRENT_REQUEST)
         sql = f"""
             SELECT {_SCENARIO},
@@ -203,8 +198,13 @@ class PlanningRepository(WorkspaceRepository):
             FROM scenarios WHERE workspace_id = $1 AND id = $2
         """
         row = await self._fetchrow(sql, scenario_id, WHOLE_STORED_BYTES)
-        if row["document"] is not None:
-            return ScenarioRecord(*row[:-1]), [row["document"]]
+        return ScenarioRecord(*row[:-1]), row["document"]
+
+    async def get_scenario_pieces(
+        self, scenario_id: uuid.UUID, piece_bytes: int
+    ) -> tuple[ScenarioRecord, list[bytes]]:
+        """The scenario and its current request as JSON text, in pieces of `piece_bytes`: one row per
+        piece, so no message (and no buffer of the driver's) holds the whole document."""
         # OFFSET 0 keeps the subquery whole: flattened, the text would be rendered once per piece.
         sql = f"""
             SELECT {_SCENARIO_NAMES}, g, substring(d.t FROM g FOR $3) AS piece

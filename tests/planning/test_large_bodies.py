@@ -8,7 +8,9 @@ problem body) and what they store must be identical.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 from service.deps import app_state
 from tests.conftest import AppFactory, client_for
 from tests.kit.sql import SqlAdmin
+from tests.kit.waiting import eventually
 from tests.planning.conftest import Caller, encode, row_snapshot, sign_in
 from tests.planning.test_bad_input import CASES, RAW_BODIES, tree
 from tests.planning.test_payloads import big_request, json_value, nested
@@ -218,3 +221,40 @@ async def test_large_transfers_take_turns_and_a_wait_is_bounded(app_factory: App
             slots.release()
         read = await alice.call("GET", f"/scenarios/{scenario}")
         assert read.status_code == 200 and read.json()["request"] == large["request"]
+
+
+async def test_a_large_get_is_read_from_the_database_only_once_its_turn_has_come(
+    app_factory: AppFactory,
+) -> None:
+    """A request stored larger than a small one's bound is rendered by PostgreSQL only in its
+    transfer's turn, and the wait holds no pooled connection: with one connection in the pool,
+    another request is served meanwhile, and a deletion made meanwhile is what the GET then reads."""
+    async with (
+        app_factory(json_large_transfers=1, db_pool_size=1) as app,
+        client_for(app) as http,
+    ):
+        alice = await sign_in(app, http, "alice")
+        session = (await alice.call("POST", "/sessions", {"name": "turns"})).json()["id"]
+        # Random text does not compress: stored, it stays past WHOLE_STORED_BYTES.
+        blob = os.urandom(200_000).hex()
+        created = await alice.call(
+            "POST", f"/sessions/{session}/scenarios", {"name": "big", "request": {"b": blob}}
+        )
+        assert created.status_code == 201, created.text
+        scenario = created.json()["id"]
+        assert (await alice.call("GET", f"/scenarios/{scenario}")).json()["request"] == {"b": blob}
+
+        slots = app_state(app).bodies.large_transfers
+        await slots.acquire()  # another large document passing through
+        try:
+            reading = asyncio.create_task(alice.call("GET", f"/scenarios/{scenario}"))
+
+            async def waiting() -> bool:
+                return bool(slots._waiters)  # asyncio.Semaphore's queue of waiting acquirers
+
+            await eventually(waiting)
+            assert (await alice.call("GET", f"/sessions/{session}/scenarios")).status_code == 200
+            assert (await alice.call("DELETE", f"/scenarios/{scenario}")).status_code == 204
+        finally:
+            slots.release()
+        assert (await reading).status_code == 404
