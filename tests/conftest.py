@@ -17,6 +17,7 @@ transaction pooling breaks (tests/kit/wire.py). Without a pgbouncer binary those
 
 from __future__ import annotations
 
+import itertools
 import os
 import ssl
 from collections import Counter
@@ -33,6 +34,7 @@ import respx
 from _pytest.nodeid import NodeId
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 import service.tables  # noqa: F401  (every table on the metadata, for the truncation below)
 from service.config import Settings
@@ -307,13 +309,25 @@ END $$
 """
 
 
+_DEADLOCK_DETECTED = "40P01"
+
+
 async def truncate_all(admin_db: SqlAdmin) -> None:
     """Every table empty (children first, for the DELETEs). The queue's own tables too: a job left
     by one test must not reach the next one's worker."""
     children_first = [table.name for table in reversed(metadata.sorted_tables)]
     tables = ",".join([*children_first, "pgqueuer", "pgqueuer_log"])
-    async with admin_db.transaction() as session:
-        await session.execute(text(_EMPTY_TABLES.format(tables=tables)))
+    # The shared solve worker may still be finishing the previous test's job: its transaction
+    # and this one lock the same tables in different orders, and PostgreSQL may pick this one
+    # as a deadlock's victim. Nothing was written then, so it is simply tried again.
+    for attempt in itertools.count(1):
+        try:
+            async with admin_db.transaction() as session:
+                await session.execute(text(_EMPTY_TABLES.format(tables=tables)))
+            return
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) != _DEADLOCK_DETECTED or attempt == 5:
+                raise
 
 
 @pytest.fixture
