@@ -42,7 +42,12 @@ _INSUFFICIENT_PRIVILEGE = "42501"
 # The document member of a body, parsed by PostgreSQL and only there.
 MEMBER = "(convert_from({param}::bytea, 'UTF8')::jsonb -> '{member}')"
 # PostgreSQL's text of a JSONB value, as bytes: no decode to str and encode back in Python.
-AS_BYTES = "convert_to(({document})::text, 'UTF8')"
+# jsonb_send is that text (in the connection's encoding, UTF-8 for asyncpg) behind one version
+# byte: rendered once, without the copy into a text value and the encoding check that convert_to
+# of `::text` cost (a tenth of a 20 MB read). The body starts at byte SENT_JSONB_TEXT_FROM.
+SENT_JSONB = "jsonb_send({document})"
+SENT_JSONB_TEXT_FROM = 2
+AS_BYTES = f"substring({SENT_JSONB} FROM {SENT_JSONB_TEXT_FROM})"
 _NEWEST_FIRST = "ORDER BY created_at DESC, id DESC"
 
 

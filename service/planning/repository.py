@@ -17,6 +17,8 @@ from service.core.repository import (
     AS_BYTES,
     CREATED_BY,
     MEMBER,
+    SENT_JSONB,
+    SENT_JSONB_TEXT_FROM,
     VERSION,
     Versioned,
     WorkspaceRepository,
@@ -206,12 +208,13 @@ class PlanningRepository(WorkspaceRepository):
         """The scenario and its current request as JSON text, in pieces of `piece_bytes`: one row per
         piece, so no message (and no buffer of the driver's) holds the whole document."""
         # OFFSET 0 keeps the subquery whole: flattened, the text would be rendered once per piece.
+        # The pieces are cut from jsonb_send's bytes past its version byte: no copy of the whole.
         sql = f"""
             SELECT {_SCENARIO_NAMES}, g, substring(d.t FROM g FOR $3) AS piece
             FROM (
-                SELECT {_SCENARIO}, {AS_BYTES.format(document=_CURRENT_REQUEST)} AS t
+                SELECT {_SCENARIO}, {SENT_JSONB.format(document=_CURRENT_REQUEST)} AS t
                 FROM scenarios WHERE workspace_id = $1 AND id = $2 OFFSET 0
-            ) d, generate_series(1, greatest(octet_length(d.t), 1), $3) AS g
+            ) d, generate_series({SENT_JSONB_TEXT_FROM}, octet_length(d.t), $3) AS g
         """
         rows = sorted(await self._fetch(sql, scenario_id, piece_bytes), key=lambda row: row["g"])
         if not rows:
