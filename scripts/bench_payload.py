@@ -5,6 +5,11 @@ side by side with what the machine allows without it:
   (b) a bare Starlette endpoint (uvicorn, its own process) returning that selected text;
   (c) the API (uvicorn, one worker): POST /sessions/{id}/scenarios and GET /scenarios/{id}.
 
+(a) and (b) run on a column with PostgreSQL's default storage (pglz compression), the targets'
+baseline, and also on one stored as the API's documents are (migration 0015: lz4 where the server
+has it, else uncompressed), printed for information: that ratio is what the API's own code costs
+beside the same storage.
+
 Targets (issue 22): API GET ≤ 0.85 × bare GET (the API's GET time divided by the bare endpoint's:
 the bare one decodes the text and encodes it again, the API passes PostgreSQL's bytes through); API
 POST ≤ 1.05 × asyncpg INSERT (the POST's time divided by the INSERT's); the API server's peak RSS
@@ -52,6 +57,9 @@ STOPS = 2_000
 ROUNDS = 5
 MIB = 1024 * 1024
 TARGETS = {"get": 0.85, "post": 1.05, "rss": 2.0}
+# The twin's tables: PostgreSQL's default storage, and the API's documents' (copied from
+# scenarios.original_request by `create_tables`).
+TABLES = {"default": "bench_payload", "as_api": "bench_payload_as_api"}
 
 
 def build_request() -> dict[str, Any]:
@@ -91,12 +99,15 @@ def bare_app() -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def document(request: Request) -> Response:
+        table = TABLES[request.path_params["storage"]]
         text = await pool["db"].fetchval(
-            "SELECT doc::text FROM bench_payload WHERE id = $1", int(request.path_params["row"])
+            f"SELECT doc::text FROM {table} WHERE id = $1", int(request.path_params["row"])
         )
         return Response(text, media_type="application/json")
 
-    return Starlette(routes=[Route("/health", health), Route("/doc/{row:int}", document)], lifespan=lifespan)
+    return Starlette(
+        routes=[Route("/health", health), Route("/{storage}/{row:int}", document)], lifespan=lifespan
+    )
 
 
 # -- (a) asyncpg alone -----------------------------------------------------------------------------
@@ -136,22 +147,40 @@ def spent(before: dict[int, float] | None, after: dict[int, float] | None) -> fl
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
-async def asyncpg_round(url: str, document: str) -> tuple[float, float, int, float | None]:
+async def create_tables(url: str) -> str:
+    """The twin's two tables; returns how the API's documents are stored (compression, storage)."""
+    conn = await asyncpg.connect(**asyncpg_connect_args(url))
+    try:
+        for table in TABLES.values():
+            await conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, doc jsonb NOT NULL)")
+        compression, storage = await conn.fetchrow(
+            "SELECT attcompression::text, attstorage::text FROM pg_attribute "
+            "WHERE attrelid = 'scenarios'::regclass AND attname = 'original_request'"
+        )
+        if compression == "l":
+            await conn.execute(f"ALTER TABLE {TABLES['as_api']} ALTER COLUMN doc SET COMPRESSION lz4")
+            return "lz4"
+        if storage == "e":
+            await conn.execute(f"ALTER TABLE {TABLES['as_api']} ALTER COLUMN doc SET STORAGE EXTERNAL")
+            return "uncompressed"
+        return "pglz"
+    finally:
+        await conn.close()
+
+
+async def asyncpg_round(url: str, document: str, table: str) -> tuple[float, float, int, float | None]:
     """(insert seconds, select seconds, row id, PostgreSQL's CPU seconds for the INSERT) of one
     INSERT and one SELECT ... ::text."""
     conn = await asyncpg.connect(**asyncpg_connect_args(url))
     try:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS bench_payload (id bigserial PRIMARY KEY, doc jsonb NOT NULL)"
-        )
         pids = [conn.get_server_pid()]
         cpu = backend_cpu_seconds(pids)
         started = time.perf_counter()
-        row = await conn.fetchval("INSERT INTO bench_payload (doc) VALUES ($1::jsonb) RETURNING id", document)
+        row = await conn.fetchval(f"INSERT INTO {table} (doc) VALUES ($1::jsonb) RETURNING id", document)
         inserted = time.perf_counter() - started
         insert_cpu = spent(cpu, backend_cpu_seconds(pids))
         started = time.perf_counter()
-        text = await conn.fetchval("SELECT doc::text FROM bench_payload WHERE id = $1", row)
+        text = await conn.fetchval(f"SELECT doc::text FROM {table} WHERE id = $1", row)
         selected = time.perf_counter() - started
         assert len(text) > len(document) // 2
         return inserted, selected, int(row), insert_cpu
@@ -200,15 +229,16 @@ def main() -> int:
     with bench_database() as url:
         env, auth = app_environment(url, "bench-payload")
         env["BENCH_URL"] = url
-        inserts: list[float] = []
-        selects: list[float] = []
+        stored_as = asyncio.run(create_tables(url))
+        inserts: dict[str, list[float]] = {storage: [] for storage in TABLES}
+        selects: dict[str, list[float]] = {storage: [] for storage in TABLES}
         posts: list[float] = []
-        bare_row = 0
+        bare_rows = dict.fromkeys(TABLES, 0)
         scenario_id = ""
         # POSTs and asyncpg INSERTs, alternated.
         post_cpu: list[float] = []
         get_cpu: list[float] = []
-        insert_pg_cpu: list[float | None] = []
+        insert_pg_cpu: dict[str, list[float | None]] = {storage: [] for storage in TABLES}
         post_pg_cpu: list[float | None] = []
         with uvicorn_server("service.main:app", env) as (port, post_pid), httpx.Client(timeout=300) as client:
             api = f"http://127.0.0.1:{port}/api/v1"
@@ -219,10 +249,13 @@ def main() -> int:
             path = f"{api}/sessions/{session.json()['id']}/scenarios"
             headers = {**auth, "content-type": "application/json"}
             for _ in range(rounds):
-                inserted, selected, bare_row, pg_cpu = asyncio.run(asyncpg_round(url, document))
-                inserts.append(inserted)
-                selects.append(selected)
-                insert_pg_cpu.append(pg_cpu)
+                for storage, table in TABLES.items():
+                    inserted, selected, bare_rows[storage], pg_cpu = asyncio.run(
+                        asyncpg_round(url, document, table)
+                    )
+                    inserts[storage].append(inserted)
+                    selects[storage].append(selected)
+                    insert_pg_cpu[storage].append(pg_cpu)
                 pids = asyncio.run(backends(url))
                 pg_before = backend_cpu_seconds(pids)
                 cpu = cpu_seconds(post_pid)
@@ -234,7 +267,7 @@ def main() -> int:
                 scenario_id = created.json()["id"]
 
         # GETs on fresh servers: the bare endpoint and the API, alternated.
-        bare_gets: list[float] = []
+        bare_gets: dict[str, list[float]] = {storage: [] for storage in TABLES}
         api_gets: list[float] = []
         bare_growth: list[int] = []
         api_growth: list[int] = []
@@ -245,14 +278,18 @@ def main() -> int:
         ):
             # Warm the connection pools and the token cache with small requests only.
             client.get(f"http://127.0.0.1:{api_port}/api/v1/sessions", headers=auth).raise_for_status()
-            bare_url = f"http://127.0.0.1:{bare_port}/doc/{bare_row}"
+            bare_urls = {
+                storage: f"http://127.0.0.1:{bare_port}/{storage}/{row}" for storage, row in bare_rows.items()
+            }
             api_url = f"http://127.0.0.1:{api_port}/api/v1/scenarios/{scenario_id}"
             client.headers.update(auth)
             sizes = {}
             for _ in range(rounds):
-                seconds, growth, sizes["bare"] = get_with_rss(client, bare_url, bare_pid)
-                bare_gets.append(seconds)
-                bare_growth.append(growth)
+                for storage, bare_url in bare_urls.items():
+                    seconds, growth, sizes["bare"] = get_with_rss(client, bare_url, bare_pid)
+                    bare_gets[storage].append(seconds)
+                    if storage == "default":
+                        bare_growth.append(growth)
                 cpu = cpu_seconds(api_pid)
                 seconds, growth, sizes["api"] = get_with_rss(client, api_url, api_pid)
                 get_cpu.append(cpu_seconds(api_pid) - cpu)
@@ -260,21 +297,24 @@ def main() -> int:
                 api_growth.append(growth)
             api_peak = peak_rss_bytes(api_pid)
 
-    get_ratio = median(api_gets) / median(bare_gets)
-    post_ratio = median(posts) / median(inserts)
+    get_ratio = median(api_gets) / median(bare_gets["default"])
+    post_ratio = median(posts) / median(inserts["default"])
     rss_ratio = max(api_growth) / len(document)
 
     def row(label: str, values: list[float]) -> str:
-        return f"  {label:<34} {median(values):7.3f} s   rounds: {', '.join(f'{v:.3f}' for v in values)}"
+        return f"  {label:<44} {median(values):7.3f} s   rounds: {', '.join(f'{v:.3f}' for v in values)}"
 
     print(
         f"bench_payload: {STOPS:,} stops + {STOPS:,}x{STOPS:,} matrix = {payload_mib:.1f} MiB of JSON "
         f"(POST body {len(body) / MIB:.1f} MiB; GET bodies: bare {sizes['bare'] / MIB:.1f} MiB, "
-        f"API {sizes['api'] / MIB:.1f} MiB); median of {rounds}"
+        f"API {sizes['api'] / MIB:.1f} MiB); median of {rounds}; the API's documents: {stored_as}"
     )
-    print(row("(a) asyncpg INSERT ($1::jsonb)", inserts))
-    print(row("(a) asyncpg SELECT doc::text", selects))
-    print(row("(b) bare Starlette GET", bare_gets))
+    print(row("(a) asyncpg INSERT ($1::jsonb)", inserts["default"]))
+    print(row("(a) asyncpg SELECT doc::text", selects["default"]))
+    print(row("(b) bare Starlette GET", bare_gets["default"]))
+    print(row(f"(a) asyncpg INSERT, column stored {stored_as}", inserts["as_api"]))
+    print(row(f"(a) asyncpg SELECT, column stored {stored_as}", selects["as_api"]))
+    print(row(f"(b) bare Starlette GET, column stored {stored_as}", bare_gets["as_api"]))
     print(row("(c) API POST /sessions/{id}/scenarios", posts))
     print(row("(c) API GET /scenarios/{id}", api_gets))
     print(
@@ -285,16 +325,22 @@ def main() -> int:
         f"  API server CPU per request (s)      POST {median(post_cpu):.3f}   GET {median(get_cpu):.3f}   "
         "(median; user + system, all threads)"
     )
-    insert_pg = [v for v in insert_pg_cpu if v is not None]
+    insert_pg = {storage: [v for v in values if v is not None] for storage, values in insert_pg_cpu.items()}
     post_pg = [v for v in post_pg_cpu if v is not None]
-    if len(insert_pg) == len(insert_pg_cpu) and len(post_pg) == len(post_pg_cpu):
+    if all(len(insert_pg[storage]) == rounds for storage in TABLES) and len(post_pg) == rounds:
         print(
-            f"  PostgreSQL CPU per write (s)        INSERT {median(insert_pg):.3f}   POST {median(post_pg):.3f}   "
+            f"  PostgreSQL CPU per write (s)        INSERT {median(insert_pg['default']):.3f}   "
+            f"INSERT stored {stored_as} {median(insert_pg['as_api']):.3f}   POST {median(post_pg):.3f}   "
             f"(median; its backends; POST rounds: {', '.join(f'{v:.3f}' for v in post_pg)})"
         )
     print(f"  ratio API GET / bare GET            {get_ratio:.2f}   (target <= {TARGETS['get']})")
     print(f"  ratio API POST / asyncpg INSERT     {post_ratio:.2f}   (target <= {TARGETS['post']})")
     print(f"  API RSS growth / payload (worst)    {rss_ratio:.2f}   (target <= {TARGETS['rss']})")
+    print(
+        f"  the same, the twin's column stored {stored_as} (no target): "
+        f"GET {median(api_gets) / median(bare_gets['as_api']):.2f}   "
+        f"POST {median(posts) / median(inserts['as_api']):.2f}"
+    )
     return 0
 
 
