@@ -147,25 +147,33 @@ def spent(before: dict[int, float] | None, after: dict[int, float] | None) -> fl
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
-async def create_tables(url: str) -> str:
-    """The twin's two tables; returns how the API's documents are stored (compression, storage)."""
+async def create_tables(url: str) -> tuple[str, str]:
+    """The twin's two tables; returns how the default one and the API's documents are stored."""
     conn = await asyncpg.connect(**asyncpg_connect_args(url))
     try:
         for table in TABLES.values():
             await conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, doc jsonb NOT NULL)")
-        compression, storage = await conn.fetchrow(
-            "SELECT attcompression::text, attstorage::text FROM pg_attribute "
-            "WHERE attrelid = 'scenarios'::regclass AND attname = 'original_request'"
-        )
-        if compression == "l":
-            await conn.execute(f"ALTER TABLE {TABLES['as_api']} ALTER COLUMN doc SET COMPRESSION lz4")
-            return "lz4"
-        if storage == "e":
-            await conn.execute(f"ALTER TABLE {TABLES['as_api']} ALTER COLUMN doc SET STORAGE EXTERNAL")
-            return "uncompressed"
-        return "pglz"
+        default = str(await conn.fetchval("SHOW default_toast_compression"))
+        return default, await _store_as_api(conn)
     finally:
         await conn.close()
+
+
+async def _store_as_api(conn: asyncpg.Connection) -> str:
+    """Gives the as_api table the storage of scenarios.original_request; returns its name."""
+    column = await conn.fetchrow(
+        "SELECT attcompression::text, attstorage::text FROM pg_attribute "
+        "WHERE attrelid = 'scenarios'::regclass AND attname = 'original_request'"
+    )
+    assert column is not None, "the database is migrated (bench_database)"
+    compression, storage = column
+    if compression == "l":
+        await conn.execute(f"ALTER TABLE {TABLES['as_api']} ALTER COLUMN doc SET COMPRESSION lz4")
+        return "lz4"
+    if storage == "e":
+        await conn.execute(f"ALTER TABLE {TABLES['as_api']} ALTER COLUMN doc SET STORAGE EXTERNAL")
+        return "uncompressed"
+    return "as the default"
 
 
 async def asyncpg_round(url: str, document: str, table: str) -> tuple[float, float, int, float | None]:
@@ -229,7 +237,7 @@ def main() -> int:
     with bench_database() as url:
         env, auth = app_environment(url, "bench-payload")
         env["BENCH_URL"] = url
-        stored_as = asyncio.run(create_tables(url))
+        default_as, stored_as = asyncio.run(create_tables(url))
         inserts: dict[str, list[float]] = {storage: [] for storage in TABLES}
         selects: dict[str, list[float]] = {storage: [] for storage in TABLES}
         posts: list[float] = []
@@ -307,7 +315,8 @@ def main() -> int:
     print(
         f"bench_payload: {STOPS:,} stops + {STOPS:,}x{STOPS:,} matrix = {payload_mib:.1f} MiB of JSON "
         f"(POST body {len(body) / MIB:.1f} MiB; GET bodies: bare {sizes['bare'] / MIB:.1f} MiB, "
-        f"API {sizes['api'] / MIB:.1f} MiB); median of {rounds}; the API's documents: {stored_as}"
+        f"API {sizes['api'] / MIB:.1f} MiB); median of {rounds}; the API's documents: {stored_as}; "
+        f"the twin's default column: {default_as}"
     )
     print(row("(a) asyncpg INSERT ($1::jsonb)", inserts["default"]))
     print(row("(a) asyncpg SELECT doc::text", selects["default"]))

@@ -13,7 +13,14 @@ without it (the embedded development server) refuses lz4; there, the documents a
 uncompressed (STORAGE EXTERNAL: out of line, as before): about three and a half times pglz's disk,
 for writes twice as fast. Either applies to values written from now on; stored ones stay as they are.
 
-Downgrade: PostgreSQL's defaults again (pglz, EXTENDED).
+The choice is made here, once: a dump restored onto a server without lz4 needs `pg_dump
+--no-toast-compression` (its `SET COMPRESSION lz4` statements fail there), and a database moved
+from such a server onto one with lz4 keeps its uncompressed columns until they are altered. Every
+physical copy of a database holding lz4 values (replicas, restores, pg_upgrade) needs lz4 too.
+SET COMPRESSION needs PostgreSQL 14 or later. Each ALTER takes a brief ACCESS EXCLUSIVE lock (the
+catalogue only, no rewrite), so it waits for running statements on the table.
+
+Downgrade: PostgreSQL's defaults again (pglz, EXTENDED); values written with lz4 stay lz4.
 """
 
 from collections.abc import Sequence

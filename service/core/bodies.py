@@ -10,7 +10,7 @@ bytes go to PostgreSQL, which extracts the member
 can hold exactly (integers past 64 bits) are kept exactly. A scenario's body is checked while
 PostgreSQL writes it (service/core/document_writes.py), with the same checks.
 
-Out: PostgreSQL renders the JSONB as text (`convert_to(doc::text, 'UTF8')`, bytes without a decode)
+Out: PostgreSQL renders the JSONB as text (`jsonb_send`'s bytes past its version byte: no decode)
 and `SplicedJSONResponse` sends those bytes after the small fields, never holding the document as
 objects. These are the one documented exception to responses built from their declared model.
 """
@@ -54,7 +54,7 @@ class DocumentBody(Generic[M]):
         for a large body, one of JSON_LARGE_WRITES slots, taken before a database connection and
         given back after the commit.
 
-        PostgreSQL parses and compresses each document in its own backend: ten 5 MB writes at once
+        PostgreSQL parses (and stores) each document in its own backend: ten 5 MB writes at once
         took both cores, and the app's event loop waited for a turn (GET /health p99 ~60 ms, p50 x5).
         Four at a time (2 cores) kept the loop's p50 near idle and the writes' throughput (two cost a
         quarter of it: cores idle while PostgreSQL writes). The wait is bounded: a queue that does not

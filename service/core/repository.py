@@ -42,9 +42,11 @@ _INSUFFICIENT_PRIVILEGE = "42501"
 # The document member of a body, parsed by PostgreSQL and only there.
 MEMBER = "(convert_from({param}::bytea, 'UTF8')::jsonb -> '{member}')"
 # PostgreSQL's text of a JSONB value, as bytes: no decode to str and encode back in Python.
-# jsonb_send is that text (in the connection's encoding, UTF-8 for asyncpg) behind one version
-# byte: rendered once, without the copy into a text value and the encoding check that convert_to
-# of `::text` cost (a tenth of a 20 MB read). The body starts at byte SENT_JSONB_TEXT_FROM.
+# jsonb_send is that text behind one version byte, rendered once, without the copy into a text value
+# and the encoding check that convert_to of `::text` cost (a tenth of a 20 MB read); a large read cuts
+# its pieces from byte SENT_JSONB_TEXT_FROM on, so nothing copies the whole again. Its text is in the
+# session's client_encoding, which asyncpg sets to UTF-8 on every connection (and PgBouncer re-applies
+# to each server connection it lends): a session set to another encoding would send other bytes.
 SENT_JSONB = "jsonb_send({document})"
 SENT_JSONB_TEXT_FROM = 2
 AS_BYTES = f"substring({SENT_JSONB} FROM {SENT_JSONB_TEXT_FROM})"

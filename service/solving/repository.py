@@ -382,7 +382,7 @@ class SolutionRepository(WorkspaceRepository):
         """(version, request JSON) of the scenario. Nothing is locked: `queue()` takes the snapshot only
         if the version is still this one."""
         row = await self._fetchrow_or_none(
-            "SELECT version, convert_to(COALESCE(request, original_request)::text, 'UTF8') AS document "
+            f"SELECT version, {AS_BYTES.format(document='COALESCE(request, original_request)')} AS document "
             "FROM scenarios WHERE workspace_id = $1 AND id = $2",
             scenario_id,
         )
@@ -504,9 +504,9 @@ class SolutionRepository(WorkspaceRepository):
             UPDATE solutions SET status = {_RUNNING}, attempts = attempts + 1, started_at = now(),
                 progress = NULL, progress_seq = progress_seq + 1, version = version + 1, updated_at = now()
             WHERE workspace_id = $1 AND id = $2 AND status IN {_ACTIVE} AND NOT cancel_requested
-            RETURNING convert_to(request::text, 'UTF8') AS document, scenario_version, time_limit_s, seed,
-                attempts, progress_seq, convert_to(pins::text, 'UTF8') AS pins,
-                convert_to(seed_routes::text, 'UTF8') AS seed_routes
+            RETURNING {AS_BYTES.format(document="request")} AS document, scenario_version, time_limit_s,
+                seed, attempts, progress_seq, {AS_BYTES.format(document="pins")} AS pins,
+                {AS_BYTES.format(document="seed_routes")} AS seed_routes
             """,
             solution_id,
         )
