@@ -8,7 +8,7 @@ A scenario's request and a solution's request and plan are JSONB documents of up
 megabytes. PostgreSQL's default TOAST compression, pglz, costs about a second of CPU to compress a
 20 MB request on write (half of the whole INSERT) and tens of milliseconds to decompress it on every
 read. lz4 does the same in a fraction of that, for about a third more disk than pglz: the columns
-use it when the server was built with it (the usual packages and hosted services are). A server
+use it when the server was built with it (the PGDG packages are). A server
 without it (the embedded development server) refuses lz4; there, the documents are stored
 uncompressed (STORAGE EXTERNAL: out of line, as before): about three and a half times pglz's disk,
 for writes twice as fast. Either applies to values written from now on; stored ones stay as they are.
