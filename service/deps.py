@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from service.core.db import Database
     from service.core.notify import Listener
     from service.outbound.addresses import TargetPolicy
+    from service.planning.request_texts import RequestTexts
     from service.providers.dev import DevIssuer
     from service.solving.checks import SolveChecks
     from service.solving.events import EventHub
@@ -43,6 +44,10 @@ async def _settings(request: Request) -> Settings:
 
 async def _bodies(request: Request) -> BodyPolicy:
     return app_state(request).bodies
+
+
+async def _request_texts(request: Request) -> RequestTexts:
+    return app_state(request).request_texts
 
 
 async def _db(request: Request) -> Database:
@@ -89,6 +94,8 @@ AppSettings = Annotated["Settings", Depends(_settings)]
 Db = Annotated["Database", Depends(_db)]
 # Where CPU work on a request's input runs: inline when small, else in the offload processes.
 Bodies = Annotated["BodyPolicy", Depends(_bodies)]
+# Where a large scenario request's text is asked for after a write or a read that rendered it.
+RequestTextStore = Annotated["RequestTexts", Depends(_request_texts)]
 Identity = Annotated["IdentityService", Depends(_identity)]
 Verifier = Annotated["TokenVerifier", Depends(_verifier)]
 Workspaces = Annotated["WorkspaceAccess", Depends(_workspaces)]

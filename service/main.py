@@ -42,6 +42,7 @@ from service.outbound.repository import erase_owner_endpoints, erase_workspace_e
 from service.outbound.routes import router as outbound_router
 from service.planning.imports import IMPORT_FORMATS
 from service.planning.repository import erase_owner, erase_workspace
+from service.planning.request_texts import RequestTexts
 from service.planning.routes import IMPORT_PATH
 from service.planning.routes import router as planning_router
 from service.probes import liveness, readiness
@@ -165,6 +166,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 wait_s=settings.json_large_writes_timeout,
                 large_transfers=asyncio.Semaphore(settings.json_large_transfers),
             ),
+            request_texts=RequestTexts(),
             solve_checks=SolveChecks(
                 inline_max_bytes=settings.solve_inline_check_bytes,
                 workers=settings.solve_check_workers,
@@ -186,6 +188,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             yield
         finally:
             prefetch.cancel()
+            await state.request_texts.close()  # before the pool it writes with
             await listener.stop()
             await verifier.aclose()  # before the client it fetches with
             await http.aclose()

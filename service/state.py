@@ -12,6 +12,7 @@ from service.core.bodies import BodyPolicy
 from service.core.db import Database
 from service.core.notify import Listener
 from service.outbound.addresses import TargetPolicy
+from service.planning.request_texts import RequestTexts
 from service.providers.dev import DevIssuer
 from service.solving.checks import SolveChecks
 from service.solving.events import EventHub
@@ -34,6 +35,8 @@ class AppState:
     listener: Listener
     events: EventHub
     bodies: BodyPolicy
+    # Large scenario requests' text, rendered and stored in the background.
+    request_texts: RequestTexts
     solve_checks: SolveChecks
     webhook_janitor: LedgerJanitor
     # Where outbound webhooks may go: checked when an endpoint is registered.

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     Text,
     UniqueConstraint,
     text,
@@ -67,6 +68,11 @@ class Scenario(SQLModel, table=True):
     version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default=text("1")))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    # The current request's JSON text as PostgreSQL renders it, stored in the background after a
+    # write, and read only while `request_text_version` is `version` (service/planning/request_texts.py,
+    # migration 0016): a large GET then sends stored bytes instead of rendering the JSONB again.
+    request_text: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    request_text_version: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
 
 
 def newest_first(model: type[SQLModel], parent_column: str) -> Index:

@@ -5,7 +5,9 @@ runs meanwhile (service/core/document_writes.py). Reading: a small request comes
 summary; a large one is read in its transfer's turn, PostgreSQL's text of it in pieces of
 PIECE_BYTES, one row each, and goes out as it came (`SplicedJSONResponse`): neither the driver nor
 the response ever holds the document in one buffer, which would cost its size again (and a copy of
-it on the event loop).
+it on the event loop). That text is the one stored for the scenario's version when there is one,
+else PostgreSQL renders it; a large write or a rendering read asks for it to be stored
+(service/planning/request_texts.py).
 
 The statements take the name from PostgreSQL's parse, as sent; the check then gives the name as the
 model normalises it (surrounding whitespace stripped), and a name that differs is corrected in the
@@ -26,6 +28,7 @@ from service.core.preconditions import etag
 from service.core.rendering import dumps
 from service.core.repository import WorkspaceScope
 from service.planning.repository import PlanningRepository, ScenarioRecord
+from service.planning.request_texts import REFRESH_AFTER_WRITE_BYTES, RequestTexts
 from service.planning.schemas import ScenarioFields, ScenarioPatchFields
 
 # Large enough that a piece's row costs little beside its bytes, small enough that one piece is a
@@ -37,18 +40,23 @@ read_scenario_patch = document_write(ScenarioPatchFields, "request", required=Fa
 
 
 async def create_scenario(
-    planning: WorkspaceScope[PlanningRepository], session_id: uuid.UUID, body: DocumentWrite[ScenarioFields]
+    planning: WorkspaceScope[PlanningRepository],
+    texts: RequestTexts,
+    session_id: uuid.UUID,
+    body: DocumentWrite[ScenarioFields],
 ) -> ScenarioRecord:
     async with body.written(planning.writing) as repo:
         record = await repo.create_scenario_from_body(session_id, body.raw)
         name = (await body.fields()).name
         if record.name != name:
             record = await repo.correct_scenario_name(record.id, name)
+    request_written(planning, texts, record, len(body.raw))
     return record
 
 
 async def update_scenario(
     planning: WorkspaceScope[PlanningRepository],
+    texts: RequestTexts,
     scenario_id: uuid.UUID,
     body: DocumentWrite[ScenarioPatchFields],
     expected: Collection[int] | None,
@@ -58,11 +66,25 @@ async def update_scenario(
         name = (await body.fields()).name
         if name is not None and record.name != name:
             record = await repo.correct_scenario_name(record.id, name)
+    request_written(planning, texts, record, len(body.raw))
     return record
 
 
+def request_written(
+    planning: WorkspaceScope[PlanningRepository], texts: RequestTexts, record: ScenarioRecord, size: int
+) -> None:
+    """After a committed write of `size` bytes: a request large enough to be read in pieces gets its
+    text stored for the new version, in the background (a rename's small body asks for nothing: the
+    scenario's next large read does)."""
+    if size > REFRESH_AFTER_WRITE_BYTES:
+        texts.refresh(planning, record.id, record.version)
+
+
 async def read_scenario(
-    planning: WorkspaceScope[PlanningRepository], bodies: BodyPolicy, scenario_id: uuid.UUID
+    planning: WorkspaceScope[PlanningRepository],
+    bodies: BodyPolicy,
+    texts: RequestTexts,
+    scenario_id: uuid.UUID,
 ) -> Response:
     async with planning.transaction() as repo:
         record, whole = await repo.get_scenario_whole(scenario_id)
@@ -76,10 +98,12 @@ async def read_scenario(
     await turn.enter_async_context(bodies.large_transfer_slot())
     try:
         async with planning.transaction() as repo:
-            record, pieces = await repo.get_scenario_pieces(scenario_id, PIECE_BYTES)
+            record, pieces, stored = await repo.get_scenario_pieces(scenario_id, PIECE_BYTES)
     except BaseException:
         await turn.aclose()
         raise
+    if not stored:  # rendered: its next reads send the stored text, once stored
+        texts.refresh(planning, record.id, record.version)
     return _scenario_response(record, pieces, turn)
 
 

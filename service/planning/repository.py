@@ -32,6 +32,9 @@ _CURRENT_REQUEST = "COALESCE(request, original_request)"
 # scenario's JSONB is about 0.6 of its text with lz4 (0.5 with pglz) and twice it uncompressed
 # (migration 0015), so its text is 100 to 400 KB: well below a piece either way.
 WHOLE_STORED_BYTES = 192 * 1024
+# The stored text of the request (migration 0016) is this version's: a copy rendered for an earlier
+# version, or none (NULL), is never read.
+_STORED = "(request_text_version IS NOT DISTINCT FROM version)"
 
 
 # Records are their responses' shapes (SessionRead, ScenarioSummary: the same members in the same
@@ -205,22 +208,41 @@ class PlanningRepository(WorkspaceRepository):
 
     async def get_scenario_pieces(
         self, scenario_id: uuid.UUID, piece_bytes: int
-    ) -> tuple[ScenarioRecord, list[bytes]]:
+    ) -> tuple[ScenarioRecord, list[bytes], bool]:
         """The scenario and its current request as JSON text, in pieces of `piece_bytes`: one row per
-        piece, so no message (and no buffer of the driver's) holds the whole document."""
-        # OFFSET 0 keeps the subquery whole: flattened, the text would be rendered once per piece.
-        # The pieces are cut from jsonb_send's bytes past its version byte: no copy of the whole.
+        piece, so no message (and no buffer of the driver's) holds the whole document. The last item
+        says whether the text was stored (`store_request_text`) or had to be rendered."""
+        # The stored text when it was rendered for this version, else PostgreSQL renders the JSONB:
+        # jsonb_send's bytes, whose text starts past its version byte (no copy of the whole to cut
+        # it). substring(... FROM 1) reads the stored text whole once (decompressed once), rather
+        # than once per piece. OFFSET 0 keeps the subquery whole: flattened, the text would be
+        # read or rendered once per piece.
         sql = f"""
-            SELECT {_SCENARIO_NAMES}, g, substring(d.t FROM g FOR $3) AS piece
+            SELECT {_SCENARIO_NAMES}, g, substring(d.t FROM g FOR $3) AS piece, d.stored
             FROM (
-                SELECT {_SCENARIO}, {SENT_JSONB.format(document=_CURRENT_REQUEST)} AS t
+                SELECT {_SCENARIO}, {_STORED} AS stored,
+                       CASE WHEN {_STORED} THEN substring(request_text FROM 1)
+                            ELSE {SENT_JSONB.format(document=_CURRENT_REQUEST)} END AS t
                 FROM scenarios WHERE workspace_id = $1 AND id = $2 OFFSET 0
-            ) d, generate_series({SENT_JSONB_TEXT_FROM}, octet_length(d.t), $3) AS g
+            ) d, generate_series(CASE WHEN d.stored THEN 1 ELSE {SENT_JSONB_TEXT_FROM} END, octet_length(d.t), $3) AS g
         """
         rows = sorted(await self._fetch(sql, scenario_id, piece_bytes), key=lambda row: row["g"])
         if not rows:
             raise NotFound()
-        return ScenarioRecord(*rows[0][:_SCENARIO_WIDTH]), [row["piece"] for row in rows]
+        return ScenarioRecord(*rows[0][:_SCENARIO_WIDTH]), [row["piece"] for row in rows], rows[0]["stored"]
+
+    async def store_request_text(self, scenario_id: uuid.UUID, version: int) -> bool:
+        """Render the current request's text and store it for `version`, if the scenario is still at
+        that version and has no text for it; False when nothing was stored. The row stays locked
+        while PostgreSQL renders (a fraction of a second for tens of megabytes): a write to the same
+        scenario meanwhile waits, then finds its version moved on (the text is then never read)."""
+        sql = f"""
+            UPDATE scenarios
+            SET request_text = convert_to({_CURRENT_REQUEST}::text, 'UTF8'), request_text_version = version
+            WHERE workspace_id = $1 AND id = $2 AND version = $3 AND NOT {_STORED}
+            RETURNING 1
+        """
+        return bool(await self._fetch(sql, scenario_id, version))
 
     async def get_original_request(self, scenario_id: uuid.UUID) -> bytes:
         document = AS_BYTES.format(document="original_request")

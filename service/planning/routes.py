@@ -37,7 +37,7 @@ from service.core.preconditions import ExpectedVersions, tag, tagged
 from service.core.rendering import json_response
 from service.core.repository import WorkspaceScope
 from service.core.routing import DirectRoute
-from service.deps import AppSettings, Bodies, app_state
+from service.deps import AppSettings, Bodies, RequestTextStore, app_state
 from service.planning import payloads
 from service.planning.imports import file_format, options_for, read_file
 from service.planning.repository import PlanningRepository, ScenarioRecord, SessionRecord
@@ -180,11 +180,11 @@ async def delete_session(session_id: uuid.UUID, expected: ExpectedVersions, plan
     openapi_extra=json_body(ScenarioCreate),
 )
 async def create_scenario(
-    session_id: uuid.UUID, body: ScenarioBody, planning: Planning, response: Response
+    session_id: uuid.UUID, body: ScenarioBody, planning: Planning, texts: RequestTextStore, response: Response
 ) -> ScenarioRecord:
     # The summary, not the request: echoing megabytes the client just sent would cost as much as
     # a GET, for nothing.
-    record = await payloads.create_scenario(planning, session_id, body)
+    record = await payloads.create_scenario(planning, texts, session_id, body)
     tag(response, record.version, f"{PREFIX}/scenarios/{record.id}")
     return record
 
@@ -236,6 +236,7 @@ async def import_scenario(
     request: Request,
     planning: Planning,
     bodies: Bodies,
+    texts: RequestTextStore,
     settings: AppSettings,
     response: Response,
 ) -> ScenarioRecord:
@@ -259,6 +260,7 @@ async def import_scenario(
     name = query.name or imported.name or "Imported"
     async with bodies.write_slot(len(imported.document)), writing as repo:
         record = await repo.create_scenario(session_id, name, imported.document)
+    payloads.request_written(planning, texts, record, len(imported.document))
     tag(response, record.version, f"{PREFIX}/scenarios/{record.id}")
     return record
 
@@ -281,8 +283,10 @@ async def list_scenarios(session_id: uuid.UUID, planning: Planning, page: Paging
     responses={**READ_PROBLEMS, **ok("The scenario with its current request")},
     summary="A scenario with its current request",
 )
-async def get_scenario(scenario_id: uuid.UUID, planning: Planning, bodies: Bodies) -> Response:
-    return await payloads.read_scenario(planning, bodies, scenario_id)
+async def get_scenario(
+    scenario_id: uuid.UUID, planning: Planning, bodies: Bodies, texts: RequestTextStore
+) -> Response:
+    return await payloads.read_scenario(planning, bodies, texts, scenario_id)
 
 
 @router.patch(
@@ -297,8 +301,9 @@ async def update_scenario(
     body: ScenarioPatch,
     expected: ExpectedVersions,
     planning: Planning,
+    texts: RequestTextStore,
 ) -> Response:
-    record = await payloads.update_scenario(planning, scenario_id, body, expected)
+    record = await payloads.update_scenario(planning, texts, scenario_id, body, expected)
     return _tagged(record)
 
 
