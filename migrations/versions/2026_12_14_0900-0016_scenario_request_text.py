@@ -8,16 +8,18 @@ PostgreSQL renders a JSONB document as text on every read: for a 20 MB request (
 numbers), about 0.3 s of its CPU per GET. `request_text` holds that text (UTF-8), rendered once by
 the API in the background after a write (service/planning/request_texts.py);
 `request_text_version` is the scenario version it was rendered for. A read uses the text only while
-the two versions are equal, so a write that changes the request without rendering it again (a
-statement from outside the API, a row from before this migration) leaves a copy that is never read:
-the read renders the document as before. Nothing is backfilled here: existing rows have no copy
-until they are written, or read by a member who may write.
+the two versions are equal, and every write of the API that changes the request bumps the version.
+A statement from outside the API that changes the request but not the version is met by a trigger,
+which forgets the copy: it costs one integer comparison per UPDATE naming either document column.
+A copy that is missing or stale is never read: the read renders the document as before. Nothing is
+backfilled here: existing rows have no copy until a large write, or a large read by a member who may
+write.
 
 The text is stored as the documents are (migration 0015): lz4 where the server has it, else
 uncompressed and out of line. On disk it costs about two thirds of the text's size with lz4 (JSON
 numbers compress poorly: 17 MB for the 26 MB text of a 2,000-stop request), its whole size without.
 
-Downgrade: the columns go.
+Downgrade: the trigger and the columns go.
 """
 
 from collections.abc import Sequence
@@ -45,8 +47,26 @@ def upgrade() -> None:
         END $$
         """
     )
+    op.execute(
+        """
+        CREATE FUNCTION scenarios_forget_request_text() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+        BEGIN
+            NEW.request_text := NULL;
+            NEW.request_text_version := NULL;
+            RETURN NEW;
+        END
+        $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER scenarios_forget_request_text BEFORE UPDATE OF request, original_request ON scenarios "
+        "FOR EACH ROW WHEN (NEW.version = OLD.version) EXECUTE FUNCTION scenarios_forget_request_text()"
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER IF EXISTS scenarios_forget_request_text ON scenarios")
+    op.execute("DROP FUNCTION IF EXISTS scenarios_forget_request_text()")
     op.drop_column("scenarios", "request_text_version")
     op.drop_column("scenarios", "request_text")

@@ -33,8 +33,22 @@ _CURRENT_REQUEST = "COALESCE(request, original_request)"
 # (migration 0015), so its text is 100 to 400 KB: well below a piece either way.
 WHOLE_STORED_BYTES = 192 * 1024
 # The stored text of the request (migration 0016) is this version's: a copy rendered for an earlier
-# version, or none (NULL), is never read.
-_STORED = "(request_text_version IS NOT DISTINCT FROM version)"
+# version, or none, is never read.
+_STORED = "(request_text_version IS NOT DISTINCT FROM version AND request_text IS NOT NULL)"
+# How long storing a request's text waits for its row, and may take in all (PostgreSQL intervals).
+STORE_LOCK_WAIT = "2s"
+STORE_STATEMENT_LIMIT = "60s"
+
+
+def _text_follows(unchanged: str) -> str:
+    """The SET items of a write that bumps the version, for the stored text: while `unchanged` (SQL,
+    on the row before the write) says the request stays as it is, a text stored for the old version
+    is the new version's too (no rendering again after a rename); otherwise it is dropped, its space
+    freed at once."""
+    return (
+        f"request_text = CASE WHEN {unchanged} AND {_STORED} THEN request_text END, "
+        f"request_text_version = CASE WHEN {unchanged} AND {_STORED} THEN version + 1 END"
+    )
 
 
 # Records are their responses' shapes (SessionRead, ScenarioSummary: the same members in the same
@@ -162,7 +176,7 @@ class PlanningRepository(WorkspaceRepository):
         sql = f"""
             UPDATE scenarios
             SET name = COALESCE(body.b ->> 'name', name), request = COALESCE(body.b -> 'request', request),
-                version = version + 1, updated_at = now()
+                {_text_follows("body.b -> 'request' IS NULL")}, version = version + 1, updated_at = now()
             FROM {self._BODY.format(param="$4")}
             WHERE workspace_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SCENARIO}
         """
@@ -233,16 +247,26 @@ class PlanningRepository(WorkspaceRepository):
 
     async def store_request_text(self, scenario_id: uuid.UUID, version: int) -> bool:
         """Render the current request's text and store it for `version`, if the scenario is still at
-        that version and has no text for it; False when nothing was stored. The row stays locked
+        that version, has no text for it, and is large enough to be read in pieces (a smaller one is
+        read whole, rendered in the statement: `get_scenario_whole`); False when nothing was stored.
+        The row stays locked
         while PostgreSQL renders (a fraction of a second for tens of megabytes): a write to the same
         scenario meanwhile waits, then finds its version moved on (the text is then never read)."""
         sql = f"""
             UPDATE scenarios
             SET request_text = convert_to({_CURRENT_REQUEST}::text, 'UTF8'), request_text_version = version
             WHERE workspace_id = $1 AND id = $2 AND version = $3 AND NOT {_STORED}
+              AND pg_column_size({_CURRENT_REQUEST}) > $4
             RETURNING 1
         """
-        return bool(await self._fetch(sql, scenario_id, version))
+        # Bounded, as it runs in the background where nobody waits: a row locked by a long write gives
+        # up after STORE_LOCK_WAIT (the next large read asks again) rather than hold its pooled
+        # connection, and the queue behind it, for as long as that write lasts.
+        await self._conn.execute(
+            f"SELECT set_config('lock_timeout', '{STORE_LOCK_WAIT}', true), "
+            f"set_config('statement_timeout', '{STORE_STATEMENT_LIMIT}', true)"
+        )
+        return bool(await self._fetch(sql, scenario_id, version, WHOLE_STORED_BYTES))
 
     async def get_original_request(self, scenario_id: uuid.UUID) -> bytes:
         document = AS_BYTES.format(document="original_request")
@@ -263,7 +287,8 @@ class PlanningRepository(WorkspaceRepository):
         request = f"COALESCE({MEMBER.format(param='$5', member='request')}, request)"
         sql = f"""
             UPDATE scenarios
-            SET name = COALESCE($4, name), request = {request}, version = version + 1, updated_at = now()
+            SET name = COALESCE($4, name), request = {request}, {_text_follows("$5::bytea IS NULL")},
+                version = version + 1, updated_at = now()
             WHERE workspace_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SCENARIO}
         """
         row = await self._versioned(
@@ -276,7 +301,8 @@ class PlanningRepository(WorkspaceRepository):
     ) -> ScenarioRecord:
         """The request becomes the original again: NULL reads as the original, no copy is made."""
         sql = f"""
-            UPDATE scenarios SET request = NULL, version = version + 1, updated_at = now()
+            UPDATE scenarios SET request = NULL, {_text_follows("request IS NULL")}, version = version + 1,
+                updated_at = now()
             WHERE workspace_id = $1 AND id = $2 AND {self.IF_MATCH} RETURNING {_SCENARIO}
         """
         return ScenarioRecord(*await self._versioned("scenarios", sql, scenario_id, expected, document=False))

@@ -9,9 +9,11 @@ The rendering is not on any request's path. After a write of a large request, an
 read that found no text for the current version, `RequestTexts.refresh` asks for it; one task per
 process then renders the waiting scenarios one at a time, each in a transaction of its own, as the
 member who asked (row-level security as for any write; a member who may only read does not ask).
-Until it is stored, and whenever it cannot be (the database is down, the process stops, the
-scenario was written again meanwhile), reads render the request as before: the stored text is a
-copy that may be missing, never one that is wrong.
+Until it is stored, and whenever it cannot be (the database is down, the row stays locked, the
+process stops, the scenario was written again meanwhile), reads render the request as before: the
+stored text is a copy that may be missing, never one that is wrong. A write that changes the
+request drops it, a rename keeps it (`PlanningRepository`), and a statement from outside the API
+that changes the request without the version has it dropped by a trigger (migration 0016).
 """
 
 from __future__ import annotations

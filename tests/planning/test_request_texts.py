@@ -4,6 +4,7 @@ it; a copy for another version, or none, is never read: the read renders the JSO
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -111,69 +112,140 @@ async def test_a_large_write_stores_its_text_and_a_read_sends_it(alice: Caller, 
     assert json_value(await read(alice, scenario_id))["request"] == {"marker": True}
 
 
-async def test_a_copy_of_another_version_is_never_read(alice: Caller, clean_db: SqlAdmin) -> None:
+async def test_a_rename_keeps_the_text_and_a_new_request_drops_it(alice: Caller, clean_db: SqlAdmin) -> None:
     original = big_request(LARGE)
     scenario_id = await create(alice, original)
     first = await stored(clean_db, scenario_id, alice.user_id)
-    await set_copy(clean_db, scenario_id, alice.user_id, b'{"marker": true}', first.version)
 
-    # A rename: a new version, the same request, and no rendering asked by the write.
+    # A rename: a new version, the same request: the text follows, without rendering again.
     renamed = await alice.call("PATCH", f"/scenarios/{scenario_id}", {"name": "renamed"})
     assert renamed.status_code == 200, renamed.text
+    after_rename = await copy_of(clean_db, scenario_id, alice.user_id)
+    assert (after_rename.version, after_rename.text_version) == (first.version + 1, first.version + 1)
+    assert after_rename.text == first.rendered
     assert json_value(await read(alice, scenario_id))["request"] == sent(original)
-    assert (await stored(clean_db, scenario_id, alice.user_id)).text == first.rendered
 
-    # A new request: read at once, stored for its version.
+    # A new request: the text goes with the write (a marker stands in for it, so that a read of it
+    # would show), the read renders the new request at once, and its text is stored after.
+    await set_copy(clean_db, scenario_id, alice.user_id, b'{"marker": true}', after_rename.version)
     replacement = big_request(LARGE + 100_000)
     patched = await alice.call("PATCH", f"/scenarios/{scenario_id}", {"request": replacement})
     assert patched.status_code == 200, patched.text
+    assert (await copy_of(clean_db, scenario_id, alice.user_id)).text is None
     assert json_value(await read(alice, scenario_id))["request"] == sent(replacement)
     after_patch = await stored(clean_db, scenario_id, alice.user_id)
     assert after_patch.text == after_patch.rendered != first.rendered
 
-    # A reset: the original again, at once, though the copy is the replacement's.
+    # A reset: the original again, at once.
+    await set_copy(clean_db, scenario_id, alice.user_id, b'{"marker": true}', after_patch.version)
     reset = await alice.call("POST", f"/scenarios/{scenario_id}/reset")
     assert reset.status_code == 200, reset.text
     assert json_value(await read(alice, scenario_id))["request"] == sent(original)
     assert (await stored(clean_db, scenario_id, alice.user_id)).text == first.rendered
 
 
-async def test_a_text_is_stored_only_for_the_version_asked(
+async def test_a_request_changed_from_outside_the_api_is_never_read_from_its_old_text(
+    alice: Caller, clean_db: SqlAdmin
+) -> None:
+    """A statement that changes the request but not the version (a repair by hand): the trigger of
+    migration 0016 drops the text."""
+    original = big_request(LARGE)
+    scenario_id = await create(alice, original)
+    first = await stored(clean_db, scenario_id, alice.user_id)
+    async with clean_db.transaction() as session:
+        await scope_rls_to(session, alice.user_id)
+        await session.execute(
+            text(
+                """UPDATE scenarios SET request = original_request || '{"repaired": true}' WHERE id = :id"""
+            ),
+            {"id": uuid.UUID(scenario_id)},
+        )
+        await session.commit()
+    after = await copy_of(clean_db, scenario_id, alice.user_id)
+    assert (after.version, after.text_version, after.text) == (first.version, None, None)
+    assert json_value(await read(alice, scenario_id))["request"] == sent({**original, "repaired": True})
+
+
+async def test_a_text_is_stored_only_for_the_version_asked_and_only_when_large(
     alice: Caller, app: FastAPI, clean_db: SqlAdmin
 ) -> None:
     scenario_id = await create(alice, big_request(LARGE))
     first = await stored(clean_db, scenario_id, alice.user_id)
+    await set_copy(clean_db, scenario_id, alice.user_id, None, None)
     renamed = await alice.call("PATCH", f"/scenarios/{scenario_id}", {"name": "renamed"})
     assert renamed.status_code == 200, renamed.text
 
     planning = WorkspaceScope(app_state(app).db, alice.user_id, alice.user_id, True, PlanningRepository)
     async with planning.writing() as repo:
-        # Rendered for the version before the rename: the scenario moved on, nothing is stored.
+        # Asked for the version before the rename: the scenario moved on, nothing is stored.
         assert not await repo.store_request_text(uuid.UUID(scenario_id), first.version)
-    assert (await copy_of(clean_db, scenario_id, alice.user_id)).text_version == first.version
+    assert (await copy_of(clean_db, scenario_id, alice.user_id)).text is None
     async with planning.writing() as repo:
         assert await repo.store_request_text(uuid.UUID(scenario_id), first.version + 1)
         # Stored already: not rendered again.
         assert not await repo.store_request_text(uuid.UUID(scenario_id), first.version + 1)
 
+    # A request whose body asks for its text (over 64 KiB) but which is read whole, rendered in the
+    # read's own statement: no text is stored for it.
+    small = await create(alice, big_request(70_000))
+    async with planning.writing() as repo:
+        assert not await repo.store_request_text(uuid.UUID(small), 1)
+    assert (await copy_of(clean_db, small, alice.user_id)).text is None
+
+
+async def test_a_write_committed_while_the_text_renders_wins(
+    alice: Caller, app: FastAPI, clean_db: SqlAdmin
+) -> None:
+    """The rendering waits for the row; once the write commits, it finds the version moved on
+    (PostgreSQL re-checks the row it waited for) and stores nothing."""
+    scenario_id = await create(alice, big_request(LARGE))
+    first = await stored(clean_db, scenario_id, alice.user_id)
+    await set_copy(clean_db, scenario_id, alice.user_id, None, None)
+    planning = WorkspaceScope(app_state(app).db, alice.user_id, alice.user_id, True, PlanningRepository)
+
+    async with clean_db.transaction() as writer:
+        await scope_rls_to(writer, alice.user_id)
+        await writer.execute(
+            text("UPDATE scenarios SET version = version + 1, name = 'written meanwhile' WHERE id = :id"),
+            {"id": uuid.UUID(scenario_id)},
+        )
+
+        async def store() -> bool:
+            async with planning.writing() as repo:
+                return await repo.store_request_text(uuid.UUID(scenario_id), first.version)
+
+        storing = asyncio.create_task(store())
+
+        async def waiting_for_the_row() -> bool:
+            async with clean_db.transaction() as observer:
+                waiting = await observer.execute(
+                    text("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'")
+                )
+                return bool(waiting.scalar())
+
+        await eventually(waiting_for_the_row)
+        await writer.commit()
+    assert await storing is False
+    after = await copy_of(clean_db, scenario_id, alice.user_id)
+    assert (after.version, after.text) == (first.version + 1, None)
+
 
 async def test_a_viewers_read_asks_for_nothing_a_members_does(
     team: Team,  # noqa: F811 (the fixture)
-    app: FastAPI,
     clean_db: SqlAdmin,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     scenario_id = await create(team.alice, big_request(LARGE))
     copy = await stored(clean_db, scenario_id, team.workspace)
     await set_copy(clean_db, scenario_id, team.workspace, None, None)
-    texts = app_state(app).request_texts
 
-    # A viewer may not write, so its read renders and asks nothing of the background.
-    assert json_value(await read(team.dave, scenario_id))["request"] == json_value(copy.rendered)
-    assert texts.waiting == 0
-    assert (await copy_of(clean_db, scenario_id, team.workspace)).text is None
-
-    assert await read(team.bob, scenario_id)
-    assert (await stored(clean_db, scenario_id, team.workspace)).text == copy.rendered
+    # A viewer may not write, so its read renders and asks nothing of the background (which would
+    # be refused: a warning, and still no text).
+    with caplog.at_level(logging.WARNING, logger="service.planning.request_texts"):
+        assert json_value(await read(team.dave, scenario_id))["request"] == json_value(copy.rendered)
+        assert await read(team.bob, scenario_id)
+        assert (await stored(clean_db, scenario_id, team.workspace)).text == copy.rendered
+    assert not caplog.records, caplog.text
 
 
 async def test_a_failed_rendering_is_logged_without_a_traceback_and_the_next_one_runs(
