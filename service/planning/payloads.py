@@ -75,7 +75,7 @@ def request_written(
 ) -> None:
     """After a committed write of `size` bytes: a request large enough to be read in pieces gets its
     text stored for the new version, in the background (a rename's small body asks for nothing: the
-    scenario's next large read does)."""
+    text it had follows it, and a scenario without one gets it at its next large read)."""
     if size > REFRESH_AFTER_WRITE_BYTES:
         texts.refresh(planning, record.id, record.version)
 

@@ -249,9 +249,10 @@ class PlanningRepository(WorkspaceRepository):
         """Render the current request's text and store it for `version`, if the scenario is still at
         that version, has no text for it, and is large enough to be read in pieces (a smaller one is
         read whole, rendered in the statement: `get_scenario_whole`); False when nothing was stored.
-        The row stays locked
-        while PostgreSQL renders (a fraction of a second for tens of megabytes): a write to the same
-        scenario meanwhile waits, then finds its version moved on (the text is then never read)."""
+        The row stays locked while PostgreSQL renders (a fraction of a second for tens of
+        megabytes): a write to the same scenario meanwhile waits for it, then moves the version on
+        (the text follows a rename, and is dropped by any other change). A write committed first
+        leaves this statement a row at another version: nothing is stored."""
         sql = f"""
             UPDATE scenarios
             SET request_text = convert_to({_CURRENT_REQUEST}::text, 'UTF8'), request_text_version = version
