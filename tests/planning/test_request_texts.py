@@ -219,7 +219,10 @@ async def test_a_write_committed_while_the_text_renders_wins(
         async def waiting_for_the_row() -> bool:
             async with clean_db.transaction() as observer:
                 waiting = await observer.execute(
-                    text("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'")
+                    text(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE NOT l.granted AND l.locktype = 'transactionid' AND a.datname = current_database()"
+                    )
                 )
                 return bool(waiting.scalar())
 
