@@ -27,6 +27,19 @@ class SqlAdmin:
         async with self._sessions() as session, session.begin():
             yield session
 
+    async def waits_on_a_lock(self, query_like: str) -> bool:
+        """Whether a statement of this database matching `query_like` (a LIKE pattern) now waits on a
+        lock. A transaction of its own each call: pg_stat_activity is a snapshot within one."""
+        async with self.transaction() as probe:
+            waiting = await probe.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database() AND query LIKE :query_like"
+                ),
+                {"query_like": query_like},
+            )
+            return bool(waiting.scalar_one())
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 

@@ -76,15 +76,7 @@ async def test_an_insert_racing_the_deletion_waits_and_is_refused(
             )
 
     async def insert_waits_on_a_lock() -> bool:
-        # A transaction of its own each time: pg_stat_activity is a snapshot within one.
-        async with clean_db.transaction() as probe:
-            waiting = await probe.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE 'INSERT INTO sessions%'"
-                )
-            )
-            return bool(waiting.scalar_one())
+        return await clean_db.waits_on_a_lock("INSERT INTO sessions%")
 
     async with clean_db.transaction() as deletion:
         await deletion.execute(text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"), {"id": alice.user_id})

@@ -217,14 +217,7 @@ async def test_a_write_committed_while_the_text_renders_wins(
         storing = asyncio.create_task(store())
 
         async def waiting_for_the_row() -> bool:
-            async with clean_db.transaction() as observer:
-                waiting = await observer.execute(
-                    text(
-                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                        "WHERE NOT l.granted AND l.locktype = 'transactionid' AND a.datname = current_database()"
-                    )
-                )
-                return bool(waiting.scalar())
+            return await clean_db.waits_on_a_lock("%UPDATE scenarios%SET request_text%")
 
         await eventually(waiting_for_the_row)
         await writer.commit()

@@ -348,14 +348,7 @@ async def test_a_change_waits_for_the_workspace_lock_and_then_sees_the_change_be
         second = asyncio.create_task(put_role(bob, workspace, bob.user_id, "member"))
 
         async def waiting_on_the_lock() -> bool:
-            async with clean_db.transaction() as session:
-                waiting = await session.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE wait_event_type = 'Lock' AND query LIKE '%FROM workspaces WHERE id%FOR UPDATE%'"
-                    )
-                )
-                return bool(waiting.scalar_one())
+            return await clean_db.waits_on_a_lock("%FROM workspaces WHERE id%FOR UPDATE%")
 
         await eventually(waiting_on_the_lock)
         assert not second.done()
